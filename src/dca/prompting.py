@@ -1,0 +1,33 @@
+"""How a problem is put to the assistant, and the answer format it is asked for.
+
+The answer format: the completion reasons step by step and ends with a last line of the form
+
+    Answer: <number>
+
+`dca.problems.answer` also accepts the common forms small models write instead ("The answer
+is 8.", "\\boxed{8}", "#### 8") and counts completions with none of them as format failures.
+"""
+
+from __future__ import annotations
+
+from .records import Problem
+
+ANSWER_PREFIX = "Answer:"
+
+SYSTEM_PROMPT = (
+    "You are a careful assistant who solves math word problems. "
+    "Think step by step, using only the facts the question needs, "
+    f"and end with a last line of the form '{ANSWER_PREFIX} <number>'."
+)
+
+
+def user_message(problem: Problem) -> str:
+    return f"{problem.question}\nSolve it step by step and finish with '{ANSWER_PREFIX} <number>'."
+
+
+def chat_messages(problem: Problem) -> list[dict[str, str]]:
+    """The conversational prompt (TRL's conversational dataset format)."""
+    return [
+        {"role": "system", "content": SYSTEM_PROMPT},
+        {"role": "user", "content": user_message(problem)},
+    ]

@@ -1,0 +1,346 @@
+"""Typed records that flow between pipeline stages.
+
+Every record is a keyword-only dataclass of plain data, so that each stage can run alone and
+its output can be written to, and read back from, JSON-lines (`write_jsonl` / `read_jsonl`).
+The pipeline (see DESIGN.md):
+
+    Problem --policy--> Trace --segment--> Unit[] --reviewers--> Review x k --> Consensus
+                                                                                  |
+                           sequence advantage ---------------------------------> Credit
+
+Character offsets are Python string indices (code points) into the text they refer to;
+spans are half-open ``[start, end)``. Unit and step indices are 0-based.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Iterator, TypeVar
+
+# ---------------------------------------------------------------------------------------------
+# Label vocabularies (the review protocol's closed sets)
+
+#: What a step does in the text.
+FUNCTIONS = (
+    "given_fact",  # restates a fact from the problem
+    "task_statement",  # restates what is asked
+    "plan",  # says how it will proceed
+    "computation",  # computes a value
+    "verification",  # checks something already computed
+    "backtracking",  # abandons or revises an earlier step
+    "conclusion",  # states the final answer
+    "other",
+)
+
+#: What a step contributed to the outcome.
+CONTRIBUTIONS = (
+    "solved",  # produced the final answer
+    "essential",  # on the solution path: the answer depends on it
+    "indirect",  # helped (restated a needed fact, the task) without computing on the path
+    "irrelevant",  # the answer does not depend on it (distractors, padding, needless checks)
+    "failed_attempt",  # an approach that was tried and abandoned
+    "error",  # a wrong statement or computation
+)
+
+#: Contributions whose tokens receive credit under the `mask`/`conserve` policies by default.
+USEFUL_CONTRIBUTIONS = ("solved", "essential", "indirect")
+
+#: Outcome of checking a trace's answer against the gold answer.
+OUTCOMES = ("correct", "wrong", "format_failure")
+
+
+# ---------------------------------------------------------------------------------------------
+# Problems
+
+
+@dataclass(kw_only=True)
+class Fact:
+    """One sentence of a problem that states a quantity."""
+
+    id: str
+    """Stable id within the problem, e.g. ``"f0"`` (needed) or ``"d1"`` (distractor)."""
+    text: str
+    """The sentence as it appears in the question."""
+    value: float
+    """The quantity the sentence states."""
+    entity: str = ""
+    """Who or what the quantity belongs to, e.g. ``"Ava's apples"``."""
+
+
+@dataclass(kw_only=True)
+class Operation:
+    """One node of a synthetic problem's computation graph."""
+
+    id: str
+    """Stable id within the problem, e.g. ``"v0"``; the last operation yields the answer."""
+    op: str
+    """One of ``+ - * /``."""
+    inputs: list[str]
+    """Ids of the facts or earlier operations it combines, in operand order."""
+    value: float
+    """The (integer) result."""
+    description: str = ""
+    """What the value means in words, e.g. ``"the apples Ava has left"``."""
+
+
+@dataclass(kw_only=True)
+class ReferenceStep:
+    """One line of a reference solution (GSM8K) with its calculator annotations."""
+
+    text: str
+    """The line with ``<<...>>`` annotations removed."""
+    expressions: list[str] = field(default_factory=list)
+    """The annotated expressions, e.g. ``["48/2"]``."""
+    values: list[float] = field(default_factory=list)
+    """The annotated results, e.g. ``[24.0]``."""
+
+
+@dataclass(kw_only=True)
+class Problem:
+    """A question with a gold answer and, where known, its causal structure."""
+
+    id: str
+    """Unique id, e.g. ``"synthetic-s0-00012"`` or ``"gsm8k-test-00007"``."""
+    source: str
+    """``"synthetic"``, ``"gsm8k"`` or the file it came from."""
+    question: str
+    """The full question text shown to the assistant."""
+    answer: str
+    """The gold final answer as a plain string, e.g. ``"18"``."""
+    facts: list[Fact] = field(default_factory=list)
+    """Facts the solution needs (synthetic problems)."""
+    distractors: list[Fact] = field(default_factory=list)
+    """Facts that are irrelevant to the question (synthetic problems)."""
+    operations: list[Operation] = field(default_factory=list)
+    """The computation graph in evaluation order (synthetic problems)."""
+    intermediate_values: list[float] = field(default_factory=list)
+    """Every value on the solution path, the answer last."""
+    reference_steps: list[ReferenceStep] = field(default_factory=list)
+    """Reference solution lines (GSM8K)."""
+    domain: str = "arithmetic"
+    """Problem family, used to report generalization per domain."""
+    metadata: dict[str, Any] = field(default_factory=dict)
+    """Generator settings (seed, difficulty knobs) or loader details."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Traces and their analysis
+
+
+@dataclass(kw_only=True)
+class Trace:
+    """One assistant completion for one problem, with its outcome."""
+
+    id: str
+    """Unique id, e.g. ``"<problem id>/g3"`` for the fourth sample in a group."""
+    problem_id: str
+    prompt: str
+    """The prompt text exactly as the model saw it (chat template applied)."""
+    completion: str
+    """The decoded completion (special tokens removed)."""
+    completion_token_ids: list[int] = field(default_factory=list)
+    """Token ids of the completion as generated, without padding."""
+    answer: str | None = None
+    """The extracted final answer, or None when none could be extracted."""
+    outcome: str = "format_failure"
+    """One of `OUTCOMES`."""
+    reward: float = 0.0
+    """Outcome reward from the verifier."""
+    advantage: float | None = None
+    """Sequence-level (group-normalized) advantage, when the trace was part of a group."""
+    group: str | None = None
+    """Id shared by the samples drawn for the same prompt in one step."""
+    model: str = ""
+    step: int | None = None
+    """Training step at which the trace was sampled."""
+
+
+@dataclass(kw_only=True)
+class Unit:
+    """A pre-split span of a completion (sentence, line or clause)."""
+
+    index: int
+    start: int
+    """Character offset of the first character in the completion."""
+    end: int
+    """Character offset one past the last character."""
+    text: str
+    """``completion[start:end]``; whitespace between units belongs to the following unit's
+    leading edge or the preceding unit's trailing edge, never to no unit."""
+
+
+@dataclass(kw_only=True)
+class Step:
+    """A reviewer's group of contiguous units with its labels."""
+
+    index: int
+    first_unit: int
+    last_unit: int
+    """Inclusive range of unit indices."""
+    function: str
+    """One of `FUNCTIONS`."""
+    contribution: str
+    """One of `CONTRIBUTIONS`."""
+    depends_on: list[int] = field(default_factory=list)
+    """Indices of earlier steps this step uses."""
+    reason: str = ""
+    """One line saying why."""
+
+
+@dataclass(kw_only=True)
+class Review:
+    """One reviewer's analysis of one trace."""
+
+    trace_id: str
+    reviewer: str
+    """The configured reviewer name."""
+    units: list[Unit]
+    """The units the reviewer was shown."""
+    steps: list[Step] = field(default_factory=list)
+    status: str = "ok"
+    """``"ok"`` or ``"failed"``; a failed review carries no steps and an `error`."""
+    error: str | None = None
+    """Why the review failed."""
+    unreviewed_units: list[int] = field(default_factory=list)
+    """Units that no step covers."""
+    usage: dict[str, float] = field(default_factory=dict)
+    """Tokens in/out, cost, latency, cache hit."""
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def unit_contributions(self) -> list[str | None]:
+        """The contribution label of each unit (None where no step covers it)."""
+        labels: list[str | None] = [None] * len(self.units)
+        for step in self.steps:
+            for i in range(step.first_unit, step.last_unit + 1):
+                labels[i] = step.contribution
+        return labels
+
+
+@dataclass(kw_only=True)
+class Consensus:
+    """Several reviews of one trace merged unit by unit."""
+
+    trace_id: str
+    reviewers: list[str]
+    rule: str
+    """``"unanimous"``, ``"majority"`` or ``"at-least-M"``."""
+    units: list[Unit]
+    steps: list[Step] = field(default_factory=list)
+    """Contiguous agreed units with the agreed label."""
+    unit_votes: list[dict[str, str]] = field(default_factory=list)
+    """Per unit, reviewer name -> contribution label."""
+    unit_agreement: list[float] = field(default_factory=list)
+    """Per unit, the share of reviewers that voted for the winning label."""
+    disputed_units: list[int] = field(default_factory=list)
+    failed_reviews: int = 0
+    fraction_agreed: float = 0.0
+
+    def unit_contributions(self) -> list[str | None]:
+        """The agreed contribution of each unit (None where disputed or uncovered)."""
+        labels: list[str | None] = [None] * len(self.units)
+        for step in self.steps:
+            for i in range(step.first_unit, step.last_unit + 1):
+                labels[i] = step.contribution
+        return labels
+
+
+@dataclass(kw_only=True)
+class Credit:
+    """Per-token advantages for one trace's completion tokens."""
+
+    trace_id: str
+    policy: str
+    """``uniform``, ``mask``, ``conserve`` or ``random``."""
+    sequence_advantage: float
+    token_advantages: list[float]
+    """One value per completion token (same length as `Trace.completion_token_ids`)."""
+    credited_tokens: int
+    """Tokens that received a non-zero weight."""
+    fallback: str | None = None
+    """Why the policy fell back to ``uniform`` (failed review, nothing credited), if it did."""
+
+    @property
+    def uniform_sum(self) -> float:
+        return self.sequence_advantage * len(self.token_advantages)
+
+
+# ---------------------------------------------------------------------------------------------
+# JSON-lines I/O
+
+R = TypeVar("R")
+
+
+def to_dict(record: Any) -> dict[str, Any]:
+    """A record as a JSON-ready dict."""
+    return dataclasses.asdict(record)
+
+
+def _build(tp: Any, value: Any) -> Any:
+    """Rebuild a value of (possibly nested, possibly optional) dataclass type `tp`."""
+    if value is None:
+        return None
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        for arg in typing.get_args(tp):
+            if arg is type(None):
+                continue
+            return _build(arg, value)
+    if origin is list:
+        (item_tp,) = typing.get_args(tp) or (Any,)
+        return [_build(item_tp, v) for v in value]
+    if dataclasses.is_dataclass(tp) and isinstance(value, dict):
+        return from_dict(tp, value)
+    return value
+
+
+def from_dict(cls: type[R], data: dict[str, Any]) -> R:
+    """Rebuild a record from `to_dict` output; unknown keys are an error."""
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(data) - names
+    if unknown:
+        raise ValueError(f"{cls.__name__} has no field(s) {sorted(unknown)}")
+    return cls(**{k: _build(hints[k], v) for k, v in data.items()})
+
+
+def write_jsonl(path: str | os.PathLike, records: Iterable[Any]) -> int:
+    """Write records atomically (temp file + rename) so a crash never leaves half a file."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".partial")
+    n = 0
+    with open(tmp, "w", encoding="utf-8") as f:
+        for record in records:
+            f.write(json.dumps(to_dict(record), ensure_ascii=False) + "\n")
+            n += 1
+    os.replace(tmp, path)
+    return n
+
+
+def append_jsonl(path: str | os.PathLike, records: Iterable[Any]) -> None:
+    """Append records to a growing log (per-step metrics, traces during training)."""
+    with open(path, "a", encoding="utf-8") as f:
+        for record in records:
+            data = record if isinstance(record, dict) else to_dict(record)
+            f.write(json.dumps(data, ensure_ascii=False) + "\n")
+
+
+def iter_jsonl(path: str | os.PathLike, cls: type[R]) -> Iterator[R]:
+    """Yield records of type `cls`; raises ValueError naming the line on bad input."""
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                yield from_dict(cls, json.loads(line))
+            except (ValueError, TypeError) as e:
+                raise ValueError(f"{path}:{lineno}: not a valid {cls.__name__} record ({e})") from e
+
+
+def read_jsonl(path: str | os.PathLike, cls: type[R]) -> list[R]:
+    return list(iter_jsonl(path, cls))
