@@ -1,0 +1,381 @@
+"""Credit: turn a review and a sequence advantage into per-token advantages.
+
+GRPO gives every completion token the same advantage ``A`` (the group-normalized reward).
+DCA keeps ``A`` but chooses *which* tokens carry it, using a reviewer's (or a consensus's)
+label for each unit of the completion:
+
+- ``uniform``: every token gets ``A``; plain GRPO, the baseline arm.
+- ``mask``: tokens of units whose contribution is useful (``CreditConfig.useful_contributions``)
+  get ``A``, all others 0. The trace's total advantage shrinks.
+- ``conserve``: like ``mask``, rescaled by ``N / credited`` so the trace's total
+  ``sum(token advantages) == N * A`` is the same as under ``uniform``: the reward is
+  redistributed, never created, so gaming the reviewer cannot raise it (DESIGN.md).
+- ``random``: the control for ``conserve``; credits about as many tokens as ``mask`` would,
+  on randomly chosen units (seeded by ``CreditConfig.seed`` and the trace id), rescaled the
+  same way. It separates "which tokens" from "fewer tokens, larger weights".
+
+Rules shared by all policies:
+
+- A token belongs to the unit holding its first non-whitespace character (an all-whitespace
+  token: its first character), so " 14" belongs to the unit of "14" even though its space
+  may end the unit before.
+- The final-answer span (``answer_span``) always carries credit: every token overlapping it is
+  credited, whatever the review says (also under ``random``).
+- Zero-width tokens (EOS and other special tokens, see `token_char_spans`) go with the final
+  answer span; without one, with the last unit.
+- The policy falls back to ``uniform`` when there is no review, the review failed, or nothing
+  would be credited; `Credit.fallback` records why.
+
+Tokens are mapped to characters by `token_char_spans`, exact for byte-level BPE tokenizers
+(GPT-2, Llama 3, Qwen, SmolLM2) including characters split across tokens.
+
+This module is part of the torch-free core: it takes and returns plain lists.
+"""
+
+from __future__ import annotations
+
+import bisect
+import hashlib
+import random
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+from dca.records import CONTRIBUTIONS, USEFUL_CONTRIBUTIONS, Consensus, Credit, Review, Unit
+
+__all__ = [
+    "POLICIES",
+    "CreditConfig",
+    "compute_credit",
+    "credit_statistics",
+    "token_char_spans",
+]
+
+#: Valid values of `CreditConfig.policy`.
+POLICIES = ("uniform", "mask", "conserve", "random")
+
+
+# ---------------------------------------------------------------------------------------------
+# Token -> character alignment
+
+
+def _bytes_to_unicode() -> dict[int, str]:
+    """GPT-2's byte-level alphabet: each byte 0..255 as a printable unicode character.
+
+    Printable Latin-1 bytes stand for themselves; the others are shifted to ``256 + n``.
+    """
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1)]
+    printable += range(ord("®"), ord("ÿ") + 1)
+    table = {b: chr(b) for b in printable}
+    shifted = 0
+    for b in range(256):
+        if b not in table:
+            table[b] = chr(256 + shifted)
+            shifted += 1
+    return table
+
+
+#: Inverse of the byte-level alphabet: token character -> byte.
+_BYTE_OF_CHAR = {char: byte for byte, char in _bytes_to_unicode().items()}
+
+
+def _is_byte_level(tokenizer: Any) -> bool:
+    """Whether `tokenizer` is a byte-level BPE whose token strings spell bytes (GPT-2 style)."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    decoder = getattr(backend, "decoder", None)
+    if decoder is None:
+        return False
+    from tokenizers.decoders import ByteLevel  # installed with transformers; no torch
+
+    return isinstance(decoder, ByteLevel)
+
+
+def _byte_level_token_bytes(tokenizer: Any, token_ids: Sequence[int]) -> list[bytes | None]:
+    """The exact bytes each token stands for; None for ids the tokenizer does not know.
+
+    Vocabulary tokens are spelled in the byte-level alphabet; added tokens (special or not)
+    are stored as their literal text, so their bytes are that text's UTF-8.
+    """
+    added = {i: t.content for i, t in getattr(tokenizer, "added_tokens_decoder", {}).items()}
+    pieces = tokenizer.convert_ids_to_tokens(list(token_ids))
+    result: list[bytes | None] = []
+    for token_id, piece in zip(token_ids, pieces):
+        if token_id in added:
+            result.append(added[token_id].encode("utf-8"))
+        elif piece is None or any(c not in _BYTE_OF_CHAR for c in piece):
+            result.append(None)
+        else:
+            result.append(bytes(_BYTE_OF_CHAR[c] for c in piece))
+    return result
+
+
+def _byte_level_spans(tokenizer: Any, token_ids: Sequence[int], text: str) -> list[tuple[int, int]]:
+    """`token_char_spans` for byte-level tokenizers, in O(len(text) + len(token_ids))."""
+    # char_at[b]: the character offset a token span starting (or ending) at byte b maps to:
+    # the index of the char that starts at b, or of the next char when b is inside one (a
+    # char split across tokens belongs to the token holding its first byte).
+    encoded = bytearray()
+    char_at: list[int] = []
+    for index, char in enumerate(text):
+        char_bytes = char.encode("utf-8", "surrogatepass")
+        encoded += char_bytes
+        char_at += [index] + [index + 1] * (len(char_bytes) - 1)
+    char_at.append(len(text))
+
+    end = len(text)
+    spans = []
+    position = 0  # byte offset in `encoded` where the next token must match
+    for token_bytes in _byte_level_token_bytes(tokenizer, token_ids):
+        if token_bytes and encoded.startswith(token_bytes, position):
+            next_position = position + len(token_bytes)
+            spans.append((char_at[position], char_at[next_position]))
+            position = next_position
+        else:
+            # Special tokens (text is decoded without them), unknown ids, and bytes that the
+            # text does not hold at this point (e.g. a character cut off by the length limit,
+            # decoded as U+FFFD): no characters; later tokens still match from `position`.
+            spans.append((end, end))
+    return spans
+
+
+def _prefix_decoding_spans(
+    tokenizer: Any, token_ids: Sequence[int], text: str
+) -> list[tuple[int, int]]:
+    """`token_char_spans` for any tokenizer with `decode`: O(n^2) prefix decoding.
+
+    Token i ends where the decoded prefix ``ids[:i+1]`` stops agreeing with `text`; spans are
+    kept monotone, so a token whose text was dropped or altered gets a zero-width span.
+    """
+    special = set(getattr(tokenizer, "all_special_ids", []) or [])
+    end = len(text)
+    spans = []
+    previous_end = 0
+    for i, token_id in enumerate(token_ids):
+        if token_id in special:
+            spans.append((end, end))
+            continue
+        prefix = tokenizer.decode(list(token_ids[: i + 1]), skip_special_tokens=True)
+        agreed = 0
+        for a, b in zip(prefix, text):
+            if a != b:
+                break
+            agreed += 1
+        token_end = max(previous_end, agreed)
+        spans.append((previous_end, token_end))
+        previous_end = token_end
+    return spans
+
+
+def token_char_spans(tokenizer: Any, token_ids: list[int], text: str) -> list[tuple[int, int]]:
+    """Each token's half-open character span in `text`, the decoded completion.
+
+    For byte-level BPE tokenizers the spans are exact: each token's bytes come from its
+    byte-level spelling, and byte offsets map to character offsets. A character split over
+    several tokens (emoji, CJK) belongs to the token holding its first byte; the following
+    token's span starts after that character (and may be zero-width). Tokens whose bytes
+    are not in `text` at that point, such as EOS and other special tokens, get a zero-width
+    span at the end of `text`. Other tokenizers fall back to incremental prefix decoding.
+
+    Spans of the tokens that are found in `text` are contiguous and in order; when
+    ``text == tokenizer.decode(token_ids, skip_special_tokens=True)`` they cover `text`.
+    """
+    if _is_byte_level(tokenizer):
+        return _byte_level_spans(tokenizer, token_ids, text)
+    return _prefix_decoding_spans(tokenizer, token_ids, text)
+
+
+# ---------------------------------------------------------------------------------------------
+# Credit
+
+
+@dataclass(kw_only=True)
+class CreditConfig:
+    """How a review is turned into per-token advantages."""
+
+    policy: str = "conserve"
+    """``uniform`` (plain GRPO), ``mask``, ``conserve`` or ``random`` (see the module docstring)."""
+    useful_contributions: tuple[str, ...] = USEFUL_CONTRIBUTIONS
+    """Contribution labels whose units are credited."""
+    seed: int = 0
+    """Seed of the ``random`` policy (combined with each trace id)."""
+
+    def __post_init__(self) -> None:
+        if self.policy not in POLICIES:
+            raise ValueError(
+                f"unknown credit policy {self.policy!r}; choose one of {', '.join(POLICIES)}"
+            )
+        self.useful_contributions = tuple(self.useful_contributions)
+        unknown = [c for c in self.useful_contributions if c not in CONTRIBUTIONS]
+        if unknown:
+            raise ValueError(
+                f"unknown contribution label(s) {unknown} in useful_contributions; "
+                f"choose from {', '.join(CONTRIBUTIONS)}"
+            )
+
+
+def compute_credit(
+    *,
+    trace_id: str,
+    text: str,
+    token_spans: list[tuple[int, int]],
+    review: Review | Consensus | None,
+    sequence_advantage: float,
+    answer_span: tuple[int, int] | None,
+    config: CreditConfig,
+) -> Credit:
+    """Per-token advantages for one trace's N = ``len(token_spans)`` completion tokens.
+
+    `token_spans` come from `token_char_spans`; `review.units` must be units of `text`
+    (from `dca.segment.segment`); `answer_span` is the final answer's character span in
+    `text`, or None when no answer was extracted. Raises ValueError when spans do not fit
+    `text`. `Credit.credited_tokens` counts the tokens selected to carry the advantage, even
+    when the advantage itself is 0.
+    """
+    _check_spans(text, token_spans, review, answer_span)
+    n_tokens = len(token_spans)
+
+    def result(weights: list[float], fallback: str | None = None) -> Credit:
+        return Credit(
+            trace_id=trace_id,
+            policy=config.policy,
+            sequence_advantage=sequence_advantage,
+            token_advantages=[sequence_advantage * w for w in weights],
+            credited_tokens=sum(1 for w in weights if w != 0),
+            fallback=fallback,
+        )
+
+    uniform = [1.0] * n_tokens
+    if config.policy == "uniform" or n_tokens == 0:
+        return result(uniform)
+    if review is None:
+        return result(uniform, fallback="no review")
+    if getattr(review, "status", "ok") == "failed":
+        return result(uniform, fallback=f"review failed: {getattr(review, 'error', None)}")
+
+    token_units = _token_units(text, token_spans, review.units, answer_span)
+    labels = review.unit_contributions()
+    useful = {i for i, label in enumerate(labels) if label in config.useful_contributions}
+    credited = [unit == _ANSWER or unit in useful for unit in token_units]
+    if not any(credited):
+        return result(uniform, fallback="nothing credited: no useful unit and no answer span")
+
+    if config.policy == "random":
+        target = sum(credited)
+        credited = _random_units_credit(token_units, target, _stable_seed(config.seed, trace_id))
+
+    if config.policy == "mask":
+        return result([1.0 if c else 0.0 for c in credited])
+    scale = n_tokens / sum(credited)  # conserve and random: the total stays N * A
+    return result([scale if c else 0.0 for c in credited])
+
+
+#: Marker in `_token_units` for tokens that belong to the final-answer span.
+_ANSWER = -1
+
+
+def _token_units(
+    text: str,
+    token_spans: list[tuple[int, int]],
+    units: list[Unit],
+    answer_span: tuple[int, int] | None,
+) -> list[int | None]:
+    """The unit index each token belongs to; `_ANSWER` for the answer span; None if no unit."""
+    unit_starts = [u.start for u in units]
+
+    def unit_at(char: int) -> int | None:
+        if not units or not units[0].start <= char < units[-1].end:
+            return None
+        return bisect.bisect_right(unit_starts, char) - 1
+
+    # Zero-width (special) tokens go with the answer, else with the last unit.
+    if answer_span is not None:
+        zero_width_owner: int | None = _ANSWER
+    else:
+        zero_width_owner = len(units) - 1 if units else None
+
+    owners: list[int | None] = []
+    for start, end in token_spans:
+        if start == end:
+            owners.append(zero_width_owner)
+            continue
+        if answer_span is not None and start < answer_span[1] and end > answer_span[0]:
+            owners.append(_ANSWER)
+            continue
+        first = start
+        while first < end and text[first].isspace():
+            first += 1
+        owners.append(unit_at(first if first < end else start))
+    return owners
+
+
+def _random_units_credit(token_units: list[int | None], target: int, seed: int) -> list[bool]:
+    """Credit the answer tokens plus random whole units, about `target` tokens in all.
+
+    Units are drawn in a seeded random order; a unit is taken when it brings the count
+    closer to `target` (never further), until the count reaches it. The result is never
+    empty: `target` counts at least one useful unit no larger than it, which is always taken.
+    """
+    credited = [unit == _ANSWER for unit in token_units]
+    count = sum(credited)
+    sizes: dict[int, int] = {}
+    for unit in token_units:
+        if unit is not None and unit != _ANSWER:
+            sizes[unit] = sizes.get(unit, 0) + 1
+    order = sorted(sizes)
+    random.Random(seed).shuffle(order)
+    chosen = set()
+    for unit in order:
+        if count >= target:
+            break
+        if count + sizes[unit] - target <= target - count:
+            chosen.add(unit)
+            count += sizes[unit]
+    return [c or unit in chosen for c, unit in zip(credited, token_units)]
+
+
+def _stable_seed(seed: int, trace_id: str) -> int:
+    """A seed that depends on both inputs and is the same in every process (unlike hash())."""
+    digest = hashlib.sha256(f"{seed}\x00{trace_id}".encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big")
+
+
+def _check_spans(
+    text: str,
+    token_spans: list[tuple[int, int]],
+    review: Review | Consensus | None,
+    answer_span: tuple[int, int] | None,
+) -> None:
+    """Raise ValueError when a span does not fit `text` (a caller mixing up traces)."""
+    spans = list(token_spans)
+    if answer_span is not None:
+        spans.append(answer_span)
+    if review is not None:
+        spans += [(u.start, u.end) for u in review.units]
+    for start, end in spans:
+        if not 0 <= start <= end <= len(text):
+            raise ValueError(
+                f"span ({start}, {end}) does not fit a text of {len(text)} characters; "
+                "pass the spans computed for this trace's completion"
+            )
+
+
+# ---------------------------------------------------------------------------------------------
+# Logging
+
+
+def credit_statistics(credits: list[Credit]) -> dict[str, float]:
+    """Aggregate figures over a batch of credits, for logging.
+
+    ``fraction_credited``: credited tokens / all tokens; ``fallbacks``: credits that fell back
+    to uniform; ``mean_abs_advantage``: mean |token advantage| over all tokens; ``traces`` and
+    ``tokens``: counts.
+    """
+    tokens = sum(len(c.token_advantages) for c in credits)
+    return {
+        "traces": float(len(credits)),
+        "tokens": float(tokens),
+        "fraction_credited": sum(c.credited_tokens for c in credits) / tokens if tokens else 0.0,
+        "fallbacks": float(sum(1 for c in credits if c.fallback is not None)),
+        "mean_abs_advantage": (
+            sum(abs(a) for c in credits for a in c.token_advantages) / tokens if tokens else 0.0
+        ),
+    }

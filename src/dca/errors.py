@@ -1,0 +1,10 @@
+"""Exception types: a caller's mistake versus a failure while running.
+
+`UserError` means the input is wrong (missing file, bad config, unknown model); the CLI prints
+its message as one line and exits with code 2. Anything else is a bug or a run failure and
+keeps its traceback.
+"""
+
+
+class UserError(Exception):
+    """Bad input from the user; the message says what is wrong and what to do."""

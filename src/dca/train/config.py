@@ -1,0 +1,130 @@
+"""Configuration of a DCA training run, read from YAML (`dca train --config run.yaml`).
+
+Config files are untrusted input, so they are validated with pydantic (unknown keys are an
+error that names the key). Every run directory holds the exact config that produced it, as
+``config.yaml``. Example::
+
+    model: embedded            # 'embedded', a checkpoint directory or a hub id
+    warmstart: {steps: 40}     # optional: SFT on gold CoTs first (cached)
+    reviewer: oracle
+    credit: {policy: conserve}
+    problems: {synthetic: {count: 64, seed: 1, min_operations: 1, max_operations: 2}}
+    eval_problems: {synthetic: {count: 32, seed: 2, min_operations: 1, max_operations: 2}}
+    grpo: {steps: 10, num_generations: 8, max_completion_length: 96}
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from ..credit import CreditConfig
+from ..errors import UserError
+from ..records import CONTRIBUTIONS, USEFUL_CONTRIBUTIONS
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SyntheticSettings(_Strict):
+    """A seeded set of synthetic word problems (see `dca.problems.synthetic`)."""
+
+    count: int = Field(64, ge=1, description="How many problems.")
+    seed: int = Field(0, description="Same seed, same problems.")
+    min_operations: int = Field(1, ge=1, le=5)
+    max_operations: int = Field(2, ge=1, le=5)
+    distractors: tuple[int, int] = Field((1, 2), description="Inclusive range of distractor sentences per problem.")
+    max_value: int = Field(20, ge=2, description="Largest number in a stated fact.")
+
+
+class ProblemsSettings(_Strict):
+    """Where problems come from: exactly one of a JSON-lines file, a GSM8K split, or synthetic."""
+
+    file: str | None = Field(None, description="A problems JSON-lines file written by `dca problems`.")
+    gsm8k: str | None = Field(None, description="'train', 'test' or a GSM8K JSON-lines path.")
+    synthetic: SyntheticSettings | None = None
+    limit: int | None = Field(None, ge=1, description="Use only the first N problems.")
+
+    @model_validator(mode="after")
+    def _one_source(self):
+        given = [name for name in ("file", "gsm8k", "synthetic") if getattr(self, name) is not None]
+        if len(given) != 1:
+            raise ValueError(f"give exactly one of file, gsm8k, synthetic (got {given or 'none'})")
+        return self
+
+
+class WarmstartSettings(_Strict):
+    """A short SFT on rendered gold CoTs before RL (see `dca.train.warmstart`)."""
+
+    steps: int = Field(40, ge=1)
+    batch_size: int = Field(8, ge=1)
+    learning_rate: float = Field(1e-4, gt=0)
+    irrelevant_rate: float = Field(0.3, ge=0, le=1, description="Share of irrelevant steps mixed into gold CoTs.")
+    problems: SyntheticSettings = SyntheticSettings(count=320, seed=1000)
+
+
+class CreditSettings(_Strict):
+    policy: Literal["uniform", "mask", "conserve", "random"] = "conserve"
+    useful_contributions: list[str] = Field(default_factory=lambda: list(USEFUL_CONTRIBUTIONS))
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _known_labels(self):
+        unknown = set(self.useful_contributions) - set(CONTRIBUTIONS)
+        if unknown:
+            raise ValueError(f"unknown contributions {sorted(unknown)}; choose from {list(CONTRIBUTIONS)}")
+        return self
+
+    def to_credit_config(self) -> CreditConfig:
+        return CreditConfig(policy=self.policy, useful_contributions=tuple(self.useful_contributions), seed=self.seed)
+
+
+class GRPOSettings(_Strict):
+    """The subset of `trl.GRPOConfig` a DCA run sets; the rest keep TRL's defaults."""
+
+    steps: int = Field(10, ge=1, description="Optimizer steps.")
+    learning_rate: float = Field(5e-6, gt=0)
+    num_generations: int = Field(8, ge=2, description="Completions per prompt (the GRPO group).")
+    prompts_per_step: int = Field(1, ge=1, description="Distinct prompts per optimizer step.")
+    max_completion_length: int = Field(96, ge=8)
+    temperature: float = Field(1.0, gt=0)
+    beta: float = Field(0.0, ge=0, description="KL coefficient (TRL's default 0 drops the reference model).")
+    loss_type: str = Field("dapo", description="Any loss_type TRL's GRPOConfig accepts.")
+    scale_rewards: Literal["group", "batch", "none"] = "group"
+
+
+class TrainConfig(_Strict):
+    model: str = Field("embedded", description="'embedded', a checkpoint directory or a hub id.")
+    warmstart: WarmstartSettings | None = None
+    reviewer: Literal["oracle"] = "oracle"
+    credit: CreditSettings = CreditSettings()
+    problems: ProblemsSettings = ProblemsSettings(synthetic=SyntheticSettings(count=64, seed=1))
+    eval_problems: ProblemsSettings | None = None
+    grpo: GRPOSettings = GRPOSettings()
+    seed: int = 0
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+
+def load_train_config(path: str | Path) -> TrainConfig:
+    """Read and validate a YAML config; any problem becomes one `UserError` line."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"config file {path} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as e:
+        raise UserError(f"{path} is not valid YAML: {str(e).splitlines()[0]}") from e
+    if not isinstance(data, dict):
+        raise UserError(f"{path} must hold a mapping of settings, not {type(data).__name__}")
+    try:
+        return TrainConfig.model_validate(data)
+    except ValidationError as e:
+        first = e.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "(top level)"
+        raise UserError(f"{path}: {where}: {first['msg']} ({e.error_count()} problem(s) in all)") from e

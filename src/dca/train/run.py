@@ -1,0 +1,283 @@
+"""A DCA training run: run directory, recording, and the loop from config to checkpoint.
+
+A run directory holds::
+
+    config.yaml      the exact TrainConfig that produced it
+    run.json         status: running -> finished | failed (with the error)
+    problems.jsonl   the training problems
+    traces.jsonl     every completion sampled during training (with outcome and advantage)
+    reviews.jsonl    the reviewer's analysis of each trace
+    credits.jsonl    the per-token advantages each trace was trained with
+    metrics.jsonl    TRL's per-step metrics plus DCA's credit statistics
+    eval_before.jsonl / eval_after.jsonl   greedy traces on the eval problems, if any
+    checkpoint/      the trained model and tokenizer
+    summary.json     written last: a run without it did not finish
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Callable
+
+from ..errors import UserError
+from ..model import load_model
+from ..problems import SyntheticConfig, generate_problems, load_gsm8k
+from ..prompting import chat_messages
+from ..records import Credit, Problem, Review, Trace, append_jsonl, read_jsonl, write_jsonl
+from ..review import OracleReviewer
+from ..rollout import SamplingConfig, rollout, summarize
+from .config import ProblemsSettings, TrainConfig
+from .warmstart import warmstart
+
+Log = Callable[[str], None]
+
+
+# ---------------------------------------------------------------------------------------------
+# Inputs
+
+
+def read_problems_file(path: str | Path) -> list[Problem]:
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"problems file {path} does not exist; write one with `dca problems --out {path}`")
+    try:
+        problems = read_jsonl(path, Problem)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise UserError(f"{str(e).splitlines()[0]}; write problems with `dca problems`") from e
+    if not problems:
+        raise UserError(f"problems file {path} holds no problems")
+    return problems
+
+
+def load_problems(settings: ProblemsSettings) -> list[Problem]:
+    """The problems a ProblemsSettings names."""
+    if settings.file is not None:
+        problems = read_problems_file(settings.file)
+    elif settings.gsm8k is not None:
+        try:
+            problems = load_gsm8k(settings.gsm8k)
+        except (OSError, ValueError) as e:
+            raise UserError(f"cannot read GSM8K {settings.gsm8k!r}: {str(e).splitlines()[0]}") from e
+    else:
+        s = settings.synthetic
+        try:
+            config = SyntheticConfig(
+                min_operations=s.min_operations,
+                max_operations=s.max_operations,
+                distractors=tuple(s.distractors),
+                max_value=s.max_value,
+                seed=s.seed,
+            )
+        except ValueError as e:
+            raise UserError(f"synthetic problems: {e}") from e
+        problems = generate_problems(s.count, config)
+    return problems[: settings.limit] if settings.limit else problems
+
+
+# ---------------------------------------------------------------------------------------------
+# Run directory
+
+
+class RunDirectory:
+    """Owns one run's output folder; refuses to mix runs or to look finished when it is not."""
+
+    def __init__(self, path: str | Path, *, overwrite: bool = False):
+        self.path = Path(path)
+        if self.path.exists() and not self.path.is_dir():
+            raise UserError(f"--out {self.path} is a file; give a directory")
+        if self.path.is_dir() and any(self.path.iterdir()):
+            if not overwrite:
+                raise UserError(f"--out {self.path} is not empty; choose a new directory or pass --overwrite")
+            if not (self.path / "run.json").exists():
+                raise UserError(f"--out {self.path} holds files that are not a DCA run; refusing to overwrite them")
+            shutil.rmtree(self.path)
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            probe = self.path / ".write-test"
+            probe.write_text("")
+            probe.unlink()
+        except OSError as e:
+            raise UserError(f"cannot write to --out {self.path}: {e.strerror}; choose a writable directory") from e
+
+    def file(self, name: str) -> Path:
+        return self.path / name
+
+    def start(self, config: TrainConfig) -> None:
+        self.file("config.yaml").write_text(config.to_yaml(), encoding="utf-8")
+        self._status("running")
+
+    def finish(self, summary: dict) -> None:
+        write_json(self.file("summary.json"), summary)
+        self._status("finished")
+
+    def fail(self, error: BaseException) -> None:
+        self._status("failed", error=f"{type(error).__name__}: {error}")
+
+    def _status(self, status: str, **extra) -> None:
+        write_json(self.file("run.json"), {"status": status, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **extra})
+
+
+def write_json(path: Path, data: dict) -> None:
+    tmp = path.with_name(path.name + ".partial")
+    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+class RunRecorder:
+    """Appends each generation batch's traces, reviews and credits to the run directory."""
+
+    def __init__(self, run: RunDirectory):
+        self.run = run
+        self.traces: list[Trace] = []
+        self.credits: list[Credit] = []
+        self.reviews_failed = 0
+
+    def record(self, *, step: int, traces: list[Trace], reviews: list[Review], credits: list[Credit]) -> None:
+        append_jsonl(self.run.file("traces.jsonl"), traces)
+        append_jsonl(self.run.file("reviews.jsonl"), reviews)
+        append_jsonl(self.run.file("credits.jsonl"), credits)
+        self.traces.extend(traces)
+        self.credits.extend(credits)
+        self.reviews_failed += sum(r.status != "ok" for r in reviews)
+
+
+def group_variance_fraction(traces: list[Trace]) -> float:
+    """Share of GRPO groups whose rewards are not all equal (only those carry advantage)."""
+    groups: dict[str, set[float]] = defaultdict(set)
+    for trace in traces:
+        groups[trace.group or trace.id].add(trace.reward)
+    return sum(len(r) > 1 for r in groups.values()) / len(groups) if groups else 0.0
+
+
+def credit_figures(credits: list[Credit]) -> dict[str, float]:
+    """Checks over a run's credits: conservation error, share of non-zero advantages."""
+    tokens = sum(len(c.token_advantages) for c in credits)
+    nonzero = sum(1 for c in credits for a in c.token_advantages if a != 0.0)
+    conserve = [c for c in credits if c.policy == "conserve"]
+    return {
+        "credits": len(credits),
+        "tokens": tokens,
+        "nonzero_advantage_tokens": nonzero,
+        "credited_fraction": sum(c.credited_tokens for c in credits) / tokens if tokens else 0.0,
+        "fallbacks": sum(c.fallback is not None for c in credits),
+        "conserve_max_abs_error": max(
+            (abs(sum(c.token_advantages) - c.uniform_sum) for c in conserve), default=0.0
+        ),
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# The loop
+
+
+def evaluate(model, tokenizer, problems: list[Problem], *, max_new_tokens: int, path: Path | None = None) -> dict:
+    """Greedy accuracy on `problems`; traces are written to `path` when given."""
+    traces = rollout(model, tokenizer, problems, SamplingConfig(max_new_tokens=max_new_tokens, batch_size=16))
+    if path is not None:
+        write_jsonl(path, traces)
+    return summarize(traces)
+
+
+def run_training(config: TrainConfig, run: RunDirectory, *, log: Log = print) -> dict:
+    """Train with DCA-GRPO as `config` says, writing everything into `run`; returns the summary."""
+    problems = load_problems(config.problems)  # bad input fails before anything is written
+    eval_problems = load_problems(config.eval_problems) if config.eval_problems else []
+    run.start(config)
+    try:
+        summary = _train(config, run, problems, eval_problems, log)
+    except BaseException as e:
+        run.fail(e)
+        raise
+    run.finish(summary)
+    return summary
+
+
+def _train(config: TrainConfig, run: RunDirectory, problems, eval_problems, log: Log) -> dict:
+    import torch
+    from datasets import Dataset
+    from transformers import TrainerCallback
+    from trl import GRPOConfig
+
+    from .grpo_trainer import DCAGRPOTrainer, outcome_reward
+
+    started = time.time()
+    write_jsonl(run.file("problems.jsonl"), problems)
+    model_path = config.model
+    if config.warmstart is not None:
+        model_path = str(warmstart(config.model, config.warmstart, log=log))
+    model, tokenizer = load_model(model_path)
+    g = config.grpo
+    summary: dict = {"model": config.model, "start_checkpoint": model_path, "steps": g.steps}
+
+    if eval_problems:
+        log(f"evaluating the start model on {len(eval_problems)} held-out problems (greedy)")
+        summary["eval_before"] = evaluate(model, tokenizer, eval_problems, max_new_tokens=g.max_completion_length, path=run.file("eval_before.jsonl"))
+        log(f"  accuracy {summary['eval_before']['accuracy']:.1%}, format failures {summary['eval_before']['format_failures']:.1%}")
+
+    dataset = Dataset.from_list([{"prompt": chat_messages(p), "answer": p.answer, "problem_id": p.id} for p in problems])
+    args = GRPOConfig(
+        output_dir=str(run.file("trainer")),
+        max_steps=g.steps,
+        learning_rate=g.learning_rate,
+        per_device_train_batch_size=g.num_generations * g.prompts_per_step,
+        num_generations=g.num_generations,
+        max_completion_length=g.max_completion_length,
+        temperature=g.temperature,
+        beta=g.beta,
+        loss_type=g.loss_type,
+        scale_rewards=g.scale_rewards,
+        logging_steps=1,
+        save_strategy="no",
+        report_to=[],
+        disable_tqdm=True,
+        seed=config.seed,
+        use_cpu=not torch.cuda.is_available(),
+    )
+    recorder = RunRecorder(run)
+    metrics_file = run.file("metrics.jsonl")
+
+    class _Metrics(TrainerCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if not logs or "loss" not in logs:
+                return
+            append_jsonl(metrics_file, [{"step": state.global_step, **logs}])
+            log(
+                f"step {state.global_step}/{g.steps}  reward {logs.get('reward', 0):.2f}  "
+                f"groups with zero std {logs.get('frac_reward_zero_std', 0):.0%}  "
+                f"credited {logs.get('dca/credited_fraction', 0):.0%}  loss {logs['loss']:.4f}"
+            )
+
+    trainer = DCAGRPOTrainer(
+        model=model,
+        reward_funcs=[outcome_reward],
+        args=args,
+        train_dataset=dataset,
+        processing_class=tokenizer,
+        callbacks=[_Metrics()],
+        reviewer=OracleReviewer(),
+        problems={p.id: p for p in problems},
+        credit_config=config.credit.to_credit_config(),
+        recorder=recorder,
+    )
+    log(f"DCA-GRPO: {g.steps} steps, {g.prompts_per_step} prompt(s) x {g.num_generations} completions, credit '{config.credit.policy}'")
+    trainer.train()
+    shutil.rmtree(run.file("trainer"), ignore_errors=True)
+    trainer.save_model(str(run.file("checkpoint")))
+    tokenizer.save_pretrained(run.file("checkpoint"))
+
+    if eval_problems:
+        summary["eval_after"] = evaluate(model, tokenizer, eval_problems, max_new_tokens=g.max_completion_length, path=run.file("eval_after.jsonl"))
+        log(f"after training: accuracy {summary['eval_after']['accuracy']:.1%}")
+    summary["train"] = {
+        **summarize(recorder.traces),
+        "groups_with_reward_variance": group_variance_fraction(recorder.traces),
+        "reviews_failed": recorder.reviews_failed,
+        **credit_figures(recorder.credits),
+    }
+    summary["seconds"] = round(time.time() - started, 1)
+    return summary
