@@ -22,7 +22,7 @@ from datasets import Dataset
 from trl import GRPOConfig, GRPOTrainer
 
 from dca.credit import CreditConfig
-from dca.model import build_tiny_model, load_model
+from dca.model import build_tiny_model, load_model, trainer_device_arguments
 from dca.problems import SyntheticConfig, generate_problems
 from dca.prompting import chat_messages
 from dca.review import OracleReviewer
@@ -42,7 +42,7 @@ def make_args(out: str, steps: int, completion_tokens: int, seed: int) -> GRPOCo
         report_to=[],
         disable_tqdm=True,
         seed=seed,
-        use_cpu=True,
+        **trainer_device_arguments(),
     )
 
 

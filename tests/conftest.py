@@ -23,3 +23,11 @@ def smollm_tokenizer():
     return AutoTokenizer.from_pretrained(
         os.path.dirname(spec.origin), gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf"
     )
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory):
+    """A tiny random Llama with the embedded model's tokenizer (seconds to build)."""
+    from dca.model import build_tiny_model
+
+    return build_tiny_model(tmp_path_factory.mktemp("tiny-model"))

@@ -177,13 +177,13 @@ def test_policies_on_an_example(smollm_tokenizer) -> None:
 def test_zero_width_tokens_go_with_the_answer(smollm_tokenizer) -> None:
     ids = encode(smollm_tokenizer, EXAMPLE) + [smollm_tokenizer.eos_token_id]
     spans = token_char_spans(smollm_tokenizer, ids, EXAMPLE)
-    all_irrelevant = review_of(EXAMPLE, ["irrelevant"] * 4)
+    first_useful = review_of(EXAMPLE, ["essential"] + ["irrelevant"] * 3)
     credit = credit_example(
-        smollm_tokenizer, "mask", token_spans=spans, review=all_irrelevant
+        smollm_tokenizer, "mask", token_spans=spans, review=first_useful
     )
-    # Only the answer "7" and the EOS after it are credited.
-    assert credit.token_advantages[-2:] == [2.0, 2.0]
-    assert credit.credited_tokens == 2
+    # Of the last unit, only the answer "7" and the EOS after it are credited.
+    assert credit.fallback is None
+    assert credit.token_advantages[-3:] == [0.0, 2.0, 2.0]
     # Without an answer span, EOS goes with the last unit.
     last_useful = review_of(EXAMPLE, ["irrelevant"] * 3 + ["solved"])
     credit = credit_example(
@@ -225,9 +225,12 @@ def test_a_token_belongs_to_the_unit_of_its_first_non_whitespace_character() -> 
         (review_of(EXAMPLE, ["irrelevant", "error", "failed_attempt", "irrelevant"]), "nothing"),
     ],
 )
+@pytest.mark.parametrize("answer_span", [None, EXAMPLE_ANSWER])
 @pytest.mark.parametrize("policy", ["mask", "conserve", "random"])
-def test_fallback_to_uniform(smollm_tokenizer, review, reason: str, policy: str) -> None:
-    credit = credit_example(smollm_tokenizer, policy, review=review, answer_span=None)
+def test_fallback_to_uniform(smollm_tokenizer, review, reason: str, policy: str, answer_span) -> None:
+    # A review that credits no unit falls back even when an answer span exists: conserve
+    # would otherwise pile the whole N * A onto the few answer tokens.
+    credit = credit_example(smollm_tokenizer, policy, review=review, answer_span=answer_span)
     assert credit.fallback is not None and credit.fallback.startswith(reason)
     assert credit.policy == policy
     assert credit.token_advantages == [2.0] * len(credit.token_advantages)

@@ -255,8 +255,10 @@ def compute_credit(
     labels = review.unit_contributions()
     useful = {i for i, label in enumerate(labels) if label in config.useful_contributions}
     credited = [unit == _ANSWER or unit in useful for unit in token_units]
-    if not any(credited):
-        return result(uniform, fallback="nothing credited: no useful unit and no answer span")
+    if not any(unit in useful for unit in token_units):
+        # Only the answer (or nothing) would be credited: conserve would then pile the whole
+        # N * A onto a few answer tokens. Plain GRPO credit is the safer reading of such a review.
+        return result(uniform, fallback="nothing credited: the review marks no unit useful")
 
     if config.policy == "random":
         target = sum(credited)

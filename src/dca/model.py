@@ -159,3 +159,12 @@ def build_tiny_model(out_dir: str | os.PathLike, *, seed: int = 0, hidden_size: 
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
     return out
+
+
+def trainer_device_arguments() -> dict:
+    """TrainingArguments that fit this machine: the CPU in fp32, or a GPU in bf16 where it can."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return {"use_cpu": True, "bf16": False}
+    return {"use_cpu": False, "bf16": torch.cuda.is_bf16_supported()}

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..errors import UserError
-from ..model import load_model
+from ..model import load_model, trainer_device_arguments
 from ..problems import SyntheticConfig, generate_problems, load_gsm8k
 from ..prompting import chat_messages
 from ..records import Credit, Problem, Review, Trace, append_jsonl, read_jsonl, write_jsonl
@@ -198,7 +198,6 @@ def run_training(config: TrainConfig, run: RunDirectory, *, log: Log = print) ->
 
 
 def _train(config: TrainConfig, run: RunDirectory, problems, eval_problems, log: Log) -> dict:
-    import torch
     from datasets import Dataset
     from transformers import TrainerCallback
     from trl import GRPOConfig
@@ -236,7 +235,7 @@ def _train(config: TrainConfig, run: RunDirectory, problems, eval_problems, log:
         report_to=[],
         disable_tqdm=True,
         seed=config.seed,
-        use_cpu=not torch.cuda.is_available(),
+        **trainer_device_arguments(),
     )
     recorder = RunRecorder(run)
     metrics_file = run.file("metrics.jsonl")
@@ -249,7 +248,7 @@ def _train(config: TrainConfig, run: RunDirectory, problems, eval_problems, log:
             log(
                 f"step {state.global_step}/{g.steps}  reward {logs.get('reward', 0):.2f}  "
                 f"groups with zero std {logs.get('frac_reward_zero_std', 0):.0%}  "
-                f"credited {logs.get('dca/credited_fraction', 0):.0%}  loss {logs['loss']:.4f}"
+                f"credited {logs.get('dca/fraction_credited', 0):.0%}  loss {logs['loss']:.4f}"
             )
 
     trainer = DCAGRPOTrainer(

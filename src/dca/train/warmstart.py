@@ -21,7 +21,7 @@ import tempfile
 from pathlib import Path
 from typing import Callable
 
-from ..model import cache_dir, load_model, resolve_model_path
+from ..model import cache_dir, load_model, resolve_model_path, trainer_device_arguments
 from ..problems import SyntheticConfig, generate_problems, render_gold_cot
 from ..prompting import chat_messages
 from .config import WarmstartSettings
@@ -98,6 +98,7 @@ def warmstart(base_model: str, settings: WarmstartSettings, *, log: Callable[[st
         disable_tqdm=True,
         seed=settings.problems.seed,
         completion_only_loss=True,
+        **trainer_device_arguments(),
     )
     trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer, callbacks=[_Progress()])
     trainer.train()
