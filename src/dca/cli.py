@@ -120,16 +120,15 @@ def cmd_warmstart(args: argparse.Namespace) -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from .train.config import load_train_config
-    from .train.run import RunDirectory, run_training
+    from .train.run import run_training
 
     config = load_train_config(args.config)
-    run = RunDirectory(args.out, overwrite=args.overwrite)
-    summary = run_training(config, run, log=_log)
+    summary, run = run_training(config, args.out, overwrite=args.overwrite, log=_log)
     _print_summary(summary, run.path)
     return 0
 
 
-def demo_config(steps: int, warmstart_steps: int):
+def demo_config(steps: int, warmstart_steps: int, eval_problems: int = 32):
     """The demo: embedded model, warm start, easy problems with distractors, oracle, conserve."""
     from .train.config import (
         CreditSettings,
@@ -147,19 +146,19 @@ def demo_config(steps: int, warmstart_steps: int):
         reviewer="oracle",
         credit=CreditSettings(policy="conserve"),
         problems=ProblemsSettings(synthetic=SyntheticSettings(count=64, seed=1, **easy)),
-        eval_problems=ProblemsSettings(synthetic=SyntheticSettings(count=32, seed=2, **easy)),
+        eval_problems=ProblemsSettings(synthetic=SyntheticSettings(count=eval_problems, seed=2, **easy)),
         grpo=GRPOSettings(steps=steps, num_generations=8, prompts_per_step=1, max_completion_length=96, learning_rate=5e-6),
     )
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from .train.run import RunDirectory, run_training
+    from .train.run import run_training
 
-    if args.steps < 1 or args.warmstart_steps < 1:
-        raise UserError("--steps and --warmstart-steps must be at least 1")
-    run = RunDirectory(args.out, overwrite=args.overwrite)
-    _log(f"DCA demo -> {run.path}")
-    summary = run_training(demo_config(args.steps, args.warmstart_steps), run, log=_log)
+    if min(args.steps, args.warmstart_steps, args.eval_problems) < 1:
+        raise UserError("--steps, --warmstart-steps and --eval-problems must be at least 1")
+    _log(f"DCA demo -> {args.out}")
+    config = demo_config(args.steps, args.warmstart_steps, args.eval_problems)
+    summary, run = run_training(config, args.out, overwrite=args.overwrite, log=_log)
     _print_summary(summary, run.path)
     return 0
 
@@ -242,6 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="warm start + DCA-GRPO on the embedded model, on the CPU")
     p.add_argument("--steps", type=int, default=4, help="GRPO steps")
     p.add_argument("--warmstart-steps", type=int, default=40, help="SFT steps of the (cached) warm start")
+    p.add_argument("--eval-problems", type=int, default=32, help="held-out problems evaluated before and after")
     p.add_argument("--out", default="runs/demo", help="run directory")
     p.add_argument("--overwrite", action="store_true", help="replace an earlier run in --out")
     p.set_defaults(func=cmd_demo)

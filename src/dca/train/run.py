@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..errors import UserError
-from ..model import load_model, trainer_device_arguments
+from ..model import load_model, resolve_model_path, trainer_device_arguments
 from ..problems import SyntheticConfig, generate_problems, load_gsm8k
 from ..prompting import chat_messages
 from ..records import Credit, Problem, Review, Trace, append_jsonl, read_jsonl, write_jsonl
@@ -183,10 +183,15 @@ def evaluate(model, tokenizer, problems: list[Problem], *, max_new_tokens: int, 
     return summarize(traces)
 
 
-def run_training(config: TrainConfig, run: RunDirectory, *, log: Log = print) -> dict:
-    """Train with DCA-GRPO as `config` says, writing everything into `run`; returns the summary."""
-    problems = load_problems(config.problems)  # bad input fails before anything is written
+def run_training(config: TrainConfig, out: str | Path, *, overwrite: bool = False, log: Log = print) -> tuple[dict, RunDirectory]:
+    """Train with DCA-GRPO as `config` says, writing everything into the run directory `out`.
+
+    Bad input (problems, model, output directory) raises UserError before anything is written.
+    """
+    problems = load_problems(config.problems)
     eval_problems = load_problems(config.eval_problems) if config.eval_problems else []
+    resolve_model_path(config.model)
+    run = RunDirectory(out, overwrite=overwrite)
     run.start(config)
     try:
         summary = _train(config, run, problems, eval_problems, log)
@@ -194,12 +199,12 @@ def run_training(config: TrainConfig, run: RunDirectory, *, log: Log = print) ->
         run.fail(e)
         raise
     run.finish(summary)
-    return summary
+    return summary, run
 
 
 def _train(config: TrainConfig, run: RunDirectory, problems, eval_problems, log: Log) -> dict:
     from datasets import Dataset
-    from transformers import TrainerCallback
+    from transformers import PrinterCallback, TrainerCallback
     from trl import GRPOConfig
 
     from .grpo_trainer import DCAGRPOTrainer, outcome_reward
@@ -263,6 +268,7 @@ def _train(config: TrainConfig, run: RunDirectory, problems, eval_problems, log:
         credit_config=config.credit.to_credit_config(),
         recorder=recorder,
     )
+    trainer.remove_callback(PrinterCallback)  # _Metrics prints a shorter line
     log(f"DCA-GRPO: {g.steps} steps, {g.prompts_per_step} prompt(s) x {g.num_generations} completions, credit '{config.credit.policy}'")
     trainer.train()
     shutil.rmtree(run.file("trainer"), ignore_errors=True)

@@ -71,7 +71,7 @@ def warmstart(base_model: str, settings: WarmstartSettings, *, log: Callable[[st
         return target
 
     from datasets import Dataset
-    from transformers import TrainerCallback
+    from transformers import PrinterCallback, TrainerCallback
     from trl import SFTConfig, SFTTrainer
 
     log(f"warm start: {settings.steps} SFT steps on gold CoTs (cached afterwards at {target})")
@@ -101,6 +101,7 @@ def warmstart(base_model: str, settings: WarmstartSettings, *, log: Callable[[st
         **trainer_device_arguments(),
     )
     trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer, callbacks=[_Progress()])
+    trainer.remove_callback(PrinterCallback)  # _Progress prints a shorter line
     trainer.train()
     shutil.rmtree(scratch / "trainer", ignore_errors=True)
     model.save_pretrained(scratch)
