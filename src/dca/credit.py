@@ -23,8 +23,9 @@ Rules shared by all policies:
   credited, whatever the review says (also under ``random``).
 - Zero-width tokens (EOS and other special tokens, see `token_char_spans`) go with the final
   answer span; without one, with the last unit.
-- The policy falls back to ``uniform`` when there is no review, the review failed, or nothing
-  would be credited; `Credit.fallback` records why.
+- The policy falls back to ``uniform`` when there is no review, the review failed, or the
+  review marks no unit useful (conserve would otherwise pile the whole ``N * A`` onto the few
+  answer tokens); `Credit.fallback` records why.
 
 Tokens are mapped to characters by `token_char_spans`, exact for byte-level BPE tokenizers
 (GPT-2, Llama 3, Qwen, SmolLM2) including characters split across tokens.

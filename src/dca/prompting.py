@@ -15,14 +15,13 @@ from .records import Problem
 ANSWER_PREFIX = "Answer:"
 
 SYSTEM_PROMPT = (
-    "You are a careful assistant who solves math word problems. "
-    "Think step by step, using only the facts the question needs, "
-    f"and end with a last line of the form '{ANSWER_PREFIX} <number>'."
+    "Solve the math word problem step by step, using only the facts the question needs. "
+    f"End with a last line of the form '{ANSWER_PREFIX} <number>'."
 )
 
 
 def user_message(problem: Problem) -> str:
-    return f"{problem.question}\nSolve it step by step and finish with '{ANSWER_PREFIX} <number>'."
+    return problem.question
 
 
 def chat_messages(problem: Problem) -> list[dict[str, str]]:

@@ -28,15 +28,8 @@ from trl import GRPOTrainer
 from ..credit import CreditConfig, compute_credit, credit_statistics, token_char_spans
 from ..problems.answer import check_answer
 from ..records import Credit, Problem, Review, Trace, Unit
+from ..review import Reviewer
 from ..segment import segment
-
-
-class Reviewer(Protocol):
-    """What the trainer needs from a reviewer: a name and one review per completion."""
-
-    name: str
-
-    def review(self, problem: Problem, trace_completion: str, units: list[Unit], *, trace_id: str) -> Review: ...
 
 
 class BatchRecorder(Protocol):

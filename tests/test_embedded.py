@@ -1,0 +1,54 @@
+"""Tests on the real embedded SmolLM2-135M-Instruct (marked slow; they run in CI too)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from dca.credit import token_char_spans
+from dca.model import embedded_checkpoint_dir, load_model
+from dca.problems import SyntheticConfig, generate_problems
+from dca.records import Credit, Review, Trace, read_jsonl
+from dca.rollout import SamplingConfig, rollout
+from dca.segment import segment
+
+pytestmark = pytest.mark.slow
+
+
+def test_embedded_model_generates_traces_that_align_with_their_tokens():
+    model, tokenizer = load_model("embedded")
+    assert (embedded_checkpoint_dir() / "model.safetensors").exists()  # cached for the next load
+    problems = generate_problems(3, SyntheticConfig(min_operations=1, max_operations=1, distractors=(1, 1), seed=5))
+    traces = rollout(model, tokenizer, problems, SamplingConfig(max_new_tokens=40, batch_size=3))
+    assert len(traces) == 3
+    for trace in traces:
+        assert trace.completion.strip(), "the model wrote nothing"
+        assert tokenizer.decode(trace.completion_token_ids, skip_special_tokens=True) == trace.completion
+        spans = token_char_spans(tokenizer, trace.completion_token_ids, trace.completion)
+        assert len(spans) == len(trace.completion_token_ids)
+        assert "".join(u.text for u in segment(trace.completion)) == trace.completion
+
+
+def test_demo_runs_end_to_end_on_the_embedded_model(tmp_path):
+    out = tmp_path / "demo"
+    result = subprocess.run(
+        [sys.executable, "-m", "dca.cli", "demo", "--steps", "1", "--warmstart-steps", "2", "--eval-problems", "4", "--out", str(out)],
+        capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads((out / "run.json").read_text())["status"] == "finished"
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["eval_before"]["traces"] == summary["eval_after"]["traces"] == 4
+    traces = read_jsonl(out / "traces.jsonl", Trace)
+    reviews = read_jsonl(out / "reviews.jsonl", Review)
+    credits = read_jsonl(out / "credits.jsonl", Credit)
+    assert len(traces) == len(reviews) == len(credits) == 8  # one prompt x 8 completions
+    assert all(r.reviewer == "oracle" and r.status == "ok" for r in reviews)
+    for credit in credits:
+        assert credit.policy == "conserve"
+        assert sum(credit.token_advantages) == pytest.approx(credit.uniform_sum, abs=1e-5)
+    assert (out / "checkpoint" / "model.safetensors").exists()
+    assert "groups with reward variance" in result.stdout
