@@ -24,6 +24,16 @@ def _log(message: str) -> None:
     print(message, flush=True)
 
 
+def _quiet_libraries() -> None:
+    """Keep the terminal for DCA's own progress lines: no per-library progress bars."""
+    import datasets
+    import transformers
+
+    datasets.disable_progress_bars()
+    transformers.utils.logging.disable_progress_bar()
+    transformers.logging.set_verbosity_error()
+
+
 def _out_file(path: str) -> Path:
     """An output file path whose directory exists and is writable."""
     out = Path(path)
@@ -85,6 +95,7 @@ def cmd_rollout(args: argparse.Namespace) -> int:
         )
     except ValueError as e:
         raise UserError(str(e)) from e
+    _quiet_libraries()
     model, tokenizer = load_model(args.model)
     total = len(problems) * sampling.samples_per_problem
     done = 0
@@ -113,6 +124,7 @@ def cmd_warmstart(args: argparse.Namespace) -> int:
         irrelevant_rate=args.irrelevant_rate,
         problems=SyntheticSettings(count=args.steps * args.batch_size, seed=args.seed),
     )
+    _quiet_libraries()
     path = warmstart(args.model, settings, log=_log)
     _log(f"warm-started checkpoint: {path}")
     return 0
@@ -123,6 +135,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .train.run import run_training
 
     config = load_train_config(args.config)
+    _quiet_libraries()
     summary, run = run_training(config, args.out, overwrite=args.overwrite, log=_log)
     _print_summary(summary, run.path)
     return 0
@@ -158,6 +171,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         raise UserError("--steps, --warmstart-steps and --eval-problems must be at least 1")
     _log(f"DCA demo -> {args.out}")
     config = demo_config(args.steps, args.warmstart_steps, args.eval_problems)
+    _quiet_libraries()
     summary, run = run_training(config, args.out, overwrite=args.overwrite, log=_log)
     _print_summary(summary, run.path)
     return 0
@@ -225,9 +239,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("warmstart", help="SFT a model on gold CoTs of synthetic problems (cached)")
     p.add_argument("--model", default="embedded")
-    p.add_argument("--steps", type=int, default=40)
+    p.add_argument("--steps", type=int, default=20)
     p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--learning-rate", type=float, default=1e-4)
+    p.add_argument("--learning-rate", type=float, default=2e-4)
     p.add_argument("--irrelevant-rate", type=float, default=0.3)
     p.add_argument("--seed", type=int, default=1000)
     p.set_defaults(func=cmd_warmstart)
@@ -240,7 +254,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="warm start + DCA-GRPO on the embedded model, on the CPU")
     p.add_argument("--steps", type=int, default=4, help="GRPO steps")
-    p.add_argument("--warmstart-steps", type=int, default=40, help="SFT steps of the (cached) warm start")
+    p.add_argument("--warmstart-steps", type=int, default=20, help="SFT steps of the (cached) warm start")
     p.add_argument("--eval-problems", type=int, default=32, help="held-out problems evaluated before and after")
     p.add_argument("--out", default="runs/demo", help="run directory")
     p.add_argument("--overwrite", action="store_true", help="replace an earlier run in --out")

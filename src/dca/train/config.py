@@ -60,9 +60,9 @@ class ProblemsSettings(_Strict):
 class WarmstartSettings(_Strict):
     """A short SFT on rendered gold CoTs before RL (see `dca.train.warmstart`)."""
 
-    steps: int = Field(40, ge=1)
+    steps: int = Field(20, ge=1)
     batch_size: int = Field(8, ge=1)
-    learning_rate: float = Field(1e-4, gt=0)
+    learning_rate: float = Field(2e-4, gt=0)
     irrelevant_rate: float = Field(0.3, ge=0, le=1, description="Share of irrelevant steps mixed into gold CoTs.")
     problems: SyntheticSettings = SyntheticSettings(count=320, seed=1000)
 
