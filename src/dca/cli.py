@@ -5,6 +5,10 @@
     dca warmstart  SFT a model on gold CoTs of synthetic problems (cached)
     dca train      DCA-GRPO from a YAML config
     dca demo       the whole loop on the embedded model, on the CPU
+    dca review     review a traces file with the reviewers of a YAML file (cached, fault-tolerant)
+    dca consensus  merge several reviewers' reviews of each trace into a consensus
+    dca agreement  agreement between reviewers (alpha, kappa, pairs) and quality against a truth
+    dca show       an HTML page to read traces with their reviews, consensus and credit
 
 A user mistake prints one line (``dca: error: ...``) and exits with code 2.
 """
@@ -26,9 +30,12 @@ def _log(message: str) -> None:
 
 def _quiet_libraries() -> None:
     """Keep the terminal for DCA's own progress lines: no per-library progress bars."""
+    import warnings
+
     import datasets
     import transformers
 
+    warnings.filterwarnings("ignore", category=FutureWarning)  # library deprecation notices
     datasets.disable_progress_bars()
     transformers.utils.logging.disable_progress_bar()
     transformers.logging.set_verbosity_error()
@@ -141,6 +148,66 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_review(args: argparse.Namespace) -> int:
+    import json
+
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from .records import write_jsonl
+    from .review import ReviewCache, default_cache_path, load_reviewers
+    from .review.batch import load_review_items, review_items, summary
+
+    if args.limit is not None and args.limit < 1:
+        raise UserError("--limit must be at least 1")
+    out = _out_file(args.out)
+    summary_out = _out_file(args.summary_json) if args.summary_json else None
+    specs = load_reviewers(args.reviewers, only=args.reviewer)
+    items = load_review_items(args.traces, args.problems, limit=args.limit)
+    cache = None
+    if not args.no_cache:
+        cache_path = Path(args.cache) if args.cache else default_cache_path()
+        try:
+            cache = ReviewCache(cache_path)
+        except Exception as e:  # sqlite3.Error, OSError: an unusable cache path is the user's to fix
+            raise UserError(f"cannot open the review cache {cache_path}: {e}; pass --cache PATH or --no-cache") from e
+    console = Console(stderr=True)
+    with Progress(
+        TextColumn("reviewing"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console, transient=False
+    ) as progress:
+        task = progress.add_task("reviews", total=len(items) * len(specs))
+        reviews, stats = review_items(items, specs, cache=cache, on_review=lambda _: progress.advance(task))
+    if cache is not None:
+        cache.close()
+    write_jsonl(out, reviews)
+    figures = summary(stats, traces=len(items))
+    if summary_out is not None:
+        summary_out.write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
+    _print_review_summary(figures)
+    _log(f"wrote {len(reviews)} reviews to {out}")
+    return 0
+
+
+def _print_review_summary(figures: dict) -> None:
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table(title="reviews")
+    for column in ("reviewer", "reviews", "ok", "failed", "new calls", "cached calls", "retries", "tokens in", "tokens out", "cost $"):
+        table.add_column(column, justify="left" if column == "reviewer" else "right")
+    rows = [*figures["reviewers"].items(), ("total", figures["total"])]
+    for name, r in rows:
+        failed = str(r["failed"])
+        if r["failed_by_reason"]:
+            failed += " (" + ", ".join(f"{k} {v}" for k, v in r["failed_by_reason"].items()) + ")"
+        table.add_row(
+            escape(name), str(r["reviews"]), str(r["ok"]), failed, str(r["new_calls"]), str(r["cached_calls"]),
+            str(r["retries"]), str(r["input_tokens"]), str(r["output_tokens"]), f"{r['cost_usd']:.4f}",
+        )
+    Console(width=160).print(table)
+
+
 def demo_config(steps: int, warmstart_steps: int, eval_problems: int = 32):
     """The demo: embedded model, warm start, easy problems with distractors, oracle, conserve."""
     from .train.config import (
@@ -160,7 +227,8 @@ def demo_config(steps: int, warmstart_steps: int, eval_problems: int = 32):
         credit=CreditSettings(policy="conserve"),
         problems=ProblemsSettings(synthetic=SyntheticSettings(count=64, seed=1, **easy)),
         eval_problems=ProblemsSettings(synthetic=SyntheticSettings(count=eval_problems, seed=2, **easy)),
-        grpo=GRPOSettings(steps=steps, num_generations=8, prompts_per_step=1, max_completion_length=96, learning_rate=5e-6),
+        # temperature 0.7: at 1.0 the warm-started 135M model rarely samples a correct answer.
+        grpo=GRPOSettings(steps=steps, num_generations=8, prompts_per_step=1, max_completion_length=96, learning_rate=5e-6, temperature=0.7),
     )
 
 
@@ -197,6 +265,104 @@ def _print_summary(summary: dict, path: Path) -> None:
     table.add_row("conserve: max |sum - uniform sum|", f"{train['conserve_max_abs_error']:.2e}")
     table.add_row("seconds", str(summary["seconds"]))
     Console().print(table)
+
+
+def _read_records(path: str, cls, what: str) -> list:
+    """Records of type `cls` from a JSON-lines file; a missing or malformed file is a UserError."""
+    from .records import read_jsonl
+
+    if not Path(path).is_file():
+        raise UserError(f"{what} file {path} does not exist")
+    try:
+        return read_jsonl(path, cls)
+    except (ValueError, OSError) as e:
+        raise UserError(str(e).splitlines()[0]) from e
+
+
+def cmd_consensus(args: argparse.Namespace) -> int:
+    from .consensus import build_consensuses, check_rule
+    from .records import Review, write_jsonl
+
+    try:
+        check_rule(args.rule)
+    except ValueError as e:
+        raise UserError(str(e)) from e
+    reviews = _read_records(args.reviews, Review, "reviews")
+    out = _out_file(args.out)
+    try:
+        consensuses = build_consensuses(reviews, rule=args.rule)
+    except ValueError as e:
+        raise UserError(f"{args.reviews}: {e}") from e
+    write_jsonl(out, consensuses)
+    agreed = sum(c.fraction_agreed for c in consensuses) / len(consensuses) if consensuses else 0.0
+    disputed = sum(len(c.disputed_units) for c in consensuses)
+    failed = sum(c.failed_reviews for c in consensuses)
+    _log(
+        f"wrote {len(consensuses)} consensus records ({args.rule}) to {out}: {agreed:.1%} of the text agreed on average, "
+        f"{disputed} disputed units, {failed} failed reviews left out"
+    )
+    return 0
+
+
+def _beside(path: str, name: str, given: str | None) -> str | None:
+    """`given`, else the file `name` next to `path` when it exists (a run directory's layout)."""
+    if given is not None:
+        return given
+    candidate = Path(path).parent / name
+    return str(candidate) if candidate.is_file() else None
+
+
+def cmd_agreement(args: argparse.Namespace) -> int:
+    import json
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from .agreement import agreement_report, format_report
+    from .records import Problem, Review, Trace
+
+    reviews = _read_records(args.reviews, Review, "reviews")
+    traces_path = _beside(args.reviews, "traces.jsonl", args.traces)
+    problems_path = _beside(args.reviews, "problems.jsonl", args.problems)
+    traces = _read_records(traces_path, Trace, "traces") if traces_path else None
+    problems = _read_records(problems_path, Problem, "problems") if problems_path else None
+    out = _out_file(args.out or str(Path(args.reviews).with_suffix(".agreement.json")))
+    try:
+        report = agreement_report(reviews, traces=traces, problems=problems, truth=args.truth, weighting=args.weighting)
+    except ValueError as e:
+        raise UserError(f"{args.reviews}: {e}") from e
+    console = Console()
+    for title, rows in format_report(report):
+        table = Table(title=title)
+        for n, header in enumerate(rows[0]):
+            table.add_column(header, justify="left" if n == 0 else "right")
+        for row in rows[1:]:
+            table.add_row(*row)
+        console.print(table)
+    out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    _log(f"wrote {out}")
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from .consensus import check_rule
+    from .report import collect_inputs, render_report
+
+    try:
+        check_rule(args.rule)
+    except ValueError as e:
+        raise UserError(str(e)) from e
+    if args.limit is not None and args.limit < 1:
+        raise UserError("--limit must be at least 1")
+    out = _out_file(args.out)
+    try:
+        inputs = collect_inputs(args.paths)
+        page = render_report(inputs, rule=args.rule, limit=args.limit, title=f"DCA traces: {' '.join(args.paths)}")
+    except (OSError, ValueError) as e:
+        raise UserError(str(e).splitlines()[0]) from e
+    out.write_text(page, encoding="utf-8")
+    _log(f"wrote {out} ({len(page) // 1024} KiB): open it in a browser")
+    return 0
 
 
 # ---------------------------------------------------------------------------------------------
@@ -259,6 +425,40 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="runs/demo", help="run directory")
     p.add_argument("--overwrite", action="store_true", help="replace an earlier run in --out")
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("review", help="review a traces file with the reviewers of a YAML file (cached)")
+    p.add_argument("--traces", required=True, help="traces JSON-lines (from `dca rollout` or a run directory)")
+    p.add_argument("--reviewers", required=True, help="reviewers YAML (see dca/review/config.py)")
+    p.add_argument("--out", required=True, help="reviews JSON-lines to write")
+    p.add_argument("--problems", default=None, help="problems JSON-lines (default: problems.jsonl beside --traces)")
+    p.add_argument("--reviewer", action="append", default=None, metavar="NAME", help="use only this reviewer (repeatable)")
+    p.add_argument("--limit", type=int, default=None, help="review only the first N traces")
+    p.add_argument("--cache", default=None, help="SQLite cache file (default: $DCA_CACHE_DIR/review-cache.sqlite)")
+    p.add_argument("--no-cache", action="store_true", help="call every reviewer again, store nothing")
+    p.add_argument("--summary-json", default=None, metavar="PATH", help="also write the summary figures as JSON")
+    p.set_defaults(func=cmd_review)
+
+    p = sub.add_parser("consensus", help="merge several reviewers' reviews of each trace into a consensus")
+    p.add_argument("--reviews", required=True, help="a reviews JSON-lines file with several reviewers per trace")
+    p.add_argument("--rule", default="majority", help="unanimous, majority or at-least-M (e.g. at-least-2)")
+    p.add_argument("--out", required=True, help="consensus JSON-lines file to write")
+    p.set_defaults(func=cmd_consensus)
+
+    p = sub.add_parser("agreement", help="agreement between reviewers and their quality against a truth")
+    p.add_argument("--reviews", required=True, help="a reviews JSON-lines file with several reviewers per trace")
+    p.add_argument("--truth", default=None, metavar="REVIEWER", help="the reviewer whose labels are the truth (e.g. oracle, reference)")
+    p.add_argument("--traces", default=None, help="traces file for the by-outcome figures (default: traces.jsonl beside --reviews)")
+    p.add_argument("--problems", default=None, help="problems file for the by-domain figures (default: problems.jsonl beside --reviews)")
+    p.add_argument("--weighting", choices=("tokens", "units"), default="tokens", help="weight units by their tokens (words and punctuation) or count each once")
+    p.add_argument("--out", default=None, help="JSON file for all figures (default: <reviews>.agreement.json)")
+    p.set_defaults(func=cmd_agreement)
+
+    p = sub.add_parser("show", help="write an HTML page to read traces with their reviews, consensus and credit")
+    p.add_argument("paths", nargs="+", metavar="RUN_OR_FILES", help="a run directory, or traces/reviews/consensus/credits/problems JSON-lines files")
+    p.add_argument("--out", required=True, help="the HTML file to write")
+    p.add_argument("--rule", default="majority", help="consensus rule where no consensus file is given")
+    p.add_argument("--limit", type=int, default=500, help="show at most this many traces")
+    p.set_defaults(func=cmd_show)
     return parser
 
 

@@ -26,6 +26,12 @@ Rules shared by all policies:
 - The policy falls back to ``uniform`` when there is no review, the review failed, or the
   review marks no unit useful (conserve would otherwise pile the whole ``N * A`` onto the few
   answer tokens); `Credit.fallback` records why.
+- A `Consensus` is consumed like a review: only agreed units carry labels. Its *disputed*
+  units (`Consensus.disputed_units`) are masked by default (``CreditConfig.disputed="mask"``:
+  they count as not useful, and ``random`` never draws them). With ``disputed="uniform"``
+  their tokens keep the plain GRPO advantage ``A`` and the policy applies to the other tokens
+  only (``conserve`` and ``random`` then keep the total of the non-disputed tokens, so the
+  trace total is still ``N * A``).
 
 Tokens are mapped to characters by `token_char_spans`, exact for byte-level BPE tokenizers
 (GPT-2, Llama 3, Qwen, SmolLM2) including characters split across tokens.
@@ -44,6 +50,7 @@ from typing import Any, Sequence
 from dca.records import CONTRIBUTIONS, USEFUL_CONTRIBUTIONS, Consensus, Credit, Review, Unit
 
 __all__ = [
+    "DISPUTED_CHOICES",
     "POLICIES",
     "CreditConfig",
     "compute_credit",
@@ -53,6 +60,9 @@ __all__ = [
 
 #: Valid values of `CreditConfig.policy`.
 POLICIES = ("uniform", "mask", "conserve", "random")
+
+#: Valid values of `CreditConfig.disputed`: what a consensus's disputed units receive.
+DISPUTED_CHOICES = ("mask", "uniform")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -198,11 +208,19 @@ class CreditConfig:
     """Contribution labels whose units are credited."""
     seed: int = 0
     """Seed of the ``random`` policy (combined with each trace id)."""
+    disputed: str = "mask"
+    """What the disputed units of a `Consensus` receive: ``mask`` (no credit, as if not
+    useful) or ``uniform`` (the plain GRPO advantage). Single reviews have no disputed units."""
 
     def __post_init__(self) -> None:
         if self.policy not in POLICIES:
             raise ValueError(
                 f"unknown credit policy {self.policy!r}; choose one of {', '.join(POLICIES)}"
+            )
+        if self.disputed not in DISPUTED_CHOICES:
+            raise ValueError(
+                f"unknown disputed-units treatment {self.disputed!r}; "
+                f"choose one of {', '.join(DISPUTED_CHOICES)}"
             )
         self.useful_contributions = tuple(self.useful_contributions)
         unknown = [c for c in self.useful_contributions if c not in CONTRIBUTIONS]
@@ -255,20 +273,27 @@ def compute_credit(
     token_units = _token_units(text, token_spans, review.units, answer_span)
     labels = review.unit_contributions()
     useful = {i for i, label in enumerate(labels) if label in config.useful_contributions}
+    disputed = set(getattr(review, "disputed_units", ()))
+    kept = disputed if config.disputed == "uniform" else set()
     credited = [unit == _ANSWER or unit in useful for unit in token_units]
     if not any(unit in useful for unit in token_units):
         # Only the answer (or nothing) would be credited: conserve would then pile the whole
         # N * A onto a few answer tokens. Plain GRPO credit is the safer reading of such a review.
         return result(uniform, fallback="nothing credited: the review marks no unit useful")
 
+    # Tokens of disputed units kept at the plain advantage (disputed="uniform"); the answer
+    # span wins over them. The policy below shares out the rest.
+    fixed = [unit != _ANSWER and unit in kept for unit in token_units]
     if config.policy == "random":
         target = sum(credited)
-        credited = _random_units_credit(token_units, target, _stable_seed(config.seed, trace_id))
+        pool = [None if unit in disputed else unit for unit in token_units]  # never drawn
+        credited = _random_units_credit(pool, target, _stable_seed(config.seed, trace_id))
 
     if config.policy == "mask":
-        return result([1.0 if c else 0.0 for c in credited])
-    scale = n_tokens / sum(credited)  # conserve and random: the total stays N * A
-    return result([scale if c else 0.0 for c in credited])
+        return result([1.0 if c or f else 0.0 for c, f in zip(credited, fixed)])
+    # conserve and random: the total stays N * A (fixed tokens carry A each).
+    scale = (n_tokens - sum(fixed)) / sum(credited)
+    return result([1.0 if f else scale if c else 0.0 for c, f in zip(credited, fixed)])
 
 
 #: Marker in `_token_units` for tokens that belong to the final-answer span.

@@ -80,6 +80,7 @@ def rollout(
                 output = model.generate(
                     **encoded,
                     max_new_tokens=config.max_new_tokens,
+                    use_cache=True,  # training turns the KV cache off in the model config
                     pad_token_id=tokenizer.pad_token_id,
                     eos_token_id=tokenizer.eos_token_id,
                     **sampling,

@@ -71,6 +71,9 @@ class CreditSettings(_Strict):
     policy: Literal["uniform", "mask", "conserve", "random"] = "conserve"
     useful_contributions: list[str] = Field(default_factory=lambda: list(USEFUL_CONTRIBUTIONS))
     seed: int = 0
+    disputed: Literal["mask", "uniform"] = Field(
+        "mask", description="What a consensus's disputed units receive: no credit (mask) or the plain GRPO advantage (uniform)."
+    )
 
     @model_validator(mode="after")
     def _known_labels(self):
@@ -80,7 +83,9 @@ class CreditSettings(_Strict):
         return self
 
     def to_credit_config(self) -> CreditConfig:
-        return CreditConfig(policy=self.policy, useful_contributions=tuple(self.useful_contributions), seed=self.seed)
+        return CreditConfig(
+            policy=self.policy, useful_contributions=tuple(self.useful_contributions), seed=self.seed, disputed=self.disputed
+        )
 
 
 class GRPOSettings(_Strict):
@@ -97,15 +102,32 @@ class GRPOSettings(_Strict):
     scale_rewards: Literal["group", "batch", "none"] = "group"
 
 
+#: Reviewers a TrainConfig can name without a reviewers file.
+BUILTIN_REVIEWERS = ("oracle", "reference")
+
+
 class TrainConfig(_Strict):
     model: str = Field("embedded", description="'embedded', a checkpoint directory or a hub id.")
     warmstart: WarmstartSettings | None = None
-    reviewer: Literal["oracle"] = "oracle"
+    reviewer: str = Field(
+        "oracle",
+        description="'oracle', 'reference', or the name of a reviewer declared in reviewers_file (any backend).",
+    )
+    reviewers_file: str | None = Field(None, description="A reviewers YAML file (see dca.review.config).")
     credit: CreditSettings = CreditSettings()
     problems: ProblemsSettings = ProblemsSettings(synthetic=SyntheticSettings(count=64, seed=1))
     eval_problems: ProblemsSettings | None = None
     grpo: GRPOSettings = GRPOSettings()
     seed: int = 0
+
+    @model_validator(mode="after")
+    def _reviewer_known(self):
+        if self.reviewers_file is None and self.reviewer not in BUILTIN_REVIEWERS:
+            raise ValueError(
+                f"reviewer {self.reviewer!r} is not built in ({', '.join(BUILTIN_REVIEWERS)}); "
+                "declare it in a reviewers YAML file and give reviewers_file"
+            )
+        return self
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)

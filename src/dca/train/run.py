@@ -29,7 +29,7 @@ from ..model import load_model, resolve_model_path, trainer_device_arguments
 from ..problems import SyntheticConfig, generate_problems, load_gsm8k
 from ..prompting import chat_messages
 from ..records import Credit, Problem, Review, Trace, append_jsonl, read_jsonl, write_jsonl
-from ..review import OracleReviewer
+from ..review import OracleReviewer, ReferenceReviewer
 from ..rollout import SamplingConfig, rollout, summarize
 from .config import ProblemsSettings, TrainConfig
 from .warmstart import warmstart
@@ -77,6 +77,22 @@ def load_problems(settings: ProblemsSettings) -> list[Problem]:
             raise UserError(f"synthetic problems: {e}") from e
         problems = generate_problems(s.count, config)
     return problems[: settings.limit] if settings.limit else problems
+
+
+def make_reviewer(config: TrainConfig):
+    """The reviewer `config.reviewer` names: the oracle, the reference reviewer, or any reviewer
+    from `config.reviewers_file`, run through the review runner (cache, retries, failed-review
+    records; a failed review makes the trainer fall back to uniform credit for that trace)."""
+    if config.reviewers_file is None:
+        return OracleReviewer() if config.reviewer == "oracle" else ReferenceReviewer()
+    from ..review import ReviewCache, RunnerReviewer, default_cache_path, load_reviewers
+
+    (spec,) = load_reviewers(config.reviewers_file, only=[config.reviewer])
+    if not spec.is_llm:
+        reviewer = OracleReviewer() if spec.backend == "oracle" else ReferenceReviewer()
+        reviewer.name = spec.name
+        return reviewer
+    return RunnerReviewer(spec, cache=ReviewCache(default_cache_path()))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -191,6 +207,10 @@ def run_training(config: TrainConfig, out: str | Path, *, overwrite: bool = Fals
     problems = load_problems(config.problems)
     eval_problems = load_problems(config.eval_problems) if config.eval_problems else []
     resolve_model_path(config.model)
+    if config.reviewers_file is not None:  # a wrong reviewers file or name fails before the run starts
+        from ..review import load_reviewers
+
+        load_reviewers(config.reviewers_file, only=[config.reviewer])
     run = RunDirectory(out, overwrite=overwrite)
     run.start(config)
     try:
@@ -256,6 +276,7 @@ def _train(config: TrainConfig, run: RunDirectory, problems, eval_problems, log:
                 f"credited {logs.get('dca/fraction_credited', 0):.0%}  loss {logs['loss']:.4f}"
             )
 
+    reviewer = make_reviewer(config)
     trainer = DCAGRPOTrainer(
         model=model,
         reward_funcs=[outcome_reward],
@@ -263,15 +284,20 @@ def _train(config: TrainConfig, run: RunDirectory, problems, eval_problems, log:
         train_dataset=dataset,
         processing_class=tokenizer,
         callbacks=[_Metrics()],
-        reviewer=OracleReviewer(),
+        reviewer=reviewer,
         problems={p.id: p for p in problems},
         credit_config=config.credit.to_credit_config(),
         recorder=recorder,
     )
     trainer.remove_callback(PrinterCallback)  # _Metrics prints a shorter line
     log(f"DCA-GRPO: {g.steps} steps, {g.prompts_per_step} prompt(s) x {g.num_generations} completions, credit '{config.credit.policy}'")
-    trainer.train()
+    try:
+        trainer.train()
+    finally:
+        if hasattr(reviewer, "close"):
+            reviewer.close()
     shutil.rmtree(run.file("trainer"), ignore_errors=True)
+    model.config.use_cache = True  # TRL turns it off for training; generation wants it back
     trainer.save_model(str(run.file("checkpoint")))
     tokenizer.save_pretrained(run.file("checkpoint"))
 

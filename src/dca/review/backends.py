@@ -1,0 +1,241 @@
+"""LLM reviewer backends: the small interface the runner drives, and its implementations.
+
+A backend does two things (the Inspect AI split): ``generate`` one chat answer, and
+``classify`` an exception from that call as a `CallError` (what kind, retryable or not,
+and the server's ``Retry-After``). Caching, retries, timeouts, rate limits and cost live
+once, in `dca.review.runner`, around every backend.
+
+- `OpenAIBackend`: chat completions through the official ``openai`` SDK; any
+  OpenAI-compatible endpoint (OpenAI, vLLM, SGLang, llama.cpp server, Ollama, OpenRouter,
+  ``transformers serve``). Asks for JSON-schema structured output when
+  ``structured_output`` is on; an endpoint that rejects ``response_format`` with a 400 is
+  asked again without it, and plain JSON is parsed from then on.
+- `AnthropicBackend`: the Messages API through the official ``anthropic`` SDK (plain JSON;
+  the system prompt goes in ``system``).
+- `HFBackend` (`dca.review.local`): a local Hugging Face chat model with schema-constrained
+  decoding.
+
+Both SDKs' own retries are switched off (``max_retries=0``): the runner owns retries, so a
+call is never retried twice over. API keys are read from the environment variable the
+reviewer names, only when the client is built; they are never part of a request record,
+a cache entry or an error message (`scrub` masks them in error text).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import os
+import re
+import time
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from ..errors import UserError
+from .config import ReviewerSpec
+from .protocol import answer_json_schema
+
+__all__ = ["Backend", "CallError", "Generation", "make_backend", "scrub"]
+
+
+@dataclass
+class Generation:
+    """One answered call."""
+
+    text: str
+    input_tokens: int = 0
+    output_tokens: int = 0
+    model: str = ""
+
+
+@dataclass
+class CallError:
+    """A failed call, classified."""
+
+    kind: str
+    """``timeout``, ``rate_limited``, ``server_error``, ``connection_error``, ``client_error``
+    or ``backend_error``."""
+    retryable: bool
+    message: str
+    retry_after: float | None = None
+    """Seconds the server asked us to wait (``Retry-After`` / ``retry-after-ms``)."""
+
+
+class Backend(Protocol):
+    """What the runner needs from a reviewer backend."""
+
+    def cache_params(self) -> dict[str, Any]:
+        """The generation parameters that change the answer (part of the cache key)."""
+        ...
+
+    async def generate(self, messages: list[dict[str, str]]) -> Generation: ...
+
+    def classify(self, error: BaseException) -> CallError: ...
+
+    async def aclose(self) -> None: ...
+
+
+_KEY_PATTERN = re.compile(r"\b(sk-[A-Za-z0-9_\-*]{4,}|sk-ant-[A-Za-z0-9_\-*]{4,})")
+
+
+def scrub(text: str, secrets: list[str] = ()) -> str:
+    """Error text with API keys (the given ones, and anything shaped like one) masked."""
+    for secret in secrets:
+        if secret and len(secret) >= 4:
+            text = text.replace(secret, "***")
+    return _KEY_PATTERN.sub("sk-***", text)
+
+
+def _retry_after(headers: Any) -> float | None:
+    """Seconds from ``retry-after-ms`` or ``Retry-After`` (seconds or an HTTP date)."""
+    if headers is None:
+        return None
+    try:
+        ms = headers.get("retry-after-ms")
+        if ms is not None:
+            return max(float(ms) / 1000, 0.0)
+        value = headers.get("retry-after")
+        if value is None:
+            return None
+        try:
+            return max(float(value), 0.0)
+        except ValueError:
+            when = email.utils.parsedate_to_datetime(value)
+            return max(when.timestamp() - time.time(), 0.0)
+    except (TypeError, ValueError, OverflowError):
+        return None
+
+
+def _classify_sdk_error(sdk: Any, error: BaseException, secrets: list[str]) -> CallError:
+    """Shared by the openai and anthropic SDKs, whose exception hierarchies match."""
+    message = scrub(f"{type(error).__name__}: {error}", secrets)[:500]
+    if isinstance(error, (asyncio.TimeoutError, TimeoutError, sdk.APITimeoutError)):
+        return CallError("timeout", True, message)
+    if isinstance(error, sdk.APIConnectionError):
+        return CallError("connection_error", True, message)
+    if isinstance(error, sdk.APIStatusError):
+        status = error.status_code
+        retry_after = _retry_after(getattr(error.response, "headers", None))
+        if status == 429:
+            return CallError("rate_limited", True, message, retry_after)
+        if status >= 500 or status in (408, 409):
+            return CallError("server_error", True, message, retry_after)
+        return CallError("client_error", False, message)
+    return CallError("backend_error", False, message)
+
+
+def _api_key(spec: ReviewerSpec, *, required: bool) -> str | None:
+    key = os.environ.get(spec.api_key_env or "") or None
+    if key is None and required:
+        raise UserError(
+            f"reviewer '{spec.name}' needs an API key: set the environment variable {spec.api_key_env} "
+            f"(or give base_url for a local endpoint that needs none)"
+        )
+    return key
+
+
+class OpenAIBackend:
+    """Chat completions on any OpenAI-compatible endpoint."""
+
+    def __init__(self, spec: ReviewerSpec):
+        try:
+            import openai
+        except ImportError as e:  # pragma: no cover - a dependency of the package
+            raise UserError("the openai backend needs the openai SDK: pip install openai") from e
+        self._sdk = openai
+        self.spec = spec
+        key = _api_key(spec, required=spec.base_url is None)
+        self._secrets = [key] if key else []
+        # A local endpoint without a key still needs a non-empty string for the SDK.
+        self.client = openai.AsyncOpenAI(
+            api_key=key or "no-key", base_url=spec.base_url, max_retries=0, timeout=spec.timeout
+        )
+        self._structured = spec.structured_output
+
+    def cache_params(self) -> dict[str, Any]:
+        return {**self.spec.params, "structured_output": self.spec.structured_output, "mode": self.spec.mode}
+
+    def _request(self, messages: list[dict[str, str]]) -> dict[str, Any]:
+        request: dict[str, Any] = {"model": self.spec.model, "messages": messages, **self.spec.params}
+        if self._structured:
+            request["response_format"] = {
+                "type": "json_schema",
+                "json_schema": {"name": "review", "schema": answer_json_schema(self.spec.mode)},
+            }
+        return request
+
+    async def generate(self, messages: list[dict[str, str]]) -> Generation:
+        try:
+            response = await self.client.chat.completions.create(**self._request(messages))
+        except self._sdk.BadRequestError as e:
+            if not self._structured or "response_format" not in str(e):
+                raise
+            self._structured = False  # the endpoint has no structured output: plain JSON
+            response = await self.client.chat.completions.create(**self._request(messages))
+        if not response.choices:
+            raise ValueError("the endpoint returned no choices")
+        usage = response.usage
+        return Generation(
+            text=response.choices[0].message.content or "",
+            input_tokens=getattr(usage, "prompt_tokens", 0) or 0,
+            output_tokens=getattr(usage, "completion_tokens", 0) or 0,
+            model=response.model or self.spec.model,
+        )
+
+    def classify(self, error: BaseException) -> CallError:
+        return _classify_sdk_error(self._sdk, error, self._secrets)
+
+    async def aclose(self) -> None:
+        await self.client.close()
+
+
+class AnthropicBackend:
+    """The Anthropic Messages API."""
+
+    def __init__(self, spec: ReviewerSpec):
+        try:
+            import anthropic
+        except ImportError as e:  # pragma: no cover - a dependency of the package
+            raise UserError("the anthropic backend needs the anthropic SDK: pip install anthropic") from e
+        self._sdk = anthropic
+        self.spec = spec
+        key = _api_key(spec, required=spec.base_url is None)
+        self._secrets = [key] if key else []
+        self.client = anthropic.AsyncAnthropic(
+            api_key=key or "no-key", base_url=spec.base_url, max_retries=0, timeout=spec.timeout
+        )
+
+    def cache_params(self) -> dict[str, Any]:
+        return {**self.spec.params, "mode": self.spec.mode}
+
+    async def generate(self, messages: list[dict[str, str]]) -> Generation:
+        system = "\n\n".join(m["content"] for m in messages if m["role"] == "system")
+        turns = [m for m in messages if m["role"] != "system"]
+        params = {"max_tokens": 1024, **self.spec.params}
+        response = await self.client.messages.create(model=self.spec.model, system=system, messages=turns, **params)
+        text = "".join(getattr(block, "text", "") for block in response.content if getattr(block, "type", "") == "text")
+        return Generation(
+            text=text,
+            input_tokens=response.usage.input_tokens or 0,
+            output_tokens=response.usage.output_tokens or 0,
+            model=response.model or self.spec.model,
+        )
+
+    def classify(self, error: BaseException) -> CallError:
+        return _classify_sdk_error(self._sdk, error, self._secrets)
+
+    async def aclose(self) -> None:
+        await self.client.close()
+
+
+def make_backend(spec: ReviewerSpec) -> Backend:
+    """The backend a reviewer spec names (LLM backends only)."""
+    if spec.backend == "openai":
+        return OpenAIBackend(spec)
+    if spec.backend == "anthropic":
+        return AnthropicBackend(spec)
+    if spec.backend == "hf":
+        from .local import HFBackend
+
+        return HFBackend(spec)
+    raise ValueError(f"backend {spec.backend!r} is not an LLM backend")

@@ -1,0 +1,100 @@
+"""Reviewing a traces file (`dca review`): load traces and problems, run every reviewer, sum up.
+
+    dca review --traces runs/demo/traces.jsonl --reviewers reviewers.yaml --out reviews.jsonl
+
+Problems come from ``--problems`` or, by default, the ``problems.jsonl`` beside the traces
+(a run directory holds both). Reviews are written in (trace, reviewer) order, one per pair,
+failed reviews included; the summary counts reviews done, served from the cache, failed by
+reason, tokens and cost per reviewer and for the run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any, Callable
+
+from ..errors import UserError
+from ..records import Problem, Review, Trace, read_jsonl
+from ..segment import segment
+from .cache import ReviewCache
+from .config import ReviewerSpec
+from .runner import ReviewItem, ReviewRunner, ReviewerStats
+
+__all__ = ["load_review_items", "review_items", "summary"]
+
+
+def _read(path: Path, cls, what: str, hint: str) -> list:
+    if not path.is_file():
+        raise UserError(f"{what} file {path} does not exist; {hint}")
+    try:
+        return read_jsonl(path, cls)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise UserError(str(e).splitlines()[0]) from e
+
+
+def load_review_items(traces_path: str | Path, problems_path: str | Path | None = None, *, limit: int | None = None) -> list[ReviewItem]:
+    """Traces with their problems and units; a trace whose problem is missing is a UserError."""
+    traces_path = Path(traces_path)
+    traces: list[Trace] = _read(traces_path, Trace, "traces", "write one with `dca rollout --out`")
+    if limit is not None:
+        traces = traces[:limit]
+    if not traces:
+        raise UserError(f"traces file {traces_path} holds no traces")
+    problems_path = Path(problems_path) if problems_path else traces_path.with_name("problems.jsonl")
+    problems: list[Problem] = _read(problems_path, Problem, "problems", "pass --problems with the file the traces were sampled from")
+    by_id = {p.id: p for p in problems}
+    missing = [t.problem_id for t in traces if t.problem_id not in by_id]
+    if missing:
+        raise UserError(f"{len(missing)} trace(s) refer to problems not in {problems_path} (first: {missing[0]}); pass the right --problems")
+    return [ReviewItem(problem=by_id[t.problem_id], trace=t, units=segment(t.completion)) for t in traces]
+
+
+def review_items(
+    items: list[ReviewItem],
+    specs: list[ReviewerSpec],
+    *,
+    cache: ReviewCache | None,
+    on_review: Callable[[Review], Any] | None = None,
+) -> tuple[list[Review], dict[str, ReviewerStats]]:
+    """Run every reviewer over every item (asyncio inside); never raises for a failed review."""
+
+    async def run() -> tuple[list[Review], dict[str, ReviewerStats]]:
+        runner = ReviewRunner(specs, cache=cache)
+        try:
+            runner.prepare()
+            reviews = await runner.review_all(items, on_review=on_review)
+        finally:
+            await runner.aclose()
+        return reviews, runner.stats
+
+    return asyncio.run(run())
+
+
+def summary(stats: dict[str, ReviewerStats], traces: int) -> dict[str, Any]:
+    """Per-reviewer and total figures, JSON-ready."""
+    rows = {}
+    for name, s in stats.items():
+        rows[name] = {
+            "reviews": s.reviews,
+            "ok": s.ok,
+            "failed": s.failed,
+            "failed_by_reason": dict(sorted(s.failed_by_reason.items())),
+            "new_calls": s.answered_calls,
+            "cached_calls": s.cached_calls,
+            "requests": s.requests,
+            "retries": s.retries,
+            "input_tokens": s.input_tokens,
+            "output_tokens": s.output_tokens,
+            "cost_usd": round(s.cost, 6),
+        }
+    total: dict[str, Any] = {"traces": traces}
+    for field in ("reviews", "ok", "failed", "new_calls", "cached_calls", "requests", "retries", "input_tokens", "output_tokens", "cost_usd"):
+        total[field] = sum(r[field] for r in rows.values())
+    reasons: dict[str, int] = {}
+    for r in rows.values():
+        for reason, n in r["failed_by_reason"].items():
+            reasons[reason] = reasons.get(reason, 0) + n
+    total["failed_by_reason"] = dict(sorted(reasons.items()))
+    total["cost_usd"] = round(total["cost_usd"], 6)
+    return {"reviewers": rows, "total": total}

@@ -1,0 +1,162 @@
+"""Reviewer declarations, read from YAML (`dca review --reviewers reviewers.yaml`).
+
+Example::
+
+    reviewers:
+      - name: oracle                 # synthetic problems: labels from the known structure
+        backend: oracle
+      - name: reference              # GSM8K: labels from the reference solution's values
+        backend: reference
+      - name: gpt
+        backend: openai              # any OpenAI-compatible endpoint (vLLM, Ollama, ...)
+        model: gpt-4o-mini
+        base_url: https://api.openai.com/v1   # optional; the SDK default otherwise
+        api_key_env: OPENAI_API_KEY           # the key is read from this variable, never from the file
+        params: {temperature: 0, max_tokens: 600}
+        price: {input: 0.15, output: 0.60}    # USD per million tokens
+        concurrency: 8                        # calls in flight at once
+        requests_per_minute: 500
+        timeout: 60                           # seconds per call
+        max_attempts: 4                       # per call, for timeouts, 429, 5xx, dropped connections
+        repair_attempts: 1                    # extra turns after an invalid answer
+      - name: claude
+        backend: anthropic
+        model: claude-sonnet-4-5
+        params: {max_tokens: 800}
+        price: {input: 3, output: 15}
+      - name: local
+        backend: hf                           # a local chat model, schema-constrained decoding
+        model: embedded
+
+Config files are untrusted input: pydantic with unknown keys rejected; any mistake becomes a
+one-line `UserError` naming the entry and the field. A file never holds an API key: an
+``api_key`` entry is refused with a pointer to ``api_key_env``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from ..errors import UserError
+from .protocol import MODES
+
+__all__ = ["BACKENDS", "Price", "ReviewerSpec", "ReviewersFile", "load_reviewers"]
+
+#: Backends a reviewer can use: LLMs that answer the review protocol, and programmatic reviewers.
+LLM_BACKENDS = ("openai", "anthropic", "hf")
+PROGRAMMATIC_BACKENDS = ("oracle", "reference")
+BACKENDS = LLM_BACKENDS + PROGRAMMATIC_BACKENDS
+
+_DEFAULT_KEY_ENV = {"openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY"}
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Price(_Strict):
+    """USD per million tokens."""
+
+    input: float = Field(0.0, ge=0)
+    output: float = Field(0.0, ge=0)
+
+    def cost(self, input_tokens: float, output_tokens: float) -> float:
+        return (input_tokens * self.input + output_tokens * self.output) / 1e6
+
+
+class ReviewerSpec(_Strict):
+    """One configured reviewer."""
+
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.\-]+$", description="Names the reviewer in reviews and summaries.")
+    backend: Literal[BACKENDS]  # type: ignore[valid-type]
+    model: str = Field("", description="Model id (LLM backends); for 'hf': 'embedded', a directory or a hub id.")
+    base_url: str | None = Field(None, description="Endpoint of an OpenAI-compatible or Anthropic API.")
+    api_key_env: str | None = Field(None, description="Environment variable that holds the API key.")
+    params: dict[str, Any] = Field(default_factory=dict, description="Generation parameters passed to the backend.")
+    price: Price = Price()
+    mode: str = Field("units", description="'units' (answer with unit indices) or 'quotes' (quote each step).")
+    show_reference_answer: bool = Field(False, description="Show the gold answer in the prompt.")
+    structured_output: bool = Field(True, description="Ask the endpoint for JSON-schema output (OpenAI-compatible).")
+    concurrency: int = Field(4, ge=1, le=512)
+    requests_per_minute: float | None = Field(None, gt=0)
+    timeout: float = Field(120.0, gt=0, description="Seconds per call.")
+    max_attempts: int = Field(4, ge=1, le=20, description="Tries per call for retryable errors.")
+    repair_attempts: int = Field(1, ge=0, le=5, description="Extra turns after an invalid answer.")
+    backoff_base: float = Field(1.0, ge=0, description="First retry waits about this many seconds, doubling after.")
+    backoff_max: float = Field(60.0, ge=0, description="Longest wait between tries (Retry-After is capped here too).")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_keys_in_files(cls, data: Any) -> Any:
+        if isinstance(data, dict) and any(k in data for k in ("api_key", "key", "token")):
+            raise ValueError("API keys do not belong in the file; put the key in an environment variable and name it in api_key_env")
+        return data
+
+    @model_validator(mode="after")
+    def _check(self):
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be one of {list(MODES)}")
+        if self.backend in LLM_BACKENDS and not self.model:
+            raise ValueError(f"backend '{self.backend}' needs a model")
+        if self.api_key_env is None and self.backend in _DEFAULT_KEY_ENV:
+            self.api_key_env = _DEFAULT_KEY_ENV[self.backend]
+        return self
+
+    @property
+    def is_llm(self) -> bool:
+        return self.backend in LLM_BACKENDS
+
+    def public_dict(self) -> dict[str, Any]:
+        """The spec as recorded in review metadata (no secrets: the file holds none)."""
+        return self.model_dump(mode="json", include={"name", "backend", "model", "base_url", "params", "mode", "show_reference_answer"})
+
+
+class ReviewersFile(_Strict):
+    reviewers: list[ReviewerSpec] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _unique(self):
+        names = [r.name for r in self.reviewers]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"reviewer names must be unique; repeated: {duplicates}")
+        return self
+
+
+def load_reviewers(path: str | Path, only: list[str] | None = None) -> list[ReviewerSpec]:
+    """Read and validate a reviewers YAML file; `only` keeps the named reviewers, in that order."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"reviewers file {path} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        raise UserError(f"{path} is not valid YAML: {str(e).splitlines()[0]}") from e
+    if isinstance(data, list):
+        data = {"reviewers": data}
+    if not isinstance(data, dict):
+        raise UserError(f"{path} must hold a 'reviewers:' list")
+    try:
+        specs = ReviewersFile.model_validate(data).reviewers
+    except ValidationError as e:
+        first = e.errors()[0]
+        loc = list(first["loc"])
+        if len(loc) >= 2 and loc[0] == "reviewers" and isinstance(loc[1], int):
+            entries = data.get("reviewers") or []
+            entry = entries[loc[1]] if loc[1] < len(entries) else None
+            name = entry.get("name") if isinstance(entry, dict) else None
+            loc = [f"reviewers[{loc[1]}]" + (f" ({name})" if name else ""), *loc[2:]]
+        where = ".".join(str(p) for p in loc) or "(top level)"
+        message = first["msg"].removeprefix("Value error, ")
+        raise UserError(f"{path}: {where}: {message}") from e
+    if only:
+        by_name = {s.name: s for s in specs}
+        missing = [n for n in only if n not in by_name]
+        if missing:
+            raise UserError(f"{path} declares no reviewer {missing[0]!r}; it has {sorted(by_name)}")
+        specs = [by_name[n] for n in only]
+    return specs

@@ -1,0 +1,431 @@
+"""The review protocol: what an LLM reviewer is shown and how its answer is checked.
+
+A reviewer sees the problem, the outcome (solved / failed; the reference answer only when
+the reviewer is configured to see it), the goal of the review in plain words, and the
+completion as numbered units (`dca.segment`). It groups contiguous units into steps and
+answers with unit indices, never by re-quoting the text, one line per step
+(``answer_format="lines"``, the default)::
+
+    0-1 given_fact indirect | restates the two prices
+    2 computation essential <0> | computes the total
+    3 conclusion solved <1> | states it
+
+that is ``first[-last] function contribution [<earlier steps it uses>] | reason``, steps
+counted from 0 in answer order. ``answer_format="json"`` asks for the same content as JSON
+(``{"steps": [{"units": [0, 1], "function": ..., "contribution": ..., "depends_on": [...],
+"reason": ...}]}``), which endpoints with JSON-schema structured output can enforce. The line
+form exists for cost: on 10-unit traces a reviewer's JSON answer is about 2.4 times as many
+tokens as the trace itself, the line form about 0.9 (see tests/test_review_reference.py).
+
+The answer is untrusted text. Either form is turned into the same pydantic model
+(`ReviewAnswer`, ``extra="forbid"``, closed label sets) and accepted only when its ranges are
+in order, inside the completion, not backwards and not overlapping, and its dependencies name
+earlier steps; anything else raises `InvalidAnswer` with a reason that the runner shows the
+reviewer in a bounded repair turn (`repair_message`). In the line form, lines that do not
+start with a digit (a preamble, a code fence) are ignored; a line that starts with one but
+does not parse is rejected. Units no step covers are reported as ``unreviewed_units``.
+
+Quote mode (``mode="quotes"``): the reviewer quotes each step's text instead of giving unit
+indices. `align_quotes` finds each quote in the completion with rapidfuzz's
+``partial_ratio_alignment`` (searching after the previous step first), maps the matched
+span to the units it covers, and reports quotes that score below the threshold as
+unaligned instead of guessing; their steps are dropped and their units stay unreviewed.
+
+`PROTOCOL_VERSION` is part of every cache key: change it whenever the prompt or the schema
+changes, so that old cached answers are never reused for a different question.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from ..records import CONTRIBUTIONS, FUNCTIONS, Problem, Step, Trace, Unit
+
+__all__ = [
+    "MODES",
+    "PROTOCOL_VERSION",
+    "InvalidAnswer",
+    "ParsedAnswer",
+    "QuoteAnswer",
+    "ReviewAnswer",
+    "align_quotes",
+    "answer_json",
+    "answer_lines",
+    "build_messages",
+    "parse_answer",
+    "repair_message",
+]
+
+PROTOCOL_VERSION = "dca-review/1"
+MODES = ("units", "quotes")
+ANSWER_FORMATS = ("lines", "json")
+
+#: Longest answer accepted, in characters: a reviewer that rambles is not parsed at all.
+MAX_ANSWER_CHARS = 60_000
+#: A step's reason is cut to this many characters (model text is untrusted).
+MAX_REASON_CHARS = 300
+#: Minimum rapidfuzz score (0-100) for a quote to count as found in the completion.
+QUOTE_THRESHOLD = 85.0
+
+Function = Literal[FUNCTIONS]  # type: ignore[valid-type]
+Contribution = Literal[CONTRIBUTIONS]  # type: ignore[valid-type]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class StepAnswer(_Strict):
+    """One step of a reviewer's answer (unit mode)."""
+
+    units: Annotated[list[int], Field(min_length=1, max_length=2)] = Field(
+        description="Inclusive range of unit numbers [first, last]; [n] for a single unit."
+    )
+    function: Function = Field(description="What the step does in the text.")  # type: ignore[valid-type]
+    contribution: Contribution = Field(description="What the step contributed to the outcome.")  # type: ignore[valid-type]
+    depends_on: list[int] = Field(default_factory=list, description="Positions of earlier steps this step uses.")
+    reason: str = Field("", description="One short line saying why.")
+
+
+class ReviewAnswer(_Strict):
+    """A reviewer's answer in unit mode."""
+
+    steps: list[StepAnswer] = Field(description="The steps in text order; contiguous units, no overlaps.")
+
+
+class QuoteStepAnswer(_Strict):
+    """One step of a reviewer's answer (quote mode)."""
+
+    quote: str = Field(min_length=1, description="The step's text, copied from the completion.")
+    function: Function = Field(description="What the step does in the text.")  # type: ignore[valid-type]
+    contribution: Contribution = Field(description="What the step contributed to the outcome.")  # type: ignore[valid-type]
+    depends_on: list[int] = Field(default_factory=list, description="Positions of earlier steps this step uses.")
+    reason: str = Field("", description="One short line saying why.")
+
+
+class QuoteAnswer(_Strict):
+    """A reviewer's answer in quote mode."""
+
+    steps: list[QuoteStepAnswer] = Field(description="The steps in text order.")
+
+
+class InvalidAnswer(ValueError):
+    """A reviewer answer that cannot be used; the message says why (shown in a repair turn)."""
+
+
+@dataclass
+class ParsedAnswer:
+    """A validated answer mapped onto the units."""
+
+    steps: list[Step]
+    unreviewed_units: list[int]
+    unaligned_quotes: list[str] = field(default_factory=list)
+    """Quote mode: quotes that matched no span of the completion well enough."""
+
+
+# ---------------------------------------------------------------------------------------------
+# The prompt
+
+_SYSTEM = """You review a student's step-by-step solution. Its text is split into numbered units.
+Group contiguous units into steps (any size: one phrase, a sentence, several lines) and label each step.
+Goal: training will make useful thoughts more frequent and useless ones less frequent, so say precisely which steps moved the solution forward and which did not.
+You do not grade the answer; the outcome is given.
+
+function (what the step does): given_fact (restates a fact from the problem), task_statement (restates what is asked), plan (says how to proceed), computation (computes a value), verification (checks something already computed), backtracking (abandons or revises an earlier step), conclusion (states the final answer), other.
+contribution (what it did for the outcome): solved (produced the final answer), essential (on the solution path; the answer depends on it), indirect (helped without computing on the path), irrelevant (the answer does not depend on it: padding, needless checks, unused facts), failed_attempt (tried and abandoned), error (a wrong statement or computation)."""
+
+_LINES_FORMAT = """Answer with one line per step and no other text:
+first-last function contribution <steps it uses> | reason
+for example
+0-1 given_fact indirect | restates the prices
+2 computation essential <0> | computes the total
+Steps in text order, counted from 0; a single unit is written "3"; leave out <...> when the step uses no earlier step. Reasons: at most 6 words."""
+
+_UNIT_FORMAT = """Answer with JSON only, no other text:
+{"steps": [{"units": [first, last], "function": "...", "contribution": "...", "depends_on": [earlier step positions], "reason": "a few words"}]}
+Steps in text order; units are unit numbers, [n] for one unit; depends_on counts steps from 0; omit depends_on when empty. Keep reasons under 10 words."""
+
+_QUOTE_FORMAT = """Answer with JSON only, no other text:
+{"steps": [{"quote": "the step's exact text", "function": "...", "contribution": "...", "depends_on": [earlier step positions], "reason": "a few words"}]}
+Steps in text order; copy each quote exactly from the solution; depends_on counts steps from 0; omit depends_on when empty. Keep reasons under 10 words."""
+
+_OUTCOME = {
+    "correct": "solved: the final answer is right",
+    "wrong": "failed: the final answer is wrong",
+    "format_failure": "failed: no final answer was given",
+}
+
+
+def build_messages(
+    problem: Problem,
+    trace: Trace,
+    units: list[Unit],
+    *,
+    mode: str = "units",
+    answer_format: str = "lines",
+    show_reference_answer: bool = False,
+) -> list[dict[str, str]]:
+    """The chat messages (system + user) for one review request (quote mode always uses JSON)."""
+    if mode not in MODES:
+        raise ValueError(f"unknown review mode {mode!r}; choose from {MODES}")
+    if answer_format not in ANSWER_FORMATS:
+        raise ValueError(f"unknown answer format {answer_format!r}; choose from {ANSWER_FORMATS}")
+    outcome = _OUTCOME.get(trace.outcome, trace.outcome)
+    lines = [f"Problem:\n{problem.question.strip()}", f"\nOutcome: {outcome}."]
+    if show_reference_answer:
+        lines.append(f"Reference answer: {problem.answer}")
+    if mode == "units":
+        lines.append(f"\nSolution, in {len(units)} units (0 to {len(units) - 1}):")
+        lines.extend(f"[{u.index}] {_one_line(u.text)}" for u in units)
+        lines.append("\n" + (_LINES_FORMAT if answer_format == "lines" else _UNIT_FORMAT))
+    else:
+        lines.append("\nSolution:\n" + trace.completion.strip())
+        lines.append("\n" + _QUOTE_FORMAT)
+    return [{"role": "system", "content": _SYSTEM}, {"role": "user", "content": "\n".join(lines)}]
+
+
+def repair_message(error: InvalidAnswer | str) -> dict[str, str]:
+    """The user turn that asks for a corrected answer after `error`."""
+    return {
+        "role": "user",
+        "content": f"Your answer was rejected: {error}\nAnswer again, in the requested format only.",
+    }
+
+
+def answer_json_schema(mode: str = "units") -> dict:
+    """The JSON schema of a valid answer, for endpoints with structured output."""
+    return (ReviewAnswer if mode == "units" else QuoteAnswer).model_json_schema()
+
+
+def answer_lines(steps: list[Step]) -> str:
+    """Steps in the protocol's line format (what a good reviewer writes)."""
+    lines = []
+    for s in steps:
+        units = f"{s.first_unit}" if s.first_unit == s.last_unit else f"{s.first_unit}-{s.last_unit}"
+        uses = f" <{','.join(map(str, s.depends_on))}>" if s.depends_on else ""
+        lines.append(f"{units} {s.function} {s.contribution}{uses} | {s.reason}")
+    return "\n".join(lines)
+
+
+def answer_json(steps: list[Step]) -> str:
+    """Steps in the protocol's JSON answer format."""
+    items = []
+    for s in steps:
+        item: dict = {
+            "units": [s.first_unit] if s.first_unit == s.last_unit else [s.first_unit, s.last_unit],
+            "function": s.function,
+            "contribution": s.contribution,
+        }
+        if s.depends_on:
+            item["depends_on"] = s.depends_on
+        item["reason"] = s.reason
+        items.append(item)
+    return json.dumps({"steps": items}, ensure_ascii=False, separators=(",", ":"))
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+# ---------------------------------------------------------------------------------------------
+# Parsing and validation
+
+_FENCE = re.compile(r"```(?:json)?\s*(.*?)```", re.DOTALL)
+
+
+def _json_object(text: str) -> dict:
+    """The one JSON object in `text` (bare, or inside a Markdown code fence)."""
+    if len(text) > MAX_ANSWER_CHARS:
+        raise InvalidAnswer(f"the answer is {len(text)} characters long; answer with short JSON")
+    candidates = [m.group(1) for m in _FENCE.finditer(text)] + [text]
+    for candidate in candidates:
+        candidate = candidate.strip()
+        start, end = candidate.find("{"), candidate.rfind("}")
+        if start < 0 or end < start:
+            continue
+        try:
+            value = json.loads(candidate[start : end + 1])
+        except json.JSONDecodeError:
+            continue
+        if isinstance(value, dict):
+            return value
+    raise InvalidAnswer('the answer is not a JSON object; answer with {"steps": [...]} only')
+
+
+def _describe(error: ValidationError) -> str:
+    first = error.errors()[0]
+    where = ".".join(str(p) for p in first["loc"]) or "answer"
+    message = first["msg"]
+    return f"{where}: {message}" + (f" ({error.error_count()} problems in all)" if error.error_count() > 1 else "")
+
+
+def _clean_reason(reason: str) -> str:
+    reason = " ".join("".join(ch if ch.isprintable() else " " for ch in reason).split())
+    return reason[:MAX_REASON_CHARS]
+
+
+_STEP_LINE = re.compile(
+    r"(?P<first>\d+)(?:\s*-\s*(?P<last>\d+))?\s+(?P<function>[a-z_]+)\s+(?P<contribution>[a-z_]+)"
+    r"\s*(?:<(?P<uses>[\d,\s]*)>)?\s*(?:\|\s*(?P<reason>.*))?"
+)
+
+
+def _looks_like_json(text: str) -> bool:
+    body = text.strip()
+    if body.startswith("```"):
+        body = body.split("\n", 1)[-1].lstrip()
+    return body.startswith("{")
+
+
+def _lines_object(text: str) -> dict:
+    """The line form as the dict `ReviewAnswer` validates."""
+    if len(text) > MAX_ANSWER_CHARS:
+        raise InvalidAnswer(f"the answer is {len(text)} characters long; answer with one short line per step")
+    steps = []
+    for line in text.splitlines():
+        line = line.strip().strip("`").strip()
+        if not line[:1].isdigit():
+            continue  # a preamble or a fence line
+        match = _STEP_LINE.fullmatch(line)
+        if match is None:
+            shown = line[:80] + ("..." if len(line) > 80 else "")
+            raise InvalidAnswer(f"line {shown!r} is not 'first-last function contribution <uses> | reason'")
+        first = int(match["first"])
+        steps.append(
+            {
+                "units": [first, int(match["last"])] if match["last"] is not None else [first],
+                "function": match["function"],
+                "contribution": match["contribution"],
+                "depends_on": [int(d) for d in re.findall(r"\d+", match["uses"] or "")],
+                "reason": match["reason"] or "",
+            }
+        )
+    return {"steps": steps}
+
+
+def parse_answer(text: str, units: list[Unit], *, mode: str = "units", completion: str = "") -> ParsedAnswer:
+    """Validate a reviewer's answer against the units; raises `InvalidAnswer` with the reason.
+
+    In unit mode the answer may be in either format (JSON when it opens with ``{``, after an
+    optional code fence). `completion` is needed in quote mode (quotes are aligned against it).
+    """
+    data = _json_object(text) if mode != "units" or _looks_like_json(text) else _lines_object(text)
+    try:
+        answer = (ReviewAnswer if mode == "units" else QuoteAnswer).model_validate(data)
+    except ValidationError as e:
+        raise InvalidAnswer(_describe(e)) from None
+    if not answer.steps:
+        raise InvalidAnswer("the answer has no steps")
+    unaligned: list[str] = []
+    if mode == "units":
+        ranges: list[tuple[int, int] | None] = []
+        for position, step in enumerate(answer.steps):
+            first, last = step.units[0], step.units[-1]
+            if first > last:
+                raise InvalidAnswer(f"step {position}: range [{first}, {last}] is backwards")
+            if first < 0 or last >= len(units):
+                raise InvalidAnswer(
+                    f"step {position}: range [{first}, {last}] is out of range (units are 0 to {len(units) - 1})"
+                )
+            ranges.append((first, last))
+    else:
+        ranges, unaligned = align_quotes([s.quote for s in answer.steps], units, completion)
+    return _steps(answer.steps, ranges, units, unaligned)
+
+
+def _steps(answers, ranges, units: list[Unit], unaligned: list[str]) -> ParsedAnswer:
+    """Check order, overlap and dependencies; build Steps (steps whose quote was not found are
+    dropped, and dependencies are renumbered onto the kept steps)."""
+    kept: dict[int, int] = {}  # answer position -> Step index
+    steps: list[Step] = []
+    previous_last = -1
+    for position, (answer, span) in enumerate(zip(answers, ranges)):
+        for d in answer.depends_on:
+            if not 0 <= d < position:
+                raise InvalidAnswer(f"step {position}: depends_on {d} is not an earlier step (0 to {position - 1})")
+        if span is None:
+            continue
+        first, last = span
+        if first <= previous_last:
+            raise InvalidAnswer(
+                f"step {position}: units [{first}, {last}] overlap or precede the previous step (which ends at unit {previous_last})"
+            )
+        previous_last = last
+        kept[position] = len(steps)
+        steps.append(
+            Step(
+                index=len(steps),
+                first_unit=first,
+                last_unit=last,
+                function=answer.function,
+                contribution=answer.contribution,
+                depends_on=sorted({kept[d] for d in answer.depends_on if d in kept}),
+                reason=_clean_reason(answer.reason),
+            )
+        )
+    covered = {i for s in steps for i in range(s.first_unit, s.last_unit + 1)}
+    return ParsedAnswer(
+        steps=steps,
+        unreviewed_units=[u.index for u in units if u.index not in covered],
+        unaligned_quotes=unaligned,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Quote mode
+
+
+def align_quotes(
+    quotes: list[str], units: list[Unit], completion: str, *, threshold: float = QUOTE_THRESHOLD
+) -> tuple[list[tuple[int, int] | None], list[str]]:
+    """Map each quote to an inclusive unit range, or None when it cannot be found.
+
+    Each quote is searched first in the text after the previous aligned quote (quotes come in
+    text order, and a phrase may occur twice), then in the whole completion. The matched
+    character span covers a unit when it overlaps more than half of the unit's content.
+    """
+    from rapidfuzz import fuzz
+
+    ranges: list[tuple[int, int] | None] = []
+    unaligned: list[str] = []
+    cursor = 0
+    for quote in quotes:
+        needle = " ".join(quote.split())
+        span = None
+        for offset in (cursor, 0):
+            haystack = completion[offset:]
+            if not needle or not haystack.strip():
+                continue
+            alignment = fuzz.partial_ratio_alignment(needle, haystack)
+            if alignment is not None and alignment.score >= threshold:
+                span = (offset + alignment.dest_start, offset + alignment.dest_end)
+                break
+        unit_range = _covered_units(span, units) if span else None
+        if unit_range is None:
+            unaligned.append(quote[:200])
+            ranges.append(None)
+            continue
+        ranges.append(unit_range)
+        cursor = units[unit_range[1]].end
+    return ranges, unaligned
+
+
+def _covered_units(span: tuple[int, int], units: list[Unit]) -> tuple[int, int] | None:
+    start, end = span
+    covered = []
+    for unit in units:
+        content_start = unit.start + (len(unit.text) - len(unit.text.lstrip()))
+        content_end = unit.start + len(unit.text.rstrip())
+        size = max(content_end - content_start, 1)
+        overlap = min(end, content_end) - max(start, content_start)
+        if overlap * 2 > size:
+            covered.append(unit.index)
+    if not covered:
+        middle = (start + end) // 2
+        covered = [u.index for u in units if u.start <= middle < u.end]
+    return (covered[0], covered[-1]) if covered else None

@@ -1,0 +1,88 @@
+"""`dca consensus`, `dca agreement` and `dca show`, run as a user runs them (subprocess), on
+gold traces reviewed by the oracle, a gold-role reviewer and a noisy reviewer."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from dca.records import Consensus, read_jsonl, write_jsonl
+from gold_traces import gold_traces, review_all, three_reviewers
+
+
+def dca(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "dca.cli", *args], capture_output=True, text=True, timeout=120)
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory) -> Path:
+    """A run-directory-like folder: problems, traces and three reviewers' reviews of 40 traces."""
+    run = tmp_path_factory.mktemp("run")
+    golds = gold_traces(40, seed=7)
+    write_jsonl(run / "problems.jsonl", [g.problem for g in golds])
+    write_jsonl(run / "traces.jsonl", [g.trace for g in golds])
+    write_jsonl(run / "reviews.jsonl", review_all(golds, three_reviewers(golds, 0.3)))
+    return run
+
+
+@pytest.mark.parametrize("command", ["consensus", "agreement", "show"])
+def test_help(command):
+    result = dca(command, "--help")
+    assert result.returncode == 0, result.stderr
+    assert "usage: dca " + command in result.stdout
+
+
+def test_consensus(run_dir, tmp_path):
+    out = tmp_path / "consensus.jsonl"
+    result = dca("consensus", "--reviews", str(run_dir / "reviews.jsonl"), "--rule", "unanimous", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    consensuses = read_jsonl(out, Consensus)
+    assert len(consensuses) == 40 and all(c.rule == "unanimous" and len(c.reviewers) == 3 for c in consensuses)
+    assert any(c.disputed_units for c in consensuses)
+    assert "wrote 40 consensus records (unanimous)" in result.stdout
+
+
+def test_agreement_prints_tables_and_writes_json(run_dir, tmp_path):
+    out = tmp_path / "agreement.json"
+    result = dca("agreement", "--reviews", str(run_dir / "reviews.jsonl"), "--truth", "oracle", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    report = json.loads(out.read_text())
+    assert report["traces"] == 40 and report["reviewers"] == ["gold-roles", "noisy", "oracle"]
+    assert 0.3 < report["labels"]["alpha"] < 0.95 and 0.3 < report["labels"]["kappa"] < 0.95
+    assert set(report["by_outcome"]) == {"solved", "failed"} and "arithmetic" in report["by_domain"]  # found beside the reviews
+    assert report["truth"]["reviewers"]["gold-roles"]["useful"]["f1"] > report["truth"]["reviewers"]["noisy"]["useful"]["f1"]
+    for text in ("Krippendorff's alpha", "Fleiss' kappa", "noisy / oracle", "first-error F1", f"{report['labels']['alpha']:.3f}"):
+        assert text in result.stdout
+
+
+def test_show_writes_a_page(run_dir, tmp_path):
+    out = tmp_path / "report.html"
+    result = dca("show", str(run_dir), "--out", str(out), "--limit", "10")
+    assert result.returncode == 0, result.stderr
+    page = out.read_text()
+    assert page.startswith("<!doctype html>") and page.count('<section class="trace"') == 10
+    again = dca("show", str(run_dir / "reviews.jsonl"), str(run_dir / "traces.jsonl"), "--out", str(out))
+    assert again.returncode == 0 and out.read_text().count('<section class="trace"') == 40
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["consensus", "--reviews", "missing.jsonl", "--out", "c.jsonl"], "reviews file missing.jsonl does not exist"),
+        (["consensus", "--reviews", "{reviews}", "--rule", "most", "--out", "c.jsonl"], "unknown consensus rule 'most'"),
+        (["agreement", "--reviews", "{reviews}", "--truth", "gpt", "--out", "{tmp}/a.json"], "no reviews by 'gpt'"),
+        (["agreement", "--reviews", "{problems}"], "not a valid Review record"),
+        (["show", "{tmp}/nothing", "--out", "{tmp}/r.html"], "does not exist"),
+        (["show", "{reviews}", "--out", "{tmp}/no/such/dir/r.html"], "does not exist; create it"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(run_dir, tmp_path, args, message):
+    fill = {"reviews": str(run_dir / "reviews.jsonl"), "problems": str(run_dir / "problems.jsonl"), "tmp": str(tmp_path)}
+    result = dca(*[a.format(**fill) for a in args])
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith("dca: error: ")
+    assert message in result.stderr

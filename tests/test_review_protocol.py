@@ -1,0 +1,224 @@
+"""The review protocol: prompt contents, answer validation tables, quote alignment, reviewer YAML."""
+
+import json
+
+import pytest
+
+from dca.errors import UserError
+from dca.problems import load_gsm8k
+from dca.records import Problem, Step, Trace
+from dca.review.config import load_reviewers
+from dca.review.protocol import (
+    PROTOCOL_VERSION,
+    InvalidAnswer,
+    answer_json,
+    build_messages,
+    parse_answer,
+    repair_message,
+)
+from dca.segment import segment
+
+TEXT = "We need the total. Ava has 3 apples. Ben has 4 apples. 3 + 4 = 7.\nAnswer: 7"
+UNITS = segment(TEXT)
+PROBLEM = Problem(id="p", source="test", question="Ava has 3 apples and Ben has 4. How many in all?", answer="7")
+TRACE = Trace(id="t", problem_id="p", prompt="", completion=TEXT, outcome="correct")
+
+
+def step(units, function="computation", contribution="essential", **extra):
+    return {"units": units, "function": function, "contribution": contribution, **extra}
+
+
+def answer(*steps):
+    return json.dumps({"steps": list(steps)})
+
+
+def test_units_are_the_ones_the_prompt_shows():
+    assert len(UNITS) == 5
+    user = build_messages(PROBLEM, TRACE, UNITS)[1]["content"]
+    for unit in UNITS:
+        assert f"[{unit.index}] {unit.text.strip()}" in user
+    assert "Outcome: solved" in user
+    assert "Reference answer" not in user
+    assert "Reference answer: 7" in build_messages(PROBLEM, TRACE, UNITS, show_reference_answer=True)[1]["content"]
+    failed = Trace(id="t", problem_id="p", prompt="", completion=TEXT, outcome="wrong")
+    assert "Outcome: failed" in build_messages(PROBLEM, failed, UNITS)[1]["content"]
+    system = build_messages(PROBLEM, TRACE, UNITS)[0]["content"]
+    assert "useful thoughts more frequent" in system  # the goal, in plain words
+    assert PROTOCOL_VERSION.startswith("dca-review/")
+
+
+def test_a_valid_answer_becomes_steps_and_uncovered_units_are_unreviewed():
+    text = "```json\n" + answer(
+        step([0], "task_statement", "indirect", reason="restates\nthe task\x1b[31m"),
+        step([1, 2], "given_fact", "indirect"),
+        step([3, 3], "computation", "solved", depends_on=[1]),
+    ) + "\n```"
+    parsed = parse_answer(text, UNITS)
+    assert [(s.first_unit, s.last_unit, s.contribution, s.depends_on) for s in parsed.steps] == [
+        (0, 0, "indirect", []),
+        (1, 2, "indirect", []),
+        (3, 3, "solved", [1]),
+    ]
+    assert parsed.steps[0].reason == "restates the task [31m"  # one line, no control characters
+    assert parsed.unreviewed_units == [4]
+
+
+@pytest.mark.parametrize(
+    "text, reason",
+    [
+        ("The steps look fine to me.", "not a JSON object"),
+        ('{"steps": [{"units": [0, 1], "function": "computation"', "not a JSON object"),
+        (answer(), "no steps"),
+        (answer(step([0, 9])), "out of range (units are 0 to 4)"),
+        (answer(step([-1, 0])), "out of range"),
+        (answer(step([3, 1])), "backwards"),
+        (answer(step([0, 2]), step([2, 3])), "overlap"),
+        (answer(step([2, 3]), step([0, 1])), "overlap or precede"),
+        (answer(step([0]), step([1], depends_on=[1])), "depends_on 1 is not an earlier step"),
+        (answer(step([0]), step([1], depends_on=[7])), "depends_on 7 is not an earlier step"),
+        (answer(step([0], contribution="great")), "steps.0.contribution"),
+        (answer(step([0], function="musing")), "steps.0.function"),
+        (answer(step([])), "steps.0.units"),
+        (answer(step([0, 1, 2])), "steps.0.units"),
+        (answer({**step([0]), "confidence": 0.9}), "confidence"),
+        (json.dumps({"steps": [], "extra": 1}), "extra"),
+        ("x" * 70_000, "characters long"),
+    ],
+)
+def test_invalid_answers_are_rejected_with_a_reason(text, reason):
+    with pytest.raises(InvalidAnswer, match=None) as error:
+        parse_answer(text, UNITS)
+    assert reason in str(error.value)
+    assert str(error.value) in repair_message(error.value)["content"]
+
+
+def test_answer_json_round_trips_and_omits_empty_dependencies():
+    steps = [
+        Step(index=0, first_unit=0, last_unit=2, function="given_fact", contribution="indirect", reason="facts"),
+        Step(index=1, first_unit=3, last_unit=4, function="computation", contribution="solved", depends_on=[0], reason="sum"),
+    ]
+    text = answer_json(steps)
+    assert '"depends_on"' in text and text.count("depends_on") == 1
+    assert parse_answer(text, UNITS).steps == steps
+
+
+# --- quote mode ------------------------------------------------------------------------------
+
+
+def quote(text, contribution="essential", **extra):
+    return {"quote": text, "function": "computation", "contribution": contribution, **extra}
+
+
+def test_quotes_align_to_unit_spans_even_with_small_differences():
+    text = json.dumps(
+        {
+            "steps": [
+                quote("Ava has 3 apples.  Ben has 4 apples", "indirect"),  # spacing differs, no final period
+                quote("3+4 = 7", "solved", depends_on=[0]),  # spacing differs
+                quote("Answer: 7", "solved", depends_on=[1]),
+            ]
+        }
+    )
+    parsed = parse_answer(text, UNITS, mode="quotes", completion=TEXT)
+    assert [(s.first_unit, s.last_unit, s.depends_on) for s in parsed.steps] == [(1, 2, []), (3, 3, [0]), (4, 4, [1])]
+    assert parsed.unreviewed_units == [0]
+    assert parsed.unaligned_quotes == []
+
+
+def test_unalignable_quotes_are_reported_not_guessed():
+    text = json.dumps(
+        {
+            "steps": [
+                quote("We need the total."),
+                quote("Then we multiply the price by eleven dozen.", "error"),
+                quote("Answer: 7", "solved", depends_on=[0, 1]),
+            ]
+        }
+    )
+    parsed = parse_answer(text, UNITS, mode="quotes", completion=TEXT)
+    assert parsed.unaligned_quotes == ["Then we multiply the price by eleven dozen."]
+    assert [(s.first_unit, s.last_unit, s.depends_on) for s in parsed.steps] == [(0, 0, []), (4, 4, [0])]
+    assert parsed.unreviewed_units == [1, 2, 3]
+
+
+def test_quote_mode_prompt_shows_the_text_without_unit_numbers():
+    user = build_messages(PROBLEM, TRACE, UNITS, mode="quotes")[1]["content"]
+    assert TEXT in user and "[0]" not in user and '"quote"' in user
+
+
+def test_a_repeated_phrase_is_found_after_the_previous_quote():
+    text = "Add 2 + 2 = 4. Check: 2 + 2 = 4.\nAnswer: 4"
+    units = segment(text)
+    parsed = parse_answer(
+        json.dumps({"steps": [quote("2 + 2 = 4."), quote("2 + 2 = 4.", "irrelevant")]}), units, mode="quotes", completion=text
+    )
+    assert [(s.first_unit, s.contribution) for s in parsed.steps] == [(0, "essential"), (1, "irrelevant")]
+
+
+# --- reviewer YAML ---------------------------------------------------------------------------
+
+
+def write(tmp_path, text):
+    path = tmp_path / "reviewers.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_reviewers_file_is_read_with_defaults(tmp_path):
+    path = write(
+        tmp_path,
+        """
+reviewers:
+  - {name: oracle, backend: oracle}
+  - name: gpt
+    backend: openai
+    model: gpt-4o-mini
+    params: {temperature: 0}
+    price: {input: 0.15, output: 0.6}
+  - {name: claude, backend: anthropic, model: claude-x}
+""",
+    )
+    oracle, gpt, claude = load_reviewers(path)
+    assert (oracle.is_llm, gpt.is_llm) == (False, True)
+    assert gpt.api_key_env == "OPENAI_API_KEY" and claude.api_key_env == "ANTHROPIC_API_KEY"
+    assert gpt.price.cost(1_000_000, 2_000_000) == pytest.approx(0.15 + 1.2)
+    assert [s.name for s in load_reviewers(path, only=["claude", "oracle"])] == ["claude", "oracle"]
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("reviewers: []", "reviewers"),
+        ("reviewers:\n  - {name: a, backend: nope}", "reviewers[0] (a).backend"),
+        ("reviewers:\n  - {name: a, backend: openai}", "needs a model"),
+        ("reviewers:\n  - {name: a, backend: openai, model: m, api_key: sk-secret123}", "api_key_env"),
+        ("reviewers:\n  - {name: a, backend: oracle}\n  - {name: a, backend: reference}", "unique"),
+        ("reviewers:\n  - {name: a, backend: oracle, temprature: 0}", "temprature"),
+        ("reviewers:\n  - {name: a, backend: openai, model: m, mode: prose}", "mode"),
+        ("reviewers: [", "not valid YAML"),
+        ("just text", "must hold a 'reviewers:' list"),
+    ],
+)
+def test_bad_reviewer_files_are_one_line_user_errors(tmp_path, text, message):
+    with pytest.raises(UserError) as error:
+        load_reviewers(write(tmp_path, text))
+    assert message in str(error.value)
+    assert "\n" not in str(error.value)
+    assert "sk-secret123" not in str(error.value)
+
+
+def test_unknown_reviewer_name_and_missing_file(tmp_path):
+    path = write(tmp_path, "reviewers:\n  - {name: a, backend: oracle}")
+    with pytest.raises(UserError, match="no reviewer 'b'"):
+        load_reviewers(path, only=["b"])
+    with pytest.raises(UserError, match="does not exist"):
+        load_reviewers(tmp_path / "missing.yaml")
+
+
+def test_gsm8k_reference_solution_prompt_fits_the_protocol():
+    problem = load_gsm8k("test", limit=1)[0]
+    text = "\n".join(s.text for s in problem.reference_steps) + f"\nAnswer: {problem.answer}"
+    trace = Trace(id="t", problem_id=problem.id, prompt="", completion=text, outcome="correct")
+    units = segment(text)
+    user = build_messages(problem, trace, units)[1]["content"]
+    assert problem.question.strip() in user and f"in {len(units)} units" in user
