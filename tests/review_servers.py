@@ -43,7 +43,11 @@ def unit_count(request: dict) -> int:
     return int(match.group(1)) if match else 1
 
 
-def valid_answer(n: int) -> str:
+def wants_json(request: dict) -> bool:
+    return "response_format" in request or "Answer with JSON only" in first_user_text(request)
+
+
+def valid_answer(n: int, *, as_json: bool = False) -> str:
     """A valid review of n units: pairs of units, the last step solves, each uses the one before."""
     steps = []
     for first in range(0, n, 2):
@@ -54,11 +58,18 @@ def valid_answer(n: int) -> str:
                 "units": [first, last],
                 "function": "computation",
                 "contribution": "solved" if last == n - 1 else "essential",
-                **({"depends_on": [position - 1]} if position else {}),
+                "depends_on": [position - 1] if position else [],
                 "reason": "computes a value",
             }
         )
-    return json.dumps({"steps": steps})
+    if as_json:
+        return json.dumps({"steps": steps})
+    return "\n".join(
+        f"{s['units'][0]}-{s['units'][1]} {s['function']} {s['contribution']}"
+        + (f" <{s['depends_on'][0]}>" if s["depends_on"] else "")
+        + f" | {s['reason']}"
+        for s in steps
+    )
 
 
 def fault_of(request: dict, share: float = 0.3) -> str | None:
@@ -145,7 +156,7 @@ class ReviewServer:
             self.attempts[key] = attempt + 1
             action = self.plan(body, attempt)
             self.requests.append(
-                {"key": key, "action": action, "path": handler.path, "headers": dict(handler.headers), "time": time.monotonic(), "body": body}
+                {"key": key, "action": action, "path": handler.path, "headers": {k.lower(): v for k, v in handler.headers.items()}, "time": time.monotonic(), "body": body}
             )
             self.in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
@@ -180,9 +191,9 @@ class ReviewServer:
             return self._error(handler, 401, "authentication_error", {}, anthropic)
         n = unit_count(body)
         text = {
-            "ok": lambda: valid_answer(n),
+            "ok": lambda: valid_answer(n, as_json=wants_json(body)),
             "invalid_json": lambda: "Sure! Here is my review: the steps look fine.",
-            "out_of_range": lambda: json.dumps({"steps": [{"units": [0, n + 5], "function": "computation", "contribution": "essential", "reason": "x"}]}),
+            "out_of_range": lambda: f"0-{n + 5} computation essential | everything",
         }[action]()
         prompt_tokens = len(json.dumps(messages_of(body))) // 4
         completion_tokens = max(len(text) // 4, 1)

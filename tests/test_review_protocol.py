@@ -12,6 +12,7 @@ from dca.review.protocol import (
     PROTOCOL_VERSION,
     InvalidAnswer,
     answer_json,
+    answer_lines,
     build_messages,
     parse_answer,
     repair_message,
@@ -66,7 +67,14 @@ def test_a_valid_answer_becomes_steps_and_uncovered_units_are_unreviewed():
 @pytest.mark.parametrize(
     "text, reason",
     [
-        ("The steps look fine to me.", "not a JSON object"),
+        ("The steps look fine to me.", "the answer has no steps"),
+        ("0-1 given_fact\n2 computation essential", "is not 'first-last function contribution"),
+        ("0-1 given_fact indirect | facts\n1-3 computation solved <0> | sum", "overlap"),
+        ("0-9 computation solved | all", "out of range (units are 0 to 4)"),
+        ("0 computation solved <0> | self", "depends_on 0 is not an earlier step"),
+        ("0 computation brilliant | hm", "steps.0.contribution"),
+        ("3-1 computation solved | hm", "backwards"),
+        ("1\n" * 40_000, "characters long"),
         ('{"steps": [{"units": [0, 1], "function": "computation"', "not a JSON object"),
         (answer(), "no steps"),
         (answer(step([0, 9])), "out of range (units are 0 to 4)"),
@@ -92,6 +100,22 @@ def test_invalid_answers_are_rejected_with_a_reason(text, reason):
     assert str(error.value) in repair_message(error.value)["content"]
 
 
+def test_the_line_form_parses_to_the_same_steps_as_json():
+    lines = "Here is my review:\n```\n0 task_statement indirect | restates the task\n1-2 given_fact indirect|facts\n3 computation solved <1> | adds them\n```"
+    json_text = answer(
+        step([0], "task_statement", "indirect", reason="restates the task"),
+        step([1, 2], "given_fact", "indirect", reason="facts"),
+        step([3], "computation", "solved", depends_on=[1], reason="adds them"),
+    )
+    assert parse_answer(lines, UNITS) == parse_answer(json_text, UNITS)
+    assert parse_answer(lines, UNITS).unreviewed_units == [4]
+
+
+def test_prompt_asks_for_the_configured_format():
+    assert "one line per step" in build_messages(PROBLEM, TRACE, UNITS)[1]["content"]
+    assert "JSON only" in build_messages(PROBLEM, TRACE, UNITS, answer_format="json")[1]["content"]
+
+
 def test_answer_json_round_trips_and_omits_empty_dependencies():
     steps = [
         Step(index=0, first_unit=0, last_unit=2, function="given_fact", contribution="indirect", reason="facts"),
@@ -100,6 +124,7 @@ def test_answer_json_round_trips_and_omits_empty_dependencies():
     text = answer_json(steps)
     assert '"depends_on"' in text and text.count("depends_on") == 1
     assert parse_answer(text, UNITS).steps == steps
+    assert parse_answer(answer_lines(steps), UNITS).steps == steps
 
 
 # --- quote mode ------------------------------------------------------------------------------
@@ -195,6 +220,7 @@ reviewers:
         ("reviewers:\n  - {name: a, backend: oracle}\n  - {name: a, backend: reference}", "unique"),
         ("reviewers:\n  - {name: a, backend: oracle, temprature: 0}", "temprature"),
         ("reviewers:\n  - {name: a, backend: openai, model: m, mode: prose}", "mode"),
+        ("reviewers:\n  - {name: a, backend: openai, model: m, answer_format: xml}", "answer_format"),
         ("reviewers: [", "not valid YAML"),
         ("just text", "must hold a 'reviewers:' list"),
     ],

@@ -59,26 +59,25 @@ def _out_file(path: str) -> Path:
 
 
 def cmd_problems(args: argparse.Namespace) -> int:
-    from .problems import SyntheticConfig, generate_problems
     from .records import write_jsonl
-    from .train.config import ProblemsSettings
+    from .train.config import ProblemsSettings, SyntheticSettings
     from .train.run import load_problems
 
     out = _out_file(args.out)
     if args.gsm8k:
-        problems = load_problems(ProblemsSettings(gsm8k=args.gsm8k, limit=args.limit))
+        settings = ProblemsSettings(gsm8k=args.gsm8k, limit=args.limit)
     else:
-        try:
-            config = SyntheticConfig(
-                min_operations=args.min_operations,
-                max_operations=args.max_operations,
-                distractors=tuple(args.distractors),
-                max_value=args.max_value,
-                seed=args.seed,
-            )
-        except ValueError as e:
-            raise UserError(str(e)) from e
-        problems = generate_problems(args.synthetic, config)
+        # Unvalidated here on purpose: SyntheticConfig checks the knobs and names the fix.
+        synthetic = SyntheticSettings.model_construct(
+            count=args.synthetic,
+            seed=args.seed,
+            min_operations=args.min_operations,
+            max_operations=args.max_operations,
+            distractors=tuple(args.distractors),
+            max_value=args.max_value,
+        )
+        settings = ProblemsSettings.model_construct(file=None, gsm8k=None, synthetic=synthetic, limit=args.limit)
+    problems = load_problems(settings)
     n = write_jsonl(out, problems)
     _log(f"wrote {n} problems to {out}")
     return 0

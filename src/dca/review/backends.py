@@ -7,11 +7,11 @@ once, in `dca.review.runner`, around every backend.
 
 - `OpenAIBackend`: chat completions through the official ``openai`` SDK; any
   OpenAI-compatible endpoint (OpenAI, vLLM, SGLang, llama.cpp server, Ollama, OpenRouter,
-  ``transformers serve``). Asks for JSON-schema structured output when
-  ``structured_output`` is on; an endpoint that rejects ``response_format`` with a 400 is
+  ``transformers serve``). Asks for JSON-schema structured output when the reviewer
+  answers in JSON and ``structured_output`` is on; an endpoint that rejects ``response_format`` with a 400 is
   asked again without it, and plain JSON is parsed from then on.
-- `AnthropicBackend`: the Messages API through the official ``anthropic`` SDK (plain JSON;
-  the system prompt goes in ``system``).
+- `AnthropicBackend`: the Messages API through the official ``anthropic`` SDK (the answer
+  format is asked for in the prompt; the system prompt goes in ``system``).
 - `HFBackend` (`dca.review.local`): a local Hugging Face chat model with schema-constrained
   decoding.
 
@@ -150,10 +150,11 @@ class OpenAIBackend:
         self.client = openai.AsyncOpenAI(
             api_key=key or "no-key", base_url=spec.base_url, max_retries=0, timeout=spec.timeout
         )
-        self._structured = spec.structured_output
+        self._structured_requested = spec.structured_output and (spec.answer_format == "json" or spec.mode == "quotes")
+        self._structured = self._structured_requested
 
     def cache_params(self) -> dict[str, Any]:
-        return {**self.spec.params, "structured_output": self.spec.structured_output, "mode": self.spec.mode}
+        return {**self.spec.params, "structured_output": self._structured_requested, "mode": self.spec.mode, "answer_format": self.spec.answer_format}
 
     def _request(self, messages: list[dict[str, str]]) -> dict[str, Any]:
         request: dict[str, Any] = {"model": self.spec.model, "messages": messages, **self.spec.params}
@@ -206,7 +207,7 @@ class AnthropicBackend:
         )
 
     def cache_params(self) -> dict[str, Any]:
-        return {**self.spec.params, "mode": self.spec.mode}
+        return {**self.spec.params, "mode": self.spec.mode, "answer_format": self.spec.answer_format}
 
     async def generate(self, messages: list[dict[str, str]]) -> Generation:
         system = "\n\n".join(m["content"] for m in messages if m["role"] == "system")

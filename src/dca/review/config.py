@@ -13,6 +13,7 @@ Example::
         base_url: https://api.openai.com/v1   # optional; the SDK default otherwise
         api_key_env: OPENAI_API_KEY           # the key is read from this variable, never from the file
         params: {temperature: 0, max_tokens: 600}
+        answer_format: lines                  # or json (+ structured_output: true for a JSON schema)
         price: {input: 0.15, output: 0.60}    # USD per million tokens
         concurrency: 8                        # calls in flight at once
         requests_per_minute: 500
@@ -42,7 +43,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from ..errors import UserError
-from .protocol import MODES
+from .protocol import ANSWER_FORMATS, MODES
 
 __all__ = ["BACKENDS", "Price", "ReviewerSpec", "ReviewersFile", "load_reviewers"]
 
@@ -79,8 +80,9 @@ class ReviewerSpec(_Strict):
     params: dict[str, Any] = Field(default_factory=dict, description="Generation parameters passed to the backend.")
     price: Price = Price()
     mode: str = Field("units", description="'units' (answer with unit indices) or 'quotes' (quote each step).")
+    answer_format: str = Field("lines", description="'lines' (one short line per step; cheapest) or 'json' (unit mode).")
     show_reference_answer: bool = Field(False, description="Show the gold answer in the prompt.")
-    structured_output: bool = Field(True, description="Ask the endpoint for JSON-schema output (OpenAI-compatible).")
+    structured_output: bool = Field(True, description="With JSON answers (answer_format 'json' or quote mode), ask an OpenAI-compatible endpoint for JSON-schema output.")
     concurrency: int = Field(4, ge=1, le=512)
     requests_per_minute: float | None = Field(None, gt=0)
     timeout: float = Field(120.0, gt=0, description="Seconds per call.")
@@ -100,6 +102,8 @@ class ReviewerSpec(_Strict):
     def _check(self):
         if self.mode not in MODES:
             raise ValueError(f"mode must be one of {list(MODES)}")
+        if self.answer_format not in ANSWER_FORMATS:
+            raise ValueError(f"answer_format must be one of {list(ANSWER_FORMATS)}")
         if self.backend in LLM_BACKENDS and not self.model:
             raise ValueError(f"backend '{self.backend}' needs a model")
         if self.api_key_env is None and self.backend in _DEFAULT_KEY_ENV:
@@ -112,7 +116,7 @@ class ReviewerSpec(_Strict):
 
     def public_dict(self) -> dict[str, Any]:
         """The spec as recorded in review metadata (no secrets: the file holds none)."""
-        return self.model_dump(mode="json", include={"name", "backend", "model", "base_url", "params", "mode", "show_reference_answer"})
+        return self.model_dump(mode="json", include={"name", "backend", "model", "base_url", "params", "mode", "answer_format", "show_reference_answer"})
 
 
 class ReviewersFile(_Strict):

@@ -15,7 +15,7 @@ counted from 0 in answer order. ``answer_format="json"`` asks for the same conte
 (``{"steps": [{"units": [0, 1], "function": ..., "contribution": ..., "depends_on": [...],
 "reason": ...}]}``), which endpoints with JSON-schema structured output can enforce. The line
 form exists for cost: on 10-unit traces a reviewer's JSON answer is about 2.4 times as many
-tokens as the trace itself, the line form about 0.9 (see tests/test_review_reference.py).
+tokens as the trace itself, the line form about 0.9 with five-word reasons (see tests/test_review_reference.py).
 
 The answer is untrusted text. Either form is turned into the same pydantic model
 (`ReviewAnswer`, ``extra="forbid"``, closed label sets) and accepted only when its ranges are
@@ -144,7 +144,7 @@ first-last function contribution <steps it uses> | reason
 for example
 0-1 given_fact indirect | restates the prices
 2 computation essential <0> | computes the total
-Steps in text order, counted from 0; a single unit is written "3"; leave out <...> when the step uses no earlier step. Reasons: at most 6 words."""
+Steps in text order, counted from 0; a single unit is written "3"; leave out <...> when the step uses no earlier step. Reasons: at most 5 words."""
 
 _UNIT_FORMAT = """Answer with JSON only, no other text:
 {"steps": [{"units": [first, last], "function": "...", "contribution": "...", "depends_on": [earlier step positions], "reason": "a few words"}]}

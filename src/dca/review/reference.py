@@ -2,7 +2,8 @@
 reference solution's calculator-annotated values (GSM8K: ``48/2 = <<48/2=24>>24``).
 
 The reference solution fixes the *reference values* (every annotated result, the answer
-last) and the *used givens* (the operands of its annotated expressions that are not
+last, and the results of correct equations its lines write without an annotation, which
+some GSM8K lines do) and the *used givens* (the operands of those expressions that are not
 themselves results: the problem's numbers it needs, even when the question spells them
 "three"). Question numbers that no expression uses are *unused givens*. Numbers are
 compared after rounding to two decimals, so "$0.33" matches 1/3 of a dollar. Each unit gets
@@ -29,8 +30,10 @@ one (function, contribution) label by the first rule that applies:
 Contiguous units with the same label form one step; a step depends on the latest earlier
 steps that stated or computed the values it uses (the oracle's grouping, `oracle._group`).
 It departs from the oracle in what it can know: GSM8K does not say which question numbers
-are distractors, so "unused" is judged against this one reference solution, and a correct
-alternative route that never reaches a reference value is labelled irrelevant.
+are distractors, so "unused" is judged against this one reference solution, a correct
+alternative route that never reaches a reference value is labelled irrelevant, and algebra
+over unknowns ("let x be ...; 2x = 80") is not understood (on GSM8K test's own reference
+solutions, 95 % of units come out useful; the rest are mostly such algebra).
 """
 
 from __future__ import annotations
@@ -84,6 +87,11 @@ class _ReferenceLabeller:
         self.reference = {_key(v) for v in problem.intermediate_values}
         self.answer = _key(problem.intermediate_values[-1])
         operands = {_key(v) for step in problem.reference_steps for e in step.expressions for v in _numbers(e)}
+        for step in problem.reference_steps:  # some GSM8K lines compute without an annotation
+            for equation in _equations(step.text):
+                if equation.correct:
+                    self.reference.add(_key(equation.result))
+                    operands.update(_key(v) for v in equation.operands)
         self.used_givens = operands - self.reference
         self.question_numbers = {_key(v) for v in _numbers(problem.question)}
         self.unused_givens = self.question_numbers - self.used_givens - self.reference

@@ -18,7 +18,8 @@ A review that still fails is a `Review` with ``status="failed"``, its ``error`` 
 ``metadata["failure"]`` (the kind: ``timeout``, ``rate_limited``, ``server_error``,
 ``connection_error``, ``client_error``, ``backend_error``, ``invalid_answer``,
 ``reviewer_error``, ``unsupported_problem``); it is never an exception. Programmatic
-reviewers (oracle, reference) run inline; they make no calls.
+reviewers (oracle, reference) make no calls; they run in worker threads so that their CPU
+time never stalls the event loop (a stalled loop would fire per-call timeouts spuriously).
 
 Accounting: every review's ``usage`` holds its input/output tokens, cost (from the
 reviewer's price per million tokens; cached calls cost nothing again and count 0),
@@ -203,8 +204,8 @@ class ReviewRunner:
         try:
             if spec.is_llm:
                 review = await self._llm_review(spec, item)
-            else:
-                review = self._programmatic_review(spec, item)
+            else:  # in a worker thread, so the event loop keeps serving calls (and their timeouts)
+                review = await asyncio.to_thread(self._programmatic_review, spec, item)
         except Exception as e:  # noqa: BLE001 - a reviewer failure is data, never a crash
             review = _failed(spec, item, "reviewer_error", f"{type(e).__name__}: {e}"[:500], _Usage())
         review.usage["seconds"] = round(time.perf_counter() - started, 4)
@@ -222,7 +223,12 @@ class ReviewRunner:
     async def _llm_review(self, spec: ReviewerSpec, item: ReviewItem) -> Review:
         reviewer = self._reviewer(spec)
         messages = build_messages(
-            item.problem, item.trace, item.units, mode=spec.mode, show_reference_answer=spec.show_reference_answer
+            item.problem,
+            item.trace,
+            item.units,
+            mode=spec.mode,
+            answer_format=spec.answer_format,
+            show_reference_answer=spec.show_reference_answer,
         )
         usage = _Usage()
         error: InvalidAnswer | None = None
@@ -312,7 +318,14 @@ class ReviewRunner:
 
 
 def _metadata(spec: ReviewerSpec, **extra) -> dict[str, Any]:
-    return {"protocol": PROTOCOL_VERSION, "backend": spec.backend, "model": spec.model, "mode": spec.mode, **extra}
+    return {
+        "protocol": PROTOCOL_VERSION,
+        "backend": spec.backend,
+        "model": spec.model,
+        "mode": spec.mode,
+        "answer_format": spec.answer_format,
+        **extra,
+    }
 
 
 def _usage_dict(usage: _Usage) -> dict[str, float]:
