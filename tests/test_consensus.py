@@ -262,3 +262,25 @@ def test_disputed_option_is_validated_and_reaches_the_training_config():
         CreditConfig(disputed="ignore")
     assert CreditSettings().to_credit_config().disputed == "mask"
     assert CreditSettings(disputed="uniform").to_credit_config().disputed == "uniform"
+
+
+@pytest.mark.parametrize("policy", ["mask", "conserve", "random"])
+def test_a_trace_whose_reviewers_agree_on_no_useful_unit_is_not_trained(policy):
+    # Every useful label is contested: "train only where reviewers agree" leaves nothing.
+    consensus = build_consensus(
+        [review_from_labels("a", [I, I, E, IR, S]), review_from_labels("b", [IR, IR, IR, IR, IR])], rule="unanimous"
+    )
+    assert consensus.disputed_units
+    text = "".join(TEXTS)
+    credit = compute_credit(
+        trace_id="t", text=text, token_spans=char_tokens(text), review=consensus, sequence_advantage=2.0,
+        answer_span=None, config=CreditConfig(policy=policy),
+    )  # fmt: skip
+    assert credit.token_advantages == [0.0] * len(text)
+    assert credit.fallback.startswith("not trained")
+    # With disputed units kept uniform, the contested units train as plain GRPO instead.
+    kept = compute_credit(
+        trace_id="t", text=text, token_spans=char_tokens(text), review=consensus, sequence_advantage=2.0,
+        answer_span=None, config=CreditConfig(policy=policy, disputed="uniform"),
+    )  # fmt: skip
+    assert kept.token_advantages == [2.0] * len(text)

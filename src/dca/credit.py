@@ -23,6 +23,8 @@ Rules shared by all policies:
   credited, whatever the review says (also under ``random``).
 - Zero-width tokens (EOS and other special tokens, see `token_char_spans`) go with the final
   answer span; without one, with the last unit.
+- A consensus whose reviewers dispute some units and agree on no useful one trains on
+  nothing (all zeros, ``disputed="mask"``): DCA trains only where reviewers agree.
 - The policy falls back to ``uniform`` when there is no review, the review failed, or the
   review marks no unit useful (conserve would otherwise pile the whole ``N * A`` onto the few
   answer tokens); `Credit.fallback` records why.
@@ -276,6 +278,10 @@ def compute_credit(
     disputed = set(getattr(review, "disputed_units", ()))
     kept = disputed if config.disputed == "uniform" else set()
     credited = [unit == _ANSWER or unit in useful for unit in token_units]
+    if not any(unit in useful for unit in token_units) and config.disputed == "mask" and disputed:
+        # Reviewers disagree and agree on no useful unit: DCA trains only where they agree,
+        # so this trace trains on nothing (rather than on everything, as plain GRPO would).
+        return result([0.0] * n_tokens, fallback="not trained: reviewers agree on no useful unit")
     if not any(unit in useful for unit in token_units):
         # Only the answer (or nothing) would be credited: conserve would then pile the whole
         # N * A onto a few answer tokens. Plain GRPO credit is the safer reading of such a review.
