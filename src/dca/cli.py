@@ -9,6 +9,8 @@
     dca consensus  merge several reviewers' reviews of each trace into a consensus
     dca agreement  agreement between reviewers (alpha, kappa, pairs) and quality against a truth
     dca show       an HTML page to read traces with their reviews, consensus and credit
+    dca edit       cut what reviewers found useless out of solved traces (or the rft / random-drop baselines)
+    dca sft        fine-tune a model on an edit set (TRL SFTTrainer, completion-only loss, optional LoRA)
 
 A user mistake prints one line (``dca: error: ...``) and exits with code 2.
 """
@@ -364,6 +366,152 @@ def cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def _edit_labels(args: argparse.Namespace) -> dict:
+    """Labels by trace id: a consensus file, or a reviews file with one review per trace."""
+    from .records import Consensus, Review
+
+    if args.consensus:
+        consensuses = _read_records(args.consensus, Consensus, "consensus")
+        return {c.trace_id: c for c in consensuses}
+    reviews = _read_records(args.reviews, Review, "reviews")
+    if args.reviewer:
+        reviews = [r for r in reviews if r.reviewer == args.reviewer]
+        if not reviews:
+            raise UserError(f"{args.reviews} holds no review by {args.reviewer!r}")
+    labels: dict = {}
+    for review in reviews:
+        if review.trace_id in labels:
+            raise UserError(
+                f"{args.reviews} holds several reviews of trace {review.trace_id}; merge them with "
+                "`dca consensus` and pass --consensus, or pick one with --reviewer NAME"
+            )
+        labels[review.trace_id] = review
+    return labels
+
+
+def _token_counter(name: str):
+    """A function counting a text's tokens with the named tokenizer ('words': words and marks)."""
+    from .edit import word_token_count
+
+    if name == "words":
+        return word_token_count
+    from .model import load_tokenizer
+
+    _quiet_libraries()
+    tokenizer = load_tokenizer(name)
+    return lambda text: len(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+def _print_edit_figures(figures: dict, title: str) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    def show(value) -> str:
+        if value is None:
+            return "-"
+        return f"{value:.3f}" if isinstance(value, float) else str(value)
+
+    table = Table(title=title)
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    rows = [
+        ("traces / trained on", f"{figures['traces']} / {figures['trained_on']}"),
+        ("edited / unchanged / skipped", f"{figures['edited']} / {figures['unchanged']} / {figures['skipped']}"),
+        ("tokens per trace before", show(figures["tokens_per_trace_before"])),
+        ("tokens per trace after", show(figures["tokens_per_trace_after"])),
+        ("fraction of units dropped", show(figures["fraction_units_dropped"])),
+        ("bridges (LLM fallbacks to template)", f"{figures['bridges']} ({figures['bridge_fallbacks']})"),
+        ("refused drops (steps a kept step needs)", f"{figures['refused_drops']} in {figures['traces_with_refused_drops']} traces"),
+        ("edits refused for changing the answer", str(figures["answer_changes_refused"])),
+        ("tokens per insight before", show(figures["tokens_per_insight_before"])),
+        ("tokens per insight after", show(figures["tokens_per_insight_after"])),
+    ]
+    for reason, n in figures["skipped_by_reason"].items():
+        rows.append((f"skipped: {reason}", str(n)))
+    for row in rows:
+        table.add_row(*row)
+    Console().print(table)
+
+
+def cmd_edit(args: argparse.Namespace) -> int:
+    import json
+
+    from .edit import EditConfig, LLMBridgeWriter, edit_figures, edit_traces
+    from .records import Problem, Trace, write_jsonl
+
+    if bool(args.consensus) == bool(args.reviews):
+        raise UserError("give the labels with exactly one of --consensus FILE or --reviews FILE")
+    try:
+        config = EditConfig(arm=args.baseline or "edit", mode=args.mode, drop=tuple(args.drop), max_bridge_chars=args.max_bridge_chars, seed=args.seed)
+    except ValueError as e:
+        raise UserError(str(e)) from e
+    if config.mode == "bridge-llm" and config.arm != "rft" and not args.bridge_reviewers:
+        raise UserError("--mode bridge-llm needs --bridge-reviewers R.yaml (and --bridge-reviewer NAME when it declares several)")
+    out = _out_file(args.out)
+    figures_out = _out_file(str(out.with_suffix(".figures.json")))
+    traces = _read_records(args.traces, Trace, "traces")
+    problems_path = _beside(args.traces, "problems.jsonl", args.problems)
+    if problems_path is None:
+        raise UserError(f"no problems.jsonl beside {args.traces}; pass --problems FILE")
+    problems = {p.id: p for p in _read_records(problems_path, Problem, "problems")}
+    labels = _edit_labels(args)
+    count_tokens = _token_counter(args.tokenizer)
+
+    writer = None
+    if config.mode == "bridge-llm" and config.arm != "rft":
+        from .review import ReviewCache, default_cache_path, load_reviewers
+
+        specs = load_reviewers(args.bridge_reviewers, only=[args.bridge_reviewer] if args.bridge_reviewer else None)
+        if len(specs) > 1:
+            raise UserError(f"{args.bridge_reviewers} declares {len(specs)} reviewers; choose one with --bridge-reviewer NAME")
+        try:
+            writer = LLMBridgeWriter(specs[0], cache=None if args.no_cache else ReviewCache(default_cache_path()))
+        except ValueError as e:
+            raise UserError(str(e)) from e
+    try:
+        edits = edit_traces(traces, problems, labels, config, count_tokens=count_tokens, bridge_writer=writer)
+    finally:
+        if writer is not None:
+            writer.close()
+    write_jsonl(out, edits)
+    figures = edit_figures(edits) | {"traces_file": args.traces, "labels_file": args.consensus or args.reviews, "tokenizer": args.tokenizer}
+    if writer is not None:
+        figures["bridge_calls"] = writer.stats
+    figures_out.write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
+    _print_edit_figures(figures, f"edit set {out} ({config.arm}, {figures['mode']}; tokens: {args.tokenizer})")
+    _log(f"wrote {len(edits)} edits to {out} and the figures to {figures_out}")
+    return 0
+
+
+def cmd_sft(args: argparse.Namespace) -> int:
+    from .edit import Edit
+    from .train.sft import SFTSettings, run_sft
+
+    try:
+        settings = SFTSettings(
+            max_steps=args.max_steps, batch_size=args.batch_size, learning_rate=args.learning_rate, max_length=args.max_length,
+            lora=args.lora, lora_rank=args.lora_rank, lora_alpha=args.lora_alpha, seed=args.seed,
+        )  # fmt: skip
+    except ValueError as e:
+        raise UserError(str(e)) from e
+    edits = _read_records(args.edits, Edit, "edits")
+    if not any(e.status != "skipped" for e in edits):
+        raise UserError(f"{args.edits} holds no trained-on edit (every trace was skipped); edit solved traces first")
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} is a file; give a directory")
+    if out.is_dir() and any(out.iterdir()) and not args.overwrite:
+        raise UserError(f"--out {out} is not empty; pass --overwrite to replace it")
+    parent = out.parent if str(out.parent) else Path(".")
+    if not parent.is_dir() or not os.access(parent, os.W_OK):
+        raise UserError(f"cannot write into {parent}; create it or choose another --out")
+    _quiet_libraries()
+    summary = run_sft(edits, args.model, out, settings, edits_path=args.edits, log=_log)
+    last = summary["losses"][-1]["loss"] if summary["losses"] else float("nan")
+    _log(f"sft checkpoint: {out} ({summary['rows']} completions, {settings.max_steps} steps, last loss {last:.3f})")
+    return 0
+
+
 # ---------------------------------------------------------------------------------------------
 # Parser
 
@@ -458,6 +606,39 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rule", default="majority", help="consensus rule where no consensus file is given")
     p.add_argument("--limit", type=int, default=500, help="show at most this many traces")
     p.set_defaults(func=cmd_show)
+
+    p = sub.add_parser("edit", help="cut what reviewers found useless out of solved traces (edit set for `dca sft`)")
+    p.add_argument("--traces", required=True, help="traces JSON-lines (only solved traces are edited; the rest are counted)")
+    p.add_argument("--consensus", default=None, help="consensus JSON-lines (from `dca consensus`)")
+    p.add_argument("--reviews", default=None, help="reviews JSON-lines with one review per trace (or use --reviewer)")
+    p.add_argument("--reviewer", default=None, metavar="NAME", help="with --reviews: use only this reviewer's reviews")
+    p.add_argument("--problems", default=None, help="problems JSON-lines (default: problems.jsonl beside --traces)")
+    p.add_argument("--mode", default="bridge-template", choices=("drop", "bridge-template", "bridge-llm"), help="how the kept steps are joined")
+    p.add_argument("--baseline", default=None, choices=("rft", "random-drop"), help="instead of the reviewer-guided edit: the unedited solved traces (rft) or a random drop of as many units")
+    p.add_argument("--drop", nargs="+", default=["irrelevant", "failed_attempt"], metavar="CONTRIBUTION", help="contributions whose steps are dropped")
+    p.add_argument("--bridge-reviewers", default=None, metavar="YAML", help="bridge-llm: the reviewers file that declares the LLM")
+    p.add_argument("--bridge-reviewer", default=None, metavar="NAME", help="bridge-llm: which reviewer of that file writes bridges")
+    p.add_argument("--max-bridge-chars", type=int, default=160, help="longest accepted LLM bridge")
+    p.add_argument("--no-cache", action="store_true", help="bridge-llm: do not use the review cache")
+    p.add_argument("--tokenizer", default="embedded", help="tokenizer for the token figures: 'embedded', a checkpoint, a hub id, or 'words'")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random-drop baseline")
+    p.add_argument("--out", required=True, help="edits JSON-lines to write (figures go to <out>.figures.json)")
+    p.set_defaults(func=cmd_edit)
+
+    p = sub.add_parser("sft", help="fine-tune a model on an edit set (TRL SFTTrainer, completion-only loss)")
+    p.add_argument("--edits", required=True, help="edits JSON-lines (from `dca edit`)")
+    p.add_argument("--model", default="embedded", help="'embedded', a checkpoint directory or a hub id")
+    p.add_argument("--out", required=True, help="directory for the fine-tuned checkpoint")
+    p.add_argument("--max-steps", type=int, default=40)
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--learning-rate", type=float, default=1e-4)
+    p.add_argument("--max-length", type=int, default=1024, help="longest prompt + completion in tokens")
+    p.add_argument("--lora", action="store_true", help="train a LoRA adapter (PEFT), merged into the saved checkpoint")
+    p.add_argument("--lora-rank", type=int, default=16)
+    p.add_argument("--lora-alpha", type=int, default=32)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
+    p.set_defaults(func=cmd_sft)
     return parser
 
 

@@ -2,7 +2,7 @@
 
 - `OracleReviewer` (synthetic problems) and `ReferenceReviewer` (GSM8K) are programmatic;
 - LLM reviewers answer the versioned review protocol (`protocol`) through a backend
-  (`backends`: OpenAI-compatible, Anthropic, local Hugging Face);
+  (`backends`: OpenAI-compatible, Anthropic);
 - reviewers are declared in YAML (`config.load_reviewers`) and run by `ReviewRunner`
   (concurrency, rate limits, retries, SQLite cache, cost); `RunnerReviewer` puts any of them
   behind the synchronous `Reviewer` protocol the trainer calls.

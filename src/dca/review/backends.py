@@ -12,8 +12,10 @@ once, in `dca.review.runner`, around every backend.
   asked again without it, and plain JSON is parsed from then on.
 - `AnthropicBackend`: the Messages API through the official ``anthropic`` SDK (the answer
   format is asked for in the prompt; the system prompt goes in ``system``).
-- `HFBackend` (`dca.review.local`): a local Hugging Face chat model with schema-constrained
-  decoding.
+
+A local Hugging Face chat model can already review through ``transformers serve`` (an
+OpenAI-compatible server; see tests/test_review_live.py); an in-process backend with
+schema-constrained decoding is not built yet.
 
 Both SDKs' own retries are switched off (``max_retries=0``): the runner owns retries, so a
 call is never retried twice over. API keys are read from the environment variable the
@@ -235,8 +237,4 @@ def make_backend(spec: ReviewerSpec) -> Backend:
         return OpenAIBackend(spec)
     if spec.backend == "anthropic":
         return AnthropicBackend(spec)
-    if spec.backend == "hf":
-        from .local import HFBackend
-
-        return HFBackend(spec)
     raise ValueError(f"backend {spec.backend!r} is not an LLM backend")

@@ -25,9 +25,6 @@ Example::
         model: claude-sonnet-4-5
         params: {max_tokens: 800}
         price: {input: 3, output: 15}
-      - name: local
-        backend: hf                           # a local chat model, schema-constrained decoding
-        model: embedded
 
 Config files are untrusted input: pydantic with unknown keys rejected; any mistake becomes a
 one-line `UserError` naming the entry and the field. A file never holds an API key: an
@@ -48,7 +45,7 @@ from .protocol import ANSWER_FORMATS, MODES
 __all__ = ["BACKENDS", "Price", "ReviewerSpec", "ReviewersFile", "load_reviewers"]
 
 #: Backends a reviewer can use: LLMs that answer the review protocol, and programmatic reviewers.
-LLM_BACKENDS = ("openai", "anthropic", "hf")
+LLM_BACKENDS = ("openai", "anthropic")
 PROGRAMMATIC_BACKENDS = ("oracle", "reference")
 BACKENDS = LLM_BACKENDS + PROGRAMMATIC_BACKENDS
 
@@ -74,7 +71,7 @@ class ReviewerSpec(_Strict):
 
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.\-]+$", description="Names the reviewer in reviews and summaries.")
     backend: Literal[BACKENDS]  # type: ignore[valid-type]
-    model: str = Field("", description="Model id (LLM backends); for 'hf': 'embedded', a directory or a hub id.")
+    model: str = Field("", description="Model id (LLM backends).")
     base_url: str | None = Field(None, description="Endpoint of an OpenAI-compatible or Anthropic API.")
     api_key_env: str | None = Field(None, description="Environment variable that holds the API key.")
     params: dict[str, Any] = Field(default_factory=dict, description="Generation parameters passed to the backend.")

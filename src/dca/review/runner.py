@@ -18,8 +18,9 @@ A review that still fails is a `Review` with ``status="failed"``, its ``error`` 
 ``metadata["failure"]`` (the kind: ``timeout``, ``rate_limited``, ``server_error``,
 ``connection_error``, ``client_error``, ``backend_error``, ``invalid_answer``,
 ``reviewer_error``, ``unsupported_problem``); it is never an exception. Programmatic
-reviewers (oracle, reference) make no calls; they run in worker threads so that their CPU
-time never stalls the event loop (a stalled loop would fire per-call timeouts spuriously).
+reviewers (oracle, reference) make no calls; `review_all` runs them before any call starts,
+so that their CPU time never stalls the event loop while calls are in flight (a stalled loop
+fires per-call timeouts spuriously).
 
 Accounting: every review's ``usage`` holds its input/output tokens, cost (from the
 reviewer's price per million tokens; cached calls cost nothing again and count 0),
@@ -186,16 +187,25 @@ class ReviewRunner:
     async def review_all(
         self, items: Iterable[ReviewItem], *, on_review: Callable[[Review], Any] | None = None
     ) -> list[Review]:
-        """Every item by every reviewer; reviews come back in (item, reviewer) order."""
-        jobs = [(item, name) for item in items for name in self.specs]
+        """Every item by every reviewer; reviews come back in (item, reviewer) order.
 
-        async def one(item: ReviewItem, name: str) -> Review:
+        Programmatic reviews run first, one after another: they are CPU work, and running them
+        while calls are in flight would stall the event loop past the calls' timeouts.
+        """
+        jobs = [(item, name) for item in items for name in self.specs]
+        reviews: dict[tuple[int, str], Review] = {}
+
+        async def one(index: int, item: ReviewItem, name: str) -> None:
             review = await self.review(name, item)
+            reviews[index, name] = review
             if on_review is not None:
                 on_review(review)
-            return review
 
-        return list(await asyncio.gather(*(one(item, name) for item, name in jobs)))
+        for index, (item, name) in enumerate(jobs):
+            if not self.specs[name].is_llm:
+                await one(index, item, name)
+        await asyncio.gather(*(one(i, item, name) for i, (item, name) in enumerate(jobs) if self.specs[name].is_llm))
+        return [reviews[i, name] for i, (_, name) in enumerate(jobs)]
 
     async def review(self, name: str, item: ReviewItem) -> Review:
         """One review by the named reviewer; failures come back as failed reviews."""
@@ -204,8 +214,8 @@ class ReviewRunner:
         try:
             if spec.is_llm:
                 review = await self._llm_review(spec, item)
-            else:  # in a worker thread, so the event loop keeps serving calls (and their timeouts)
-                review = await asyncio.to_thread(self._programmatic_review, spec, item)
+            else:
+                review = self._programmatic_review(spec, item)
         except Exception as e:  # noqa: BLE001 - a reviewer failure is data, never a crash
             review = _failed(spec, item, "reviewer_error", f"{type(e).__name__}: {e}"[:500], _Usage())
         review.usage["seconds"] = round(time.perf_counter() - started, 4)
@@ -372,7 +382,11 @@ class RunnerReviewer:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name=f"reviewer-{spec.name}", daemon=True)
         self._thread.start()
-        self._submit(self._prepare()).result()
+        try:
+            self._submit(self._prepare()).result()  # a missing API key fails here, as a UserError
+        except BaseException:
+            self.close()
+            raise
 
     async def _prepare(self) -> None:
         self._runner.prepare()
