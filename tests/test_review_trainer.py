@@ -14,7 +14,7 @@ from dca.errors import UserError
 from dca.records import Credit, Review, read_jsonl
 from dca.review import OracleReviewer, ReferenceReviewer, RunnerReviewer
 from dca.train.config import TrainConfig, load_train_config
-from dca.train.run import make_reviewer, run_training
+from dca.train.run import make_reviewers, run_training
 from review_servers import ReviewServer
 
 
@@ -31,14 +31,21 @@ def reviewers_file(tmp_path, server_url="http://127.0.0.1:9/v1", **llm):
 
 def test_config_names_builtin_or_declared_reviewers(tmp_path, monkeypatch):
     monkeypatch.setenv("DCA_CACHE_DIR", str(tmp_path / "cache"))
-    assert isinstance(make_reviewer(TrainConfig()), OracleReviewer)
-    assert isinstance(make_reviewer(TrainConfig(reviewer="reference")), ReferenceReviewer)
+    (oracle,) = make_reviewers(TrainConfig())
+    assert isinstance(oracle, OracleReviewer)
+    (reference,) = make_reviewers(TrainConfig(reviewer="reference"))
+    assert isinstance(reference, ReferenceReviewer)
+    assert [type(r) for r in make_reviewers(TrainConfig(reviewer=["oracle", "reference"]))] == [OracleReviewer, ReferenceReviewer]
+    with pytest.raises(ValidationError, match="named once"):
+        TrainConfig(reviewer=["oracle", "oracle"])
+    with pytest.raises(ValidationError, match="rule"):
+        TrainConfig(reviewer=["oracle", "reference"], consensus_rule="most")
     with pytest.raises(ValidationError, match="reviewers_file"):
         TrainConfig(reviewer="llm")
     path = reviewers_file(tmp_path)
-    oracle = make_reviewer(TrainConfig(reviewer="my-oracle", reviewers_file=str(path)))
+    (oracle,) = make_reviewers(TrainConfig(reviewer="my-oracle", reviewers_file=str(path)))
     assert isinstance(oracle, OracleReviewer) and oracle.name == "my-oracle"
-    llm = make_reviewer(TrainConfig(reviewer="llm", reviewers_file=str(path)))
+    (llm,) = make_reviewers(TrainConfig(reviewer="llm", reviewers_file=str(path)))
     try:
         assert isinstance(llm, RunnerReviewer) and llm.name == "llm"
     finally:

@@ -16,11 +16,11 @@ import torch
 import trl
 from trl import GRPOConfig, GRPOTrainer
 
-from dca.credit import CreditConfig
+from dca.credit import CreditConfig, token_char_spans
 from dca.model import load_model, trainer_device_arguments
-from dca.problems import SyntheticConfig, generate_problems, render_gold_cot
+from dca.problems import SyntheticConfig, check_answer, generate_problems, render_gold_cot
 from dca.prompting import chat_messages
-from dca.review import OracleReviewer
+from dca.review import NoisyReviewer, OracleReviewer
 from dca.train.grpo_trainer import DCAGRPOTrainer, outcome_reward
 
 GROUP = 4
@@ -167,7 +167,7 @@ class ExplodingReviewer:
 
 def test_failing_reviewer_falls_back_to_uniform_and_is_counted(tiny_model_dir, tmp_path, problem, completions):
     dca, inputs = make_trainer(DCAGRPOTrainer, tiny_model_dir, tmp_path, problem, completions, credit_config=CreditConfig(policy="mask"))
-    dca.reviewer = ExplodingReviewer()
+    dca.reviewers = [ExplodingReviewer()]
     batch = dca._generate_and_score_completions(inputs)
     mask = batch["completion_mask"].bool()
     # Plain GRPO for every completion: each row carries its sequence advantage on every token.
@@ -176,3 +176,36 @@ def test_failing_reviewer_falls_back_to_uniform_and_is_counted(tiny_model_dir, t
         assert torch.all(values == values[0])
     assert dca._metrics["train"]["dca/reviews_failed"][-1] == GROUP
     assert dca._metrics["train"]["dca/fallbacks"][-1] == GROUP
+
+
+class RecordingRecorder:
+    def record(self, **batch):
+        self.batch = batch
+
+
+def test_several_reviewers_train_only_where_they_agree(tiny_model_dir, tmp_path, problem, completions):
+    recorder = RecordingRecorder()
+    noisy = NoisyReviewer(OracleReviewer(), flip_rate=0.5, seed=1)
+    dca, inputs = make_trainer(DCAGRPOTrainer, tiny_model_dir, tmp_path, problem, completions, credit_config=CreditConfig(policy="mask"), recorder=recorder)
+    dca.reviewers = [OracleReviewer(), noisy]
+    dca.consensus_rule = "unanimous"
+    batch = dca._generate_and_score_completions(inputs)
+
+    recorded = recorder.batch
+    assert len(recorded["reviews"]) == 2 * GROUP and len(recorded["consensuses"]) == GROUP
+    disputed_somewhere = False
+    for row, (consensus, credit) in enumerate(zip(recorded["consensuses"], recorded["credits"])):
+        assert consensus.reviewers == sorted([noisy.name, "oracle"])
+        assert batch["advantages"][row, : len(credit.token_advantages)].tolist() == pytest.approx(credit.token_advantages)
+        if consensus.disputed_units and credit.fallback is None:
+            disputed_somewhere = True
+            # Tokens wholly inside a disputed unit carry no advantage (disputed="mask").
+            text, ids = recorded["traces"][row].completion, recorded["traces"][row].completion_token_ids
+            spans = token_char_spans(dca.processing_class, ids, text)
+            answer_start = check_answer(text, problem.answer).span[0]  # the answer span is always credited
+            for unit_index in consensus.disputed_units:
+                unit = consensus.units[unit_index]
+                inside = [i for i, (a, b) in enumerate(spans) if unit.start < a and b <= min(unit.end, answer_start)]
+                assert all(credit.token_advantages[i] == 0.0 for i in inside)
+    assert disputed_somewhere, "a 50 % noisy reviewer must disagree with the oracle somewhere"
+    assert dca._metrics["train"]["dca/fraction_agreed"][-1] < 1.0

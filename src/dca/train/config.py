@@ -21,6 +21,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from ..consensus import check_rule
 from ..credit import CreditConfig
 from ..errors import UserError
 from ..records import CONTRIBUTIONS, USEFUL_CONTRIBUTIONS
@@ -109,11 +110,13 @@ BUILTIN_REVIEWERS = ("oracle", "reference")
 class TrainConfig(_Strict):
     model: str = Field("embedded", description="'embedded', a checkpoint directory or a hub id.")
     warmstart: WarmstartSettings | None = None
-    reviewer: str = Field(
+    reviewer: str | list[str] = Field(
         "oracle",
-        description="'oracle', 'reference', or the name of a reviewer declared in reviewers_file (any backend).",
+        description="'oracle', 'reference', or the name of a reviewer declared in reviewers_file (any "
+        "backend); a list of names trains on their consensus.",
     )
     reviewers_file: str | None = Field(None, description="A reviewers YAML file (see dca.review.config).")
+    consensus_rule: str = Field("majority", description="With several reviewers: unanimous, majority or at-least-M.")
     credit: CreditSettings = CreditSettings()
     problems: ProblemsSettings = ProblemsSettings(synthetic=SyntheticSettings(count=64, seed=1))
     eval_problems: ProblemsSettings | None = None
@@ -122,12 +125,23 @@ class TrainConfig(_Strict):
 
     @model_validator(mode="after")
     def _reviewer_known(self):
-        if self.reviewers_file is None and self.reviewer not in BUILTIN_REVIEWERS:
+        names = self.reviewer_names
+        if not names:
+            raise ValueError("reviewer: name at least one reviewer")
+        if len(set(names)) != len(names):
+            raise ValueError(f"reviewer: each reviewer may be named once (got {names})")
+        unknown = [n for n in names if n not in BUILTIN_REVIEWERS]
+        if self.reviewers_file is None and unknown:
             raise ValueError(
-                f"reviewer {self.reviewer!r} is not built in ({', '.join(BUILTIN_REVIEWERS)}); "
+                f"reviewer {unknown[0]!r} is not built in ({', '.join(BUILTIN_REVIEWERS)}); "
                 "declare it in a reviewers YAML file and give reviewers_file"
             )
+        check_rule(self.consensus_rule)
         return self
+
+    @property
+    def reviewer_names(self) -> list[str]:
+        return [self.reviewer] if isinstance(self.reviewer, str) else list(self.reviewer)
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)

@@ -12,7 +12,9 @@ Departures from plain GRPO, on purpose:
 - the reviewer never changes the scalar advantage of a completion, only where inside the
   completion it lands (``conserve`` keeps each completion's token sum equal to plain GRPO's);
 - a review that raises is recorded as a failed review and its completion falls back to
-  ``uniform`` credit (plain GRPO for that completion); the run never stops for it.
+  ``uniform`` credit (plain GRPO for that completion); the run never stops for it;
+- with several reviewers, their reviews are merged per unit into a `Consensus`
+  (`dca.consensus`) and credit follows only what they agree on.
 
 The dataset must carry a ``problem_id`` column whose values are keys of ``problems``.
 """
@@ -27,7 +29,8 @@ from trl import GRPOTrainer
 
 from ..credit import CreditConfig, compute_credit, credit_statistics, token_char_spans
 from ..problems.answer import check_answer
-from ..records import Credit, Problem, Review, Trace, Unit
+from ..consensus import build_consensus, check_rule
+from ..records import Consensus, Credit, Problem, Review, Trace, Unit
 from ..review import Reviewer
 from ..segment import segment
 
@@ -35,7 +38,9 @@ from ..segment import segment
 class BatchRecorder(Protocol):
     """Receives what the trainer produced for each generation batch (see `dca.train.run`)."""
 
-    def record(self, *, step: int, traces: list[Trace], reviews: list[Review], credits: list[Credit]) -> None: ...
+    def record(
+        self, *, step: int, traces: list[Trace], reviews: list[Review], credits: list[Credit], consensuses: list[Consensus]
+    ) -> None: ...
 
 
 def outcome_reward(completions: list, answer: list[str], **_: Any) -> list[float]:
@@ -45,19 +50,29 @@ def outcome_reward(completions: list, answer: list[str], **_: Any) -> list[float
 
 
 class DCAGRPOTrainer(GRPOTrainer):
-    """GRPOTrainer whose advantages are per token, placed by a reviewer's analysis."""
+    """GRPOTrainer whose advantages are per token, placed by reviewers' analysis.
+
+    `reviewer` is one reviewer or a list; with several, credit follows their consensus under
+    `consensus_rule` ("unanimous", "majority" or "at-least-M").
+    """
 
     def __init__(
         self,
         *args: Any,
-        reviewer: Reviewer,
+        reviewer: Reviewer | list[Reviewer],
         problems: dict[str, Problem],
         credit_config: CreditConfig | None = None,
+        consensus_rule: str = "majority",
         recorder: BatchRecorder | None = None,
         **kwargs: Any,
     ):
+        reviewers = list(reviewer) if isinstance(reviewer, (list, tuple)) else [reviewer]
+        if not reviewers:
+            raise ValueError("DCAGRPOTrainer needs at least one reviewer")
+        check_rule(consensus_rule)
         super().__init__(*args, **kwargs)
-        self.reviewer = reviewer
+        self.reviewers = reviewers
+        self.consensus_rule = consensus_rule
         self.problems = problems
         self.credit_config = credit_config or CreditConfig()
         self.recorder = recorder
@@ -76,7 +91,7 @@ class DCAGRPOTrainer(GRPOTrainer):
         token_advantages = torch.zeros(completion_mask.shape, dtype=torch.float32, device=sequence_advantages.device)
 
         step = self.state.global_step
-        traces, reviews, credits = [], [], []
+        traces, reviews, credits, consensuses = [], [], [], []
         for row, example in enumerate(inputs):
             length = int(completion_mask[row].sum().item())
             ids = completion_ids[row, :length].tolist()
@@ -99,19 +114,24 @@ class DCAGRPOTrainer(GRPOTrainer):
                 step=step,
             )
             units = segment(text)
-            review = self._review(problem, trace, units)
+            trace_reviews = [self._review(reviewer, problem, trace, units) for reviewer in self.reviewers]
+            if len(trace_reviews) == 1:
+                analysis: Review | Consensus = trace_reviews[0]
+            else:
+                analysis = build_consensus(trace_reviews, rule=self.consensus_rule)
+                consensuses.append(analysis)
             credit = compute_credit(
                 trace_id=trace.id,
                 text=text,
                 token_spans=token_char_spans(tokenizer, ids, text),
-                review=review,
+                review=analysis,
                 sequence_advantage=advantage,
                 answer_span=check.span,
                 config=self.credit_config,
             )
             token_advantages[row, :length] = torch.tensor(credit.token_advantages, dtype=torch.float32)
             traces.append(trace)
-            reviews.append(review)
+            reviews.extend(trace_reviews)
             credits.append(credit)
 
         output["advantages"] = token_advantages
@@ -121,19 +141,22 @@ class DCAGRPOTrainer(GRPOTrainer):
         for name, value in stats.items():
             self._metrics[mode][f"dca/{name}"].append(float(value))
         self._metrics[mode]["dca/reviews_failed"].append(float(sum(r.status != "ok" for r in reviews)))
+        if consensuses:
+            self._metrics[mode]["dca/fraction_agreed"].append(sum(c.fraction_agreed for c in consensuses) / len(consensuses))
         self._metrics[mode]["dca/review_seconds"].append(time.perf_counter() - started)
         if self.recorder is not None:
-            self.recorder.record(step=step, traces=traces, reviews=reviews, credits=credits)
+            self.recorder.record(step=step, traces=traces, reviews=reviews, credits=credits, consensuses=consensuses)
         return output
 
-    def _review(self, problem: Problem, trace: Trace, units: list[Unit]) -> Review:
-        """Ask the reviewer; a reviewer that raises yields a failed review, never a crash."""
+    @staticmethod
+    def _review(reviewer: Reviewer, problem: Problem, trace: Trace, units: list[Unit]) -> Review:
+        """Ask one reviewer; a reviewer that raises yields a failed review, never a crash."""
         try:
-            return self.reviewer.review(problem, trace.completion, units, trace_id=trace.id)
+            return reviewer.review(problem, trace.completion, units, trace_id=trace.id)
         except Exception as e:  # noqa: BLE001 - any reviewer failure is data, not a crash
             return Review(
                 trace_id=trace.id,
-                reviewer=getattr(self.reviewer, "name", type(self.reviewer).__name__),
+                reviewer=getattr(reviewer, "name", type(reviewer).__name__),
                 units=units,
                 status="failed",
                 error=f"{type(e).__name__}: {e}",

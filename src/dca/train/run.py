@@ -6,7 +6,8 @@ A run directory holds::
     run.json         status: running -> finished | failed (with the error)
     problems.jsonl   the training problems
     traces.jsonl     every completion sampled during training (with outcome and advantage)
-    reviews.jsonl    the reviewer's analysis of each trace
+    reviews.jsonl    each reviewer's analysis of each trace
+    consensus.jsonl  with several reviewers: their per-unit consensus for each trace
     credits.jsonl    the per-token advantages each trace was trained with
     metrics.jsonl    TRL's per-step metrics plus DCA's credit statistics
     eval_before.jsonl / eval_after.jsonl   greedy traces on the eval problems, if any
@@ -28,7 +29,7 @@ from ..errors import UserError
 from ..model import load_model, resolve_model_path, trainer_device_arguments
 from ..problems import SyntheticConfig, generate_problems, load_gsm8k
 from ..prompting import chat_messages
-from ..records import Credit, Problem, Review, Trace, append_jsonl, read_jsonl, write_jsonl
+from ..records import Consensus, Credit, Problem, Review, Trace, append_jsonl, read_jsonl, write_jsonl
 from ..review import OracleReviewer, ReferenceReviewer
 from ..rollout import SamplingConfig, rollout, summarize
 from .config import ProblemsSettings, TrainConfig
@@ -79,20 +80,23 @@ def load_problems(settings: ProblemsSettings) -> list[Problem]:
     return problems[: settings.limit] if settings.limit else problems
 
 
-def make_reviewer(config: TrainConfig):
-    """The reviewer `config.reviewer` names: the oracle, the reference reviewer, or any reviewer
+def make_reviewers(config: TrainConfig) -> list:
+    """The reviewers `config.reviewer` names: the oracle, the reference reviewer, or any reviewer
     from `config.reviewers_file`, run through the review runner (cache, retries, failed-review
     records; a failed review makes the trainer fall back to uniform credit for that trace)."""
     if config.reviewers_file is None:
-        return OracleReviewer() if config.reviewer == "oracle" else ReferenceReviewer()
+        return [OracleReviewer() if name == "oracle" else ReferenceReviewer() for name in config.reviewer_names]
     from ..review import ReviewCache, RunnerReviewer, default_cache_path, load_reviewers
 
-    (spec,) = load_reviewers(config.reviewers_file, only=[config.reviewer])
-    if not spec.is_llm:
-        reviewer = OracleReviewer() if spec.backend == "oracle" else ReferenceReviewer()
-        reviewer.name = spec.name
-        return reviewer
-    return RunnerReviewer(spec, cache=ReviewCache(default_cache_path()))
+    reviewers = []
+    for spec in load_reviewers(config.reviewers_file, only=config.reviewer_names):
+        if spec.is_llm:
+            reviewers.append(RunnerReviewer(spec, cache=ReviewCache(default_cache_path())))
+        else:
+            reviewer = OracleReviewer() if spec.backend == "oracle" else ReferenceReviewer()
+            reviewer.name = spec.name
+            reviewers.append(reviewer)
+    return reviewers
 
 
 # ---------------------------------------------------------------------------------------------
@@ -153,10 +157,14 @@ class RunRecorder:
         self.credits: list[Credit] = []
         self.reviews_failed = 0
 
-    def record(self, *, step: int, traces: list[Trace], reviews: list[Review], credits: list[Credit]) -> None:
+    def record(
+        self, *, step: int, traces: list[Trace], reviews: list[Review], credits: list[Credit], consensuses: list[Consensus]
+    ) -> None:
         append_jsonl(self.run.file("traces.jsonl"), traces)
         append_jsonl(self.run.file("reviews.jsonl"), reviews)
         append_jsonl(self.run.file("credits.jsonl"), credits)
+        if consensuses:  # several reviewers: the merged analysis each credit came from
+            append_jsonl(self.run.file("consensus.jsonl"), consensuses)
         self.traces.extend(traces)
         self.credits.extend(credits)
         self.reviews_failed += sum(r.status != "ok" for r in reviews)
@@ -210,7 +218,7 @@ def run_training(config: TrainConfig, out: str | Path, *, overwrite: bool = Fals
     if config.reviewers_file is not None:  # a wrong reviewers file or name fails before the run starts
         from ..review import load_reviewers
 
-        load_reviewers(config.reviewers_file, only=[config.reviewer])
+        load_reviewers(config.reviewers_file, only=config.reviewer_names)
     run = RunDirectory(out, overwrite=overwrite)
     run.start(config)
     try:
@@ -276,7 +284,7 @@ def _train(config: TrainConfig, run: RunDirectory, problems, eval_problems, log:
                 f"credited {logs.get('dca/fraction_credited', 0):.0%}  loss {logs['loss']:.4f}"
             )
 
-    reviewer = make_reviewer(config)
+    reviewers = make_reviewers(config)
     trainer = DCAGRPOTrainer(
         model=model,
         reward_funcs=[outcome_reward],
@@ -284,9 +292,10 @@ def _train(config: TrainConfig, run: RunDirectory, problems, eval_problems, log:
         train_dataset=dataset,
         processing_class=tokenizer,
         callbacks=[_Metrics()],
-        reviewer=reviewer,
+        reviewer=reviewers,
         problems={p.id: p for p in problems},
         credit_config=config.credit.to_credit_config(),
+        consensus_rule=config.consensus_rule,
         recorder=recorder,
     )
     trainer.remove_callback(PrinterCallback)  # _Metrics prints a shorter line
@@ -294,8 +303,9 @@ def _train(config: TrainConfig, run: RunDirectory, problems, eval_problems, log:
     try:
         trainer.train()
     finally:
-        if hasattr(reviewer, "close"):
-            reviewer.close()
+        for reviewer in reviewers:
+            if hasattr(reviewer, "close"):
+                reviewer.close()
     shutil.rmtree(run.file("trainer"), ignore_errors=True)
     model.config.use_cache = True  # TRL turns it off for training; generation wants it back
     trainer.save_model(str(run.file("checkpoint")))
