@@ -11,6 +11,7 @@
     dca show       an HTML page to read traces with their reviews, consensus and credit
     dca edit       cut what reviewers found useless out of solved traces (or the rft / random-drop baselines)
     dca sft        fine-tune a model on an edit set (TRL SFTTrainer, completion-only loss, optional LoRA)
+    dca eval       accuracy, tokens per insight, faithfulness probes and performative-reasoning figures per problem set
 
 A user mistake prints one line (``dca: error: ...``) and exits with code 2.
 """
@@ -512,6 +513,31 @@ def cmd_sft(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_eval(args: argparse.Namespace) -> int:
+    from .continuation import ContinuationSettings
+    from .evaluate import EvalConfig, print_table, run_eval
+    from .rollout import SamplingConfig
+
+    counterfactual = {"samples": args.cf_samples, "threshold": args.cf_threshold, "mode": args.cf_mode, "max_new_tokens": args.max_new_tokens, "seed": args.seed}
+    try:
+        config = EvalConfig(
+            model=args.model,
+            sets=[s for s in args.sets.split(",") if s.strip()],
+            probes=[p for p in args.probes.split(",") if p.strip()],
+            reviewer=args.reviewer,
+            sampling=SamplingConfig(max_new_tokens=args.max_new_tokens, temperature=args.temperature, samples_per_problem=args.samples, batch_size=args.batch_size, seed=args.seed),
+            continuation=ContinuationSettings(max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, seed=args.seed),
+            counterfactual=counterfactual,
+        )
+    except ValueError as e:
+        raise UserError(str(e)) from e
+    _quiet_libraries()
+    report = run_eval(config, args.out, overwrite=args.overwrite, log=_log)
+    print_table(report)
+    _log(f"wrote {args.out}/eval.json, the plots and per-set traces, reviews and probes ({len(report['failures'])} failed items)")
+    return 0
+
+
 # ---------------------------------------------------------------------------------------------
 # Parser
 
@@ -639,6 +665,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
     p.set_defaults(func=cmd_sft)
+
+    p = sub.add_parser("eval", help="evaluate a model on problem sets: accuracy, tokens per insight, faithfulness, performative reasoning")
+    p.add_argument("--model", default="embedded", help="'embedded', a checkpoint directory or a hub id")
+    p.add_argument("--sets", default="synthetic-easy", help="comma-separated: synthetic-easy|medium|hard|distractors, gsm8k-test, gsm8k-train or a problems .jsonl, each with an optional :N limit")
+    p.add_argument("--probes", default="early,mistakes,filler", help="comma-separated faithfulness probes (early, mistakes, filler), or '' for none")
+    p.add_argument("--reviewer", default="auto", choices=("auto", "oracle", "reference", "counterfactual", "none"), help="who labels steps for tokens per insight (auto: oracle on synthetic, reference on GSM8K)")
+    p.add_argument("--samples", type=int, default=1, help="traces per problem (pass@k with k = samples; needs --temperature > 0)")
+    p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")
+    p.add_argument("--max-new-tokens", type=int, default=160)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--cf-samples", type=int, default=4, help="counterfactual reviewer: continuations per prefix")
+    p.add_argument("--cf-threshold", type=float, default=0.25, help="counterfactual reviewer: |importance| that makes a unit useful or harmful")
+    p.add_argument("--cf-mode", default="counterfactual", choices=("counterfactual", "resample"))
+    p.add_argument("--out", required=True, help="output directory (eval.json, plots, per-set records)")
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier evaluation in --out")
+    p.set_defaults(func=cmd_eval)
     return parser
 
 

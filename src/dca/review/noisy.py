@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 from ..records import CONTRIBUTIONS, Problem, Review, Step, Unit
 
 if TYPE_CHECKING:
-    from . import Reviewer
+    from .base import Reviewer
 
 
 class NoisyReviewer:

@@ -31,7 +31,7 @@ from ..credit import CreditConfig, compute_credit, credit_statistics, token_char
 from ..problems.answer import check_answer
 from ..consensus import build_consensus, check_rule
 from ..records import Consensus, Credit, Problem, Review, Trace, Unit
-from ..review import Reviewer
+from ..review.base import Reviewer
 from ..segment import segment
 
 

@@ -1,0 +1,618 @@
+"""`dca eval`: one evaluation of a checkpoint on several problem sets, side by side.
+
+    dca eval --model embedded --sets synthetic-easy:24,gsm8k-test:16 --probes early,mistakes,filler --out runs/eval
+
+Per problem set (`parse_set_spec`: ``synthetic-easy|medium|hard|distractors``, ``gsm8k-test``,
+``gsm8k-train`` or a problems JSON-lines file, each with an optional ``:N`` limit):
+
+- **accuracy** of the sampled traces with a 95 % Wilson interval (over traces; with several
+  samples per problem they are not independent, so the interval is then optimistic), and
+  **pass@k** (the unbiased estimator of Chen et al. 2021) for k = 1 and k = samples;
+- **mean completion tokens** and **mean CoT tokens** (before the answer statement);
+- **tokens per insight**: completion tokens ÷ steps labelled with a `USEFUL_CONTRIBUTIONS`
+  label by the set's reviewer (oracle for synthetic problems, reference for GSM8K, or the
+  counterfactual reviewer), averaged over traces with at least one useful step. This is
+  `dca.edit.edit_figures`'s definition (``tokens_per_insight_before``), which uses solved
+  traces only: ``tokens_per_insight_solved`` is that figure;
+- **faithfulness** (`dca.faithfulness`): early answering (AOC per CoT-length bucket and
+  weighted), adding mistakes (answer changed), filler (accuracy change);
+- **performative-reasoning indicators**: verification and backtracking phrases per trace
+  (`dca.faithfulness.VERIFICATION` / `BACKTRACKING`); the fraction of reviewed units labelled
+  irrelevant; *caught own mistakes*: units the reviewer labels ``error`` that a later unit of
+  the same trace follows with a backtracking phrase; and the fraction of all caught mistakes
+  (own ones plus the planted mistakes of the mistakes probe that the continuation caught)
+  that the model introduced itself.
+
+Reproducibility: the config (model, seeds, sampling and continuation settings, probe
+settings), each set's SHA-256 of its problems, and the library versions are stored in
+``eval.json`` beside the results; generation is seeded (`dca.rollout`, `dca.continuation`),
+so the same command gives the same ``results`` on the CPU (timings are kept apart, under
+``timing``). A failed item (a rollout batch, a review, a probe continuation) is recorded
+under ``failures`` or in its record's status and counted, never a crash.
+
+The output directory holds ``eval.json``, per set ``<set>.traces.jsonl``,
+``<set>.reviews.jsonl`` and ``<set>.probes.jsonl``, and the plots ``accuracy.png``,
+``tokens_per_insight.png`` and ``early_answering.png``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from .continuation import ContinuationSettings, HFContinuationEngine, split_cot
+from .errors import UserError
+from .faithfulness import (
+    BACKTRACKING,
+    DEFAULT_BUCKETS,
+    PROBES,
+    VERIFICATION,
+    ProbeItem,
+    adding_mistakes,
+    early_answering,
+    filler,
+    probe_figures,
+    reference_answers,
+)
+from .problems import SyntheticConfig, generate_problems, load_gsm8k
+from .records import USEFUL_CONTRIBUTIONS, Problem, Review, Trace, read_jsonl, to_dict, write_jsonl
+from .rollout import SamplingConfig, rollout
+from .segment import segment
+
+Log = Callable[[str], None]
+
+#: Named synthetic sets: generator settings (all with max_value 20, like the demo).
+SYNTHETIC_SETS: dict[str, dict[str, Any]] = {
+    "synthetic-easy": dict(min_operations=1, max_operations=2, distractors=(0, 1)),
+    "synthetic-medium": dict(min_operations=2, max_operations=3, distractors=(1, 2)),
+    "synthetic-hard": dict(min_operations=4, max_operations=5, distractors=(2, 3)),
+    "synthetic-distractors": dict(min_operations=1, max_operations=2, distractors=(3, 4)),
+}
+#: Problems in a synthetic set without a ``:N`` limit.
+DEFAULT_SYNTHETIC_COUNT = 50
+#: Seed of the evaluation's synthetic problems (training and warm start use 0, 1, 1000).
+EVAL_SEED = 7000
+REVIEWERS = ("auto", "oracle", "reference", "counterfactual", "none")
+
+
+# ---------------------------------------------------------------------------------------------
+# Problem sets
+
+
+@dataclass(kw_only=True)
+class SetSpec:
+    """One problem set named on the command line."""
+
+    name: str
+    """The name results are reported under (the spec without ``:N``; a file's stem)."""
+    source: str
+    """A `SYNTHETIC_SETS` name, ``gsm8k-test`` / ``gsm8k-train``, or a file path."""
+    limit: int | None = None
+
+
+def parse_set_spec(spec: str) -> SetSpec:
+    """``"synthetic-easy"``, ``"gsm8k-test:50"``, ``"my/problems.jsonl:20"``."""
+    spec = spec.strip()
+    source, limit = spec, None
+    head, sep, tail = spec.rpartition(":")
+    if sep and tail.isdigit():
+        source, limit = head, int(tail)
+        if limit < 1:
+            raise UserError(f"set {spec!r}: the limit after ':' must be at least 1")
+    if source in SYNTHETIC_SETS or source in ("gsm8k-test", "gsm8k-train"):
+        return SetSpec(name=source, source=source, limit=limit)
+    if source.endswith(".jsonl") or Path(source).is_file():
+        if not Path(source).is_file():
+            raise UserError(f"set {spec!r}: problems file {source} does not exist")
+        return SetSpec(name=Path(source).stem, source=source, limit=limit)
+    known = ", ".join([*SYNTHETIC_SETS, "gsm8k-test", "gsm8k-train"])
+    raise UserError(f"unknown problem set {source!r}: use one of {known}, or a problems .jsonl file (optionally with :N)")
+
+
+def load_set(spec: SetSpec, *, seed: int = EVAL_SEED) -> list[Problem]:
+    if spec.source in SYNTHETIC_SETS:
+        config = SyntheticConfig(max_value=20, seed=seed, **SYNTHETIC_SETS[spec.source])
+        return generate_problems(spec.limit or DEFAULT_SYNTHETIC_COUNT, config)
+    if spec.source.startswith("gsm8k-"):
+        try:
+            return load_gsm8k(spec.source.removeprefix("gsm8k-"), limit=spec.limit)
+        except (OSError, ValueError) as e:
+            raise UserError(f"cannot read GSM8K for {spec.name}: {str(e).splitlines()[0]}") from e
+    try:
+        problems = read_jsonl(spec.source, Problem)
+    except (ValueError, OSError, UnicodeDecodeError) as e:
+        raise UserError(f"{str(e).splitlines()[0]}; write problems with `dca problems`") from e
+    if not problems:
+        raise UserError(f"problems file {spec.source} holds no problems")
+    return problems[: spec.limit] if spec.limit else problems
+
+
+def problems_hash(problems: list[Problem]) -> str:
+    """SHA-256 of the problems' canonical JSON: the same set gives the same hash."""
+    digest = hashlib.sha256()
+    for problem in problems:
+        digest.update(json.dumps(to_dict(problem), sort_keys=True, ensure_ascii=False).encode() + b"\n")
+    return digest.hexdigest()
+
+
+# ---------------------------------------------------------------------------------------------
+# Pure figures
+
+
+def wilson_interval(successes: int, n: int, z: float = 1.959964) -> tuple[float, float] | None:
+    """The Wilson score interval of a proportion (95 % by default); None when n = 0."""
+    if n == 0:
+        return None
+    p = successes / n
+    denominator = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denominator
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denominator
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def pass_at_k(n: int, c: int, k: int) -> float:
+    """Unbiased pass@k from n samples with c correct (Chen et al. 2021): 1 − C(n−c, k) / C(n, k)."""
+    if k > n:
+        raise ValueError(f"pass@{k} needs at least {k} samples, got {n}")
+    if n - c < k:
+        return 1.0
+    return 1.0 - math.comb(n - c, k) / math.comb(n, k)
+
+
+def useful_steps(review: Review) -> int:
+    return sum(step.contribution in USEFUL_CONTRIBUTIONS for step in review.steps)
+
+
+def caught_own_mistakes(review: Review) -> int:
+    """Units labelled ``error`` (not the answer statement) followed later in the trace by a
+    unit with a backtracking phrase."""
+    contributions = review.unit_contributions()
+    functions: list[str | None] = [None] * len(review.units)
+    for step in review.steps:
+        for i in range(step.first_unit, step.last_unit + 1):
+            functions[i] = step.function
+    caught = 0
+    for i, label in enumerate(contributions):
+        if label == "error" and functions[i] != "conclusion":
+            if any(BACKTRACKING.search(u.text) for u in review.units[i + 1 :]):
+                caught += 1
+    return caught
+
+
+def _mean(values: list[float]) -> float | None:
+    return sum(values) / len(values) if values else None
+
+
+def set_figures(
+    traces: list[Trace], reviews: list[Review], *, samples: int, count_tokens: Callable[[str], int]
+) -> dict[str, Any]:
+    """Accuracy, pass@k, tokens, tokens per insight and the text-only performative indicators."""
+    n = len(traces)
+    correct = sum(t.outcome == "correct" for t in traces)
+    interval = wilson_interval(correct, n)
+    by_problem: dict[str, list[Trace]] = {}
+    for trace in traces:
+        by_problem.setdefault(trace.problem_id, []).append(trace)
+    pass_k = {}
+    for k in sorted({1, samples}):
+        values = [pass_at_k(len(g), sum(t.outcome == "correct" for t in g), k) for g in by_problem.values() if len(g) >= k]
+        pass_k[f"pass@{k}"] = _mean(values)
+    tokens = {t.id: count_tokens(t.completion) for t in traces}
+    outcome = {t.id: t.outcome for t in traces}
+    ok_reviews = [r for r in reviews if r.status == "ok"]
+    with_insight = [r for r in ok_reviews if useful_steps(r)]
+    per_insight = [tokens[r.trace_id] / useful_steps(r) for r in with_insight]
+    per_insight_solved = [tokens[r.trace_id] / useful_steps(r) for r in with_insight if outcome[r.trace_id] == "correct"]
+    labels = [label for r in ok_reviews for label in r.unit_contributions() if label is not None]
+    own_caught = sum(caught_own_mistakes(r) for r in ok_reviews)
+    return {
+        "problems": len(by_problem),
+        "traces": n,
+        "correct": correct,
+        "accuracy": correct / n if n else None,
+        "accuracy_ci95": list(interval) if interval else None,
+        "format_failures": sum(t.outcome == "format_failure" for t in traces) / n if n else None,
+        **pass_k,
+        "mean_completion_tokens": _mean(list(tokens.values())),
+        "mean_cot_tokens": _mean([count_tokens(split_cot(t.completion).text) for t in traces]),
+        "mean_units": _mean([len(segment(t.completion)) for t in traces]),
+        "reviews_ok": len(ok_reviews),
+        "reviews_failed": len(reviews) - len(ok_reviews),
+        "traces_with_insight": len(with_insight),
+        "tokens_per_insight": _mean(per_insight),
+        "tokens_per_insight_solved": _mean(per_insight_solved),
+        "mean_useful_steps": _mean([useful_steps(r) for r in ok_reviews]),
+        "performative": {
+            "verification_phrases_per_trace": _mean([len(VERIFICATION.findall(t.completion)) for t in traces]),
+            "backtracking_phrases_per_trace": _mean([len(BACKTRACKING.findall(t.completion)) for t in traces]),
+            "fraction_units_irrelevant": sum(label == "irrelevant" for label in labels) / len(labels) if labels else None,
+            "caught_own_mistakes": own_caught,
+        },
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# The evaluation
+
+
+@dataclass(kw_only=True)
+class EvalConfig:
+    """Everything that fixes an evaluation's numbers (stored in ``eval.json``)."""
+
+    model: str = "embedded"
+    sets: list[str] = field(default_factory=lambda: ["synthetic-easy"])
+    probes: list[str] = field(default_factory=lambda: list(PROBES))
+    reviewer: str = "auto"
+    """``auto`` (oracle where a problem has a known structure, reference where it has a
+    reference solution), ``oracle``, ``reference``, ``counterfactual`` or ``none``."""
+    sampling: SamplingConfig = field(default_factory=lambda: SamplingConfig(max_new_tokens=160))
+    """How the evaluated traces are drawn (greedy by default)."""
+    continuation: ContinuationSettings = field(default_factory=ContinuationSettings)
+    """How probe continuations and forced answers are drawn (greedy by default)."""
+    synthetic_seed: int = EVAL_SEED
+    mistake_seed: int = 0
+    buckets: tuple[int, ...] = DEFAULT_BUCKETS
+    counterfactual: dict[str, Any] = field(default_factory=dict)
+    """`CounterfactualConfig` fields, for ``reviewer: counterfactual``."""
+
+    def __post_init__(self) -> None:
+        unknown = [p for p in self.probes if p not in PROBES]
+        if unknown:
+            raise UserError(f"unknown probe(s) {unknown}: choose from {', '.join(PROBES)}")
+        if self.reviewer not in REVIEWERS:
+            raise UserError(f"unknown reviewer {self.reviewer!r}: choose from {', '.join(REVIEWERS)}")
+        if not self.sets:
+            raise UserError("give at least one problem set with --sets")
+        if self.reviewer == "counterfactual":
+            from .review import CounterfactualConfig
+
+            try:
+                CounterfactualConfig(**self.counterfactual)
+            except (TypeError, ValueError) as e:
+                raise UserError(f"counterfactual reviewer: {e}") from e
+
+
+def _make_reviewer(name: str, problems: list[Problem], engine, tokenizer, counterfactual: dict[str, Any]):
+    from .review import CounterfactualConfig, CounterfactualReviewer, OracleReviewer, ReferenceReviewer
+    from .rollout import render_prompt
+
+    if name == "auto":
+        if problems and all(p.operations for p in problems):
+            name = "oracle"
+        elif problems and all(p.reference_steps for p in problems):
+            name = "reference"
+        else:
+            return None
+    if name == "none":
+        return None
+    if name == "oracle":
+        return OracleReviewer()
+    if name == "reference":
+        return ReferenceReviewer()
+    try:
+        config = CounterfactualConfig(**counterfactual)
+    except (TypeError, ValueError) as e:
+        raise UserError(f"counterfactual reviewer: {e}") from e
+    return CounterfactualReviewer(engine, config, render_prompt=lambda p: render_prompt(tokenizer, p))
+
+
+def _review_all(reviewer, traces: list[Trace], problems: dict[str, Problem]) -> list[Review]:
+    from .review import CounterfactualReviewer
+
+    reviews = []
+    for trace in traces:
+        units = segment(trace.completion)
+        try:
+            if isinstance(reviewer, CounterfactualReviewer):  # continues from the exact prompt the trace saw
+                review = reviewer.review(problems[trace.problem_id], trace.completion, units, trace_id=trace.id, prompt=trace.prompt)
+            else:
+                review = reviewer.review(problems[trace.problem_id], trace.completion, units, trace_id=trace.id)
+        except Exception as e:  # a failed review is a record, never a crash
+            review = Review(trace_id=trace.id, reviewer=getattr(reviewer, "name", "?"), units=units, status="failed", error=f"{type(e).__name__}: {e}")
+        reviews.append(review)
+    return reviews
+
+
+def prepare_out_dir(path: str | Path, *, overwrite: bool) -> Path:
+    """An empty, writable output directory (an earlier evaluation is replaced only with `overwrite`)."""
+    out = Path(path)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} is a file; give a directory")
+    if out.is_dir() and any(out.iterdir()):
+        if not overwrite:
+            raise UserError(f"--out {out} is not empty; choose a new directory or pass --overwrite")
+        if not (out / "eval.json").exists():
+            raise UserError(f"--out {out} holds files that are not a DCA evaluation; refusing to overwrite them")
+        shutil.rmtree(out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / ".write-test").write_text("")
+        (out / ".write-test").unlink()
+    except OSError as e:
+        raise UserError(f"cannot write to --out {out}: {e.strerror or e}") from e
+    return out
+
+
+def _versions() -> dict[str, str]:
+    import importlib.metadata as md
+
+    versions = {}
+    for package in ("deliberative-credit", "torch", "transformers", "math-verify"):
+        try:
+            versions[package] = md.version(package)
+        except md.PackageNotFoundError:
+            versions[package] = "not installed"
+    return versions
+
+
+def run_eval(config: EvalConfig, out: str | Path, *, model=None, tokenizer=None, overwrite: bool = False, log: Log = lambda _: None) -> dict[str, Any]:
+    """Evaluate `config.model` (or the given model and tokenizer) and write the output directory.
+
+    Returns the content of ``eval.json``: ``config``, ``sets`` (name, source, hash, count),
+    ``results`` (per set: figures, faithfulness), ``failures``, ``timing``, ``versions``.
+    """
+    specs = [parse_set_spec(s) for s in config.sets]
+    names = [s.name for s in specs]
+    if len(set(names)) != len(names):
+        raise UserError(f"problem set names repeat in --sets: {names}")
+    loaded = {s.name: load_set(s, seed=config.synthetic_seed) for s in specs}
+    out_dir = prepare_out_dir(out, overwrite=overwrite)
+    if model is None:
+        from .model import load_model
+
+        model, tokenizer = load_model(config.model)
+    engine = HFContinuationEngine(model, tokenizer, name=config.model)
+
+    def count_tokens(text: str) -> int:
+        return len(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    report: dict[str, Any] = {
+        "config": _config_dict(config),
+        "sets": [
+            {"name": s.name, "source": s.source, "limit": s.limit, "problems": len(loaded[s.name]), "sha256": problems_hash(loaded[s.name])}
+            for s in specs
+        ],
+        "versions": _versions(),
+        "results": {},
+        "failures": [],
+        "timing": {},
+    }
+    for spec in specs:
+        started = time.time()
+        problems = loaded[spec.name]
+        by_id = {p.id: p for p in problems}
+        log(f"[{spec.name}] {len(problems)} problems: sampling {len(problems) * config.sampling.samples_per_problem} traces")
+        result, failures = _evaluate_set(spec.name, problems, by_id, config, model, tokenizer, engine, count_tokens, out_dir, log)
+        report["results"][spec.name] = result
+        report["failures"] += failures
+        report["timing"][spec.name] = round(time.time() - started, 1)
+    (out_dir / "eval.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    try:
+        write_plots(report, out_dir)
+    except Exception as e:  # plots are a view of eval.json; a plotting failure is recorded
+        report["failures"].append({"set": None, "stage": "plots", "error": f"{type(e).__name__}: {e}"})
+        (out_dir / "eval.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    return report
+
+
+def _config_dict(config: EvalConfig) -> dict[str, Any]:
+    data = asdict(config)
+    data["buckets"] = list(config.buckets)
+    return data
+
+
+def _evaluate_set(name, problems, by_id, config, model, tokenizer, engine, count_tokens, out_dir, log):
+    failures: list[dict[str, Any]] = []
+    traces: list[Trace] = []
+    try:
+        traces = rollout(model, tokenizer, problems, config.sampling, model_name=config.model)
+    except Exception as e:  # the whole set failed to sample: recorded, the other sets go on
+        failures.append({"set": name, "stage": "rollout", "error": f"{type(e).__name__}: {e}"})
+    write_jsonl(out_dir / f"{name}.traces.jsonl", traces)
+
+    reviewer = _make_reviewer(config.reviewer, problems, engine, tokenizer, config.counterfactual)
+    reviews = _review_all(reviewer, traces, by_id) if reviewer is not None else []
+    write_jsonl(out_dir / f"{name}.reviews.jsonl", reviews)
+    failures += [{"set": name, "stage": "review", "item": r.trace_id, "error": r.error} for r in reviews if r.status != "ok"]
+    figures = set_figures(traces, reviews, samples=config.sampling.samples_per_problem, count_tokens=count_tokens)
+    figures["reviewer"] = getattr(reviewer, "name", None)
+    if config.reviewer == "counterfactual":
+        figures["reviewer_generated_tokens"] = sum(r.usage.get("generated_tokens", 0) for r in reviews)
+
+    probe_items: list[ProbeItem] = []
+    faithfulness: dict[str, Any] = {}
+    if config.probes and traces:
+        try:
+            log(f"[{name}] probes: reference answers")
+            reference = reference_answers(traces, by_id, engine, config.continuation)
+            references = {i.trace_id: i.data["answer"] for i in reference if i.status == "ok"}
+            early = mistakes = filled = None
+            if "early" in config.probes:
+                log(f"[{name}] probes: early answering")
+                early = early_answering(traces, by_id, references, engine, config.continuation)
+            if "mistakes" in config.probes:
+                log(f"[{name}] probes: adding mistakes")
+                mistakes = adding_mistakes(traces, by_id, references, engine, config.continuation, seed=config.mistake_seed)
+            if "filler" in config.probes:
+                log(f"[{name}] probes: filler")
+                filled = filler(traces, by_id, engine, config.continuation, count_tokens=count_tokens)
+            faithfulness = probe_figures(reference, early, mistakes, filled, edges=config.buckets)
+            for items in (reference, early, mistakes, filled):
+                probe_items += items or []
+        except Exception as e:  # a probe that crashes outright: recorded, the set's other figures stand
+            failures.append({"set": name, "stage": "probes", "error": f"{type(e).__name__}: {e}"})
+    failures += [
+        {"set": name, "stage": f"probe:{i.probe}", "item": i.trace_id, "error": i.reason} for i in probe_items if i.status == "failed"
+    ]
+    write_jsonl(out_dir / f"{name}.probes.jsonl", probe_items)
+    if "mistakes" in faithfulness:
+        planted_caught = sum(bool(i.data.get("caught")) for i in probe_items if i.probe == "mistakes" and i.status == "ok")
+        own = figures["performative"]["caught_own_mistakes"]
+        figures["performative"]["caught_planted_mistakes"] = planted_caught
+        figures["performative"]["fraction_caught_self_introduced"] = own / (own + planted_caught) if own + planted_caught else None
+    figures["faithfulness"] = faithfulness
+    figures["probe_generated_tokens"] = sum(i.generated_tokens for i in probe_items)
+    figures["failed_items"] = len(failures)
+    return figures, failures
+
+
+# ---------------------------------------------------------------------------------------------
+# Views: terminal table and plots
+
+
+def _show(value, percent: bool = False) -> str:
+    if value is None:
+        return "-"
+    if percent:
+        return f"{value:.1%}"
+    return f"{value:.3f}" if isinstance(value, float) else str(value)
+
+
+def table_rows(report: dict[str, Any]) -> list[tuple[str, ...]]:
+    """``(figure, value per set...)`` rows of the terminal table."""
+    results = report["results"]
+    names = list(results)
+
+    def row(label: str, get: Callable[[dict], Any], percent: bool = False) -> tuple[str, ...]:
+        values = []
+        for n in names:
+            try:
+                values.append(_show(get(results[n]), percent))
+            except (KeyError, TypeError):
+                values.append("-")
+        return (label, *values)
+
+    def ci(r: dict) -> str:
+        low, high = r["accuracy_ci95"]
+        return f"{low:.1%} – {high:.1%}"
+
+    rows = [
+        row("problems / traces", lambda r: f"{r['problems']} / {r['traces']}"),
+        row("accuracy", lambda r: r["accuracy"], True),
+        row("  95% CI (Wilson)", ci),
+        row("format failures", lambda r: r["format_failures"], True),
+    ]
+    rows += [row(k, lambda r, k=k: r[k], True) for k in sorted({k for r in results.values() for k in r if k.startswith("pass@")})]
+    rows += [
+        row("mean completion tokens", lambda r: r["mean_completion_tokens"]),
+        row("mean CoT tokens", lambda r: r["mean_cot_tokens"]),
+        row("reviewer (ok / failed)", lambda r: f"{r['reviewer']} ({r['reviews_ok']} / {r['reviews_failed']})"),
+        row("tokens per insight", lambda r: r["tokens_per_insight"]),
+        row("tokens per insight (solved)", lambda r: r["tokens_per_insight_solved"]),
+        row("early answering: AOC (weighted)", lambda r: r["faithfulness"]["early"]["aoc"]["weighted"]),
+        row("early answering: traces ok/skip/fail", lambda r: "{ok}/{skipped}/{failed}".format(**r["faithfulness"]["early"])),
+        row("no-CoT accuracy (forced)", lambda r: r["faithfulness"]["early"]["no_cot_accuracy"], True),
+        row("full-CoT accuracy (forced)", lambda r: r["faithfulness"]["reference"]["forced_accuracy"], True),
+        row("mistakes: answer changed", lambda r: r["faithfulness"]["mistakes"]["answer_changed"], True),
+        row("filler: accuracy", lambda r: r["faithfulness"]["filler"]["accuracy"], True),
+        row("filler: accuracy change", lambda r: r["faithfulness"]["filler"]["accuracy_change"]),
+        row("verification phrases / trace", lambda r: r["performative"]["verification_phrases_per_trace"]),
+        row("backtracking phrases / trace", lambda r: r["performative"]["backtracking_phrases_per_trace"]),
+        row("units labelled irrelevant", lambda r: r["performative"]["fraction_units_irrelevant"], True),
+        row("caught mistakes: own / planted", lambda r: f"{r['performative']['caught_own_mistakes']} / {r['performative'].get('caught_planted_mistakes', '-')}"),
+        row("failed items", lambda r: r["failed_items"]),
+    ]
+    return rows
+
+
+def print_table(report: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table(title=f"dca eval: {escape(report['config']['model'])}")
+    table.add_column("figure")
+    for name in report["results"]:
+        table.add_column(escape(name), justify="right")
+    for row in table_rows(report):
+        table.add_row(*(escape(cell) for cell in row))
+    Console(width=160).print(table)
+
+
+def write_plots(report: dict[str, Any], out_dir: Path) -> list[Path]:
+    """``accuracy.png`` (with the Wilson interval), ``tokens_per_insight.png`` and
+    ``early_answering.png`` (the mean curve per set)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    results = report["results"]
+    names = list(results)
+    written = []
+
+    fig, ax = plt.subplots(figsize=(1.6 + 1.3 * len(names), 3.2))
+    accuracy = [results[n]["accuracy"] or 0.0 for n in names]
+    errors = [
+        [a - (results[n]["accuracy_ci95"] or [a, a])[0] for n, a in zip(names, accuracy)],
+        [(results[n]["accuracy_ci95"] or [a, a])[1] - a for n, a in zip(names, accuracy)],
+    ]
+    ax.bar(names, accuracy, yerr=errors, capsize=4, color="#4c72b0")
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("accuracy (95% Wilson CI)")
+    ax.set_title(f"accuracy: {report['config']['model']}")
+    fig.tight_layout()
+    written.append(out_dir / "accuracy.png")
+    fig.savefig(written[-1], dpi=110)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(1.6 + 1.3 * len(names), 3.2))
+    values = [results[n]["tokens_per_insight"] or 0.0 for n in names]
+    ax.bar(names, values, color="#55a868")
+    for i, n in enumerate(names):
+        ax.annotate(results[n].get("reviewer") or "no reviewer", (i, values[i]), ha="center", va="bottom", fontsize=8)
+    ax.set_ylabel("completion tokens per useful step")
+    ax.set_title("tokens per insight")
+    fig.tight_layout()
+    written.append(out_dir / "tokens_per_insight.png")
+    fig.savefig(written[-1], dpi=110)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(4.8, 3.6))
+    for n in names:
+        early = results[n].get("faithfulness", {}).get("early")
+        if early and early["mean_curve"]["same_answer"]:
+            aoc = early["aoc"]["weighted"]
+            label = f"{n} (AOC {aoc:.2f}, {early['ok']} traces)" if aoc is not None else n
+            ax.plot(early["mean_curve"]["fraction_of_cot"], early["mean_curve"]["same_answer"], marker="o", label=label)
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.05)
+    ax.set_xlabel("fraction of CoT shown")
+    ax.set_ylabel("same answer as with the full CoT")
+    ax.set_title("early answering")
+    if ax.lines:
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    written.append(out_dir / "early_answering.png")
+    fig.savefig(written[-1], dpi=110)
+    plt.close(fig)
+    return written
+
+
+__all__ = [
+    "DEFAULT_SYNTHETIC_COUNT",
+    "EVAL_SEED",
+    "EvalConfig",
+    "REVIEWERS",
+    "SYNTHETIC_SETS",
+    "SetSpec",
+    "caught_own_mistakes",
+    "load_set",
+    "parse_set_spec",
+    "pass_at_k",
+    "prepare_out_dir",
+    "print_table",
+    "problems_hash",
+    "run_eval",
+    "set_figures",
+    "table_rows",
+    "useful_steps",
+    "wilson_interval",
+    "write_plots",
+]

@@ -1,0 +1,122 @@
+"""`dca eval`: its figures on hand-computed inputs, set parsing, and the command on a tiny model
+(same command twice, same numbers; bad input; plots)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from dca.cli import main
+from dca.errors import UserError
+from dca.evaluate import (
+    caught_own_mistakes,
+    load_set,
+    parse_set_spec,
+    pass_at_k,
+    problems_hash,
+    set_figures,
+    wilson_interval,
+)
+from dca.records import Review, Step, Trace
+from dca.segment import segment
+
+
+def dca(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "dca.cli", *args], capture_output=True, text=True, timeout=600)
+
+
+def test_wilson_interval_hand_computed():
+    low, high = wilson_interval(5, 10)
+    assert low == pytest.approx(0.2366, abs=1e-4) and high == pytest.approx(0.7634, abs=1e-4)
+    low, high = wilson_interval(0, 4)
+    assert low == 0.0 and high == pytest.approx(0.4899, abs=1e-4)
+    assert wilson_interval(0, 0) is None
+
+
+def test_pass_at_k():
+    assert pass_at_k(4, 0, 1) == 0.0
+    assert pass_at_k(4, 1, 1) == pytest.approx(0.25)
+    assert pass_at_k(4, 1, 2) == pytest.approx(0.5)  # 1 - C(3,2)/C(4,2) = 1 - 3/6
+    assert pass_at_k(4, 3, 2) == 1.0
+    with pytest.raises(ValueError):
+        pass_at_k(2, 1, 3)
+
+
+def test_parse_set_spec(tmp_path):
+    assert parse_set_spec("synthetic-easy").limit is None
+    spec = parse_set_spec("gsm8k-test:50")
+    assert (spec.name, spec.source, spec.limit) == ("gsm8k-test", "gsm8k-test", 50)
+    for bad in ("nonsense", "missing.jsonl", "synthetic-easy:0"):
+        with pytest.raises(UserError):
+            parse_set_spec(bad)
+    problems = load_set(parse_set_spec("synthetic-medium:5"))
+    assert len(problems) == 5 and all(2 <= len(p.operations) <= 3 for p in problems)
+    assert problems_hash(problems) == problems_hash(load_set(parse_set_spec("synthetic-medium:5")))
+    assert problems_hash(problems) != problems_hash(problems[:4])
+
+
+def _trace(i: int, problem: str, outcome: str, completion: str) -> Trace:
+    return Trace(id=f"t{i}", problem_id=problem, prompt="", completion=completion, outcome=outcome)
+
+
+def test_set_figures_tokens_per_insight_and_indicators():
+    text = "So 2 + 2 = 5. Wait, let me check: 2 + 2 = 4.\nAnswer: 4"
+    units = segment(text)
+    assert len(units) == 3
+    review = Review(
+        trace_id="t0", reviewer="oracle", units=units,
+        steps=[
+            Step(index=0, first_unit=0, last_unit=0, function="computation", contribution="error"),
+            Step(index=1, first_unit=1, last_unit=1, function="computation", contribution="solved"),
+            Step(index=2, first_unit=2, last_unit=2, function="conclusion", contribution="solved"),
+        ],
+    )  # fmt: skip
+    assert caught_own_mistakes(review) == 1
+    traces = [_trace(0, "a", "correct", text), _trace(1, "a", "wrong", "x"), _trace(2, "b", "wrong", "y"), _trace(3, "b", "wrong", "z")]
+    figures = set_figures(traces, [review], samples=2, count_tokens=lambda t: len(t.split()))
+    assert figures["accuracy"] == 0.25 and figures["accuracy_ci95"] == list(wilson_interval(1, 4))
+    assert figures["pass@1"] == pytest.approx(0.25) and figures["pass@2"] == pytest.approx(0.5)
+    # 17 whitespace-separated tokens / 2 useful steps (the error step is not an insight)
+    assert figures["tokens_per_insight"] == pytest.approx(8.5) and figures["tokens_per_insight_solved"] == pytest.approx(8.5)
+    assert figures["performative"]["verification_phrases_per_trace"] == pytest.approx(0.25)
+    assert figures["performative"]["backtracking_phrases_per_trace"] == pytest.approx(0.25)
+    assert figures["performative"]["fraction_units_irrelevant"] == 0.0
+
+
+def test_eval_help_and_bad_input(tmp_path, capsys):
+    result = dca("eval", "--help")  # one real subprocess: the console command is wired up
+    assert result.returncode == 0 and "usage: dca eval" in result.stdout
+    for args in (["--sets", "nonsense"], ["--probes", "early,psychic"], ["--sets", "synthetic-easy:0"]):
+        assert main(["eval", "--model", "embedded", *args, "--out", str(tmp_path / "o")]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("dca: error:") and len(err.strip().splitlines()) == 1
+    (tmp_path / "busy").mkdir()
+    (tmp_path / "busy" / "keep.txt").write_text("x")
+    assert main(["eval", "--sets", "synthetic-easy:1", "--out", str(tmp_path / "busy")]) == 2
+    assert "not empty" in capsys.readouterr().err
+
+
+def test_eval_on_a_tiny_model_is_reproducible(tmp_path, tiny_model_dir, capsys):
+    args = ["eval", "--model", str(tiny_model_dir), "--sets", "synthetic-easy:2,gsm8k-test:1", "--max-new-tokens", "8",
+            "--temperature", "1.0", "--samples", "2", "--seed", "5"]  # fmt: skip
+    assert main([*args, "--out", str(tmp_path / "a")]) == 0
+    printed = capsys.readouterr().out
+    assert main([*args, "--out", str(tmp_path / "b")]) == 0
+    a = json.loads((tmp_path / "a" / "eval.json").read_text())
+    b = json.loads((tmp_path / "b" / "eval.json").read_text())
+    assert a["results"] == b["results"] and a["sets"] == b["sets"]
+    assert [s["name"] for s in a["sets"]] == ["synthetic-easy", "gsm8k-test"] and all(len(s["sha256"]) == 64 for s in a["sets"])
+    assert a["config"]["sampling"]["seed"] == 5 and a["config"]["sampling"]["temperature"] == 1.0
+    result = a["results"]["synthetic-easy"]
+    assert result["traces"] == 4 and "pass@2" in result and result["reviewer"] == "oracle"
+    assert a["results"]["gsm8k-test"]["reviewer"] == "reference"
+    assert set(result["faithfulness"]) == {"reference", "early", "mistakes", "filler"}
+    for name in ("accuracy.png", "tokens_per_insight.png", "early_answering.png", "synthetic-easy.traces.jsonl", "gsm8k-test.probes.jsonl"):
+        assert (tmp_path / "a" / name).stat().st_size > 0
+    assert "tokens per insight" in printed and "synthetic-easy" in printed
+    # an earlier evaluation is replaced only with --overwrite
+    assert main([*args, "--out", str(tmp_path / "a")]) == 2
+    assert main([*args, "--probes", "", "--sets", "synthetic-easy:1", "--out", str(tmp_path / "a"), "--overwrite"]) == 0
