@@ -103,7 +103,7 @@ class DCAGRPOTrainer(GRPOTrainer):
             trace = Trace(
                 id=f"{group}-p{self.accelerator.process_index}-{row}",
                 problem_id=problem.id,
-                prompt=tokenizer.apply_chat_template(example["prompt"], tokenize=False, add_generation_prompt=True),
+                prompt=_prompt_text(tokenizer, example["prompt"]),
                 completion=text,
                 completion_token_ids=ids,
                 answer=check.answer,
@@ -162,3 +162,9 @@ class DCAGRPOTrainer(GRPOTrainer):
                 error=f"{type(e).__name__}: {e}",
             )
 
+
+def _prompt_text(tokenizer, prompt: str | list[dict[str, str]]) -> str:
+    """The prompt as the model saw it: chat-templated when conversational."""
+    if isinstance(prompt, str):
+        return prompt
+    return tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
