@@ -4,7 +4,8 @@
   `CounterfactualReviewer` measures each unit's causal effect with the policy model itself;
   `NoisyReviewer` flips a seeded share of another reviewer's labels (tests, demos);
 - LLM reviewers answer the versioned review protocol (`protocol`) through a backend
-  (`backends`: OpenAI-compatible, Anthropic);
+  (`backends`: OpenAI-compatible, Anthropic; `local`: a Hugging Face model with
+  grammar-constrained decoding);
 - reviewers are declared in YAML (`config.load_reviewers`) and run by `ReviewRunner`
   (concurrency, rate limits, retries, SQLite cache, cost); `RunnerReviewer` puts any of them
   behind the synchronous `Reviewer` protocol the trainer calls.

