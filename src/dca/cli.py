@@ -90,7 +90,7 @@ def cmd_rollout(args: argparse.Namespace) -> int:
     from .model import load_model
     from .records import write_jsonl
     from .rollout import SamplingConfig, rollout, summarize
-    from .train.run import read_problems_file
+    from .files import read_problems_file
 
     problems = read_problems_file(args.problems)[: args.limit]
     out = _out_file(args.out)
@@ -273,15 +273,9 @@ def _print_summary(summary: dict, path: Path) -> None:
 
 
 def _read_records(path: str, cls, what: str) -> list:
-    """Records of type `cls` from a JSON-lines file; a missing or malformed file is a UserError."""
-    from .records import read_jsonl
+    from .files import read_records
 
-    if not Path(path).is_file():
-        raise UserError(f"{what} file {path} does not exist")
-    try:
-        return read_jsonl(path, cls)
-    except (ValueError, OSError) as e:
-        raise UserError(str(e).splitlines()[0]) from e
+    return read_records(path, cls, what=what)
 
 
 def cmd_consensus(args: argparse.Namespace) -> int:

@@ -40,7 +40,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -48,6 +47,7 @@ from typing import Any, Callable
 
 from .continuation import ContinuationSettings, HFContinuationEngine, split_cot
 from .errors import UserError
+from .files import prepare_output_dir, read_problems_file
 from .faithfulness import (
     BACKTRACKING,
     DEFAULT_BUCKETS,
@@ -61,7 +61,7 @@ from .faithfulness import (
     reference_answers,
 )
 from .problems import SyntheticConfig, generate_problems, load_gsm8k
-from .records import USEFUL_CONTRIBUTIONS, Problem, Review, Trace, read_jsonl, to_dict, write_jsonl
+from .records import USEFUL_CONTRIBUTIONS, Problem, Review, Trace, to_dict, write_jsonl
 from .rollout import SamplingConfig, rollout
 from .segment import segment
 
@@ -124,12 +124,7 @@ def load_set(spec: SetSpec, *, seed: int = EVAL_SEED) -> list[Problem]:
             return load_gsm8k(spec.source.removeprefix("gsm8k-"), limit=spec.limit)
         except (OSError, ValueError) as e:
             raise UserError(f"cannot read GSM8K for {spec.name}: {str(e).splitlines()[0]}") from e
-    try:
-        problems = read_jsonl(spec.source, Problem)
-    except (ValueError, OSError, UnicodeDecodeError) as e:
-        raise UserError(f"{str(e).splitlines()[0]}; write problems with `dca problems`") from e
-    if not problems:
-        raise UserError(f"problems file {spec.source} holds no problems")
+    problems = read_problems_file(spec.source)
     return problems[: spec.limit] if spec.limit else problems
 
 
@@ -319,26 +314,6 @@ def _review_all(reviewer, traces: list[Trace], problems: dict[str, Problem]) -> 
     return reviews
 
 
-def prepare_out_dir(path: str | Path, *, overwrite: bool) -> Path:
-    """An empty, writable output directory (an earlier evaluation is replaced only with `overwrite`)."""
-    out = Path(path)
-    if out.exists() and not out.is_dir():
-        raise UserError(f"--out {out} is a file; give a directory")
-    if out.is_dir() and any(out.iterdir()):
-        if not overwrite:
-            raise UserError(f"--out {out} is not empty; choose a new directory or pass --overwrite")
-        if not (out / "eval.json").exists():
-            raise UserError(f"--out {out} holds files that are not a DCA evaluation; refusing to overwrite them")
-        shutil.rmtree(out)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / ".write-test").write_text("")
-        (out / ".write-test").unlink()
-    except OSError as e:
-        raise UserError(f"cannot write to --out {out}: {e.strerror or e}") from e
-    return out
-
-
 def _versions() -> dict[str, str]:
     import importlib.metadata as md
 
@@ -362,7 +337,7 @@ def run_eval(config: EvalConfig, out: str | Path, *, model=None, tokenizer=None,
     if len(set(names)) != len(names):
         raise UserError(f"problem set names repeat in --sets: {names}")
     loaded = {s.name: load_set(s, seed=config.synthetic_seed) for s in specs}
-    out_dir = prepare_out_dir(out, overwrite=overwrite)
+    out_dir = prepare_output_dir(out, overwrite=overwrite, marker="eval.json", kind="a DCA evaluation")
     if model is None:
         from .model import load_model
 
@@ -606,7 +581,6 @@ __all__ = [
     "load_set",
     "parse_set_spec",
     "pass_at_k",
-    "prepare_out_dir",
     "print_table",
     "problems_hash",
     "run_eval",

@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..errors import UserError
-from ..records import Problem, Review, Trace, read_jsonl
+from ..files import read_records
+from ..records import Problem, Review, Trace
 from ..segment import segment
 from .cache import ReviewCache
 from .config import ReviewerSpec
@@ -24,25 +25,16 @@ from .runner import ReviewItem, ReviewRunner, ReviewerStats
 __all__ = ["load_review_items", "review_items", "summary"]
 
 
-def _read(path: Path, cls, what: str, hint: str) -> list:
-    if not path.is_file():
-        raise UserError(f"{what} file {path} does not exist; {hint}")
-    try:
-        return read_jsonl(path, cls)
-    except (ValueError, UnicodeDecodeError) as e:
-        raise UserError(str(e).splitlines()[0]) from e
-
-
 def load_review_items(traces_path: str | Path, problems_path: str | Path | None = None, *, limit: int | None = None) -> list[ReviewItem]:
     """Traces with their problems and units; a trace whose problem is missing is a UserError."""
     traces_path = Path(traces_path)
-    traces: list[Trace] = _read(traces_path, Trace, "traces", "write one with `dca rollout --out`")
+    traces: list[Trace] = read_records(traces_path, Trace, what="traces", hint="write one with `dca rollout --out`")
     if limit is not None:
         traces = traces[:limit]
     if not traces:
         raise UserError(f"traces file {traces_path} holds no traces")
     problems_path = Path(problems_path) if problems_path else traces_path.with_name("problems.jsonl")
-    problems: list[Problem] = _read(problems_path, Problem, "problems", "pass --problems with the file the traces were sampled from")
+    problems: list[Problem] = read_records(problems_path, Problem, what="problems", hint="pass --problems with the file the traces were sampled from")
     by_id = {p.id: p for p in problems}
     missing = [t.problem_id for t in traces if t.problem_id not in by_id]
     if missing:

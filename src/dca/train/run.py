@@ -26,10 +26,11 @@ from pathlib import Path
 from typing import Callable
 
 from ..errors import UserError
+from ..files import prepare_output_dir, read_problems_file
 from ..model import load_model, resolve_model_path, trainer_device_arguments
 from ..problems import SyntheticConfig, generate_problems, load_gsm8k
 from ..prompting import chat_messages
-from ..records import Consensus, Credit, Problem, Review, Trace, append_jsonl, read_jsonl, write_jsonl
+from ..records import Consensus, Credit, Problem, Review, Trace, append_jsonl, write_jsonl
 from ..review import OracleReviewer, ReferenceReviewer
 from ..rollout import SamplingConfig, rollout, summarize
 from .config import ProblemsSettings, TrainConfig
@@ -40,19 +41,6 @@ Log = Callable[[str], None]
 
 # ---------------------------------------------------------------------------------------------
 # Inputs
-
-
-def read_problems_file(path: str | Path) -> list[Problem]:
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"problems file {path} does not exist; write one with `dca problems --out {path}`")
-    try:
-        problems = read_jsonl(path, Problem)
-    except (ValueError, UnicodeDecodeError) as e:
-        raise UserError(f"{str(e).splitlines()[0]}; write problems with `dca problems`") from e
-    if not problems:
-        raise UserError(f"problems file {path} holds no problems")
-    return problems
 
 
 def load_problems(settings: ProblemsSettings) -> list[Problem]:
@@ -107,22 +95,7 @@ class RunDirectory:
     """Owns one run's output folder; refuses to mix runs or to look finished when it is not."""
 
     def __init__(self, path: str | Path, *, overwrite: bool = False):
-        self.path = Path(path)
-        if self.path.exists() and not self.path.is_dir():
-            raise UserError(f"--out {self.path} is a file; give a directory")
-        if self.path.is_dir() and any(self.path.iterdir()):
-            if not overwrite:
-                raise UserError(f"--out {self.path} is not empty; choose a new directory or pass --overwrite")
-            if not (self.path / "run.json").exists():
-                raise UserError(f"--out {self.path} holds files that are not a DCA run; refusing to overwrite them")
-            shutil.rmtree(self.path)
-        try:
-            self.path.mkdir(parents=True, exist_ok=True)
-            probe = self.path / ".write-test"
-            probe.write_text("")
-            probe.unlink()
-        except OSError as e:
-            raise UserError(f"cannot write to --out {self.path}: {e.strerror}; choose a writable directory") from e
+        self.path = prepare_output_dir(path, overwrite=overwrite, marker="run.json", kind="a DCA run")
 
     def file(self, name: str) -> Path:
         return self.path / name
