@@ -42,7 +42,7 @@ from typing import Callable, Protocol
 from .problems.answer import check_answer, extract_answer
 from .prompting import ANSWER_PREFIX
 from .records import Unit
-from .rollout import SamplingConfig, _strip_after_eos
+from .rollout import SamplingConfig, generate_batch
 from .segment import segment
 
 EDIT_KINDS = ("none", "truncate", "delete", "replace", "filler")
@@ -284,54 +284,31 @@ class HFContinuationEngine:
         jobs = [(r, s) for r in requests for s in range(settings.samples)]
         # Forced answers and free continuations need different lengths: batch them apart,
         # then restore request order.
-        order = sorted(range(len(jobs)), key=lambda i: jobs[i][0].force_answer, reverse=True)
         by_index: dict[int, Continuation] = {}
-        for start in range(0, len(order), settings.batch_size):
-            chunk = order[start : start + settings.batch_size]
-            forced = {jobs[i][0].force_answer for i in chunk}
-            if len(forced) > 1:  # the boundary between the two kinds: split the chunk
-                head = [i for i in chunk if jobs[i][0].force_answer]
-                tail = [i for i in chunk if not jobs[i][0].force_answer]
-                for part in (head, tail):
-                    by_index.update(self._run(part, jobs, settings))
-            else:
-                by_index.update(self._run(chunk, jobs, settings))
+        for force in (True, False):
+            kind = [i for i, (request, _) in enumerate(jobs) if request.force_answer == force]
+            for start in range(0, len(kind), settings.batch_size):
+                by_index.update(self._run(kind[start : start + settings.batch_size], jobs, settings))
         return [by_index[i] for i in range(len(jobs))]
 
     def _run(self, indices: list[int], jobs, settings: ContinuationSettings) -> dict[int, Continuation]:
-        import torch
-
         tokenizer = self.tokenizer
         batch = [jobs[i] for i in indices]
         force = batch[0][0].force_answer
         texts = [r.prompt + (forced_answer_prefix(r.prefix) if r.force_answer else r.prefix) for r, _ in batch]
-        padding_side = tokenizer.padding_side
-        tokenizer.padding_side = "left"  # decoder-only generation needs the inputs right-aligned
-        self.model.eval()
         try:
-            encoded = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
-            sampling = (
-                dict(do_sample=True, temperature=settings.temperature, top_p=settings.top_p)
-                if settings.temperature > 0
-                else dict(do_sample=False)
+            new_ids = generate_batch(
+                self.model,
+                tokenizer,
+                texts,
+                max_new_tokens=settings.answer_tokens if force else settings.max_new_tokens,
+                temperature=settings.temperature,
+                top_p=settings.top_p,
             )
-            with torch.no_grad():
-                output = self.model.generate(
-                    **encoded,
-                    max_new_tokens=settings.answer_tokens if force else settings.max_new_tokens,
-                    use_cache=True,
-                    pad_token_id=tokenizer.pad_token_id,
-                    eos_token_id=tokenizer.eos_token_id,
-                    **sampling,
-                )
         except Exception as e:  # recorded per continuation, counted by the caller
             return {i: _failed(r, s, f"{type(e).__name__}: {e}") for i, (r, s) in zip(indices, batch)}
-        finally:
-            tokenizer.padding_side = padding_side
         out: dict[int, Continuation] = {}
-        new_ids = output[:, encoded["input_ids"].shape[1] :].tolist()
         for i, (request, sample), ids in zip(indices, batch, new_ids):
-            ids = _strip_after_eos(ids, tokenizer.eos_token_id, tokenizer.pad_token_id)
             text = tokenizer.decode(ids, skip_special_tokens=True)
             completion, answer, outcome = read_answer(request, text)
             out[i] = Continuation(

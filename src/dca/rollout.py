@@ -64,51 +64,62 @@ def rollout(
     torch.manual_seed(config.seed)
     requests = [(p, k) for p in problems for k in range(config.samples_per_problem)]
     traces: list[Trace] = []
+    for batch in _batches(requests, config.batch_size):
+        prompts = [render_prompt(tokenizer, p) for p, _ in batch]
+        completion_ids = generate_batch(
+            model, tokenizer, prompts, max_new_tokens=config.max_new_tokens, temperature=config.temperature, top_p=config.top_p
+        )
+        for (problem, k), prompt, ids in zip(batch, prompts, completion_ids):
+            text = tokenizer.decode(ids, skip_special_tokens=True)
+            check = check_answer(text, problem.answer)
+            traces.append(
+                Trace(
+                    id=f"{problem.id}/r{config.seed}-{k}",
+                    problem_id=problem.id,
+                    prompt=prompt,
+                    completion=text,
+                    completion_token_ids=ids,
+                    answer=check.answer,
+                    outcome=check.outcome,
+                    reward=check.reward,
+                    group=f"{problem.id}/r{config.seed}",
+                    model=model_name,
+                )
+            )
+        if on_batch:
+            on_batch(len(batch))
+    return traces
+
+
+def generate_batch(
+    model, tokenizer, texts: list[str], *, max_new_tokens: int, temperature: float, top_p: float = 1.0
+) -> list[list[int]]:
+    """The token ids a model generates after each text, in one left-padded batch.
+
+    Greedy when `temperature` is 0; each result runs up to and including the first
+    end-of-sequence token, without padding. The caller seeds torch.
+    """
+    import torch
+
     padding_side = tokenizer.padding_side
-    tokenizer.padding_side = "left"  # decoder-only generation needs the prompts right-aligned
+    tokenizer.padding_side = "left"  # decoder-only generation needs the inputs right-aligned
     model.eval()
     try:
-        for batch in _batches(requests, config.batch_size):
-            prompts = [render_prompt(tokenizer, p) for p, _ in batch]
-            encoded = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
-            sampling = (
-                dict(do_sample=True, temperature=config.temperature, top_p=config.top_p)
-                if config.temperature > 0
-                else dict(do_sample=False)
+        encoded = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+        sampling = dict(do_sample=True, temperature=temperature, top_p=top_p) if temperature > 0 else dict(do_sample=False)
+        with torch.no_grad():
+            output = model.generate(
+                **encoded,
+                max_new_tokens=max_new_tokens,
+                use_cache=True,  # training turns the KV cache off in the model config
+                pad_token_id=tokenizer.pad_token_id,
+                eos_token_id=tokenizer.eos_token_id,
+                **sampling,
             )
-            with torch.no_grad():
-                output = model.generate(
-                    **encoded,
-                    max_new_tokens=config.max_new_tokens,
-                    use_cache=True,  # training turns the KV cache off in the model config
-                    pad_token_id=tokenizer.pad_token_id,
-                    eos_token_id=tokenizer.eos_token_id,
-                    **sampling,
-                )
-            completion_ids = output[:, encoded["input_ids"].shape[1] :]
-            for (problem, k), prompt, ids in zip(batch, prompts, completion_ids.tolist()):
-                ids = _strip_after_eos(ids, tokenizer.eos_token_id, tokenizer.pad_token_id)
-                text = tokenizer.decode(ids, skip_special_tokens=True)
-                check = check_answer(text, problem.answer)
-                traces.append(
-                    Trace(
-                        id=f"{problem.id}/r{config.seed}-{k}",
-                        problem_id=problem.id,
-                        prompt=prompt,
-                        completion=text,
-                        completion_token_ids=ids,
-                        answer=check.answer,
-                        outcome=check.outcome,
-                        reward=check.reward,
-                        group=f"{problem.id}/r{config.seed}",
-                        model=model_name,
-                    )
-                )
-            if on_batch:
-                on_batch(len(batch))
     finally:
         tokenizer.padding_side = padding_side
-    return traces
+    new_ids = output[:, encoded["input_ids"].shape[1] :].tolist()
+    return [_strip_after_eos(ids, tokenizer.eos_token_id, tokenizer.pad_token_id) for ids in new_ids]
 
 
 def _strip_after_eos(ids: list[int], eos_id: int, pad_id: int | None) -> list[int]:
