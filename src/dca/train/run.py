@@ -25,6 +25,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Callable
 
+from ..credit import credit_statistics
 from ..errors import UserError
 from ..files import prepare_output_dir, read_problems_file
 from ..model import load_model, resolve_model_path, trainer_device_arguments
@@ -152,19 +153,17 @@ def group_variance_fraction(traces: list[Trace]) -> float:
 
 
 def credit_figures(credits: list[Credit]) -> dict[str, float]:
-    """Checks over a run's credits: conservation error, share of non-zero advantages."""
-    tokens = sum(len(c.token_advantages) for c in credits)
-    nonzero = sum(1 for c in credits for a in c.token_advantages if a != 0.0)
+    """`credit_statistics` over a whole run, plus the checks the summary reports: how many
+    tokens carry a non-zero advantage, and the largest conservation error of `conserve`."""
+    stats = credit_statistics(credits)
     conserve = [c for c in credits if c.policy == "conserve"]
     return {
-        "credits": len(credits),
-        "tokens": tokens,
-        "nonzero_advantage_tokens": nonzero,
-        "credited_fraction": sum(c.credited_tokens for c in credits) / tokens if tokens else 0.0,
-        "fallbacks": sum(c.fallback is not None for c in credits),
-        "conserve_max_abs_error": max(
-            (abs(sum(c.token_advantages) - c.uniform_sum) for c in conserve), default=0.0
-        ),
+        "credits": int(stats["traces"]),
+        "tokens": int(stats["tokens"]),
+        "nonzero_advantage_tokens": sum(1 for c in credits for a in c.token_advantages if a != 0.0),
+        "credited_fraction": stats["fraction_credited"],
+        "fallbacks": int(stats["fallbacks"]),
+        "conserve_max_abs_error": max((abs(sum(c.token_advantages) - c.uniform_sum) for c in conserve), default=0.0),
     }
 
 
