@@ -71,10 +71,17 @@ def sft_rows(edits: list[Edit]) -> list[dict]:
 
 def build_sft_trainer(edits: list[Edit], model: str, out_dir: str | os.PathLike, settings: SFTSettings, *, callbacks=()):
     """An `SFTTrainer` on the edit set, ready to `train()` (tests read its collated batches)."""
+    return sft_trainer(sft_rows(edits), model, out_dir, settings, callbacks=callbacks)
+
+
+def sft_trainer(rows: list[dict], model: str, out_dir: str | os.PathLike, settings: SFTSettings, *, callbacks=()):
+    """An `SFTTrainer` with completion-only loss on prompt-completion rows in TRL's
+    conversational format (edited CoTs here, gold CoTs in the warm start)."""
     from datasets import Dataset
+    from transformers import PrinterCallback
     from trl import SFTConfig, SFTTrainer
 
-    dataset = Dataset.from_list(sft_rows(edits))
+    dataset = Dataset.from_list(rows)
     lm, tokenizer = load_model(model)
     peft_config = None
     if settings.lora:
@@ -100,9 +107,11 @@ def build_sft_trainer(edits: list[Edit], model: str, out_dir: str | os.PathLike,
         completion_only_loss=True,
         **trainer_device_arguments(),
     )
-    return SFTTrainer(
+    trainer = SFTTrainer(
         model=lm, args=args, train_dataset=dataset, processing_class=tokenizer, peft_config=peft_config, callbacks=list(callbacks)
     )
+    trainer.remove_callback(PrinterCallback)  # callers print their own progress lines
+    return trainer
 
 
 def run_sft(
@@ -116,7 +125,7 @@ def run_sft(
 ) -> dict:
     """Fine-tune `model` on the edit set and save the checkpoint to `out` (written whole or
     not at all); returns the summary also written to ``out/sft.json``."""
-    from transformers import PrinterCallback, TrainerCallback
+    from transformers import TrainerCallback
 
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -131,7 +140,6 @@ def run_sft(
 
     try:
         trainer = build_sft_trainer(edits, model, scratch / "trainer", settings, callbacks=[_Progress()])
-        trainer.remove_callback(PrinterCallback)
         rows = len(trainer.train_dataset)
         arms = sorted({e.arm for e in edits})
         log(f"sft: {settings.max_steps} steps on {rows} {'/'.join(arms)} completions ({'LoRA' if settings.lora else 'all weights'})")

@@ -21,10 +21,11 @@ import tempfile
 from pathlib import Path
 from typing import Callable
 
-from ..model import cache_dir, load_model, resolve_model_path, trainer_device_arguments
+from ..model import cache_dir, resolve_model_path
 from ..problems import SyntheticConfig, generate_problems, render_gold_cot
 from ..prompting import chat_messages
 from .config import WarmstartSettings
+from .sft import SFTSettings, sft_trainer
 
 
 def warmstart_key(base_model: str, settings: WarmstartSettings) -> str:
@@ -70,46 +71,37 @@ def warmstart(base_model: str, settings: WarmstartSettings, *, log: Callable[[st
         log(f"warm start: cached at {target}")
         return target
 
-    from datasets import Dataset
-    from transformers import PrinterCallback, TrainerCallback
-    from trl import SFTConfig, SFTTrainer
+    from transformers import TrainerCallback
 
     log(f"warm start: {settings.steps} SFT steps on gold CoTs (cached afterwards at {target})")
-    model, tokenizer = load_model(base_model)
-    dataset = Dataset.from_list(gold_dataset_rows(settings))
+    every = max(1, settings.steps // 10)
 
     class _Progress(TrainerCallback):
         def on_log(self, args, state, control, logs=None, **kwargs):
-            if logs and "loss" in logs:
+            if logs and "loss" in logs and state.global_step % every == 0:
                 log(f"  warm start step {state.global_step}/{settings.steps}  loss {float(logs['loss']):.3f}")
 
     target.parent.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix=".partial-", dir=target.parent))
-    args = SFTConfig(
-        output_dir=str(scratch / "trainer"),
-        max_steps=settings.steps,
-        per_device_train_batch_size=settings.batch_size,
-        learning_rate=settings.learning_rate,
-        lr_scheduler_type="cosine",
-        warmup_steps=max(1, settings.steps // 10),
-        logging_steps=max(1, settings.steps // 10),
-        save_strategy="no",
-        report_to=[],
-        disable_tqdm=True,
-        seed=settings.problems.seed,
-        completion_only_loss=True,
-        **trainer_device_arguments(),
-    )
-    trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer, callbacks=[_Progress()])
-    trainer.remove_callback(PrinterCallback)  # _Progress prints a shorter line
-    trainer.train()
-    shutil.rmtree(scratch / "trainer", ignore_errors=True)
-    model.save_pretrained(scratch)
-    tokenizer.save_pretrained(scratch)
-    (scratch / "warmstart.json").write_text(
-        json.dumps({"base_model": base_model, "settings": settings.model_dump(mode="json")}, indent=2)
-    )
-    if target.exists():
-        shutil.rmtree(target)
-    os.replace(scratch, target)  # the checkpoint appears whole or not at all
+    try:
+        sft = SFTSettings(
+            max_steps=settings.steps,
+            batch_size=settings.batch_size,
+            learning_rate=settings.learning_rate,
+            seed=settings.problems.seed,
+        )
+        trainer = sft_trainer(gold_dataset_rows(settings), base_model, scratch / "trainer", sft, callbacks=[_Progress()])
+        trainer.train()
+        shutil.rmtree(scratch / "trainer", ignore_errors=True)
+        trainer.model.save_pretrained(scratch)
+        trainer.processing_class.save_pretrained(scratch)
+        (scratch / "warmstart.json").write_text(
+            json.dumps({"base_model": base_model, "settings": settings.model_dump(mode="json")}, indent=2)
+        )
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(scratch, target)  # the checkpoint appears whole or not at all
+    finally:
+        if scratch.exists():
+            shutil.rmtree(scratch, ignore_errors=True)
     return target
