@@ -26,7 +26,7 @@ def encode(tokenizer, text: str) -> list[int]:
 # Alignment
 
 
-def test_characters_split_across_tokens_belong_to_the_token_with_their_first_byte(
+def test_characters_split_across_tokens_belong_to_every_token_that_spells_them(
     smollm_tokenizer,
 ) -> None:
     text = "héllo 😀 世界"
@@ -38,9 +38,31 @@ def test_characters_split_across_tokens_belong_to_the_token_with_their_first_byt
     ]  # fmt: skip
     spans = token_char_spans(smollm_tokenizer, ids, text)
     assert [text[s:e] for s, e in spans] == [
-        "h", "é", "llo", " 😀", "", " ", "世", "", "界", "", "",
+        "h", "é", "llo", " 😀", "😀", " ", "世", "世", "界", "界", "界",
     ]  # fmt: skip
-    assert spans[4] == (7, 7)  # the emoji's continuation token starts after the emoji
+    assert spans[4] == (6, 7)  # the emoji's continuation token spans the emoji
+
+
+def test_tokens_of_a_split_character_share_its_unit(smollm_tokenizer) -> None:
+    # Issue 10: the ducks' continuation tokens used to get empty spans, went with the answer
+    # span and were always credited.
+    text = "Noise 🦆🦆 here.\nAnswer: 5"
+    ids = encode(smollm_tokenizer, text)
+    spans = token_char_spans(smollm_tokenizer, ids, text)
+    assert all(s < e for s, e in spans)
+    units = segment(text)
+    assert len(units) == 2
+    review = Review(trace_id="t", reviewer="r", units=units, steps=[
+        Step(index=0, first_unit=0, last_unit=0, function="other", contribution="irrelevant"),
+        Step(index=1, first_unit=1, last_unit=1, function="conclusion", contribution="solved"),
+    ])  # fmt: skip
+    credit = compute_credit(
+        trace_id="t", text=text, token_spans=spans, review=review, sequence_advantage=1.0,
+        answer_span=(len(text) - 1, len(text)), config=CreditConfig(policy="mask"),
+    )  # fmt: skip
+    credited = "".join(text[s:e] for (s, e), a in zip(spans, credit.token_advantages) if a)
+    assert credited == "\nAnswer: 5"
+    assert all(a == 0 for (s, _), a in zip(spans, credit.token_advantages) if s < units[1].start)
 
 
 @_settings
@@ -50,19 +72,23 @@ def test_alignment_is_exact_on_arbitrary_unicode(smollm_tokenizer, text: str) ->
     assume(smollm_tokenizer.decode(ids) == text)  # byte-level BPE round-trips any text
     spans = token_char_spans(smollm_tokenizer, ids, text)
     assert len(spans) == len(ids)
-    # Contiguous and covering the text.
-    assert [s for s, _ in spans[1:]] == [e for _, e in spans[:-1]]
+    # In order, covering the text; consecutive spans overlap by at most one character.
+    for (s0, e0), (s1, e1) in zip(spans, spans[1:]):
+        assert s0 <= s1 and e0 <= e1 and e0 - 1 <= s1 <= e0
     if ids:
         assert spans[0][0] == 0 and spans[-1][1] == len(text)
     # Independent oracle: a prefix of tokens decodes to the characters whose first byte it
     # holds (a character cut at the end decodes to one U+FFFD).
     for i, (_, end) in enumerate(spans):
         assert end == len(smollm_tokenizer.decode(ids[: i + 1]))
-    # A token that holds whole characters spans exactly its own text.
     for (start, end), token_id in zip(spans, ids):
         alone = smollm_tokenizer.decode([token_id])
         if "\ufffd" not in alone:  # U+FFFD: part of a character split across tokens
+            # A token that holds whole characters spans exactly its own text.
             assert text[start:end] == alone
+        else:
+            # A token holding part of a character spans it: no token has an empty span.
+            assert start < end
 
 
 def test_special_tokens_get_zero_width_spans_at_the_end(smollm_tokenizer) -> None:
@@ -420,3 +446,190 @@ def test_failed_review_falls_back_to_uniform(smollm_tokenizer, case, policy: str
     )  # fmt: skip
     assert credit.fallback == "review failed: timeout"
     assert credit.token_advantages == [advantage] * len(ids)
+
+
+# ---------------------------------------------------------------------------------------------
+# The signed policies (issue 10): a negative advantage goes to the blamed steps.
+
+FAILED = "She has 3 apples. So 3 + 4 = 8. Then 8 * 2 = 16.\nAnswer: 16"
+FAILED_LABELS = ["essential", "error", "essential", "solved"]
+FAILED_ANSWER = (len(FAILED) - 2, len(FAILED))
+
+
+def credit_failed(tokenizer, config: CreditConfig, advantage: float = -2.0, review=None) -> tuple[Credit, list]:
+    spans = token_char_spans(tokenizer, encode(tokenizer, FAILED), FAILED)
+    credit = compute_credit(
+        trace_id="t", text=FAILED, token_spans=spans, review=review or review_of(FAILED, FAILED_LABELS),
+        sequence_advantage=advantage, answer_span=FAILED_ANSWER, config=config,
+    )  # fmt: skip
+    return credit, spans
+
+
+def test_signed_puts_a_negative_advantage_on_the_error_step(smollm_tokenizer) -> None:
+    credit, spans = credit_failed(smollm_tokenizer, CreditConfig(policy="signed"))
+    units = segment(FAILED)
+    error = units[1]
+    def first_char(s: int, e: int) -> int:  # a token's first non-whitespace character
+        return next((i for i in range(s, e) if not FAILED[i].isspace()), s)
+
+    blamed = [error.start <= first_char(s, e) < error.end or overlaps((s, e), FAILED_ANSWER) for s, e in spans]
+    n = len(spans)
+    assert credit.fallback is None
+    assert credit.token_advantages == pytest.approx([-2.0 * n / sum(blamed) if b else 0.0 for b in blamed])
+    assert sum(credit.token_advantages) == pytest.approx(-2.0 * n)
+    assert credit.credited_tokens == sum(blamed)
+    # The unit sums show where it went: all of it on the error step and the wrong answer.
+    assert credit.unit_advantages[0] == 0.0 and credit.unit_advantages[2] == 0.0
+    assert credit.unit_advantages[1] < 0 and credit.unit_advantages[3] < 0
+    assert sum(credit.unit_advantages) == pytest.approx(-2.0 * n)
+    # Under conserve the same failed trace blames the correct steps and spares the error.
+    conserve, _ = credit_failed(smollm_tokenizer, CreditConfig(policy="conserve"))
+    assert conserve.unit_advantages[1] == 0.0 and conserve.unit_advantages[0] < 0
+
+
+def test_signed_positive_side_is_conserve(smollm_tokenizer) -> None:
+    for labels in (EXAMPLE_LABELS, ["irrelevant", "error", "failed_attempt", "irrelevant"]):
+        review = review_of(EXAMPLE, labels)
+        signed = credit_example(smollm_tokenizer, "signed", review=review, config=CreditConfig(policy="signed"))
+        conserve = credit_example(smollm_tokenizer, "conserve", review=review)
+        assert signed.token_advantages == conserve.token_advantages
+        assert signed.fallback == conserve.fallback
+
+
+def test_signed_negative_side_options(smollm_tokenizer) -> None:
+    zero, _ = credit_failed(smollm_tokenizer, CreditConfig(policy="signed", negative="zero"))
+    assert set(zero.token_advantages) == {0.0} and zero.credited_tokens == 0 and zero.fallback is None
+    # Failed completions train nothing even without a review.
+    zero_unreviewed = compute_credit(
+        trace_id="t", text=FAILED, token_spans=[(0, 3)], review=None, sequence_advantage=-1.0,
+        answer_span=None, config=CreditConfig(policy="signed", negative="zero"),
+    )  # fmt: skip
+    assert zero_unreviewed.token_advantages == [0.0]
+    uniform, spans = credit_failed(smollm_tokenizer, CreditConfig(policy="signed", negative="uniform"))
+    assert uniform.token_advantages == [-2.0] * len(spans) and uniform.fallback is None
+    # The positive side is untouched by the negative option.
+    positive, _ = credit_failed(smollm_tokenizer, CreditConfig(policy="signed", negative="zero"), advantage=1.0)
+    conserve, _ = credit_failed(smollm_tokenizer, CreditConfig(policy="conserve"), advantage=1.0)
+    assert positive.token_advantages == conserve.token_advantages
+
+
+def test_signed_with_nothing_to_blame_falls_back_to_uniform(smollm_tokenizer) -> None:
+    review = review_of(FAILED, ["essential", "essential", "essential", "solved"])
+    credit, spans = credit_failed(smollm_tokenizer, CreditConfig(policy="signed"), review=review)
+    assert credit.fallback == "nothing blamed: the review labels no unit error or failed_attempt"
+    assert credit.token_advantages == [-2.0] * len(spans)
+    # Blaming more labels is configurable.
+    config = CreditConfig(policy="signed", blame_contributions=("error", "irrelevant"))
+    review = review_of(FAILED, ["irrelevant", "essential", "essential", "solved"])
+    credit, _ = credit_failed(smollm_tokenizer, config, review=review)
+    assert credit.fallback is None and credit.unit_advantages[0] < 0 and credit.unit_advantages[1] == 0
+
+
+def test_signed_can_blame_the_steps_built_on_an_error(smollm_tokenizer) -> None:
+    units = segment(FAILED)
+    steps = [
+        Step(index=0, first_unit=0, last_unit=0, function="given_fact", contribution="essential"),
+        Step(index=1, first_unit=1, last_unit=1, function="computation", contribution="error", depends_on=[0]),
+        Step(index=2, first_unit=2, last_unit=2, function="computation", contribution="essential", depends_on=[1]),
+        Step(index=3, first_unit=3, last_unit=3, function="conclusion", contribution="solved", depends_on=[2]),
+    ]  # fmt: skip
+    review = Review(trace_id="t", reviewer="r", units=units, steps=steps)
+    plain, _ = credit_failed(smollm_tokenizer, CreditConfig(policy="signed"), review=review)
+    assert plain.unit_advantages[2] == 0.0
+    both, _ = credit_failed(smollm_tokenizer, CreditConfig(policy="signed", blame_dependents=True), review=review)
+    assert both.unit_advantages[0] == 0.0
+    assert all(both.unit_advantages[i] < 0 for i in (1, 2, 3))
+
+
+def test_signed_consensus_with_no_agreed_blame_trains_nothing(smollm_tokenizer) -> None:
+    units = segment(FAILED)
+    consensus = Consensus(
+        trace_id="t", reviewers=["a", "b"], rule="unanimous", units=units,
+        steps=[Step(index=0, first_unit=2, last_unit=3, function="other", contribution="solved")],
+        disputed_units=[0, 1],
+    )  # fmt: skip
+    credit, _ = credit_failed(smollm_tokenizer, CreditConfig(policy="signed"), review=consensus)
+    assert set(credit.token_advantages) == {0.0}
+    assert credit.fallback == "not trained: reviewers agree on no blamed unit"
+
+
+def test_signed_config_is_validated_and_reaches_training_configs() -> None:
+    from dca.train.config import CreditSettings
+
+    with pytest.raises(ValueError, match="blame, uniform, zero"):
+        CreditConfig(policy="signed", negative="sometimes")
+    with pytest.raises(ValueError, match="both useful and blamed"):
+        CreditConfig(blame_contributions=("error", "solved"))
+    with pytest.raises(ValueError, match="'wrong'.*blame_contributions"):
+        CreditConfig(blame_contributions=("wrong",))
+    settings = CreditSettings.model_validate(
+        {"policy": "signed", "negative": "zero", "blame_contributions": ["error"], "blame_dependents": True}
+    )
+    config = settings.to_credit_config()
+    assert (config.policy, config.negative, config.blame_contributions, config.blame_dependents) == (
+        "signed", "zero", ("error",), True,
+    )  # fmt: skip
+    assert CreditSettings(policy="signed-random").to_credit_config().policy == "signed-random"
+
+
+def run_signed_case(tokenizer, case, policy: str, **options) -> tuple[Credit, list[tuple[int, int]], Review]:
+    text, answer_span, labels, advantage, with_eos = case
+    ids = encode(tokenizer, text) + ([tokenizer.eos_token_id] if with_eos else [])
+    spans = token_char_spans(tokenizer, ids, text)
+    review = review_of(text, labels)
+    credit = compute_credit(
+        trace_id="case", text=text, token_spans=spans, review=review, sequence_advantage=advantage,
+        answer_span=answer_span, config=CreditConfig(policy=policy, **options),
+    )  # fmt: skip
+    return credit, spans, review
+
+
+@_settings
+@given(case=credit_cases(), policy=st.sampled_from(["signed", "signed-random"]),
+       blame=st.sampled_from([("error", "failed_attempt"), ("error",), ("irrelevant", "error")]))  # fmt: skip
+def test_signed_conserves_and_signs_land_only_where_labels_say(smollm_tokenizer, case, policy, blame) -> None:
+    text, answer_span, labels, advantage, _ = case
+    credit, spans, review = run_signed_case(smollm_tokenizer, case, policy, blame_contributions=blame)
+    assert math.isclose(sum(credit.token_advantages), credit.uniform_sum, rel_tol=1e-9, abs_tol=1e-9)
+    assert all(a * advantage >= 0 for a in credit.token_advantages)  # never a flipped sign
+    targets = blame if advantage < 0 else CreditConfig().useful_contributions
+    has_target = any(label in targets for label in labels)
+    if not has_target:
+        # Fallbacks: nothing to credit (or blame) is plain GRPO, recorded.
+        assert credit.fallback is not None
+        assert credit.token_advantages == [advantage] * len(spans)
+        return
+    assert credit.fallback is None
+    if policy == "signed-random" or advantage == 0:
+        return
+    for span, value in zip(spans, credit.token_advantages):
+        if span[0] == span[1] or overlaps(span, answer_span):
+            continue
+        for unit, label in zip(review.units, labels):
+            if unit.start <= span[0] and span[1] <= unit.end:  # wholly inside one unit
+                assert (value != 0) == (label in targets), (label, text[span[0]:span[1]])
+    # The unit sums add up to the tokens that belong to a unit.
+    assert math.isclose(sum(credit.unit_advantages),
+                        sum(a for (s, e), a in zip(spans, credit.token_advantages) if s < e),
+                        rel_tol=1e-9, abs_tol=1e-9)  # fmt: skip
+
+
+@_settings
+@given(case=credit_cases())
+def test_signed_random_credits_about_as_many_tokens_as_signed(smollm_tokenizer, case) -> None:
+    signed, _, review = run_signed_case(smollm_tokenizer, case, "signed")
+    control, _, _ = run_signed_case(smollm_tokenizer, case, "signed-random")
+    assume(signed.fallback is None and case[3] != 0)
+    assert control.fallback is None
+    largest = max(len(u.text) for u in review.units)  # a unit has at most this many tokens
+    assert abs(control.credited_tokens - signed.credited_tokens) <= largest + len(review.units)
+
+
+@_settings
+@given(case=credit_cases(), negative=st.sampled_from(["uniform", "zero"]))
+def test_signed_negative_options_ignore_the_review(smollm_tokenizer, case, negative) -> None:
+    credit, spans, _ = run_signed_case(smollm_tokenizer, case, "signed", negative=negative)
+    advantage = case[3]
+    assume(advantage < 0)
+    assert credit.fallback is None
+    assert credit.token_advantages == [advantage if negative == "uniform" else 0.0] * len(spans)

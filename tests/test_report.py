@@ -92,6 +92,31 @@ def test_a_failed_review_is_shown_not_fatal():
     assert "review by llm failed: timed out &lt;b&gt;" in page
 
 
+def test_a_failed_trace_shows_its_negative_credit_on_the_error_step():
+    import re
+
+    from dca.credit import CreditConfig, compute_credit
+    from dca.records import Step, Trace
+    from dca.segment import segment
+
+    text = "She has 3 apples. So 3 + 4 = 8. Then 8 * 2 = 16.\nAnswer: 16"
+    units = segment(text)
+    labels = ["essential", "error", "essential", "solved"]
+    steps = [Step(index=i, first_unit=i, last_unit=i, function="other", contribution=c) for i, c in enumerate(labels)]
+    review = Review(trace_id="p/g0", reviewer="reference", units=units, steps=steps)
+    token_spans = [(m.start(), m.end()) for m in re.finditer(r"\s*\S+", text)]  # one token a word
+    credit = compute_credit(
+        trace_id="p/g0", text=text, token_spans=token_spans, review=review, sequence_advantage=-1.0,
+        answer_span=(len(text) - 2, len(text)), config=CreditConfig(policy="signed"),
+    )  # fmt: skip
+    trace = Trace(id="p/g0", problem_id="p", prompt="", completion=text, answer="16", outcome="wrong", advantage=-1.0)
+    page = render_report(ReportInputs(traces=[trace], reviews=[review], credits=[credit]))
+    negative = re.findall(r'<span class="unit [^"]*credit-negative"[^>]*>([^<]*)</span>', page)
+    assert [t.strip() for t in negative] == ["So 3 + 4 = 8.", "Answer: 16"]
+    assert "credit-positive" not in page
+    assert 'class="strip-row credit-row"' in page and "credit: +0.000" in page
+
+
 # ---------------------------------------------------------------------------------------------
 # Headless Chromium
 

@@ -13,6 +13,28 @@ label for each unit of the completion:
 - ``random``: the control for ``conserve``; credits about as many tokens as ``mask`` would,
   on randomly chosen units (seeded by ``CreditConfig.seed`` and the trace id), rescaled the
   same way. It separates "which tokens" from "fewer tokens, larger weights".
+- ``signed``: the sign of ``A`` decides where it goes. A positive advantage goes to the
+  useful units exactly as under ``conserve``. A negative advantage (a completion worse than
+  its group) goes to the units the reviewers *blame* (``CreditConfig.blame_contributions``,
+  by default ``error`` and ``failed_attempt``; with ``blame_dependents`` also the units of
+  every step that depends, directly or through other steps, on a blamed step), rescaled so
+  the trace total is ``N * A`` as under ``conserve``. A failed trace with nothing to blame
+  falls back to uniform (`Credit.fallback` says so). ``CreditConfig.negative`` chooses the
+  negative side: ``blame`` (the default, above), ``uniform`` (plain GRPO for worse-than-group
+  completions) or ``zero`` (the seed's literal reading: failed completions train nothing).
+- ``signed-random``: the control for ``signed``; on each side it credits about as many
+  tokens as ``signed`` would, on random units, rescaled the same way (the ``uniform`` and
+  ``zero`` negative sides are the same as under ``signed``).
+
+Why ``signed`` (issue 10): under ``mask`` and ``conserve`` a failed completion's negative
+advantage lands on the units reviewers call useful -- the correct steps -- while the
+``error`` step gets none of it, so the model learns to avoid correct steps that happened to
+appear in failed attempts. ``signed`` puts the penalty on the step that went wrong.
+Alternatives, all selectable for an experiment: ``negative: uniform`` (penalize every token
+of a failed completion, as GRPO does), ``negative: zero`` (learn only from successes; the
+group's mean still moves through the positive side), and blaming more units
+(``blame_contributions`` with ``irrelevant``, or ``blame_dependents``: the steps built on
+the first error are wrong too, though often correctly computed from a wrong input).
 
 Rules shared by all policies:
 
@@ -20,14 +42,16 @@ Rules shared by all policies:
   token: its first character), so " 14" belongs to the unit of "14" even though its space
   may end the unit before.
 - The final-answer span (``answer_span``) always carries credit: every token overlapping it is
-  credited, whatever the review says (also under ``random``).
+  credited, whatever the review says (also under ``random``, and under ``signed`` on both
+  sides: a wrong final answer is blamed with the step that led to it).
 - Zero-width tokens (EOS and other special tokens, see `token_char_spans`) go with the final
   answer span; without one, with the last unit.
 - A consensus whose reviewers dispute some units and agree on no useful one trains on
   nothing (all zeros, ``disputed="mask"``): DCA trains only where reviewers agree.
 - The policy falls back to ``uniform`` when there is no review, the review failed, or the
   review marks no unit useful (conserve would otherwise pile the whole ``N * A`` onto the few
-  answer tokens); `Credit.fallback` records why.
+  answer tokens) -- under ``signed`` with a negative advantage: blames no unit;
+  `Credit.fallback` records why.
 - A `Consensus` is consumed like a review: only agreed units carry labels. Its *disputed*
   units (`Consensus.disputed_units`) are masked by default (``CreditConfig.disputed="mask"``:
   they count as not useful, and ``random`` never draws them). With ``disputed="uniform"``
@@ -36,7 +60,13 @@ Rules shared by all policies:
   trace total is still ``N * A``).
 
 Tokens are mapped to characters by `token_char_spans`, exact for byte-level BPE tokenizers
-(GPT-2, Llama 3, Qwen, SmolLM2) including characters split across tokens.
+(GPT-2, Llama 3, Qwen, SmolLM2) including characters split across tokens: every token that
+holds a byte of a character spans that character, so the tokens of an emoji or a CJK
+character all belong to the unit of that character.
+
+`Credit.unit_advantages` sums the token advantages per unit (a token counted in the unit of
+its first non-whitespace character, answer tokens included), so the viewer can show where
+the credit went on the text itself.
 
 This module is part of the torch-free core: it takes and returns plain lists.
 """
@@ -52,8 +82,11 @@ from typing import Any, Sequence
 from dca.records import CONTRIBUTIONS, USEFUL_CONTRIBUTIONS, Consensus, Credit, Review, Unit
 
 __all__ = [
+    "BLAME_CONTRIBUTIONS",
     "DISPUTED_CHOICES",
+    "NEGATIVE_CHOICES",
     "POLICIES",
+    "SIGNED_POLICIES",
     "CreditConfig",
     "compute_credit",
     "credit_statistics",
@@ -61,7 +94,16 @@ __all__ = [
 ]
 
 #: Valid values of `CreditConfig.policy`.
-POLICIES = ("uniform", "mask", "conserve", "random")
+POLICIES = ("uniform", "mask", "conserve", "random", "signed", "signed-random")
+
+#: Policies that treat a negative advantage apart (see the module docstring).
+SIGNED_POLICIES = ("signed", "signed-random")
+
+#: Valid values of `CreditConfig.negative`: where a signed policy puts a negative advantage.
+NEGATIVE_CHOICES = ("blame", "uniform", "zero")
+
+#: Contributions a signed policy blames by default.
+BLAME_CONTRIBUTIONS = ("error", "failed_attempt")
 
 #: Valid values of `CreditConfig.disputed`: what a consensus's disputed units receive.
 DISPUTED_CHOICES = ("mask", "uniform")
@@ -123,16 +165,19 @@ def _byte_level_token_bytes(tokenizer: Any, token_ids: Sequence[int]) -> list[by
 
 def _byte_level_spans(tokenizer: Any, token_ids: Sequence[int], text: str) -> list[tuple[int, int]]:
     """`token_char_spans` for byte-level tokenizers, in O(len(text) + len(token_ids))."""
-    # char_at[b]: the character offset a token span starting (or ending) at byte b maps to:
-    # the index of the char that starts at b, or of the next char when b is inside one (a
-    # char split across tokens belongs to the token holding its first byte).
+    # char_start[b]: the character holding byte b (a token starting inside a character spans
+    # it: the token helps spell it); char_end[b]: the character offset a token ending just
+    # before byte b reaches (the next character when b is inside one).
     encoded = bytearray()
-    char_at: list[int] = []
+    char_start: list[int] = []
+    char_end: list[int] = []
     for index, char in enumerate(text):
         char_bytes = char.encode("utf-8", "surrogatepass")
         encoded += char_bytes
-        char_at += [index] + [index + 1] * (len(char_bytes) - 1)
-    char_at.append(len(text))
+        char_start += [index] * len(char_bytes)
+        char_end += [index] + [index + 1] * (len(char_bytes) - 1)
+    char_start.append(len(text))
+    char_end.append(len(text))
 
     end = len(text)
     spans = []
@@ -140,7 +185,7 @@ def _byte_level_spans(tokenizer: Any, token_ids: Sequence[int], text: str) -> li
     for token_bytes in _byte_level_token_bytes(tokenizer, token_ids):
         if token_bytes and encoded.startswith(token_bytes, position):
             next_position = position + len(token_bytes)
-            spans.append((char_at[position], char_at[next_position]))
+            spans.append((char_start[position], char_end[next_position]))
             position = next_position
         else:
             # Special tokens (text is decoded without them), unknown ids, and bytes that the
@@ -173,6 +218,10 @@ def _prefix_decoding_spans(
                 break
             agreed += 1
         token_end = max(previous_end, agreed)
+        if token_end == previous_end < end and prefix[agreed : agreed + 1] == "\ufffd":
+            # Part of a character the next tokens complete: the token helps spell it.
+            spans.append((previous_end, previous_end + 1))
+            continue
         spans.append((previous_end, token_end))
         previous_end = token_end
     return spans
@@ -183,13 +232,16 @@ def token_char_spans(tokenizer: Any, token_ids: list[int], text: str) -> list[tu
 
     For byte-level BPE tokenizers the spans are exact: each token's bytes come from its
     byte-level spelling, and byte offsets map to character offsets. A character split over
-    several tokens (emoji, CJK) belongs to the token holding its first byte; the following
-    token's span starts after that character (and may be zero-width). Tokens whose bytes
-    are not in `text` at that point, such as EOS and other special tokens, get a zero-width
-    span at the end of `text`. Other tokenizers fall back to incremental prefix decoding.
+    several tokens (emoji, CJK) is in the span of every token holding one of its bytes, so
+    consecutive spans overlap by that character and no token that helps spell a character
+    is left with an empty span. Tokens whose bytes are not in `text` at that point, such as
+    EOS and other special tokens, get a zero-width span at the end of `text`. Other
+    tokenizers fall back to incremental prefix decoding (a token whose prefix decodes to an
+    incomplete character spans that character).
 
-    Spans of the tokens that are found in `text` are contiguous and in order; when
-    ``text == tokenizer.decode(token_ids, skip_special_tokens=True)`` they cover `text`.
+    Spans of the tokens that are found in `text` are in order, each starting at or before
+    the previous one's end; when ``text == tokenizer.decode(token_ids,
+    skip_special_tokens=True)`` they cover `text`.
     """
     if _is_byte_level(tokenizer):
         return _byte_level_spans(tokenizer, token_ids, text)
@@ -205,9 +257,19 @@ class CreditConfig:
     """How a review is turned into per-token advantages."""
 
     policy: str = "conserve"
-    """``uniform`` (plain GRPO), ``mask``, ``conserve`` or ``random`` (see the module docstring)."""
+    """``uniform`` (plain GRPO), ``mask``, ``conserve``, ``random``, ``signed`` or
+    ``signed-random`` (see the module docstring)."""
     useful_contributions: tuple[str, ...] = USEFUL_CONTRIBUTIONS
-    """Contribution labels whose units are credited."""
+    """Contribution labels whose units are credited (a signed policy's positive side)."""
+    blame_contributions: tuple[str, ...] = BLAME_CONTRIBUTIONS
+    """Contribution labels whose units carry a negative advantage under a signed policy."""
+    blame_dependents: bool = False
+    """Signed policies: also blame the units of steps that depend (directly or through other
+    steps, by `Step.depends_on`) on a blamed step."""
+    negative: str = "blame"
+    """Signed policies: where a negative advantage goes: ``blame`` (the blamed units),
+    ``uniform`` (every token, as plain GRPO) or ``zero`` (nowhere: failed completions train
+    nothing)."""
     seed: int = 0
     """Seed of the ``random`` policy (combined with each trace id)."""
     disputed: str = "mask"
@@ -224,12 +286,25 @@ class CreditConfig:
                 f"unknown disputed-units treatment {self.disputed!r}; "
                 f"choose one of {', '.join(DISPUTED_CHOICES)}"
             )
-        self.useful_contributions = tuple(self.useful_contributions)
-        unknown = [c for c in self.useful_contributions if c not in CONTRIBUTIONS]
-        if unknown:
+        if self.negative not in NEGATIVE_CHOICES:
             raise ValueError(
-                f"unknown contribution label(s) {unknown} in useful_contributions; "
-                f"choose from {', '.join(CONTRIBUTIONS)}"
+                f"unknown negative-advantage treatment {self.negative!r}; "
+                f"choose one of {', '.join(NEGATIVE_CHOICES)}"
+            )
+        for name in ("useful_contributions", "blame_contributions"):
+            labels = tuple(getattr(self, name))
+            setattr(self, name, labels)
+            unknown = [c for c in labels if c not in CONTRIBUTIONS]
+            if unknown:
+                raise ValueError(
+                    f"unknown contribution label(s) {unknown} in {name}; "
+                    f"choose from {', '.join(CONTRIBUTIONS)}"
+                )
+        overlap = set(self.useful_contributions) & set(self.blame_contributions)
+        if overlap:
+            raise ValueError(
+                f"contribution label(s) {sorted(overlap)} are both useful and blamed; "
+                "a unit cannot be both"
             )
 
 
@@ -253,57 +328,105 @@ def compute_credit(
     """
     _check_spans(text, token_spans, review, answer_span)
     n_tokens = len(token_spans)
+    units = list(review.units) if review is not None else []
+    token_units = _token_units(text, token_spans, units, answer_span)
 
-    def result(weights: list[float], fallback: str | None = None) -> Credit:
+    def result(weights: list[float], fallback: str | None = None, counted: list[bool] | None = None) -> Credit:
+        advantages = [sequence_advantage * w for w in weights]
         return Credit(
             trace_id=trace_id,
             policy=config.policy,
             sequence_advantage=sequence_advantage,
-            token_advantages=[sequence_advantage * w for w in weights],
-            credited_tokens=sum(1 for w in weights if w != 0),
+            token_advantages=advantages,
+            credited_tokens=sum(counted) if counted is not None else sum(1 for w in weights if w != 0),
             fallback=fallback,
+            unit_advantages=_unit_sums(text, token_spans, units, advantages),
         )
 
     uniform = [1.0] * n_tokens
     if config.policy == "uniform" or n_tokens == 0:
         return result(uniform)
+    negative_side = config.policy in SIGNED_POLICIES and sequence_advantage < 0
+    if negative_side and config.negative == "uniform":
+        return result(uniform)
+    if negative_side and config.negative == "zero":
+        return result([0.0] * n_tokens)
     if review is None:
         return result(uniform, fallback="no review")
     if getattr(review, "status", "ok") == "failed":
         return result(uniform, fallback=f"review failed: {getattr(review, 'error', None)}")
 
-    token_units = _token_units(text, token_spans, review.units, answer_span)
-    labels = review.unit_contributions()
-    useful = {i for i, label in enumerate(labels) if label in config.useful_contributions}
+    if negative_side:
+        chosen = _blamed_units(review, config)
+        what = "blamed"
+        nothing = f"nothing blamed: the review labels no unit {' or '.join(config.blame_contributions)}"
+    else:
+        labels = review.unit_contributions()
+        chosen = {i for i, label in enumerate(labels) if label in config.useful_contributions}
+        what = "useful"
+        nothing = "nothing credited: the review marks no unit useful"
     disputed = set(getattr(review, "disputed_units", ()))
     kept = disputed if config.disputed == "uniform" else set()
-    credited = [unit == _ANSWER or unit in useful for unit in token_units]
-    if not any(unit in useful for unit in token_units) and config.disputed == "mask" and disputed:
-        # Reviewers disagree and agree on no useful unit: DCA trains only where they agree,
-        # so this trace trains on nothing (rather than on everything, as plain GRPO would).
-        return result([0.0] * n_tokens, fallback="not trained: reviewers agree on no useful unit")
-    if not any(unit in useful for unit in token_units):
+    credited = [unit == _ANSWER or unit in chosen for unit in token_units]
+    if not any(unit in chosen for unit in token_units) and config.disputed == "mask" and disputed:
+        # Reviewers disagree and agree on no useful (blamed) unit: DCA trains only where they
+        # agree, so this trace trains on nothing (rather than on everything, as plain GRPO would).
+        return result([0.0] * n_tokens, fallback=f"not trained: reviewers agree on no {what} unit")
+    if not any(unit in chosen for unit in token_units):
         # Only the answer (or nothing) would be credited: conserve would then pile the whole
         # N * A onto a few answer tokens. Plain GRPO credit is the safer reading of such a review.
-        return result(uniform, fallback="nothing credited: the review marks no unit useful")
+        return result(uniform, fallback=nothing)
 
     # Tokens of disputed units kept at the plain advantage (disputed="uniform"); the answer
     # span wins over them. The policy below shares out the rest.
     fixed = [unit != _ANSWER and unit in kept for unit in token_units]
-    if config.policy == "random":
+    if config.policy in ("random", "signed-random"):
         target = sum(credited)
         pool = [None if unit in disputed else unit for unit in token_units]  # never drawn
         credited = _random_units_credit(pool, target, _stable_seed(config.seed, trace_id))
 
     if config.policy == "mask":
         return result([1.0 if c or f else 0.0 for c, f in zip(credited, fixed)])
-    # conserve and random: the total stays N * A (fixed tokens carry A each).
+    # conserve, random and the signed policies: the total stays N * A (fixed tokens carry A).
     scale = (n_tokens - sum(fixed)) / sum(credited)
-    return result([1.0 if f else scale if c else 0.0 for c, f in zip(credited, fixed)])
+    weights = [1.0 if f else scale if c else 0.0 for c, f in zip(credited, fixed)]
+    return result(weights, counted=[c or f for c, f in zip(credited, fixed)])
+
+
+def _blamed_units(review: Review | Consensus, config: CreditConfig) -> set[int]:
+    """Units a signed policy blames: labelled with a blamed contribution, and with
+    ``blame_dependents`` the units of every step depending on a blamed step."""
+    labels = review.unit_contributions()
+    blamed = {i for i, label in enumerate(labels) if label in config.blame_contributions}
+    if config.blame_dependents and blamed:
+        blamed_steps = {s.index for s in review.steps if s.contribution in config.blame_contributions}
+        for step in sorted(review.steps, key=lambda s: s.index):  # depends_on points backwards
+            if any(d in blamed_steps for d in step.depends_on):
+                blamed_steps.add(step.index)
+        for step in review.steps:
+            if step.index in blamed_steps:
+                blamed.update(range(step.first_unit, step.last_unit + 1))
+        # A consensus's disputed units carry no agreed label; they are never blamed.
+        blamed -= set(getattr(review, "disputed_units", ()))
+    return blamed
+
+
+def _unit_sums(
+    text: str, token_spans: list[tuple[int, int]], units: list[Unit], advantages: list[float]
+) -> list[float]:
+    """Per unit, the sum of the advantages of the tokens that belong to it (answer included)."""
+    sums = [0.0] * len(units)
+    for owner, value in zip(_token_units(text, token_spans, units, None, zero_width_owner=None), advantages):
+        if owner is not None:
+            sums[owner] += value
+    return sums
 
 
 #: Marker in `_token_units` for tokens that belong to the final-answer span.
 _ANSWER = -1
+
+
+_LAST_UNIT = object()
 
 
 def _token_units(
@@ -311,8 +434,13 @@ def _token_units(
     token_spans: list[tuple[int, int]],
     units: list[Unit],
     answer_span: tuple[int, int] | None,
+    zero_width_owner: object = _LAST_UNIT,
 ) -> list[int | None]:
-    """The unit index each token belongs to; `_ANSWER` for the answer span; None if no unit."""
+    """The unit index each token belongs to; `_ANSWER` for the answer span; None if no unit.
+
+    Zero-width (special) tokens go with the answer, else with the last unit (or with
+    `zero_width_owner` when given).
+    """
     unit_starts = [u.start for u in units]
 
     def unit_at(char: int) -> int | None:
@@ -320,11 +448,11 @@ def _token_units(
             return None
         return bisect.bisect_right(unit_starts, char) - 1
 
-    # Zero-width (special) tokens go with the answer, else with the last unit.
-    if answer_span is not None:
-        zero_width_owner: int | None = _ANSWER
-    else:
-        zero_width_owner = len(units) - 1 if units else None
+    if zero_width_owner is _LAST_UNIT:
+        if answer_span is not None:
+            zero_width_owner = _ANSWER
+        else:
+            zero_width_owner = len(units) - 1 if units else None
 
     owners: list[int | None] = []
     for start, end in token_spans:

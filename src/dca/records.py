@@ -256,14 +256,18 @@ class Credit:
 
     trace_id: str
     policy: str
-    """``uniform``, ``mask``, ``conserve`` or ``random``."""
+    """``uniform``, ``mask``, ``conserve``, ``random``, ``signed`` or ``signed-random``."""
     sequence_advantage: float
     token_advantages: list[float]
     """One value per completion token (same length as `Trace.completion_token_ids`)."""
     credited_tokens: int
     """Tokens that received a non-zero weight."""
     fallback: str | None = None
-    """Why the policy fell back to ``uniform`` (failed review, nothing credited), if it did."""
+    """Why the policy fell back to ``uniform`` (failed review, nothing credited or blamed), if
+    it did."""
+    unit_advantages: list[float] = field(default_factory=list)
+    """Per unit of the review, the sum of its tokens' advantages (empty without a review), so
+    a viewer can show where the credit went on the text."""
 
     @property
     def uniform_sum(self) -> float:

@@ -5,7 +5,10 @@ unit with the consensus label; disputed units are striped and outlined. Hovering
 lists every reviewer's label and reason; below the text, one strip per reviewer shows its
 labels side by side, unit by unit. When credits are given, the per-token advantages are a
 heat strip (blue positive, red negative, white zero; one cell per completion token, in
-order: credits carry no character offsets, so the strip is not aligned with the text). The
+order: credits carry no character offsets, so the strip is not aligned with the text), and
+each unit of the text is underlined in the colour of the credit its tokens carry
+(`Credit.unit_advantages`), with a "credit" strip aligned with the reviewers' strips: under
+the ``signed`` policy a failed trace's red lies on its error step. The
 consensus steps and their dependencies are drawn as an arc diagram, and a table lists each
 reviewer's steps. Buttons filter the traces: all, solved, failed, with disputed units.
 
@@ -202,8 +205,9 @@ def _trace_section(
     if problem is not None:
         parts.append(f'<p class="question"><b>Problem.</b> {_e(problem.question)} <span class="meta">(gold answer {_e(problem.answer)})</span></p>')
     if consensus is not None and consensus.units:
-        parts.append(_coloured_text(consensus, reviews))
-        parts.append(_reviewer_strips(consensus, reviews))
+        unit_credit = _unit_credit(consensus, credit)
+        parts.append(_coloured_text(consensus, reviews, unit_credit))
+        parts.append(_reviewer_strips(consensus, reviews, unit_credit))
     else:
         text = trace.completion if trace else ""
         parts.append(f'<div class="cot">{_e(text)}</div><p class="meta">no reviews</p>')
@@ -246,7 +250,23 @@ def _step_at(review: Review, char: int):
     return found
 
 
-def _coloured_text(consensus: Consensus, reviews: list[Review]) -> str:
+def _unit_credit(consensus: Consensus, credit: Credit | None) -> list[float] | None:
+    """The credit's per-unit advantage sums, when they belong to these units."""
+    if credit is None or len(credit.unit_advantages) != len(consensus.units):
+        return None
+    return credit.unit_advantages
+
+
+def _credit_colour(value: float, values: list[float]) -> str:
+    """Blue for positive, red for negative, stronger for a larger share of the largest |sum|."""
+    scale = max((abs(v) for v in values), default=0.0) or 1.0
+    strength = 0.25 + 0.75 * min(abs(value) / scale, 1.0) if value else 0.0
+    return f"rgba(30,100,220,{strength:.2f})" if value >= 0 else f"rgba(220,40,40,{strength:.2f})"
+
+
+def _coloured_text(consensus: Consensus, reviews: list[Review], unit_credit: list[float] | None = None) -> str:
+    """The completion coloured by consensus label; with credit, each unit is underlined in the
+    colour of the advantage its tokens carry (blue positive, red negative, none for zero)."""
     labels = consensus.unit_contributions()
     spans = []
     for i, unit in enumerate(consensus.units):
@@ -255,13 +275,27 @@ def _coloured_text(consensus: Consensus, reviews: list[Review]) -> str:
             classes.append("disputed")
         elif labels[i]:
             classes.append(f"label-{labels[i]}")
-        spans.append(f'<span class="{" ".join(classes)}" title="{_e(_unit_title(consensus, reviews, i))}">{_e(unit.text)}</span>')
+        title = _unit_title(consensus, reviews, i)
+        style = ""
+        if unit_credit is not None:
+            value = unit_credit[i]
+            title += f"\ncredit: {value:+.3f} (sum of its token advantages)"
+            if value:
+                classes.append("credit-negative" if value < 0 else "credit-positive")
+                style = f' style="border-bottom:3px solid {_credit_colour(value, unit_credit)}"'
+        spans.append(f'<span class="{" ".join(classes)}"{style} title="{_e(title)}">{_e(unit.text)}</span>')
     return f'<div class="cot">{"".join(spans)}</div>'
 
 
-def _reviewer_strips(consensus: Consensus, reviews: list[Review]) -> str:
+def _reviewer_strips(consensus: Consensus, reviews: list[Review], unit_credit: list[float] | None = None) -> str:
     rows = []
     widths = [max(len(u.text), 1) for u in consensus.units]
+    if unit_credit is not None:
+        cells = [
+            f'<i style="flex-grow:{w};background:{_credit_colour(v, unit_credit)}" title="{_e(f"credit {v:+.3f}")}"></i>'
+            for w, v in zip(widths, unit_credit)
+        ]
+        rows.append(f'<div class="strip-row credit-row"><span class="who">credit</span><div class="strip">{"".join(cells)}</div></div>')
     for review in [*reviews, None]:
         cells = []
         for i, unit in enumerate(consensus.units):

@@ -22,7 +22,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from ..consensus import check_rule
-from ..credit import CreditConfig
+from ..credit import BLAME_CONTRIBUTIONS, CreditConfig
 from ..errors import UserError
 from ..records import CONTRIBUTIONS, USEFUL_CONTRIBUTIONS
 
@@ -69,8 +69,18 @@ class WarmstartSettings(_Strict):
 
 
 class CreditSettings(_Strict):
-    policy: Literal["uniform", "mask", "conserve", "random"] = "conserve"
+    """How reviews become per-token advantages (see `dca.credit`)."""
+
+    policy: Literal["uniform", "mask", "conserve", "random", "signed", "signed-random"] = "conserve"
     useful_contributions: list[str] = Field(default_factory=lambda: list(USEFUL_CONTRIBUTIONS))
+    blame_contributions: list[str] = Field(
+        default_factory=lambda: list(BLAME_CONTRIBUTIONS),
+        description="signed policies: labels whose units carry a negative advantage.",
+    )
+    blame_dependents: bool = Field(False, description="signed policies: also blame steps depending on a blamed step.")
+    negative: Literal["blame", "uniform", "zero"] = Field(
+        "blame", description="signed policies: a negative advantage goes to blamed units, every token, or none."
+    )
     seed: int = 0
     disputed: Literal["mask", "uniform"] = Field(
         "mask", description="What a consensus's disputed units receive: no credit (mask) or the plain GRPO advantage (uniform)."
@@ -78,14 +88,23 @@ class CreditSettings(_Strict):
 
     @model_validator(mode="after")
     def _known_labels(self):
-        unknown = set(self.useful_contributions) - set(CONTRIBUTIONS)
+        unknown = (set(self.useful_contributions) | set(self.blame_contributions)) - set(CONTRIBUTIONS)
         if unknown:
             raise ValueError(f"unknown contributions {sorted(unknown)}; choose from {list(CONTRIBUTIONS)}")
+        both = set(self.useful_contributions) & set(self.blame_contributions)
+        if both:
+            raise ValueError(f"contributions {sorted(both)} are both useful and blamed")
         return self
 
     def to_credit_config(self) -> CreditConfig:
         return CreditConfig(
-            policy=self.policy, useful_contributions=tuple(self.useful_contributions), seed=self.seed, disputed=self.disputed
+            policy=self.policy,
+            useful_contributions=tuple(self.useful_contributions),
+            blame_contributions=tuple(self.blame_contributions),
+            blame_dependents=self.blame_dependents,
+            negative=self.negative,
+            seed=self.seed,
+            disputed=self.disputed,
         )
 
 
