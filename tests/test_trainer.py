@@ -148,6 +148,19 @@ def test_mask_credit_gives_zero_gradient_outside_useful_steps(tiny_model_dir, tm
     assert torch.all(grad[credited] != 0)
 
 
+def test_signed_credit_blames_only_the_wrong_completions_error_steps(tiny_model_dir, tmp_path, problem, completions):
+    dca, inputs = make_trainer(DCAGRPOTrainer, tiny_model_dir, tmp_path, problem, completions, credit_config=CreditConfig(policy="signed"))
+    batch = dca._generate_and_score_completions(inputs)
+    advantages, mask = batch["advantages"], batch["completion_mask"].bool()
+    for row in range(GROUP):
+        values = advantages[row][mask[row]]
+        if row % 2 == 1:  # wrong final answer: the penalty sits on the blamed units only
+            assert torch.all(values <= 0) and (values < 0).any() and (values == 0).any()
+        else:
+            assert torch.all(values >= 0)
+    assert batch["advantages"].shape == mask.shape
+
+
 def test_dca_trainer_trains_and_logs_credit(tiny_model_dir, tmp_path, problem, completions):
     dca, _ = make_trainer(DCAGRPOTrainer, tiny_model_dir, tmp_path, problem, completions, credit_config=CreditConfig(policy="conserve"))
     before = {n: p.detach().clone() for n, p in dca.model.named_parameters()}
