@@ -482,7 +482,7 @@ def cmd_edit(args: argparse.Namespace) -> int:
 
 
 def cmd_sft(args: argparse.Namespace) -> int:
-    from .edit import Edit
+    from .records import Edit
     from .train.sft import SFTSettings, run_sft
 
     try:

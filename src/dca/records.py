@@ -275,6 +275,82 @@ class Credit:
 
 
 # ---------------------------------------------------------------------------------------------
+# Edits (`dca edit` -> `dca sft`)
+
+
+@dataclass(kw_only=True)
+class EditSpan:
+    """One piece of an edit: kept or inserted text of the edited completion, or dropped text
+    of the original."""
+
+    kind: str
+    """``"kept"``, ``"dropped"`` or ``"inserted"`` (a bridge)."""
+    text: str
+    """Kept and inserted: the text as it stands in the edited completion (a kept span may
+    differ from its source by the whitespace and sentence-boundary repairs; a bridge starts
+    with the space that joins it). Dropped: the original text. Kept and inserted spans tile
+    the edited completion."""
+    start: int
+    end: int
+    """Span in the edited completion; a dropped span is empty (``start == end``) at the place
+    where its text was."""
+    source_start: int | None = None
+    source_end: int | None = None
+    """Span in the original completion (kept and dropped spans; None for a bridge)."""
+    units: list[int] = field(default_factory=list)
+    """Indices of the original units it covers (kept and dropped spans)."""
+    contributions: list[str] = field(default_factory=list)
+    """Dropped spans: the labels of the dropped units (``"unlabelled"`` where none)."""
+    source: str = ""
+    """Inserted spans: ``"template"`` or the bridge writer's name."""
+
+
+@dataclass(kw_only=True)
+class Edit:
+    """One solved trace edited for SFT (or skipped, with the reason)."""
+
+    trace_id: str
+    problem_id: str
+    arm: str
+    """One of `dca.edit.ARMS`."""
+    mode: str
+    """One of `dca.edit.MODES` (``"none"`` for the ``rft`` arm)."""
+    labels_from: str
+    """Where the labels came from, e.g. ``"consensus majority (a, b, c)"`` or ``"review oracle"``."""
+    status: str
+    """``"edited"`` (something was dropped), ``"unchanged"`` (nothing to drop, or the edit was
+    refused) or ``"skipped"`` (not trained on: see `reason`)."""
+    reason: str = ""
+    """Why the trace was skipped or left unchanged."""
+    prompt: list[dict[str, str]] = field(default_factory=list)
+    """The chat prompt (system + user messages) the completion answers."""
+    original: str = ""
+    """The trace's completion."""
+    completion: str = ""
+    """The edited completion (the original where unchanged; empty where skipped)."""
+    answer: str | None = None
+    """The final answer, the same in both."""
+    spans: list[EditSpan] = field(default_factory=list)
+    """Kept, dropped and inserted pieces in order of the edited text."""
+    units: int = 0
+    """Units of the original completion."""
+    dropped_units: list[int] = field(default_factory=list)
+    refused_steps: list[int] = field(default_factory=list)
+    """Steps whose drop was refused because a kept step depends on them."""
+    refused_units: list[int] = field(default_factory=list)
+    """Units of the refused steps."""
+    bridges: int = 0
+    bridge_fallbacks: list[str] = field(default_factory=list)
+    """Per LLM bridge that fell back to the template: why (``"too long"``, ``"new number
+    7"``, ``"call failed: ..."``)."""
+    useful_steps: int = 0
+    """Steps labelled with a `USEFUL_CONTRIBUTIONS` label (the insights)."""
+    tokens_before: int = 0
+    tokens_after: int = 0
+    """Completion tokens, counted with the edit set's token counter."""
+
+
+# ---------------------------------------------------------------------------------------------
 # JSON-lines I/O
 
 R = TypeVar("R")

@@ -23,7 +23,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
-from ..edit import Edit, edit_figures
+from ..edit import edit_figures
+from ..records import Edit
 from ..model import load_model, trainer_device_arguments
 
 __all__ = ["SFTSettings", "build_sft_trainer", "run_sft", "sft_rows"]
