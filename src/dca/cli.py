@@ -1,6 +1,7 @@
 """The `dca` console command.
 
-    dca problems   write synthetic problems or a GSM8K split to JSON-lines
+    dca problems   write problems of any domain (synthetic, GSM8K, logic, puzzles, ...) to JSON-lines
+    dca domains    the registered problem domains and what each supports
     dca rollout    sample traces from a model for a problems file
     dca warmstart  SFT a model on gold CoTs of synthetic problems (cached)
     dca train      DCA-GRPO from a YAML config
@@ -62,12 +63,17 @@ def _out_file(path: str) -> Path:
 
 
 def cmd_problems(args: argparse.Namespace) -> int:
+    from .domains.sources import ProblemsSettings, SyntheticSettings, load_problems
     from .records import write_jsonl
-    from .train.config import ProblemsSettings, SyntheticSettings
-    from .train.run import load_problems
 
     out = _out_file(args.out)
-    if args.gsm8k:
+    if args.limit is not None and args.limit < 1:
+        raise UserError("--limit must be at least 1")
+    if args.domain:
+        settings = ProblemsSettings.model_construct(
+            file=None, gsm8k=None, synthetic=None, domain=_domain_settings(args), limit=args.limit
+        )
+    elif args.gsm8k:
         settings = ProblemsSettings(gsm8k=args.gsm8k, limit=args.limit)
     else:
         # Unvalidated here on purpose: SyntheticConfig checks the knobs and names the fix.
@@ -83,6 +89,67 @@ def cmd_problems(args: argparse.Namespace) -> int:
     problems = load_problems(settings)
     n = write_jsonl(out, problems)
     _log(f"wrote {n} problems to {out}")
+    return 0
+
+
+def _domain_settings(args: argparse.Namespace):
+    """`dca problems --domain`: a DomainSettings from the flags (arithmetic's knob flags
+    become its generator options unless --option gives them)."""
+    from pydantic import ValidationError
+
+    from .domains import get_domain
+    from .domains.sources import DomainSettings
+
+    domain = get_domain(args.domain)
+    options: dict = {}
+    if domain.name == "arithmetic":
+        options = dict(min_operations=args.min_operations, max_operations=args.max_operations, distractors=tuple(args.distractors), max_value=args.max_value)
+    for item in args.option or []:
+        key, eq, value = item.partition("=")
+        if not eq or not key.strip():
+            raise UserError(f"--option {item!r}: write KEY=VALUE (e.g. --option max_depth=3)")
+        options[key.strip()] = _option_value(value.strip())
+    if args.count is not None and args.count < 1:
+        raise UserError("--count must be at least 1")
+    if domain.generate is None and args.file is None and domain.load is None:
+        raise UserError(f"domain {domain.name!r} has no problem source")
+    try:
+        return DomainSettings(name=domain.name, count=args.count, seed=args.seed, file=args.file, options=options)
+    except ValidationError as e:
+        raise UserError(f"--domain {domain.name}: {e.errors()[0]['msg'].removeprefix('Value error, ')}") from e
+
+
+def _option_value(text: str):
+    """An --option value as YAML reads it (numbers, booleans, [lists]), else the string."""
+    import yaml
+
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def cmd_domains(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    from .domains import DOMAINS
+
+    table = Table(title="registered domains")
+    for column in ("domain", "source", "answer", "reward", "gold CoT", "oracle", "reviewer reference", "options / data"):
+        table.add_column(column)
+    for domain in DOMAINS.values():
+        s = domain.supports()
+        source = " + ".join(k for k in ("generator", "loader") if s[k])
+        cells = (
+            domain.name, source, domain.answer_format, domain.reward, "yes" if s["gold_cot"] else "-", "yes" if s["oracle"] else "-",
+            domain.reviewer_reference or "-", domain.options or domain.load_hint or "-",
+        )  # fmt: skip
+        table.add_row(*(escape(c) for c in cells))
+    Console(width=200).print(table)
+    for domain in DOMAINS.values():
+        _log(f"  {domain.name}: {domain.description}")
     return 0
 
 
@@ -123,7 +190,8 @@ def cmd_rollout(args: argparse.Namespace) -> int:
 
 
 def cmd_warmstart(args: argparse.Namespace) -> int:
-    from .train.config import SyntheticSettings, WarmstartSettings
+    from .domains.sources import SyntheticSettings
+    from .train.config import WarmstartSettings
     from .train.warmstart import warmstart
 
     settings = WarmstartSettings(
@@ -548,18 +616,25 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="dca", description="Deliberative Credit Assignment for chain-of-thought training.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    p = sub.add_parser("problems", help="write synthetic problems or a GSM8K split to JSON-lines")
+    p = sub.add_parser("problems", help="write problems of any domain (synthetic, GSM8K, logic, ...) to JSON-lines")
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--synthetic", type=int, metavar="N", help="generate N synthetic problems")
     source.add_argument("--gsm8k", metavar="SPLIT_OR_PATH", help="'train', 'test' or a GSM8K JSON-lines file")
+    source.add_argument("--domain", metavar="NAME", help="a registered domain (see `dca domains`): generated with --count, or loaded with --file")
+    p.add_argument("--count", type=int, default=None, help="--domain: how many problems to generate (or the most to load)")
+    p.add_argument("--file", default=None, help="--domain: the data file (or split) its loader reads")
+    p.add_argument("--option", action="append", default=None, metavar="KEY=VALUE", help="--domain: a generator option (repeatable; see `dca domains`)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--min-operations", type=int, default=1)
     p.add_argument("--max-operations", type=int, default=3)
     p.add_argument("--distractors", type=int, nargs=2, default=(0, 2), metavar=("MIN", "MAX"))
     p.add_argument("--max-value", type=int, default=50)
-    p.add_argument("--limit", type=int, default=None, help="keep only the first N (GSM8K)")
+    p.add_argument("--limit", type=int, default=None, help="keep only the first N")
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_problems)
+
+    p = sub.add_parser("domains", help="list the registered problem domains and what each supports")
+    p.set_defaults(func=cmd_domains)
 
     p = sub.add_parser("rollout", help="sample traces from a model for a problems file")
     p.add_argument("--problems", required=True)
@@ -665,9 +740,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("eval", help="evaluate a model on problem sets: accuracy, tokens per insight, faithfulness, performative reasoning")
     p.add_argument("--model", default="embedded", help="'embedded', a checkpoint directory or a hub id")
-    p.add_argument("--sets", default="synthetic-easy", help="comma-separated: synthetic-easy|medium|hard|distractors, gsm8k-test, gsm8k-train or a problems .jsonl, each with an optional :N limit")
+    p.add_argument("--sets", default="synthetic-easy", help="comma-separated: synthetic-easy|medium|hard|distractors, gsm8k-test, gsm8k-train, a domain (logic, knights-knaves, ...; see `dca domains`), DOMAIN@FILE or a problems .jsonl, each with an optional :N limit")
     p.add_argument("--probes", default="early,mistakes,filler", help="comma-separated faithfulness probes (early, mistakes, filler), or '' for none")
-    p.add_argument("--reviewer", default="auto", choices=("auto", "oracle", "reference", "counterfactual", "none"), help="who labels steps for tokens per insight (auto: oracle on synthetic, reference on GSM8K)")
+    p.add_argument("--reviewer", default="auto", choices=("auto", "oracle", "reference", "counterfactual", "none"), help="who labels steps for tokens per insight (auto: oracle where the domain has one, reference on GSM8K)")
     p.add_argument("--samples", type=int, default=1, help="traces per problem (pass@k with k = samples; needs --temperature > 0)")
     p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")
     p.add_argument("--max-new-tokens", type=int, default=160)

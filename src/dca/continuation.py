@@ -40,6 +40,7 @@ from dataclasses import asdict, dataclass
 from typing import Callable, Protocol
 
 from .problems.answer import check_answer, extract_answer
+from .problems.labels import check_against_gold
 from .prompting import ANSWER_PREFIX
 from .records import Unit
 from .rollout import SamplingConfig, generate_batch
@@ -216,7 +217,7 @@ def read_answer(request: ContinuationRequest, generated: str) -> tuple[str, str 
     if request.gold is None:
         answer = extract_answer(checked_text).answer
         return completion, answer, "format_failure" if answer is None else "wrong"
-    check = check_answer(checked_text, request.gold)
+    check = check_against_gold(checked_text, request.gold)
     return completion, check.answer, check.outcome
 
 

@@ -2,8 +2,11 @@
 
     dca eval --model embedded --sets synthetic-easy:24,gsm8k-test:16 --probes early,mistakes,filler --out runs/eval
 
-Per problem set (`parse_set_spec`: ``synthetic-easy|medium|hard|distractors``, ``gsm8k-test``,
-``gsm8k-train`` or a problems JSON-lines file, each with an optional ``:N`` limit):
+Per problem set (`dca.domains.sources.parse_set_spec`: ``synthetic-easy|medium|hard|distractors``,
+``gsm8k-test``, ``gsm8k-train``, any registered domain (``logic``, ``knights-knaves``, ...;
+generated with the evaluation seed), ``DOMAIN@FILE``, or a problems JSON-lines file, each
+with an optional ``:N`` limit; one column per set, so several domains give the
+cross-domain table):
 
 - **accuracy** of the sampled traces with a 95 % Wilson interval (over traces; with several
   samples per problem they are not independent, so the interval is then optimistic), and
@@ -47,7 +50,7 @@ from typing import Any, Callable
 
 from .continuation import ContinuationSettings, HFContinuationEngine, split_cot
 from .errors import UserError
-from .files import prepare_output_dir, read_problems_file
+from .files import prepare_output_dir
 from .faithfulness import (
     BACKTRACKING,
     DEFAULT_BUCKETS,
@@ -60,72 +63,19 @@ from .faithfulness import (
     probe_figures,
     reference_answers,
 )
-from .problems import SyntheticConfig, generate_problems, load_gsm8k
+from .domains import domain_of
+from .domains.sources import DEFAULT_SYNTHETIC_COUNT, EVAL_SEED, SYNTHETIC_SETS, SetSpec, load_set, parse_set_spec
 from .records import USEFUL_CONTRIBUTIONS, Problem, Review, Trace, to_dict, write_jsonl
 from .rollout import SamplingConfig, rollout
 from .segment import segment
 
 Log = Callable[[str], None]
 
-#: Named synthetic sets: generator settings (all with max_value 20, like the demo).
-SYNTHETIC_SETS: dict[str, dict[str, Any]] = {
-    "synthetic-easy": dict(min_operations=1, max_operations=2, distractors=(0, 1)),
-    "synthetic-medium": dict(min_operations=2, max_operations=3, distractors=(1, 2)),
-    "synthetic-hard": dict(min_operations=4, max_operations=5, distractors=(2, 3)),
-    "synthetic-distractors": dict(min_operations=1, max_operations=2, distractors=(3, 4)),
-}
-#: Problems in a synthetic set without a ``:N`` limit.
-DEFAULT_SYNTHETIC_COUNT = 50
-#: Seed of the evaluation's synthetic problems (training and warm start use 0, 1, 1000).
-EVAL_SEED = 7000
 REVIEWERS = ("auto", "oracle", "reference", "counterfactual", "none")
 
 
 # ---------------------------------------------------------------------------------------------
-# Problem sets
-
-
-@dataclass(kw_only=True)
-class SetSpec:
-    """One problem set named on the command line."""
-
-    name: str
-    """The name results are reported under (the spec without ``:N``; a file's stem)."""
-    source: str
-    """A `SYNTHETIC_SETS` name, ``gsm8k-test`` / ``gsm8k-train``, or a file path."""
-    limit: int | None = None
-
-
-def parse_set_spec(spec: str) -> SetSpec:
-    """``"synthetic-easy"``, ``"gsm8k-test:50"``, ``"my/problems.jsonl:20"``."""
-    spec = spec.strip()
-    source, limit = spec, None
-    head, sep, tail = spec.rpartition(":")
-    if sep and tail.isdigit():
-        source, limit = head, int(tail)
-        if limit < 1:
-            raise UserError(f"set {spec!r}: the limit after ':' must be at least 1")
-    if source in SYNTHETIC_SETS or source in ("gsm8k-test", "gsm8k-train"):
-        return SetSpec(name=source, source=source, limit=limit)
-    if source.endswith(".jsonl") or Path(source).is_file():
-        if not Path(source).is_file():
-            raise UserError(f"set {spec!r}: problems file {source} does not exist")
-        return SetSpec(name=Path(source).stem, source=source, limit=limit)
-    known = ", ".join([*SYNTHETIC_SETS, "gsm8k-test", "gsm8k-train"])
-    raise UserError(f"unknown problem set {source!r}: use one of {known}, or a problems .jsonl file (optionally with :N)")
-
-
-def load_set(spec: SetSpec, *, seed: int = EVAL_SEED) -> list[Problem]:
-    if spec.source in SYNTHETIC_SETS:
-        config = SyntheticConfig(max_value=20, seed=seed, **SYNTHETIC_SETS[spec.source])
-        return generate_problems(spec.limit or DEFAULT_SYNTHETIC_COUNT, config)
-    if spec.source.startswith("gsm8k-"):
-        try:
-            return load_gsm8k(spec.source.removeprefix("gsm8k-"), limit=spec.limit)
-        except (OSError, ValueError) as e:
-            raise UserError(f"cannot read GSM8K for {spec.name}: {str(e).splitlines()[0]}") from e
-    problems = read_problems_file(spec.source)
-    return problems[: spec.limit] if spec.limit else problems
+# Problem sets: `dca.domains.sources` (SetSpec, parse_set_spec, load_set) is their one home.
 
 
 def problems_hash(problems: list[Problem]) -> str:
@@ -278,7 +228,7 @@ def _make_reviewer(name: str, problems: list[Problem], engine, tokenizer, counte
     from .rollout import render_prompt
 
     if name == "auto":
-        if problems and all(p.operations for p in problems):
+        if problems and all(p.operations or (domain_of(p).name != "arithmetic" and domain_of(p).oracle) for p in problems):
             name = "oracle"
         elif problems and all(p.reference_steps for p in problems):
             name = "reference"

@@ -4,6 +4,9 @@ The answer format: the completion reasons step by step and ends with a last line
 
     Answer: <number>
 
+(other domains ask for their own value after ``Answer:``: a label, a short text; see
+`dca.domains`).
+
 `dca.problems.answer` also accepts the common forms small models write instead ("The answer
 is 8.", "\\boxed{8}", "#### 8") and counts completions with none of them as format failures.
 """
@@ -25,8 +28,11 @@ def user_message(problem: Problem) -> str:
 
 
 def chat_messages(problem: Problem) -> list[dict[str, str]]:
-    """The conversational prompt (TRL's conversational dataset format)."""
+    """The conversational prompt (TRL's conversational dataset format), with the system
+    prompt of the problem's domain (`dca.domains`; `SYSTEM_PROMPT` for arithmetic)."""
+    from .domains import system_prompt
+
     return [
-        {"role": "system", "content": SYSTEM_PROMPT},
+        {"role": "system", "content": system_prompt(problem)},
         {"role": "user", "content": user_message(problem)},
     ]

@@ -1,7 +1,7 @@
 """Sampling traces from an assistant model: Problem -> Trace.
 
 Generation is batched with left padding through ``model.generate``; each completion is
-checked against the gold answer (`dca.problems.answer.check_answer`) so a Trace carries its
+checked by its domain's verifier (`dca.domains.check`) so a Trace carries its
 outcome and reward. Sampling settings and the seed are recorded in every trace's group id
 and in the caller's run config, so a rollout can be repeated exactly on the CPU.
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
-from .problems.answer import check_answer
+from .domains import check as check_answer_of
 from .prompting import chat_messages
 from .records import Problem, Trace
 
@@ -71,7 +71,7 @@ def rollout(
         )
         for (problem, k), prompt, ids in zip(batch, prompts, completion_ids):
             text = tokenizer.decode(ids, skip_special_tokens=True)
-            check = check_answer(text, problem.answer)
+            check = check_answer_of(problem, text)
             traces.append(
                 Trace(
                     id=f"{problem.id}/r{config.seed}-{k}",

@@ -96,7 +96,7 @@ def _problem(line: str, problem_id: str, path: Path, lineno: int) -> Problem:
         answer=answer,
         intermediate_values=values,
         reference_steps=steps,
-        domain="arithmetic",
+        domain="gsm8k",
         metadata={"file": str(path), "line": lineno},
     )
 

@@ -78,13 +78,22 @@ class _Label:
 
 
 class OracleReviewer:
-    """Reviews traces on synthetic problems from their known causal structure."""
+    """Reviews traces on synthetic problems from their known causal structure; on a problem
+    of another domain with its own oracle (`dca.domains`: logic, knights-and-knaves), hands
+    the trace to that oracle."""
 
     name = "oracle"
 
     def review(
         self, problem: Problem, trace_completion: str, units: list[Unit], *, trace_id: str
     ) -> Review:
+        from ..domains import domain_of
+
+        domain = domain_of(problem)
+        if domain.name != "arithmetic" and domain.oracle is not None:  # the domain's own oracle (logic, puzzles)
+            review = domain.oracle().review(problem, trace_completion, units, trace_id=trace_id)
+            review.reviewer = self.name
+            return review
         if not problem.operations:
             return Review(
                 trace_id=trace_id,

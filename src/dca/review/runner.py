@@ -40,7 +40,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Iterable
 
-from ..problems.answer import check_answer
 from ..records import Problem, Review, Trace, Unit
 from .backends import Backend, CallError, Generation, make_backend
 from .cache import ReviewCache, cache_key
@@ -399,7 +398,9 @@ class RunnerReviewer:
         return self._runner.stats[self.name]
 
     def review(self, problem: Problem, trace_completion: str, units: list[Unit], *, trace_id: str) -> Review:
-        check = check_answer(trace_completion, problem.answer)
+        from ..domains import check as check_domain
+
+        check = check_domain(problem, trace_completion)
         trace = Trace(
             id=trace_id, problem_id=problem.id, prompt="", completion=trace_completion, answer=check.answer, outcome=check.outcome
         )

@@ -24,38 +24,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from ..consensus import check_rule
 from ..credit import BLAME_CONTRIBUTIONS, CreditConfig
 from ..errors import UserError
+from ..domains.sources import DomainSettings, ProblemsSettings, SyntheticSettings
 from ..records import CONTRIBUTIONS, USEFUL_CONTRIBUTIONS
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
-
-
-class SyntheticSettings(_Strict):
-    """A seeded set of synthetic word problems (see `dca.problems.synthetic`)."""
-
-    count: int = Field(64, ge=1, description="How many problems.")
-    seed: int = Field(0, description="Same seed, same problems.")
-    min_operations: int = Field(1, ge=1, le=5)
-    max_operations: int = Field(2, ge=1, le=5)
-    distractors: tuple[int, int] = Field((1, 2), description="Inclusive range of distractor sentences per problem.")
-    max_value: int = Field(20, ge=2, description="Largest number in a stated fact.")
-
-
-class ProblemsSettings(_Strict):
-    """Where problems come from: exactly one of a JSON-lines file, a GSM8K split, or synthetic."""
-
-    file: str | None = Field(None, description="A problems JSON-lines file written by `dca problems`.")
-    gsm8k: str | None = Field(None, description="'train', 'test' or a GSM8K JSON-lines path.")
-    synthetic: SyntheticSettings | None = None
-    limit: int | None = Field(None, ge=1, description="Use only the first N problems.")
-
-    @model_validator(mode="after")
-    def _one_source(self):
-        given = [name for name in ("file", "gsm8k", "synthetic") if getattr(self, name) is not None]
-        if len(given) != 1:
-            raise ValueError(f"give exactly one of file, gsm8k, synthetic (got {given or 'none'})")
-        return self
 
 
 class WarmstartSettings(_Strict):
@@ -65,7 +39,21 @@ class WarmstartSettings(_Strict):
     batch_size: int = Field(8, ge=1)
     learning_rate: float = Field(2e-4, gt=0)
     irrelevant_rate: float = Field(0.3, ge=0, le=1, description="Share of irrelevant steps mixed into gold CoTs.")
-    problems: SyntheticSettings = SyntheticSettings(count=320, seed=1000)
+    problems: SyntheticSettings | DomainSettings = Field(
+        SyntheticSettings(count=320, seed=1000),
+        description="Problems whose gold CoTs are trained on: synthetic arithmetic, or {name: DOMAIN, count, seed, options} "
+        "for any domain with a gold-CoT renderer.",
+    )
+
+    @model_validator(mode="after")
+    def _has_gold(self):
+        if isinstance(self.problems, DomainSettings):
+            from ..domains import DOMAINS
+
+            if DOMAINS[self.problems.name].gold_cot is None or DOMAINS[self.problems.name].generate is None:
+                with_gold = [d.name for d in DOMAINS.values() if d.gold_cot is not None and d.generate is not None]
+                raise ValueError(f"domain {self.problems.name!r} has no gold-CoT renderer; warm starts use {', '.join(with_gold)}")
+        return self
 
 
 class CreditSettings(_Strict):

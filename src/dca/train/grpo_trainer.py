@@ -28,6 +28,7 @@ import torch
 from trl import GRPOTrainer
 
 from ..credit import CreditConfig, compute_credit, credit_statistics, token_char_spans
+from ..domains import check as check_domain
 from ..problems.answer import check_answer
 from ..consensus import build_consensus, check_rule
 from ..records import Consensus, Credit, Problem, Review, Trace, Unit
@@ -44,9 +45,21 @@ class BatchRecorder(Protocol):
 
 
 def outcome_reward(completions: list, answer: list[str], **_: Any) -> list[float]:
-    """Verifier reward for TRL: 1.0 when the completion's final answer equals the gold answer."""
+    """Verifier reward for TRL: 1.0 when the completion's final (numeric) answer equals the
+    gold answer. Prefer `domain_reward`, which follows each problem's domain."""
     texts = [c[-1]["content"] if isinstance(c, list) else c for c in completions]
     return [check_answer(text, gold).reward for text, gold in zip(texts, answer)]
+
+
+def domain_reward(problems: dict[str, Problem]):
+    """A TRL reward function that scores each completion with its problem's domain verifier
+    (`dca.domains.check`); the dataset needs a ``problem_id`` column."""
+
+    def outcome_reward(completions: list, problem_id: list[str], **_: Any) -> list[float]:
+        texts = [c[-1]["content"] if isinstance(c, list) else c for c in completions]
+        return [check_domain(problems[pid], text).reward for text, pid in zip(texts, problem_id)]
+
+    return outcome_reward
 
 
 class DCAGRPOTrainer(GRPOTrainer):
@@ -97,7 +110,7 @@ class DCAGRPOTrainer(GRPOTrainer):
             ids = completion_ids[row, :length].tolist()
             text = tokenizer.decode(ids, skip_special_tokens=True)
             problem = self.problems[example["problem_id"]]
-            check = check_answer(text, problem.answer)
+            check = check_domain(problem, text)
             advantage = float(sequence_advantages[row].item())
             group = f"{problem.id}/step{step}-r{self._generation_round}"
             trace = Trace(

@@ -27,14 +27,14 @@ from typing import Callable
 
 from ..credit import credit_statistics
 from ..errors import UserError
-from ..files import prepare_output_dir, read_problems_file
+from ..files import prepare_output_dir
 from ..model import load_model, resolve_model_path, trainer_device_arguments
-from ..problems import SyntheticConfig, generate_problems, load_gsm8k
+from ..domains.sources import load_problems  # noqa: F401 (re-exported: one home for problem sources)
 from ..prompting import chat_messages
 from ..records import Consensus, Credit, Problem, Review, Trace, append_jsonl, write_jsonl
 from ..review import OracleReviewer, ReferenceReviewer
 from ..rollout import SamplingConfig, rollout, summarize
-from .config import ProblemsSettings, TrainConfig
+from .config import TrainConfig
 from .warmstart import warmstart
 
 Log = Callable[[str], None]
@@ -42,31 +42,6 @@ Log = Callable[[str], None]
 
 # ---------------------------------------------------------------------------------------------
 # Inputs
-
-
-def load_problems(settings: ProblemsSettings) -> list[Problem]:
-    """The problems a ProblemsSettings names."""
-    if settings.file is not None:
-        problems = read_problems_file(settings.file)
-    elif settings.gsm8k is not None:
-        try:
-            problems = load_gsm8k(settings.gsm8k)
-        except (OSError, ValueError) as e:
-            raise UserError(f"cannot read GSM8K {settings.gsm8k!r}: {str(e).splitlines()[0]}") from e
-    else:
-        s = settings.synthetic
-        try:
-            config = SyntheticConfig(
-                min_operations=s.min_operations,
-                max_operations=s.max_operations,
-                distractors=tuple(s.distractors),
-                max_value=s.max_value,
-                seed=s.seed,
-            )
-        except ValueError as e:
-            raise UserError(f"synthetic problems: {e}") from e
-        problems = generate_problems(s.count, config)
-    return problems[: settings.limit] if settings.limit else problems
 
 
 def make_reviewers(config: TrainConfig) -> list:
@@ -207,7 +182,7 @@ def _train(config: TrainConfig, run: RunDirectory, problems, eval_problems, log:
     from transformers import PrinterCallback, TrainerCallback
     from trl import GRPOConfig
 
-    from .grpo_trainer import DCAGRPOTrainer, outcome_reward
+    from .grpo_trainer import DCAGRPOTrainer, domain_reward
 
     started = time.time()
     write_jsonl(run.file("problems.jsonl"), problems)
@@ -259,7 +234,7 @@ def _train(config: TrainConfig, run: RunDirectory, problems, eval_problems, log:
     reviewers = make_reviewers(config)
     trainer = DCAGRPOTrainer(
         model=model,
-        reward_funcs=[outcome_reward],
+        reward_funcs=[domain_reward({p.id: p for p in problems})],
         args=args,
         train_dataset=dataset,
         processing_class=tokenizer,

@@ -1,4 +1,5 @@
-"""Warm start: a short SFT (TRL's SFTTrainer) on rendered gold CoTs of synthetic problems.
+"""Warm start: a short SFT (TRL's SFTTrainer) on rendered gold CoTs of synthetic problems
+(or of any domain with a gold-CoT renderer, e.g. ``problems: {name: logic, count: 320}``).
 
 Why: the raw embedded model solves ~5 % of easy word problems and rarely uses the answer
 format, so almost every GRPO group has zero reward variance and zero advantage. A few dozen
@@ -22,7 +23,8 @@ from pathlib import Path
 from typing import Callable
 
 from ..model import cache_dir, resolve_model_path
-from ..problems import SyntheticConfig, generate_problems, render_gold_cot
+from ..domains import domain_of
+from ..domains.sources import DomainSettings, ProblemsSettings, domain_problems, load_problems
 from ..prompting import chat_messages
 from .config import WarmstartSettings
 from .sft import SFTSettings, sft_trainer
@@ -40,24 +42,19 @@ def warmstart_key(base_model: str, settings: WarmstartSettings) -> str:
 
 
 def gold_dataset_rows(settings: WarmstartSettings) -> list[dict]:
-    """Prompt/completion pairs in TRL's conversational format."""
+    """Prompt/completion pairs in TRL's conversational format: gold CoTs of the problems'
+    domain (synthetic arithmetic, or any domain with a gold-CoT renderer)."""
     p = settings.problems
-    problems = generate_problems(
-        p.count,
-        SyntheticConfig(
-            min_operations=p.min_operations,
-            max_operations=p.max_operations,
-            distractors=tuple(p.distractors),
-            max_value=p.max_value,
-            seed=p.seed,
-        ),
-    )
+    if isinstance(p, DomainSettings):
+        problems = domain_problems(p, default_count=settings.steps * settings.batch_size)
+    else:
+        problems = load_problems(ProblemsSettings(synthetic=p))
     rng = random.Random(p.seed)
     return [
         {
             "prompt": chat_messages(problem),
             "completion": [
-                {"role": "assistant", "content": render_gold_cot(problem, irrelevant_rate=settings.irrelevant_rate, rng=rng).text}
+                {"role": "assistant", "content": domain_of(problem).gold_cot(problem, settings.irrelevant_rate, rng).text}
             ],
         }
         for problem in problems

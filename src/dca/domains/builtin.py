@@ -1,0 +1,131 @@
+"""The built-in domains. Heavy or optional pieces (reasoning-gym, reviewers) load lazily."""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+from typing import Any
+
+from ..prompting import ANSWER_PREFIX, SYSTEM_PROMPT  # noqa: F401 (ANSWER_PREFIX: prompts below)
+from ..records import Problem
+from .base import Domain
+
+
+def _numeric_check(problem: Problem, completion: str):
+    from ..problems.answer import check_answer
+
+    return check_answer(completion, problem.answer)
+
+
+def _options(cls, options: dict[str, Any], domain: str):
+    """A generator config from ``--option`` values; unknown names raise ValueError."""
+    names = {f.name for f in dataclasses.fields(cls)} - {"seed"}
+    unknown = sorted(set(options) - names)
+    if unknown:
+        raise ValueError(f"domain {domain!r} has no generator option(s) {unknown}; it has {sorted(names)}")
+    return options
+
+
+# --- arithmetic (synthetic word problems) and GSM8K ------------------------------------------
+
+
+def _arithmetic_generate(count: int, seed: int, options: dict[str, Any]) -> list[Problem]:
+    from ..problems.synthetic import SyntheticConfig, generate_problems
+
+    return generate_problems(count, SyntheticConfig(seed=seed, **_options(SyntheticConfig, options, "arithmetic")))
+
+
+def _arithmetic_gold(problem: Problem, irrelevant_rate: float, rng: random.Random):
+    from ..problems.gold import render_gold_cot
+
+    return render_gold_cot(problem, irrelevant_rate=irrelevant_rate, rng=rng)
+
+
+def _arithmetic_oracle():
+    from ..review.oracle import OracleReviewer
+
+    return OracleReviewer()
+
+
+def _gsm8k_load(path_or_split: str | None, limit: int | None) -> list[Problem]:
+    from ..problems.gsm8k import load_gsm8k
+
+    return load_gsm8k(path_or_split or "test", limit=limit)
+
+
+# --- logic (own generator, proof DAG, oracle) -------------------------------------------------
+
+LOGIC_PROMPT = (
+    "Decide whether the statement follows from the facts and rules, step by step, using only the "
+    "statements it needs. End with a last line of the form "
+    f"'{ANSWER_PREFIX} True', '{ANSWER_PREFIX} False' or '{ANSWER_PREFIX} Unknown'."
+)
+
+
+def _logic_generate(count: int, seed: int, options: dict[str, Any]) -> list[Problem]:
+    from ..problems.logic import LogicConfig, generate_logic_problems
+
+    return generate_logic_problems(count, LogicConfig(seed=seed, **_options(LogicConfig, options, "logic")))
+
+
+def _logic_check(problem: Problem, completion: str):
+    from ..problems.labels import check_label
+
+    return check_label(completion, problem.answer, ("True", "False", "Unknown"))
+
+
+def _logic_gold(problem: Problem, irrelevant_rate: float, rng: random.Random):
+    from ..problems.logic import render_logic_gold_cot
+
+    return render_logic_gold_cot(problem, irrelevant_rate=irrelevant_rate, rng=rng)
+
+
+def _logic_oracle():
+    from ..review.logic_oracle import LogicOracleReviewer
+
+    return LogicOracleReviewer()
+
+
+def builtin_domains() -> list[Domain]:
+    number = "a number"
+    domains = [
+        Domain(
+            name="arithmetic",
+            description="seeded word problems with a known computation graph (dca.problems.synthetic)",
+            system_prompt=SYSTEM_PROMPT,
+            answer_format=number,
+            reward="math_verify",
+            check=_numeric_check,
+            generate=_arithmetic_generate,
+            gold_cot=_arithmetic_gold,
+            oracle=_arithmetic_oracle,
+            options="min_operations, max_operations (1-5), distractors [low, high], max_value",
+        ),
+        Domain(
+            name="gsm8k",
+            description="GSM8K grade-school math (train/test JSON-lines, reference solutions)",
+            system_prompt=SYSTEM_PROMPT,
+            answer_format=number,
+            reward="math_verify",
+            check=_numeric_check,
+            load=_gsm8k_load,
+            reviewer_reference="the annotated reference solution (reference reviewer)",
+            load_hint="'train', 'test' (default) or a GSM8K .jsonl file",
+        ),
+        Domain(
+            name="logic",
+            description="seeded ProofWriter-style deduction: rule chains of depth 1-5 with distractors, proof DAG recorded",
+            system_prompt=LOGIC_PROMPT,
+            answer_format="True, False or Unknown",
+            reward="label match",
+            check=_logic_check,
+            generate=_logic_generate,
+            gold_cot=_logic_gold,
+            oracle=_logic_oracle,
+            options="min_depth, max_depth (1-5), distractor_rules [low, high], distractor_facts [low, high], answers",
+        ),
+    ]
+    return domains
+
+
+__all__ = ["builtin_domains"]
