@@ -137,7 +137,6 @@ class _LogicLabeller:
         claims = self._claims(text)
         if mentioned:
             self.last_person = mentioned[-1]
-        query_key = _key(self.query["person"], self.query["attribute"], False)
         decided_by = {self.deciding} if self.deciding else {"unknown"}
         if answer is not None:
             if answer.lower() == self.answer.lower():

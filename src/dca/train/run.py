@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Callable
 
 from ..credit import credit_statistics
-from ..errors import UserError
 from ..files import prepare_output_dir
 from ..model import load_model, resolve_model_path, trainer_device_arguments
 from ..domains.sources import load_problems  # noqa: F401 (re-exported: one home for problem sources)
