@@ -23,6 +23,10 @@ TORCH_FREE = [
     "dca.train",
     "dca.train.config",
     "dca.cli",
+    "dca.domains",
+    "dca.domains.sources",
+    "dca.problems.logic",
+    "dca.review.logic_oracle",
 ]
 
 HEAVY = ("torch", "transformers", "trl")
@@ -51,7 +55,7 @@ def test_edit_record_lives_in_records_and_old_path_works():
     assert edit.Edit is records.Edit and edit.EditSpan is records.EditSpan
 
 
-@pytest.mark.parametrize("argv", [["problems", "--synthetic", "3", "--seed", "1"]])
+@pytest.mark.parametrize("argv", [["problems", "--synthetic", "3", "--seed", "1"], ["problems", "--domain", "logic", "--count", "3"]])
 def test_dca_problems_loads_no_torch(tmp_path, argv):
     out = tmp_path / "p.jsonl"
     code = f"from dca.cli import main\nassert main({argv + ['--out', str(out)]!r}) == 0"
