@@ -21,7 +21,9 @@ def dca(*args: str) -> subprocess.CompletedProcess:
 
 
 def test_registry_holds_the_domains_with_what_they_support():
-    assert {"arithmetic", "gsm8k", "logic"} <= set(DOMAINS)
+    assert {"arithmetic", "gsm8k", "logic", "commonsense", "knights-knaves", "syllogism", "propositional-logic",
+            "zebra-puzzles", "family-relationships"} <= set(DOMAINS)  # fmt: skip
+    assert DOMAINS["knights-knaves"].supports()["oracle"] and DOMAINS["commonsense"].supports()["reviewer_reference"]
     assert DOMAINS["arithmetic"].supports() == {"generator": True, "loader": False, "gold_cot": True, "oracle": True, "reviewer_reference": False}
     assert DOMAINS["gsm8k"].supports()["loader"] and not DOMAINS["gsm8k"].supports()["generator"]
     assert all(DOMAINS["logic"].supports()[k] for k in ("generator", "gold_cot", "oracle"))
@@ -108,3 +110,116 @@ def test_cli_domains_and_problems(tmp_path):
     ]:
         bad = dca("problems", *args, "--out", str(tmp_path / "bad.jsonl"))
         assert bad.returncode == 2 and message in bad.stderr and len(bad.stderr.strip().splitlines()) == 1, (args, bad.stderr)
+
+
+# ---------------------------------------------------------------------------------------------
+# reasoning-gym puzzles
+
+PUZZLES = ["knights-knaves", "syllogism", "propositional-logic", "zebra-puzzles", "family-relationships"]
+
+
+@pytest.mark.parametrize("name", PUZZLES)
+def test_reasoning_gym_domains_score_with_their_own_scorer(name):
+    from dca.domains.sources import generate
+
+    problems = generate(name, 2, 11)
+    assert [p.question for p in generate(name, 2, 11)] == [p.question for p in problems]  # seeded
+    for p in problems:
+        assert p.domain == name and p.metadata["reasoning_gym"]["index"] in (0, 1)
+        right = check(p, f"Let me think.\nAnswer: {p.answer}")
+        assert right.outcome == "correct" and right.reward == 1.0
+        wrong = check(p, "Answer: zzz qqq")
+        assert wrong.outcome == "wrong" and wrong.reward < 1.0
+        assert check(p, p.answer).outcome == "format_failure"  # no Answer: line
+
+
+def test_reasoning_gym_rebuilds_the_entry_or_falls_back_to_the_stored_copy():
+    from dca.domains.sources import generate
+
+    p = generate("family-relationships", 1, 3)[0]
+    moved = Problem(**{**p.__dict__, "question": p.question + " (edited)"})
+    assert check(moved, f"Answer: {p.answer}").outcome == "correct"  # scored from the stored answer and metadata
+
+
+def _knights_problem():
+    from dca.domains.sources import generate
+
+    return next(p for p in generate("knights-knaves", 6, 2) if len(p.metadata["entry"]["names"]) == 2)
+
+
+def test_knights_knaves_oracle_labels_from_the_solution():
+    from dca.review import OracleReviewer
+    from dca.segment import segment
+
+    p = _knights_problem()
+    entry = p.metadata["entry"]
+    (a, b), (sa, sb) = entry["names"], entry["solution"]
+    knight, knave = entry["knight_knave_terms"]["knight"], entry["knight_knave_terms"]["knave"]
+    role = {True: knight, False: knave}
+    text = (
+        f"{a} said something about {b}. Suppose {a} is a {role[not sa]}. "
+        f"So {a} is a {role[sa]}. Then {b} is a {role[not sb]}. Nice weather today.\nAnswer: {p.answer}"
+    )
+    units = segment(text)
+    review = OracleReviewer().review(p, text, units, trace_id="t")
+    labels = [next((s.function, s.contribution) for s in review.steps if s.first_unit <= u.index <= s.last_unit) for u in units]
+    assert labels == [
+        ("given_fact", "indirect"), ("computation", "essential"), ("computation", "essential"),
+        ("computation", "error"), ("other", "irrelevant"), ("conclusion", "solved"),
+    ]  # fmt: skip
+    quoted = f'{a} says "{b} is a {role[not sb]}".\nAnswer: nobody'
+    labels = [s.contribution for s in OracleReviewer().review(p, quoted, segment(quoted), trace_id="t").steps]
+    assert labels == ["indirect", "error"]  # a quoted claim is not asserted; a wrong answer is an error
+
+
+# ---------------------------------------------------------------------------------------------
+# Common sense: StrategyQA format
+
+STRATEGYQA = [
+    {
+        "qid": "q1", "term": "Hydrogen", "description": "Chemical element with atomic number 1",
+        "question": "Are more people today related to Genghis Khan than Julius Caesar?", "answer": True,
+        "facts": ["Julius Caesar had three children.", "Genghis Khan had sixteen children."],
+        "decomposition": ["How many kids did Julius Caesar have?", "How many kids did Genghis Khan have?", "Is #2 greater than #1?"],
+        "evidence": [[[["Julius Caesar-75"]], ["no_evidence"], ["operation"]]],
+    },
+    {
+        "qid": "q2", "term": "Penguin", "description": "A flightless bird",
+        "question": "Could a penguin fly across the Atlantic?", "answer": False,
+        "facts": ["Penguins cannot fly."], "decomposition": ["Can penguins fly?"],
+    },
+]  # fmt: skip
+
+
+def test_strategyqa_loader_reward_and_reviewer_reference(tmp_path):
+    import json
+
+    from dca.records import Trace
+    from dca.review.protocol import build_messages
+    from dca.segment import segment
+
+    data = tmp_path / "strategyqa_train.json"
+    data.write_text(json.dumps(STRATEGYQA))
+    problems = load_set(parse_set_spec(f"commonsense@{data}"))
+    assert [p.answer for p in problems] == ["Yes", "No"] and all(p.domain == "commonsense" for p in problems)
+    assert problems[0].metadata["decomposition"][2] == "Is #2 greater than #1?"
+    assert check(problems[0], "Khan had more children.\nAnswer: Yes").outcome == "correct"
+    assert check(problems[1], "Answer: yes").outcome == "wrong"
+    assert check(problems[1], "Penguins swim.").outcome == "format_failure"
+    trace = Trace(id="t", problem_id=problems[0].id, prompt="", completion="Answer: Yes", outcome="correct")
+    user = build_messages(problems[0], trace, segment(trace.completion))[1]["content"]
+    assert "Reference facts" in user and "Genghis Khan had sixteen children." in user
+
+    jsonl = tmp_path / "s.jsonl"
+    jsonl.write_text("\n".join(json.dumps(r) for r in STRATEGYQA) + "\n")
+    out = tmp_path / "cs.jsonl"
+    result = dca("problems", "--domain", "commonsense", "--file", str(jsonl), "--count", "1", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    assert len(read_jsonl(out, Problem)) == 1
+
+    unlabelled = tmp_path / "strategyqa_test.json"
+    unlabelled.write_text(json.dumps([{"qid": "t1", "question": "Is water wet?"}]))
+    bad = dca("problems", "--domain", "commonsense", "--file", str(unlabelled), "--out", str(tmp_path / "x.jsonl"))
+    assert bad.returncode == 2 and "test split is unlabelled" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+    missing = dca("problems", "--domain", "commonsense", "--file", str(tmp_path / "none.json"), "--out", str(tmp_path / "x.jsonl"))
+    assert missing.returncode == 2 and "does not exist" in missing.stderr

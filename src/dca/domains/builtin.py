@@ -86,6 +86,63 @@ def _logic_oracle():
     return LogicOracleReviewer()
 
 
+# --- reasoning-gym puzzles (their own scorers) -------------------------------------------------
+
+PUZZLE_PROMPT = (
+    "Solve the problem step by step, using only what it needs. End with a last line of the form "
+    f"'{ANSWER_PREFIX} <answer>', the answer on that one line, written as the question asks."
+)
+#: dca domain name -> (reasoning-gym dataset, description).
+REASONING_GYM = {
+    "knights-knaves": ("knights_knaves", "reasoning-gym knights and knaves: who tells the truth (oracle from the recorded solution)"),
+    "syllogism": ("syllogism", "reasoning-gym syllogisms: does the conclusion follow (Yes / No)"),
+    "propositional-logic": ("propositional_logic", "reasoning-gym propositional logic: infer a valid conclusion from premises"),
+    "zebra-puzzles": ("zebra_puzzles", "reasoning-gym zebra puzzles: constraint satisfaction over houses"),
+    "family-relationships": ("family_relationships", "reasoning-gym family trees: name the relationship"),
+}
+
+
+def _reasoning_gym_generate(name: str):
+    def generate(count: int, seed: int, options: dict[str, Any]) -> list[Problem]:
+        from ..problems.reasoning_gym import generate_reasoning_gym
+
+        return generate_reasoning_gym(REASONING_GYM[name][0], name, count, seed, options)
+
+    return generate
+
+
+def _reasoning_gym_check(problem: Problem, completion: str):
+    from ..problems.reasoning_gym import check_reasoning_gym
+
+    return check_reasoning_gym(problem, completion)
+
+
+def _knights_oracle():
+    from ..review.knights_oracle import KnightsKnavesOracleReviewer
+
+    return KnightsKnavesOracleReviewer()
+
+
+# --- common sense (StrategyQA format) ----------------------------------------------------------
+
+COMMONSENSE_PROMPT = (
+    "Answer the yes/no question step by step, using only the facts it needs. End with a last line "
+    f"of the form '{ANSWER_PREFIX} Yes' or '{ANSWER_PREFIX} No'."
+)
+
+
+def _commonsense_load(path: str | None, limit: int | None) -> list[Problem]:
+    from ..problems.strategyqa import load_strategyqa
+
+    return load_strategyqa(path, limit)
+
+
+def _yes_no_check(problem: Problem, completion: str):
+    from ..problems.labels import check_label
+
+    return check_label(completion, problem.answer, ("Yes", "No"))
+
+
 def builtin_domains() -> list[Domain]:
     number = "a number"
     domains = [
@@ -125,6 +182,33 @@ def builtin_domains() -> list[Domain]:
             options="min_depth, max_depth (1-5), distractor_rules [low, high], distractor_facts [low, high], answers",
         ),
     ]
+    domains.append(
+        Domain(
+            name="commonsense",
+            description="StrategyQA-format yes/no questions with gold facts and decompositions",
+            system_prompt=COMMONSENSE_PROMPT,
+            answer_format="Yes or No",
+            reward="label match",
+            check=_yes_no_check,
+            load=_commonsense_load,
+            reviewer_reference="the gold facts of the decomposition",
+            load_hint="a StrategyQA JSON file ($DCA_STRATEGYQA_FILE or ../shared/data/strategyqa/strategyqa_train.json)",
+        )
+    )
+    for name, (dataset, description) in REASONING_GYM.items():
+        domains.append(
+            Domain(
+                name=name,
+                description=description,
+                system_prompt=PUZZLE_PROMPT,
+                answer_format="the puzzle's own form",
+                reward="reasoning-gym scorer",
+                check=_reasoning_gym_check,
+                generate=_reasoning_gym_generate(name),
+                oracle=_knights_oracle if name == "knights-knaves" else None,
+                options=f"the {dataset} config fields of reasoning-gym",
+            )
+        )
     return domains
 
 

@@ -179,6 +179,10 @@ def build_messages(
     lines = [f"Problem:\n{problem.question.strip()}", f"\nOutcome: {outcome}."]
     if show_reference_answer:
         lines.append(f"Reference answer: {problem.answer}")
+    reference_facts = problem.metadata.get("reference_facts") if isinstance(problem.metadata, dict) else None
+    if reference_facts:  # a domain's gold facts (StrategyQA), shown as reference, never as the answer
+        lines.append("\nReference facts (true statements the solution may use):")
+        lines.extend(f"- {_one_line(str(fact))}" for fact in reference_facts)
     if mode == "units":
         lines.append(f"\nSolution, in {len(units)} units (0 to {len(units) - 1}):")
         lines.extend(f"[{u.index}] {_one_line(u.text)}" for u in units)
