@@ -9,6 +9,7 @@
     dca review     review a traces file with the reviewers of a YAML file (cached, fault-tolerant)
     dca consensus  merge several reviewers' reviews of each trace into a consensus
     dca agreement  agreement between reviewers (alpha, kappa, pairs) and quality against a truth
+    dca bench-reviewers  score reviewers at finding the first wrong step (planted errors, ProcessBench files)
     dca show       an HTML page to read traces with their reviews, consensus and credit
     dca edit       cut what reviewers found useless out of solved traces (or the rft / random-drop baselines)
     dca sft        fine-tune a model on an edit set (TRL SFTTrainer, completion-only loss, optional LoRA)
@@ -682,6 +683,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-cache", action="store_true", help="call every reviewer again, store nothing")
     p.add_argument("--summary-json", default=None, metavar="PATH", help="also write the summary figures as JSON")
     p.set_defaults(func=cmd_review)
+
+    from .cli_bench import add_parser as add_bench_reviewers_parser
+
+    add_bench_reviewers_parser(sub)
 
     p = sub.add_parser("consensus", help="merge several reviewers' reviews of each trace into a consensus")
     p.add_argument("--reviews", required=True, help="a reviews JSON-lines file with several reviewers per trace")
