@@ -14,7 +14,8 @@ currency sign (``$5``) and an optional leading minus when it is a sign, not an o
 **Arithmetic** (`equations`): every chain ``e0 = e1 = ... = en`` in which ``e0`` holds an
 operator (``+ - * /``, also ``x``, ``×``, ``÷`` between numbers, ``N%`` read as ``N/100``)
 is read as written: leading signs and points are kept (``-250+750=500``, ``.5*10=5``);
-unit words after a number are skipped (``66 fish * 1/3 = 22``); each link of a chain must
+unit words after a number are skipped (``66 fish * 1/3 = 22``, ``$20/hour * 35 hours =
+700``); each link of a chain must
 hold (``20 * 5 - 4 = 100 - 4 = 96``), a rounded right side is allowed its rounding
 (``10 / 3 = 3.33``); GSM8K calculator annotations ``<<a*b=c>>`` are read as equations of
 their own and removed from the visible text, so the equation they annotate is read too.
@@ -156,7 +157,12 @@ _TOKEN = re.compile(
     r"|(?P<op>[-+*/÷])|(?P<open>\()|(?P<close>\))|(?P<eq>(?<![<>=!])=(?!=)))"
 )
 # Unit words a number may carry before the next operator or "=" ("66 fish * 1/3").
-_UNIT_WORDS = re.compile(r"(?:\s+[^\W\d_][\w'-]*){1,3}(?=\s*(?:[-+*/÷x×=]|$))")
+# A unit is a word, maybe a rate ("miles/train", "$20/hour": the "/hour").
+_UNIT = r"(?:\s+[^\W\d_][\w'-]*(?:/[^\W\d_][\w'-]*)?|/[^\W\d_][\w'-]*)"
+# A unit written against the number ("300g", "5kg/day"); a single other letter is a
+# variable ("2L + 16"), which ends the arithmetic.
+_ATTACHED = r"(?:[^\W\d_]{2,}|[gmshk])(?:/[^\W\d_][\w'-]*)?"
+_UNIT_WORDS = re.compile(r"(?:" + _ATTACHED + r")?" + _UNIT + r"{0,3}(?<=[^\d\s])(?=\s*(?:[-+*/÷x×=]|$))")
 
 
 def equations(text: str) -> list[Equation]:
@@ -219,6 +225,11 @@ def _token_runs(text: str) -> Iterable[tuple[list[tuple[str, str]], str]]:
             if not run:
                 run_start = match.start()
             kind = match.lastgroup if match.group("number") is None else "number"
+            if kind == "number" and run and run[-1][0] in ("number", "close"):
+                # Two values with no operator between ("= 14 4-packs"): the chain ended.
+                if any(k == "eq" for k, _ in run):
+                    yield run, text[run_start:position]
+                run, run_start = [], match.start()
             if kind == "number":
                 number = NUMBER.match(match.group("number"))
                 value = repr(number_value(number))

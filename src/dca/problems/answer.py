@@ -5,7 +5,8 @@ Two steps, kept apart:
 1. **Locate** the final-answer statement with a regex for its marker. The asked form
    (`dca.prompting`) is a line starting with ``Answer:`` ("strict"); the forms small models
    write instead are accepted as "lenient": ``answer: 8`` / ``**Answer:** 8`` anywhere in a
-   line, ``The answer is 8.``, ``The final answer is 8``, ``\\boxed{8}``, ``#### 8``.
+   line, ``The answer is 8.``, ``The final answer is 8``, ``\\boxed{8}``, ``#### 8``
+   (GSM8K's form) and ``A: 8`` at the start of a line (question-answer style CoTs).
    The last strict statement wins; without one, the last lenient statement.
 2. **Parse and compare** the value with `math_verify` (``parse`` on the text from the marker
    to the end of its line, ``verify`` against the parsed gold answer). No home-made number
@@ -15,7 +16,7 @@ Two steps, kept apart:
 A statement whose value math_verify cannot parse does not count, and the next candidate is
 tried; a completion with no parseable statement is a ``format_failure`` (reported apart
 from ``wrong``). Nothing here raises on model text: math_verify errors and timeouts count as
-"not parsed". math_verify's timeouts use ``signal.alarm``, which only works in the main
+"not parsed". Signs count: ``A: -200`` against gold ``200`` is wrong. math_verify's timeouts use ``signal.alarm``, which only works in the main
 thread, so off the main thread they are switched off; instead, inputs are capped at
 `MAX_STATEMENT_CHARS` characters and parsed values holding a power with a large or
 non-numeric exponent ("10^10^10^10", whose comparison would never end) are not compared
@@ -47,7 +48,8 @@ _LENIENT = re.compile(
     r"(?:\b(?:the\s+)?(?:final\s+)?answer\s+is\b"
     r"|\*{0,2}\banswer\b\*{0,2}\s*:"
     r"|\\boxed\s*\{"
-    r"|^[ \t]*####)",
+    r"|^[ \t]*####"
+    r"|^[ \t]*A[ \t]*:)",
     re.IGNORECASE | re.MULTILINE,
 )
 # End of a sentence: terminal punctuation followed by whitespace or the end of the text

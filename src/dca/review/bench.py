@@ -404,15 +404,22 @@ def _figures(pairs: list[tuple[int, int | None]]) -> dict[str, Any]:
 
 
 def score(items: list[BenchItem], reviews: list[Review]) -> dict[str, dict[str, dict[str, Any]]]:
-    """Figures per reviewer and source (and ``all``): ProcessBench's accuracies and F1."""
+    """Figures per reviewer and source (and ``all`` over the sources it could review):
+    ProcessBench's accuracies and F1."""
     by_item = {item.id: item for item in items}
     pairs: dict[str, dict[str, list[tuple[int, int | None]]]] = {}
     for review in reviews:
         item = by_item[review.trace_id]
-        prediction = first_error(review)
-        for source in (item.source, "all"):
-            pairs.setdefault(review.reviewer, {}).setdefault(source, []).append((item.label, prediction))
-    return {reviewer: {source: _figures(p) for source, p in sources.items()} for reviewer, sources in pairs.items()}
+        pairs.setdefault(review.reviewer, {}).setdefault(item.source, []).append((item.label, first_error(review)))
+    figures: dict[str, dict[str, dict[str, Any]]] = {}
+    for reviewer, sources in pairs.items():
+        figures[reviewer] = {source: _figures(p) for source, p in sources.items()}
+        # "all": the sources this reviewer can review (a source whose every review failed,
+        # such as GSM8K for the oracle, is left out here and shown on its own row).
+        reviewable = [p for source, p in sources.items() if any(prediction is not None for _, prediction in p)]
+        if len(sources) > 1 and reviewable:
+            figures[reviewer]["all"] = _figures([pair for p in reviewable for pair in p])
+    return figures
 
 
 def run_bench(

@@ -40,30 +40,23 @@ are positive.
 
 from __future__ import annotations
 
-import ast
 import re
+from collections import Counter
 from dataclasses import dataclass, field
 
+from ..measures import BACKTRACKING as _BACKTRACKING
+from ..measures import VERIFICATION as _VERIFICATION
+from ..measures import Equation as _Equation
+from ..measures import equations as _equations
+from ..measures import numbers as _numbers
 from ..problems.answer import check_answer
 from ..records import Operation, Problem, Review, Step, Unit
 
-_NUMBER = re.compile(r"(?<![\d.,])\$?(\d{1,3}(?:,\d{3})+|\d+)(\.\d+)?(?![\d,]*\d)")
-_MULTIPLY = re.compile(r"(?<=\d)\s*[x×]\s*(?=[\d$(])")
-_ARITHMETIC_CHARS = set("0123456789.,$ +-*/()")
-_RESULT = re.compile(r"\s*\$?(\d{1,3}(?:,\d{3})+|\d+)(\.\d+)?")
-_VERIFICATION = re.compile(r"\b(?:check|verify|double-check|confirm|make sure)", re.IGNORECASE)
 _TASK_WORDS = re.compile(
     r"\b(?:how many|how much|what is|we need to|need to find|find out|the question)\b",
     re.IGNORECASE,
 )
 _WORD = re.compile(r"[a-z']+")
-
-
-@dataclass
-class _Equation:
-    operands: list[float]
-    result: float
-    correct: bool
 
 
 @dataclass
@@ -75,6 +68,34 @@ class _Label:
     """Fact or operation ids this unit states or computes."""
     needs: set[str] = field(default_factory=set)
     """Ids this unit uses."""
+    on_error: bool = False
+    """The unit builds on a value an earlier error produced."""
+
+
+#: Numbers a solution may use without the problem stating them (unit conversions, halves,
+#: percentages of a whole, small counts).
+COMMON_CONSTANTS = frozenset(
+    {0.1, 0.25, 0.5, 0.75, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0, 12.0, 24.0, 30.0, 52.0, 60.0, 100.0, 365.0, 1000.0}
+)
+
+_NUMBER_WORDS = {
+    "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8, "nine": 9, "ten": 10,
+    "eleven": 11, "twelve": 12, "thirteen": 13, "fourteen": 14, "fifteen": 15, "sixteen": 16, "seventeen": 17,
+    "eighteen": 18, "nineteen": 19, "twenty": 20, "thirty": 30, "forty": 40, "fifty": 50, "sixty": 60, "seventy": 70,
+    "eighty": 80, "ninety": 90, "hundred": 100, "thousand": 1000, "dozen": 12, "half": 0.5, "twice": 2, "double": 2,
+    "triple": 3, "thrice": 3, "quarter": 0.25, "third": 3, "fourth": 4, "fifth": 5, "tenth": 10,
+}  # fmt: skip
+
+
+def question_values(question: str) -> set[float]:
+    """The values a problem's text gives: its numbers, number words ("three", "dozen",
+    "twice"), and for each number n its share n/100 and complement 100-n and (100-n)/100
+    (percentages: "20% off" is used as 0.8)."""
+    values = set(_numbers(question)) | {float(v) for w, v in _NUMBER_WORDS.items() if re.search(rf"\b{w}\b", question, re.IGNORECASE)}
+    for n in list(values):
+        if 0 < n <= 100:
+            values |= {n / 100, 100 - n, (100 - n) / 100}
+    return {round(v, 4) for v in values}
 
 
 class OracleReviewer:
@@ -132,9 +153,14 @@ class _UnitLabeller:
             )
         question_sentence = re.split(r"(?<=[.!?])\s+", problem.question.strip())[-1]
         self.question_words = set(_WORD.findall(question_sentence.lower()))
+        # Values a step may use without deriving them in the trace.
+        self.given = set(self.values.values()) | {d.value for d in problem.distractors} | question_values(problem.question)
+        self.base = self.given | COMMON_CONSTANTS
 
     def label(self, units: list[Unit]) -> list[_Label]:
         self.seen: set[float] = set()
+        self.known: set[float] = set()  # values stated or derived by units not built on an error
+        self.wrong: dict[float, int] = {}  # value produced by an error (or built on one) -> unit
         # Values derived by correct off-graph equations over needed values: value -> unit.
         self.derived: dict[float, int] = {}
         self.final_computed = False
@@ -142,11 +168,38 @@ class _UnitLabeller:
         for unit in units:
             label = self._label_unit(unit.text, labels)
             labels.append(label)
-            self.seen.update(_numbers(unit.text))
+            values = set(_numbers(unit.text))
+            self.seen.update(values)
+            if label.contribution != "error" and not label.on_error:
+                self.known.update(values)
             self.final_computed |= self.final.id in label.provides
-        return labels
+        return mark_failed_attempts(units, labels)
+
+    def _derivable(self, value: float) -> bool:
+        return value in self.base or value in self.known or value in self.derived
+
+    def _built_on(self, values) -> list[float]:
+        """The values among `values` that only an earlier error produced."""
+        return [v for v in values if v in self.wrong and v not in self.base and v not in self.known]
+
+    def _wrong_input(self, equations: list[_Equation]) -> str | None:
+        """Why an equation off the solution path computes an operation with one wrong input
+        (one that neither the problem nor the trace gives), if it does."""
+        for equation in equations:
+            if equation.result in self.operation_ids:
+                continue
+            operands = Counter(equation.operands)
+            for operation in self.problem.operations:
+                inputs = Counter(self.values[i] for i in operation.inputs)
+                extra, missing = operands - inputs, inputs - operands
+                if sum(extra.values()) == 1 and sum(missing.values()) == 1:
+                    used = next(iter(extra))
+                    if used not in self.given and used not in self.known and used not in self.derived:
+                        return f"computes {operation.id} with {_show(used)} instead of {_show(next(iter(missing)))}"
+        return None
 
     def _label_unit(self, text: str, earlier: list[_Label]) -> _Label:
+        index = len(earlier)
         numbers = _numbers(text)
         check = check_answer(text, self.problem.answer)
         if check.outcome == "correct":
@@ -154,19 +207,48 @@ class _UnitLabeller:
                 "conclusion", "solved", "states the right final answer", needs={self.final.id}
             )
         if check.outcome == "wrong":
-            return _Label("conclusion", "error", f"states a wrong final answer ({check.answer})")
+            return _Label("conclusion", "error", f"states a wrong final answer ({check.answer})", needs={f"wrong:{v}" for v in numbers})
 
         equations = _equations(text)
         wrong = [e for e in equations if not e.correct]
         if wrong:
-            reason = f"wrong arithmetic (... = {_show(wrong[0].result)})"
-            return _Label("computation", "error", reason)
+            for e in equations:
+                self.wrong.setdefault(e.result, index)
+            reason = f"wrong arithmetic ({wrong[0].text})"
+            return _Label(
+                "computation", "error", reason,
+                provides={f"wrong:{e.result}" for e in equations}, needs={self._source(v) for e in equations for v in e.operands},
+            )  # fmt: skip
+        operands = [v for e in equations for v in e.operands]
+        on_error = self._built_on(operands if equations else numbers)
+        if on_error:
+            for e in equations:
+                self.wrong.setdefault(e.result, index)
+            return _Label(
+                "computation" if equations else "given_fact", "irrelevant", f"builds on the wrong value {_show(on_error[0])}",
+                provides={f"wrong:{e.result}" for e in equations}, needs={f"wrong:{v}" for v in on_error}, on_error=True,
+            )  # fmt: skip
+        underived = [v for v in operands if not self._derivable(v)]
+        if underived and not any(e.result in self.operation_ids for e in equations):
+            for e in equations:
+                self.wrong.setdefault(e.result, index)
+            return _Label(
+                "computation", "error", f"uses {_show(underived[0])}, which neither the problem nor an earlier step gives",
+                provides={f"wrong:{e.result}" for e in equations},
+            )  # fmt: skip
         if _VERIFICATION.search(text) and numbers and set(numbers) <= self.seen:
             return _Label("verification", "irrelevant", "re-checks values already known")
+        misread = self._wrong_input(equations)
+        if misread:
+            for e in equations:
+                self.wrong.setdefault(e.result, index)
+            return _Label("computation", "error", misread, provides={f"wrong:{e.result}" for e in equations})
         if equations:
-            return self._label_equations(equations, len(earlier), earlier)
+            return self._label_equations(equations, index, earlier)
         if numbers:
             return self._label_numbers(numbers)
+        if _BACKTRACKING.search(text) and any(label.contribution == "error" or label.on_error for label in earlier):
+            return _Label("backtracking", "indirect", "abandons the wrong line of work before")
         if _TASK_WORDS.search(text) or self._mostly_question_words(text):
             return _Label("task_statement", "indirect", "restates the question")
         return _Label("other", "irrelevant", "no quantity, not the question")
@@ -252,6 +334,22 @@ class _UnitLabeller:
         return len(words) >= 3 and sum(w in self.question_words for w in words) >= 0.6 * len(words)
 
 
+def mark_failed_attempts(units: list[Unit], labels: list[_Label]) -> list[_Label]:
+    """Abandoned lines of work: when a unit backtracks ("wait", "actually", "let me redo"),
+    the units since the previous backtracking that built on an earlier error become
+    ``failed_attempt`` (the error itself stays ``error``)."""
+    start = 0
+    for k, unit in enumerate(units):
+        if not _BACKTRACKING.search(unit.text):
+            continue
+        for i in range(start, k):
+            if labels[i].on_error and labels[i].contribution != "error":
+                labels[i].contribution = "failed_attempt"
+                labels[i].reason = f"abandoned at unit {k}: {labels[i].reason}"
+        start = k + 1
+    return labels
+
+
 def _group(labels: list[_Label]) -> list[Step]:
     """Contiguous units with the same label become one step, linked by what they use."""
     steps: list[Step] = []
@@ -285,64 +383,6 @@ def _group(labels: list[_Label]) -> list[Step]:
         for i in label.provides:
             provided_by[i] = step.index
     return steps
-
-
-def _numbers(text: str) -> list[float]:
-    """The numbers a text mentions ("1,200" -> 1200.0, "$5" -> 5.0, "3.5" -> 3.5)."""
-    return [float(m.group(1).replace(",", "") + (m.group(2) or "")) for m in _NUMBER.finditer(text)]
-
-
-def _equations(text: str) -> list[_Equation]:
-    """Each ``left = right`` in the text whose left side is arithmetic with an operator."""
-    text = _MULTIPLY.sub(" * ", text).replace("÷", "/")
-    equations = []
-    for equals in re.finditer(r"(?<![<>=!])=(?!=)", text):
-        left_start = equals.start()
-        while left_start > 0 and text[left_start - 1] in _ARITHMETIC_CHARS:
-            left_start -= 1
-        left = text[left_start : equals.start()].strip(" ,.+-*/")
-        right = _RESULT.match(text, equals.end())
-        value = _evaluate(left)
-        if right is None or value is None or not re.search(r"\d\s*[-+*/]", left):
-            continue
-        result = float(right.group(1).replace(",", "") + (right.group(2) or ""))
-        decimals = len(right.group(2) or ".") - 1
-        tolerance = 0.5 * 10.0**-decimals if decimals else 1e-9  # "10 / 3 = 3.33" is right
-        equations.append(
-            _Equation(_numbers(left), result, correct=abs(value - result) <= tolerance + 1e-9)
-        )
-    return equations
-
-
-def _evaluate(expression: str) -> float | None:
-    """The value of an arithmetic expression of numbers, + - * / and parentheses."""
-    expression = re.sub(r"(?<=\d),(?=\d{3})", "", expression.replace("$", ""))
-    try:
-        tree = ast.parse(expression, mode="eval")
-    except SyntaxError:
-        return None
-    return _evaluate_node(tree.body)
-
-
-def _evaluate_node(node: ast.AST) -> float | None:
-    if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)):
-        return float(node.value)
-    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
-        value = _evaluate_node(node.operand)
-        return None if value is None else -value
-    if isinstance(node, ast.BinOp):
-        left, right = _evaluate_node(node.left), _evaluate_node(node.right)
-        if left is None or right is None:
-            return None
-        if isinstance(node.op, ast.Add):
-            return left + right
-        if isinstance(node.op, ast.Sub):
-            return left - right
-        if isinstance(node.op, ast.Mult):
-            return left * right
-        if isinstance(node.op, ast.Div) and right != 0:
-            return left / right
-    return None
 
 
 def _show(value: float) -> str:

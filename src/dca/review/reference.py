@@ -39,10 +39,12 @@ solutions, 95 % of units come out useful; the rest are mostly such algebra).
 from __future__ import annotations
 
 import re
+from collections import Counter
 
+from ..measures import BACKTRACKING, VERIFICATION, equations, numbers
 from ..problems.answer import check_answer
 from ..records import Problem, Review, Unit
-from .oracle import _TASK_WORDS, _VERIFICATION, _WORD, _equations, _group, _Label, _numbers
+from .oracle import _TASK_WORDS, _WORD, COMMON_CONSTANTS, _group, _Label, mark_failed_attempts, question_values
 
 __all__ = ["ReferenceReviewer"]
 
@@ -86,55 +88,122 @@ class _ReferenceLabeller:
         self.problem = problem
         self.reference = {_key(v) for v in problem.intermediate_values}
         self.answer = _key(problem.intermediate_values[-1])
-        operands = {_key(v) for step in problem.reference_steps for e in step.expressions for v in _numbers(e)}
+        operands = {_key(v) for step in problem.reference_steps for e in step.expressions for v in numbers(e)}
         for step in problem.reference_steps:  # some GSM8K lines compute without an annotation
-            for equation in _equations(step.text):
+            for equation in equations(step.text):
                 if equation.correct:
                     self.reference.add(_key(equation.result))
                     operands.update(_key(v) for v in equation.operands)
         self.used_givens = operands - self.reference
-        self.question_numbers = {_key(v) for v in _numbers(problem.question)}
+        self.question_numbers = {_key(v) for v in numbers(problem.question)}
         self.unused_givens = self.question_numbers - self.used_givens - self.reference
+        # Values a step may use without deriving them in the trace.
+        self.given = self.used_givens | self.reference | {_key(v) for v in question_values(problem.question)}
+        self.base = self.given | {_key(v) for v in COMMON_CONSTANTS}
+        # The reference's expressions as operand multisets, to spot one computed with a wrong input.
+        self.expressions = [
+            (expression, Counter(_key(v) for v in numbers(expression)), _key(value))
+            for step in problem.reference_steps
+            for expression, value in zip(step.expressions, step.values)
+        ]
         question_sentence = re.split(r"(?<=[.!?])\s+", problem.question.strip())[-1]
         self.question_words = set(_WORD.findall(question_sentence.lower()))
 
     def label(self, units: list[Unit]) -> list[_Label]:
         self.seen: set[float] = set()
+        self.known: set[float] = set()  # values stated or derived by units not built on an error
+        self.wrong: dict[float, int] = {}  # value produced by an error (or built on one) -> unit
         self.off_path: dict[float, int] = {}  # value computed by a correct off-path equation -> unit
         self.answer_computed = False
         labels: list[_Label] = []
         for unit in units:
             label = self._label_unit(unit.text, labels)
             labels.append(label)
-            self.seen.update(_key(v) for v in _numbers(unit.text))
-        return labels
+            values = {_key(v) for v in numbers(unit.text)}
+            self.seen.update(values)
+            if label.contribution != "error" and not label.on_error:
+                self.known.update(values)
+        return mark_failed_attempts(units, labels)
+
+    def _derivable(self, value: float) -> bool:
+        return value in self.base or value in self.known
+
+    def _built_on(self, values) -> list[float]:
+        """The values among `values` that only an earlier error produced."""
+        return [v for v in values if v in self.wrong and v not in self.base and v not in self.known]
+
+    def _wrong_input(self, found) -> str | None:
+        """Why an equation that misses the reference path is the reference's computation with
+        one wrong input (one that neither the problem nor the trace gives), if it is."""
+        for equation in found:
+            result = _key(equation.result)
+            if result in self.reference:
+                continue
+            operands = Counter(_key(v) for v in equation.operands)
+            for expression, reference_operands, value in self.expressions:
+                extra, missing = operands - reference_operands, reference_operands - operands
+                if sum(extra.values()) == 1 and sum(missing.values()) == 1:
+                    used = next(iter(extra))
+                    if used not in self.given and used not in self.known:
+                        return f"computes {expression} with {used:g} instead of {next(iter(missing)):g}"
+        return None
 
     def _label_unit(self, text: str, earlier: list[_Label]) -> _Label:
+        index = len(earlier)
         check = check_answer(text, self.problem.answer)
         if check.outcome == "correct":
             return _Label("conclusion", "solved", "states the right final answer", needs={_name(self.answer)})
         if check.outcome == "wrong":
-            return _Label("conclusion", "error", f"states a wrong final answer ({check.answer})")
-        numbers = [_key(v) for v in _numbers(text)]
-        equations = _equations(text)
-        wrong = [e for e in equations if not e.correct]
+            return _Label("conclusion", "error", f"states a wrong final answer ({check.answer})", needs={_name(v) for v in numbers(text)})
+        values = [_key(v) for v in numbers(text)]
+        found = equations(text)
+        wrong = [e for e in found if not e.correct]
         if wrong:
-            return _Label("computation", "error", f"wrong arithmetic (... = {wrong[0].result:g})")
-        if _VERIFICATION.search(text) and numbers and set(numbers) <= self.seen:
+            for e in found:
+                self.wrong.setdefault(_key(e.result), index)
+            return _Label(
+                "computation", "error", f"wrong arithmetic ({wrong[0].text})",
+                provides={_name(e.result) for e in found}, needs={_name(v) for e in found for v in e.operands},
+            )  # fmt: skip
+        operands = [_key(v) for e in found for v in e.operands]
+        on_error = self._built_on(operands if found else values)
+        if on_error:
+            for e in found:
+                self.wrong.setdefault(_key(e.result), index)
+            return _Label(
+                "computation" if found else "given_fact", "irrelevant", f"builds on the wrong value {on_error[0]:g}",
+                provides={_name(e.result) for e in found}, needs={_name(v) for v in on_error}, on_error=True,
+            )  # fmt: skip
+        underived = [v for v in operands if not self._derivable(v)]
+        if underived and not any(_key(e.result) in self.reference for e in found):
+            for e in found:
+                self.wrong.setdefault(_key(e.result), index)
+            return _Label(
+                "computation", "error", f"uses {underived[0]:g}, which neither the problem nor an earlier step gives",
+                provides={_name(e.result) for e in found},
+            )  # fmt: skip
+        if VERIFICATION.search(text) and values and set(values) <= self.seen:
             return _Label("verification", "irrelevant", "re-checks values already known")
-        if equations:
-            return self._label_equations(equations, len(earlier), earlier)
-        if numbers:
-            return self._label_numbers(numbers)
+        misread = self._wrong_input(found)
+        if misread:
+            for e in found:
+                self.wrong.setdefault(_key(e.result), index)
+            return _Label("computation", "error", misread, provides={_name(e.result) for e in found})
+        if found:
+            return self._label_equations(found, index, earlier)
+        if values:
+            return self._label_numbers(values, signed=numbers(text, signed=True))
+        if BACKTRACKING.search(text) and any(label.contribution == "error" or label.on_error for label in earlier):
+            return _Label("backtracking", "indirect", "abandons the wrong line of work before")
         if _TASK_WORDS.search(text) or self._mostly_question_words(text):
             return _Label("task_statement", "indirect", "restates the question")
         return _Label("other", "irrelevant", "no quantity, not the question")
 
-    def _label_equations(self, equations, index: int, earlier: list[_Label]) -> _Label:
+    def _label_equations(self, found, index: int, earlier: list[_Label]) -> _Label:
         on_path: list[float] = []
         provides: set[str] = set()
         needs: set[str] = set()
-        for equation in equations:
+        for equation in found:
             result = _key(equation.result)
             operands = [_key(v) for v in equation.operands]
             provides.add(_name(result))
@@ -161,9 +230,11 @@ class _ReferenceLabeller:
             needs=needs,
         )
 
-    def _label_numbers(self, numbers: list[float]) -> _Label:
-        values = set(numbers)
-        if self.answer in values and (self.answer_computed or self.answer not in self.used_givens):
+    def _label_numbers(self, values_read: list[float], *, signed: list[float]) -> _Label:
+        values = set(values_read)
+        gold = self.problem.intermediate_values[-1]
+        answer_stated = any(_key(v) == _key(gold) for v in signed)  # signs count for the answer
+        if answer_stated and (self.answer_computed or self.answer not in self.used_givens):
             return _Label("conclusion", "solved", "states the final answer", needs={_name(self.answer)})
         givens = self.used_givens | self.unused_givens
         if values <= self.used_givens:
