@@ -458,7 +458,7 @@ def _edit_labels(args: argparse.Namespace) -> dict:
 
 def _token_counter(name: str):
     """A function counting a text's tokens with the named tokenizer ('words': words and marks)."""
-    from .edit import word_token_count
+    from .measures import word_token_count
 
     if name == "words":
         return word_token_count

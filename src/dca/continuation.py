@@ -39,6 +39,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Callable, Protocol
 
+from .measures import word_count
 from .problems.answer import check_answer, extract_answer
 from .problems.labels import check_against_gold
 from .prompting import ANSWER_PREFIX
@@ -245,7 +246,7 @@ class FunctionContinuationEngine:
     def __init__(self, generate: Callable[[ContinuationRequest, int], str], *, name: str = "function", count_tokens: Callable[[str], int] | None = None):
         self.generate = generate
         self.name = name
-        self.count_tokens = count_tokens or (lambda text: len(text.split()))
+        self.count_tokens = count_tokens or word_count
 
     def continue_batch(self, requests: list[ContinuationRequest], settings: ContinuationSettings) -> list[Continuation]:
         results = []

@@ -56,9 +56,10 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol
 
+from .measures import numbers, tokens_per_insight, useful_steps, word_token_count
 from .problems.answer import extract_answer
 from .prompting import chat_messages
-from .records import USEFUL_CONTRIBUTIONS, Consensus, Edit, EditSpan, Problem, Review, Step, Trace, Unit  # noqa: F401 - Edit, EditSpan re-exported (they live in records)
+from .records import Consensus, Edit, EditSpan, Problem, Review, Step, Trace, Unit  # noqa: F401 - Edit, EditSpan re-exported (they live in records)
 
 __all__ = [
     "ARMS",
@@ -93,7 +94,6 @@ BRIDGE_TEMPLATES = {
 
 _TERMINATOR = re.compile(r"[.!?…][\"'”’»)\]]*$")
 _CLAUSE_END = re.compile(r"[,;:]$")
-_NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
 _LINE_BREAK = re.compile(r"[\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029]")
 _SENTENCE_INSIDE = re.compile(r"[.!?](?=\s+\S)")
 
@@ -169,14 +169,7 @@ def template_bridge(contributions: list[str]) -> str:
 
 
 def _numbers(text: str) -> set[float]:
-    values = set()
-    for match in _NUMBER.finditer(text):
-        token = match.group().rstrip(".,")
-        try:
-            values.add(float(token.replace(",", "")))
-        except ValueError:
-            continue
-    return values
+    return set(numbers(text))
 
 
 def validate_bridge(text: str, *, allowed_text: str, max_chars: int) -> tuple[str | None, str]:
@@ -210,11 +203,6 @@ def validate_bridge(text: str, *, allowed_text: str, max_chars: int) -> tuple[st
 # Editing one trace
 
 Labels = Review | Consensus
-
-
-def word_token_count(text: str) -> int:
-    """Words and punctuation marks: the token count used where no tokenizer is given."""
-    return len(re.findall(r"\w+|[^\w\s]", text))
 
 
 def labels_name(labels: Labels) -> str:
@@ -436,7 +424,7 @@ def edit_trace(
     steps = labels.steps
     owner = _unit_steps(units, steps)
     contributions = [steps[o].contribution if o is not None else None for o in owner]
-    useful = sum(s.contribution in USEFUL_CONTRIBUTIONS for s in steps)
+    useful = useful_steps(steps)
     protected = _answer_units(units, trace.completion)
     dropped_steps, refused_steps = plan_drop(steps, units, owner, protected, config.drop)
     dropped = {i for i, o in enumerate(owner) if o is not None and o in dropped_steps}
@@ -536,7 +524,6 @@ def edit_figures(edits: list[Edit]) -> dict[str, Any]:
         if e.status == "skipped":
             key = e.reason.split(" (")[0].split(":")[0]
             skipped[key] = skipped.get(key, 0) + 1
-    with_insight = [e for e in used if e.useful_steps]
     units = sum(e.units for e in used)
     figures = {
         "arm": edits[0].arm if edits else None,
@@ -558,8 +545,8 @@ def edit_figures(edits: list[Edit]) -> dict[str, Any]:
         "refused_drops": sum(len(e.refused_steps) for e in used),
         "refused_units": sum(len(e.refused_units) for e in used),
         "traces_with_refused_drops": sum(bool(e.refused_steps) for e in used),
-        "tokens_per_insight_before": _mean([e.tokens_before / e.useful_steps for e in with_insight]),
-        "tokens_per_insight_after": _mean([e.tokens_after / e.useful_steps for e in with_insight]),
+        "tokens_per_insight_before": tokens_per_insight((e.tokens_before, e.useful_steps) for e in used),
+        "tokens_per_insight_after": tokens_per_insight((e.tokens_after, e.useful_steps) for e in used),
     }
     return figures
 

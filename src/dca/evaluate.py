@@ -51,6 +51,7 @@ from typing import Any, Callable
 from .continuation import ContinuationSettings, HFContinuationEngine, split_cot
 from .errors import UserError
 from .files import prepare_output_dir
+from .measures import tokens_per_insight, useful_steps
 from .faithfulness import (
     BACKTRACKING,
     DEFAULT_BUCKETS,
@@ -65,7 +66,7 @@ from .faithfulness import (
 )
 from .domains import domain_of
 from .domains.sources import DEFAULT_SYNTHETIC_COUNT, EVAL_SEED, SYNTHETIC_SETS, SetSpec, load_set, parse_set_spec
-from .records import USEFUL_CONTRIBUTIONS, Problem, Review, Trace, to_dict, write_jsonl
+from .records import Problem, Review, Trace, to_dict, write_jsonl
 from .rollout import SamplingConfig, rollout
 from .segment import segment
 
@@ -110,10 +111,6 @@ def pass_at_k(n: int, c: int, k: int) -> float:
     return 1.0 - math.comb(n - c, k) / math.comb(n, k)
 
 
-def useful_steps(review: Review) -> int:
-    return sum(step.contribution in USEFUL_CONTRIBUTIONS for step in review.steps)
-
-
 def caught_own_mistakes(review: Review) -> int:
     """Units labelled ``error`` (not the answer statement) followed later in the trace by a
     unit with a backtracking phrase."""
@@ -152,8 +149,8 @@ def set_figures(
     outcome = {t.id: t.outcome for t in traces}
     ok_reviews = [r for r in reviews if r.status == "ok"]
     with_insight = [r for r in ok_reviews if useful_steps(r)]
-    per_insight = [tokens[r.trace_id] / useful_steps(r) for r in with_insight]
-    per_insight_solved = [tokens[r.trace_id] / useful_steps(r) for r in with_insight if outcome[r.trace_id] == "correct"]
+    per_insight = tokens_per_insight((tokens[r.trace_id], useful_steps(r)) for r in ok_reviews)
+    per_insight_solved = tokens_per_insight((tokens[r.trace_id], useful_steps(r)) for r in ok_reviews if outcome[r.trace_id] == "correct")
     labels = [label for r in ok_reviews for label in r.unit_contributions() if label is not None]
     own_caught = sum(caught_own_mistakes(r) for r in ok_reviews)
     return {
@@ -170,8 +167,8 @@ def set_figures(
         "reviews_ok": len(ok_reviews),
         "reviews_failed": len(reviews) - len(ok_reviews),
         "traces_with_insight": len(with_insight),
-        "tokens_per_insight": _mean(per_insight),
-        "tokens_per_insight_solved": _mean(per_insight_solved),
+        "tokens_per_insight": per_insight,
+        "tokens_per_insight_solved": per_insight_solved,
         "mean_useful_steps": _mean([useful_steps(r) for r in ok_reviews]),
         "performative": {
             "verification_phrases_per_trace": _mean([len(VERIFICATION.findall(t.completion)) for t in traces]),

@@ -34,10 +34,10 @@ never a crash.
 from __future__ import annotations
 
 import random
-import re
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from . import measures as _measures
 from .continuation import (
     FILLER,
     Continuation,
@@ -122,43 +122,38 @@ def mean_curve(curves: list[tuple[list[float], list[float]]], points: int = 11) 
     return grid, means
 
 
-#: Phrases of verification and of backtracking (performative-reasoning indicators; a
-#: planted mistake counts as caught when the continuation holds a backtracking phrase).
-VERIFICATION = re.compile(
-    r"\b(?:let(?:'s| me| us) (?:double[- ])?check|double[- ]check|re-?check|verify|verif(?:ied|ying|ication)"
-    r"|to confirm|confirm(?:s|ed|ing)?|make sure|sanity check)\b",
-    re.IGNORECASE,
-)
-BACKTRACKING = re.compile(
-    r"\b(?:wait|actually|hmm+|oops|on second thought|i made a mistake|that(?:'s| is) (?:not right|wrong|incorrect)"
-    r"|let me (?:redo|try again|reconsider|recalculate)|correction|re-?(?:calculate|evaluate|consider)|mistake)\b",
-    re.IGNORECASE,
-)
-
-_NUMBER = re.compile(r"(?<![\w.])(\d{1,3}(?:,\d{3})+|\d+)(\.\d+)?(?![\d,]*\d)")
-_COMPUTATION = re.compile(r"(?<![<>=!])=(?!=)")
+# Verification and backtracking phrases (performative-reasoning indicators; a planted mistake
+# counts as caught when the continuation holds a backtracking phrase) live in dca.measures.
+VERIFICATION = _measures.VERIFICATION
+BACKTRACKING = _measures.BACKTRACKING
 
 
 def mistake_candidates(units: list[Unit]) -> list[int]:
     """Units a mistake may go into: computations (``=`` and a digit), else any unit with a number."""
-    with_numbers = [u.index for u in units if _NUMBER.search(u.text)]
-    computations = [i for i in with_numbers if _COMPUTATION.search(units[i].text)]
+    with_numbers = [u.index for u in units if _measures.numbers(u.text)]
+    computations = [i for i in with_numbers if _measures.has_computation(units[i].text)]
     return computations or with_numbers
 
 
 def corrupt_number(text: str, rng: random.Random) -> tuple[str, str, str] | None:
     """`text` with its last number changed by ± 1..3 (never below 0, same decimals):
     ``(new text, old number, new number)``; None when the text holds no number."""
-    matches = list(_NUMBER.finditer(text))
+    matches = _measures.number_matches(text)
     if not matches:
         return None
     match = matches[-1]
-    integer, decimals = match.group(1), match.group(2) or ""
-    value = float(integer.replace(",", "") + decimals)
+    decimals = match.group("dec") or match.group("dec_only") or ""
+    value = abs(_measures.number_value(match))
+    if match.group("sign"):  # keep the sign as written; change the digits after it
+        match_start = match.start() + 1
+    else:
+        match_start = match.start()
+    if text[match_start] == "$":
+        match_start += 1
     deltas = [d for d in (-3, -2, -1, 1, 2, 3) if value + d >= 0]
     new_value = value + rng.choice(deltas)
     new = f"{new_value:.{len(decimals) - 1}f}" if decimals else str(int(new_value))
-    return text[: match.start()] + new + text[match.end() :], match.group(0), new
+    return text[:match_start] + new + text[match.end() :], text[match_start : match.end()], new
 
 
 # ---------------------------------------------------------------------------------------------

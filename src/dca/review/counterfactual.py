@@ -31,15 +31,14 @@ the per-unit importance, ``acc(k)``, the dissimilar counts and the settings; ``u
 
 from __future__ import annotations
 
-import re
 from dataclasses import asdict, dataclass
 from typing import Callable
 
+from ..measures import has_computation
 from ..continuation import ContinuationEngine, ContinuationRequest, ContinuationSettings, CoTEdit, answers_equal, apply_edit, split_cot
 from ..records import Problem, Review, Step, Unit
 from ..segment import segment
 
-_COMPUTATION = re.compile(r"(?<![<>=!])=(?!=).*\d|\d.*(?<![<>=!])=(?!=)")
 
 
 @dataclass(kw_only=True)
@@ -163,7 +162,7 @@ class CounterfactualReviewer:
                     fallback.append(i)
             importance.append(accuracy[i + 1] - removed)
         labels = [label_importance(v, config.threshold) for v in importance]
-        functions = ["computation" if _COMPUTATION.search(u.text) else "other" for u in cot.units]
+        functions = ["computation" if has_computation(u.text) else "other" for u in cot.units]
         answer_right = answers_equal(trace_answer, target)
         conclusion = "solved" if answer_right else "error"
         labels += [conclusion] * (len(units) - n)
