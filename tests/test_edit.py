@@ -81,6 +81,10 @@ def joined(text: str, dropped: set[int], *, bridge: bool = False) -> str:
         ("A has 1. B has 2.\nAnswer: 1", {1}, True, "A has 1.\nAnswer: 1"),
         ("A has 1. B has 2. C has 3. D has 4.", {1, 3}, True, "A has 1. BRIDGE. C has 3."),
         ("First, 3 + 4 = 7, and 7 * 2 = 14, so 14 + 1 = 15.", {1}, True, "First, 3 + 4 = 7, so 14 + 1 = 15."),
+        # a bridge starts a new sentence or line: never glued after a line with no full stop
+        ("He earns 40 * 12 = $480\nHe has 3 cats.\nSo 480 - 3 = 477 left.", {1}, True,
+         "He earns 40 * 12 = $480\nBRIDGE.\nSo 480 - 3 = 477 left."),
+        ("A has 1.\nB has 2.\nC has 3.", {1}, True, "A has 1. BRIDGE.\nC has 3."),
         # nothing dropped: the text as it was
         ("A has 1. B has 2.\nAnswer: 1", set(), True, "A has 1. B has 2.\nAnswer: 1"),
     ],

@@ -371,7 +371,15 @@ def join_kept(
                     if fallback:
                         fallbacks.append(fallback)
                     start = len(out)
-                    out += " " + sentence
+                    # A bridge starts a new sentence or line: after a line that ends without a
+                    # full stop ("... = $480"), on a line of its own.
+                    if _LINE_BREAK.search(out[-1:]):
+                        separator = ""
+                    elif _TERMINATOR.search(out.rstrip()):
+                        separator = " "
+                    else:
+                        separator = "\n"
+                    out += separator + sentence
                     spans.append(EditSpan(kind="inserted", text=out[start:], start=start, end=len(out)))
                     bridges += 1
             piece = lead + body
