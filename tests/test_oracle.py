@@ -142,3 +142,40 @@ def test_problems_without_structure_give_a_failed_review():
     problem = load_gsm8k("test", limit=1)[0]
     result = REVIEWER.review(problem, "Answer: 3", segment("Answer: 3"), trace_id="t")
     assert result.status == "failed" and "synthetic" in result.error and not result.steps
+
+
+def test_a_planted_first_error_and_the_steps_built_on_it():
+    """Issue 10: the first wrong step is `error` (a wrong result, or a right computation on a
+    wrong input), later computations on its value are not credited and depend on it."""
+    from dca.review.bench import bench_review_items, first_error, planted_synthetic
+
+    items = [i for i in planted_synthetic(PROBLEMS[:80], seed=1) if i.label >= 0]
+    kinds = set()
+    for item in items:
+        (review_item,) = bench_review_items([item])
+        result = REVIEWER.review(item.problem, review_item.trace.completion, review_item.units, trace_id=item.id)
+        assert first_error(result) == item.label, (item.steps, item.planted)
+        kinds.add(item.planted["kind"])
+        labels = result.unit_contributions()
+        for step in result.steps:
+            if "wrong value" in step.reason:
+                assert labels[step.first_unit] == "irrelevant" and step.depends_on
+    assert kinds == {"result", "operand"}
+
+
+def test_backtracking_after_an_error_marks_the_abandoned_work():
+    problem = next(p for p in PROBLEMS if [o.op for o in p.operations] == ["+", "+"])
+    f0, f1, f2 = (int(f.value) for f in problem.facts)
+    v0, v1 = (int(o.value) for o in problem.operations)
+    text = (
+        f"First {f0} + {f1} = {v0 + 1}. Then {v0 + 1} + {f2} = {v0 + 1 + f2}. Wait, I made a mistake. "
+        f"So {f0} + {f1} = {v0}. Then {v0} + {f2} = {v1}.\nAnswer: {v1}"
+    )
+    assert [(f, c) for _, f, c in labels(problem, text)] == [
+        ("computation", "error"),
+        ("computation", "failed_attempt"),
+        ("backtracking", "indirect"),
+        ("computation", "essential"),
+        ("computation", "solved"),
+        ("conclusion", "solved"),
+    ]

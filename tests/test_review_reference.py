@@ -119,3 +119,73 @@ def test_reviewer_output_is_shorter_than_a_typical_10_unit_trace(smollm_tokenize
     ratio_lines, ratio_json = statistics.median(lines), statistics.median(json_)
     print(f"reviewer output tokens / CoT tokens, {len(lines)} traces of 9-11 units: lines {ratio_lines:.2f}, json {ratio_json:.2f}")
     assert ratio_lines < 1.0 < ratio_json
+
+
+# Issue 10: the first wrong step, steps built on it, abandoned lines of work, answer forms.
+
+
+def reviewed(text, problem=JANET):
+    units = segment(text)
+    return ReferenceReviewer().review(problem, text, units, trace_id="t"), units
+
+
+def test_the_first_wrong_step_is_the_error_and_later_steps_build_on_it():
+    text = "Janet sells 16 - 3 - 4 = 8 duck eggs a day. She makes 8 * 2 = $16 every day.\n#### 16"
+    review, units = reviewed(text)
+    assert [(f, c) for _, f, c in labels(text)] == [
+        ("computation", "error"),  # wrong arithmetic
+        ("computation", "irrelevant"),  # right arithmetic on the wrong 8
+        ("conclusion", "error"),  # GSM8K's "#### N" is read as the final answer
+    ]
+    error, built, _ = review.steps
+    assert built.depends_on == [error.index] and "wrong value 8" in built.reason
+
+
+def test_a_wrong_input_is_an_error_even_when_the_arithmetic_is_right():
+    # 5 is neither given nor derived: the eggs used for muffins are four.
+    assert labels("Janet sells 16 - 3 - 5 = 8 duck eggs a day.")[0][1:] == ("computation", "error")
+    # The reference computation with one changed input that the problem does not give.
+    assert labels("She makes 9 * 11 = 99 dollars.")[0][1:] == ("computation", "error")
+    # A correct route off the reference path over given numbers is not an error.
+    assert labels("If she sold all, 16 * 2 = 32 dollars.")[0][1:] == ("computation", "irrelevant")
+
+
+def test_an_abandoned_line_of_work_is_a_failed_attempt():
+    text = (
+        "She sells 16 - 3 - 4 = 8 eggs. She makes 8 * 2 = 16 dollars. Wait, that is wrong. "
+        "She sells 16 - 3 - 4 = 9 eggs. She makes 9 * 2 = 18 dollars.\nAnswer: 18"
+    )
+    assert [c for _, _, c in labels(text)] == ["error", "failed_attempt", "indirect", "essential", "solved", "solved"]
+    assert labels(text)[2][1] == "backtracking"
+
+
+@pytest.mark.parametrize(
+    ("line", "contribution"),
+    [("A: 18", "solved"), ("#### 18", "solved"), ("A: -18", "error"), ("#### -18", "error"), ("Answer: $18.00", "solved")],
+)
+def test_final_answer_forms_are_conclusions(line, contribution):
+    text = f"She makes 9 * 2 = 18 dollars.\n{line}"
+    assert labels(text)[-1] == (line, "conclusion", contribution)
+
+
+def test_a_negative_value_is_not_the_positive_answer():
+    assert labels("So she makes -18 dollars.")[0][2] != "solved"
+
+
+@pytest.mark.parametrize(
+    "sentence",
+    [
+        "He pays .5*10=5 dollars.",
+        "Then -250+750=500.",
+        "66 fish * 1/3 = 22 fish.",
+        "So 20 * 5 - 4 = 100 - 4 = 96.",
+        "He makes 48/2 = <<48/2=24>>24 dollars.",
+    ],
+)
+def test_arithmetic_is_read_as_written(sentence):
+    """Issue 10's misreadings: none of these right computations is an error."""
+    problem = Problem(
+        id="p", source="gsm8k", question="Numbers: 0.5, 10, 250, 750, 66, 1/3, 20, 5, 4, 48, 2. What is it?",
+        answer="7", intermediate_values=[7.0], reference_steps=[ReferenceStep(text="3 + 4 = 7", expressions=["3+4"], values=[7.0])],
+    )  # fmt: skip
+    assert labels(sentence, problem)[0][2] != "error"

@@ -180,7 +180,7 @@ class _UnitLabeller:
 
     def _built_on(self, values) -> list[float]:
         """The values among `values` that only an earlier error produced."""
-        return [v for v in values if v in self.wrong and v not in self.base and v not in self.known]
+        return [v for v in values if v in self.wrong and v not in self.given and v not in self.known]
 
     def _wrong_input(self, equations: list[_Equation]) -> str | None:
         """Why an equation off the solution path computes an operation with one wrong input

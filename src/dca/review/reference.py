@@ -130,7 +130,7 @@ class _ReferenceLabeller:
 
     def _built_on(self, values) -> list[float]:
         """The values among `values` that only an earlier error produced."""
-        return [v for v in values if v in self.wrong and v not in self.base and v not in self.known]
+        return [v for v in values if v in self.wrong and v not in self.given and v not in self.known]
 
     def _wrong_input(self, found) -> str | None:
         """Why an equation that misses the reference path is the reference's computation with
