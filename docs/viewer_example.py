@@ -6,8 +6,9 @@
 
 Traces are gold CoTs of synthetic problems (with irrelevant steps; every third one made wrong
 by changing the last computation and the answer). Three reviewers: the oracle and two noisy
-copies of it (15 % and 35 % of unit labels flipped). Credits use the ``conserve`` policy with
-whitespace-separated words standing in for model tokens (no tokenizer is loaded here).
+copies of it (15 % and 35 % of unit labels flipped). Credits use the ``signed`` policy (a
+failed trace's negative advantage lands on its error step) with whitespace-separated words
+standing in for model tokens (no tokenizer is loaded here).
 With ``--screenshot PNG`` the page is also rendered in headless Chromium.
 """
 
@@ -61,7 +62,7 @@ def build(out: Path, count: int = 12) -> None:
             compute_credit(
                 trace_id=trace.id, text=trace.completion, token_spans=words, review=consensuses[trace.id],
                 sequence_advantage=trace.advantage, answer_span=found.span,
-                config=CreditConfig(policy="conserve"),
+                config=CreditConfig(policy="signed"),
             )
         )  # fmt: skip
     write_jsonl(out / "problems.jsonl", problems)
