@@ -19,6 +19,8 @@ TORCH_FREE = [
     "dca.consensus",
     "dca.agreement",
     "dca.credit",
+    "dca.measures",
+    "dca.review.bench",
     "dca.edit",
     "dca.train",
     "dca.train.config",
