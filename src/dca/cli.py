@@ -212,10 +212,23 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .train.config import load_train_config
     from .train.run import run_training
 
-    config = load_train_config(args.config)
+    if args.resume:
+        if args.overwrite:
+            raise UserError("--resume continues the run in --out; --overwrite would delete it (give one of them)")
+        saved = Path(args.out) / "config.yaml"
+        if args.config is not None:
+            raise UserError(f"--resume reads the run's own config ({saved}); leave out --config")
+        if not saved.is_file():
+            raise UserError(f"--out {args.out} holds no config.yaml; it is not a DCA run that can be resumed")
+        config = load_train_config(saved)
+    elif args.config is None:
+        raise UserError("give --config run.yaml (or --resume to continue the run in --out)")
+    else:
+        config = load_train_config(args.config)
     _quiet_libraries()
-    summary, run = run_training(config, args.out, overwrite=args.overwrite, log=_log)
-    _print_summary(summary, run.path)
+    summary, run = run_training(config, args.out, overwrite=args.overwrite, resume=args.resume, log=_log)
+    if run.writer:
+        _print_summary(summary, run.path)
     return 0
 
 
@@ -659,9 +672,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_warmstart)
 
     p = sub.add_parser("train", help="DCA-GRPO training from a YAML config")
-    p.add_argument("--config", required=True)
+    p.add_argument("--config", help="run YAML (not with --resume: the run's own config.yaml is used)")
     p.add_argument("--out", required=True, help="run directory")
     p.add_argument("--overwrite", action="store_true", help="replace an earlier run in --out")
+    p.add_argument("--resume", action="store_true", help="continue the unfinished run in --out from its last checkpoint (trl.save_steps)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("demo", help="warm start + DCA-GRPO on the embedded model, on the CPU")

@@ -11,15 +11,20 @@ error that names the key). Every run directory holds the exact config that produ
     problems: {synthetic: {count: 64, seed: 1, min_operations: 1, max_operations: 2}}
     eval_problems: {synthetic: {count: 32, seed: 2, min_operations: 1, max_operations: 2}}
     grpo: {steps: 10, num_generations: 8, max_completion_length: 96}
+    trl: {gradient_accumulation_steps: 2, save_steps: 5, report_to: tensorboard}   # any trl.GRPOConfig field
+
+``grpo:`` holds the settings DCA gives its own defaults; ``trl:`` passes any other
+`trl.GRPOConfig` field through unchanged (checked against TRL's field list when the config is
+read; see `dca.train.grpo_config`). A field may be set in one of them, not both.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ..consensus import check_rule
 from ..credit import BLAME_CONTRIBUTIONS, CreditConfig
@@ -96,8 +101,26 @@ class CreditSettings(_Strict):
         )
 
 
+#: `loss_type` values TRL 1.16's `GRPOTrainer._compute_loss` implements.
+LOSS_TYPES = ("grpo", "bnpo", "dr_grpo", "dapo", "luspo", "cispo", "sapo", "vespo")
+
+#: The `grpo:` settings and the trl.GRPOConfig field each one sets.
+GRPO_SETTINGS_FIELDS = {
+    "steps": "max_steps",
+    "learning_rate": "learning_rate",
+    "num_generations": "num_generations",
+    "prompts_per_step": "per_device_train_batch_size",
+    "max_completion_length": "max_completion_length",
+    "temperature": "temperature",
+    "beta": "beta",
+    "loss_type": "loss_type",
+    "scale_rewards": "scale_rewards",
+}
+
+
 class GRPOSettings(_Strict):
-    """The subset of `trl.GRPOConfig` a DCA run sets; the rest keep TRL's defaults."""
+    """The `trl.GRPOConfig` settings DCA gives its own defaults; any other field goes in the
+    run's ``trl:`` mapping. ``prompts_per_step`` is per process."""
 
     steps: int = Field(10, ge=1, description="Optimizer steps.")
     learning_rate: float = Field(5e-6, gt=0)
@@ -106,7 +129,7 @@ class GRPOSettings(_Strict):
     max_completion_length: int = Field(96, ge=8)
     temperature: float = Field(1.0, gt=0)
     beta: float = Field(0.0, ge=0, description="KL coefficient (TRL's default 0 drops the reference model).")
-    loss_type: str = Field("dapo", description="Any loss_type TRL's GRPOConfig accepts.")
+    loss_type: Literal[LOSS_TYPES] = Field("dapo", description="Any loss_type TRL 1.16's GRPO loss implements.")
     scale_rewards: Literal["group", "batch", "none"] = "group"
 
 
@@ -128,7 +151,29 @@ class TrainConfig(_Strict):
     problems: ProblemsSettings = ProblemsSettings(synthetic=SyntheticSettings(count=64, seed=1))
     eval_problems: ProblemsSettings | None = None
     grpo: GRPOSettings = GRPOSettings()
+    trl: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Any other trl.GRPOConfig field, passed through unchanged (e.g. use_vllm, bf16, "
+        "gradient_accumulation_steps, save_steps, report_to).",
+    )
     seed: int = 0
+
+    @field_validator("trl")
+    @classmethod
+    def _trl_fields(cls, options: dict[str, Any]) -> dict[str, Any]:
+        if options:  # imports TRL (and torch) only for a config that uses the passthrough
+            from .grpo_config import check_trl_options
+
+            check_trl_options(options)
+        return options
+
+    @model_validator(mode="after")
+    def _one_home_per_setting(self):
+        from_grpo = {GRPO_SETTINGS_FIELDS[name]: name for name in self.grpo.model_fields_set}
+        for name in self.trl:
+            if name in from_grpo:
+                raise ValueError(f"trl.{name} is also set as grpo.{from_grpo[name]}; set it in one place")
+        return self
 
     @model_validator(mode="after")
     def _reviewer_known(self):
@@ -170,4 +215,5 @@ def load_train_config(path: str | Path) -> TrainConfig:
     except ValidationError as e:
         first = e.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "(top level)"
-        raise UserError(f"{path}: {where}: {first['msg']} ({e.error_count()} problem(s) in all)") from e
+        message = first["msg"].removeprefix("Value error, ")
+        raise UserError(f"{path}: {where}: {message} ({e.error_count()} problem(s) in all)") from e

@@ -17,11 +17,20 @@ Departures from plain GRPO, on purpose:
   (`dca.consensus`) and credit follows only what they agree on.
 
 The dataset must carry a ``problem_id`` column whose values are keys of ``problems``.
+
+TRL options that assume one advantage per sequence were checked against the ``(B, T)`` shape
+(see `dca.train.grpo_config`); ``importance_sampling_level="sequence"`` is refused. Besides
+the override above, the trainer adds what a run needs around TRL: DCA's ``dca/*`` metrics are
+aggregated across processes before TRL logs them (`log`), and each checkpoint gets a
+`DCA_STATE_FILE` so a resumed run continues the trace ids where it stopped.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import time
+from pathlib import Path
 from typing import Any, Protocol
 
 import torch
@@ -34,6 +43,12 @@ from ..consensus import build_consensus, check_rule
 from ..records import Consensus, Credit, Problem, Review, Trace, Unit
 from ..review.base import Reviewer
 from ..segment import segment
+from .grpo_config import check_per_token_options
+from .resume import DCA_STATE_FILE
+
+#: ``dca/*`` metrics that are counts per generation batch: summed over processes (the others,
+#: fractions and means, are averaged; ``dca/review_seconds`` takes the slowest process).
+SUMMED_METRICS = ("dca/traces", "dca/tokens", "dca/fallbacks", "dca/reviews_failed")
 
 
 class BatchRecorder(Protocol):
@@ -83,6 +98,8 @@ class DCAGRPOTrainer(GRPOTrainer):
         if not reviewers:
             raise ValueError("DCAGRPOTrainer needs at least one reviewer")
         check_rule(consensus_rule)
+        if kwargs.get("args") is not None:
+            check_per_token_options(kwargs["args"])
         super().__init__(*args, **kwargs)
         self.reviewers = reviewers
         self.consensus_rule = consensus_rule
@@ -174,6 +191,52 @@ class DCAGRPOTrainer(GRPOTrainer):
                 status="failed",
                 error=f"{type(e).__name__}: {e}",
             )
+
+    # -----------------------------------------------------------------------------------------
+    # Around TRL: metrics across processes, checkpoint state for resuming
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        if self.accelerator.num_processes > 1:
+            self._aggregate_dca_metrics("train" if self.model.training else "eval")
+        super().log(logs, start_time)
+
+    def _aggregate_dca_metrics(self, mode: str) -> None:
+        """Replace each process's ``dca/*`` values by one value for all processes (collective:
+        every process calls it from `log`, as TRL's own gathers there)."""
+        from accelerate.utils import gather_object
+
+        metrics = self._metrics[mode]
+        names = sorted({name for names in gather_object([sorted(k for k in metrics if k.startswith("dca/"))]) for name in names})
+        for name in names:
+            values = metrics.get(name, [])
+            local = torch.tensor(sum(values) / len(values) if values else float("nan"), device=self.accelerator.device)
+            gathered = self.accelerator.gather(local.reshape(1)).float()
+            present = gathered[~torch.isnan(gathered)]
+            if name in SUMMED_METRICS:
+                value = present.sum()
+            elif name == "dca/review_seconds":
+                value = present.max()
+            else:
+                value = present.mean()
+            metrics[name] = [float(value.item())]
+
+    def _save_checkpoint(self, model, trial) -> None:
+        super()._save_checkpoint(model, trial)
+        # Written last, once every process has saved its part: marks the checkpoint complete.
+        self.accelerator.wait_for_everyone()
+        if self.accelerator.is_main_process:
+            folder = Path(self._get_output_dir(trial=trial)) / f"checkpoint-{self.state.global_step}"
+            state = {"global_step": self.state.global_step, "generation_round": self._generation_round}
+            tmp = folder / (DCA_STATE_FILE + ".partial")
+            tmp.write_text(json.dumps(state) + "\n", encoding="utf-8")
+            os.replace(tmp, folder / DCA_STATE_FILE)
+
+    def train(self, resume_from_checkpoint: str | bool | None = None, **kwargs: Any):
+        if isinstance(resume_from_checkpoint, (str, os.PathLike)):
+            state_file = Path(resume_from_checkpoint) / DCA_STATE_FILE
+            if state_file.is_file():
+                self._generation_round = json.loads(state_file.read_text(encoding="utf-8"))["generation_round"]
+        return super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
 
 
 def _prompt_text(tokenizer, prompt: str | list[dict[str, str]]) -> str:

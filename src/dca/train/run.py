@@ -11,8 +11,20 @@ A run directory holds::
     credits.jsonl    the per-token advantages each trace was trained with
     metrics.jsonl    TRL's per-step metrics plus DCA's credit statistics
     eval_before.jsonl / eval_after.jsonl   greedy traces on the eval problems, if any
+    trainer/         TRL's checkpoints (checkpoint-N/), when the run saves any (trl.save_steps)
+    tensorboard/     event files, with ``trl: {report_to: tensorboard}``
     checkpoint/      the trained model and tokenizer
     summary.json     written last: a run without it did not finish
+
+Resume (``dca train --resume --out DIR``) continues from the last complete checkpoint in
+``trainer/`` with TRL's ``resume_from_checkpoint``, after dropping from the run files every
+record of a step after that checkpoint (`dca.train.resume`), so that each trace, review,
+credit and metrics line is there exactly once; ``run.json`` lists each resume with its step.
+
+Multi-process (``accelerate launch --num_processes N -m dca.cli train ...``): every process
+generates and reviews its own completions; the records are gathered to the main process, which
+alone writes the run directory (`RunRecorder`); DCA's metrics are aggregated across processes
+by the trainer.
 """
 
 from __future__ import annotations
@@ -26,14 +38,16 @@ from pathlib import Path
 from typing import Callable
 
 from ..credit import credit_statistics
+from ..errors import UserError
 from ..files import prepare_output_dir
 from ..model import load_model, resolve_model_path, trainer_device_arguments
 from ..domains.sources import load_problems  # noqa: F401 (re-exported: one home for problem sources)
 from ..prompting import chat_messages
-from ..records import Consensus, Credit, Problem, Review, Trace, append_jsonl, write_jsonl
+from ..records import Consensus, Credit, Problem, Review, Trace, append_jsonl, from_dict, write_jsonl
 from ..review import OracleReviewer, ReferenceReviewer
 from ..rollout import SamplingConfig, rollout, summarize
 from .config import TrainConfig
+from .resume import last_checkpoint, read_json_lines, truncate_run_files
 from .warmstart import warmstart
 
 Log = Callable[[str], None]
@@ -63,31 +77,114 @@ def make_reviewers(config: TrainConfig) -> list:
 
 
 # ---------------------------------------------------------------------------------------------
+# Processes
+
+
+class Processes:
+    """Which process this is under ``accelerate launch`` (one process without it).
+
+    Only the main process writes the run directory; the others follow it. Built on accelerate's
+    `PartialState`, which starts the process group the trainer then uses."""
+
+    def __init__(self):
+        from accelerate import PartialState
+
+        self.state = PartialState()
+        self.count = self.state.num_processes
+        self.is_main = self.state.is_main_process
+
+    def barrier(self) -> None:
+        if self.count > 1:
+            self.state.wait_for_everyone()
+
+    def main_first(self, action: Callable[[], object]) -> object:
+        """Run `action` on the main process and share its result; a UserError it raises is
+        raised on every process (so none waits forever for a main process that gave up)."""
+        result, error = None, None
+        if self.is_main:
+            try:
+                result = action()
+            except UserError as e:
+                error = str(e)
+        if self.count > 1:
+            from accelerate.utils import broadcast_object_list
+
+            shared = broadcast_object_list([result, error], from_process=0)
+            result, error = shared
+        if error is not None:
+            raise UserError(error)
+        return result
+
+    def gather(self, records: list) -> list:
+        """Every process's `records`, in process order (the local list with one process)."""
+        if self.count == 1:
+            return list(records)
+        from accelerate.utils import gather_object
+
+        return gather_object(list(records))
+
+
+# ---------------------------------------------------------------------------------------------
 # Run directory
 
 
 class RunDirectory:
-    """Owns one run's output folder; refuses to mix runs or to look finished when it is not."""
+    """Owns one run's output folder; refuses to mix runs or to look finished when it is not.
 
-    def __init__(self, path: str | Path, *, overwrite: bool = False):
-        self.path = prepare_output_dir(path, overwrite=overwrite, marker="run.json", kind="a DCA run")
+    `writer` is False on the non-main processes of a multi-process run: they know the paths
+    but write nothing."""
+
+    def __init__(self, path: str | Path, *, writer: bool = True, resumed: list[dict] | None = None):
+        self.path = Path(path)
+        self.writer = writer
+        self.resumed = list(resumed or [])
+
+    @classmethod
+    def create(cls, path: str | Path, *, overwrite: bool = False) -> "RunDirectory":
+        return cls(prepare_output_dir(path, overwrite=overwrite, marker="run.json", kind="a DCA run"))
+
+    @classmethod
+    def reopen(cls, path: str | Path) -> "RunDirectory":
+        """An unfinished run directory to resume; UserError when there is none."""
+        path = Path(path)
+        status_file = path / "run.json"
+        if not status_file.is_file():
+            raise UserError(f"--out {path} is not a DCA run directory (no run.json); nothing to resume")
+        try:
+            status = json.loads(status_file.read_text(encoding="utf-8"))
+        except (ValueError, OSError) as e:
+            raise UserError(f"{status_file} is unreadable ({e}); the run cannot be resumed") from e
+        if status.get("status") == "finished":
+            raise UserError(f"the run in {path} already finished; nothing to resume")
+        return cls(path, resumed=status.get("resumed", []))
 
     def file(self, name: str) -> Path:
         return self.path / name
 
     def start(self, config: TrainConfig) -> None:
-        self.file("config.yaml").write_text(config.to_yaml(), encoding="utf-8")
-        self._status("running")
+        if self.writer:
+            self.file("config.yaml").write_text(config.to_yaml(), encoding="utf-8")
+            self._status("running")
+
+    def resume(self, *, step: int, checkpoint: str | None, dropped: dict[str, int]) -> None:
+        self.resumed.append(
+            {"step": step, "checkpoint": checkpoint, "dropped": dropped, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        )
+        if self.writer:
+            self._status("running")
 
     def finish(self, summary: dict) -> None:
-        write_json(self.file("summary.json"), summary)
-        self._status("finished")
+        if self.writer:
+            write_json(self.file("summary.json"), summary)
+            self._status("finished")
 
     def fail(self, error: BaseException) -> None:
-        self._status("failed", error=f"{type(error).__name__}: {error}")
+        if self.writer:
+            self._status("failed", error=f"{type(error).__name__}: {error}")
 
     def _status(self, status: str, **extra) -> None:
-        write_json(self.file("run.json"), {"status": status, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **extra})
+        resumed = {"resumed": self.resumed} if self.resumed else {}
+        write_json(self.file("run.json"), {"status": status, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **resumed, **extra})
 
 
 def write_json(path: Path, data: dict) -> None:
@@ -97,17 +194,31 @@ def write_json(path: Path, data: dict) -> None:
 
 
 class RunRecorder:
-    """Appends each generation batch's traces, reviews and credits to the run directory."""
+    """Appends each generation batch's traces, reviews and credits to the run directory.
 
-    def __init__(self, run: RunDirectory):
+    Called on every process with that process's records; they are gathered to the main
+    process, which alone writes them (and keeps them for the summary)."""
+
+    def __init__(self, run: RunDirectory, processes: Processes | None = None):
         self.run = run
+        self.processes = processes
         self.traces: list[Trace] = []
         self.credits: list[Credit] = []
         self.reviews_failed = 0
 
+    def load_existing(self) -> None:
+        """Take in the records already in the run directory (a resumed run's earlier steps)."""
+        self.traces = [from_dict(Trace, row) for row in read_json_lines(self.run.file("traces.jsonl"))]
+        self.credits = [from_dict(Credit, row) for row in read_json_lines(self.run.file("credits.jsonl"))]
+        self.reviews_failed = sum(row.get("status") != "ok" for row in read_json_lines(self.run.file("reviews.jsonl")))
+
     def record(
         self, *, step: int, traces: list[Trace], reviews: list[Review], credits: list[Credit], consensuses: list[Consensus]
     ) -> None:
+        if self.processes is not None and self.processes.count > 1:
+            traces, reviews, credits, consensuses = (self.processes.gather(x) for x in (traces, reviews, credits, consensuses))
+        if not self.run.writer:
+            return
         append_jsonl(self.run.file("traces.jsonl"), traces)
         append_jsonl(self.run.file("reviews.jsonl"), reviews)
         append_jsonl(self.run.file("credits.jsonl"), credits)
@@ -153,10 +264,31 @@ def evaluate(model, tokenizer, problems: list[Problem], *, max_new_tokens: int, 
     return summarize(traces)
 
 
-def run_training(config: TrainConfig, out: str | Path, *, overwrite: bool = False, log: Log = print) -> tuple[dict, RunDirectory]:
-    """Train with DCA-GRPO as `config` says, writing everything into the run directory `out`.
+def grpo_arguments(config: TrainConfig, out: str | Path):
+    """The run's `DCAGRPOConfig` (the ``grpo:`` settings, DCA's defaults, then ``trl:``); a bad
+    combination is a UserError."""
+    from .grpo_config import build_grpo_config
 
-    Bad input (problems, model, output directory) raises UserError before anything is written.
+    try:
+        return build_grpo_config(
+            grpo=config.grpo,
+            trl_options=config.trl,
+            output_dir=str(Path(out) / "trainer"),
+            seed=config.seed,
+            defaults=trainer_device_arguments(),
+        )
+    except (ValueError, TypeError) as e:
+        raise UserError(f"trl settings: {str(e).splitlines()[0]}") from e
+
+
+def run_training(
+    config: TrainConfig, out: str | Path, *, overwrite: bool = False, resume: bool = False, log: Log = print
+) -> tuple[dict, RunDirectory]:
+    """Train with DCA-GRPO as `config` says, writing everything into the run directory `out`;
+    with `resume`, continue the unfinished run in `out` from its last checkpoint.
+
+    Bad input (problems, model, settings, output directory) raises UserError before anything
+    is written.
     """
     problems = load_problems(config.problems)
     eval_problems = load_problems(config.eval_problems) if config.eval_problems else []
@@ -165,10 +297,14 @@ def run_training(config: TrainConfig, out: str | Path, *, overwrite: bool = Fals
         from ..review import load_reviewers
 
         load_reviewers(config.reviewers_file, only=config.reviewer_names)
-    run = RunDirectory(out, overwrite=overwrite)
-    run.start(config)
+    args = grpo_arguments(config, out)
+    processes = Processes()
+    if not processes.is_main:
+        log = _silent
+    start = processes.main_first(lambda: _open_run(config, out, args, overwrite=overwrite, resume=resume, log=log))
+    run = RunDirectory(out, writer=processes.is_main, resumed=start["resumed"])
     try:
-        summary = _train(config, run, problems, eval_problems, log)
+        summary = _train(config, args, run, processes, problems, eval_problems, log, checkpoint=start["checkpoint"])
     except BaseException as e:
         run.fail(e)
         raise
@@ -176,52 +312,69 @@ def run_training(config: TrainConfig, out: str | Path, *, overwrite: bool = Fals
     return summary, run
 
 
-def _train(config: TrainConfig, run: RunDirectory, problems, eval_problems, log: Log) -> dict:
+def _silent(message: str) -> None:
+    pass
+
+
+def _open_run(config: TrainConfig, out, args, *, overwrite: bool, resume: bool, log: Log) -> dict:
+    """On the main process: make (or, resuming, cut back) the run directory."""
+    if not resume:
+        run = RunDirectory.create(out, overwrite=overwrite)
+        run.start(config)
+        return {"checkpoint": None, "resumed": []}
+    run = RunDirectory.reopen(out)
+    if args.save_strategy == "no":
+        raise UserError(f"the run in {out} saves no checkpoints (set trl: {{save_steps: N}}); start it again with --overwrite")
+    found = last_checkpoint(run.file("trainer"))
+    checkpoint, step = (str(found[0]), found[1]) if found else (None, 0)
+    dropped = truncate_run_files(run.path, step)
+    for name in ("summary.json", "eval_after.jsonl"):
+        run.file(name).unlink(missing_ok=True)
+    run.resume(step=step, checkpoint=checkpoint, dropped=dropped)
+    log(
+        f"resuming {out} from step {step}" + (f" ({checkpoint})" if checkpoint else " (no complete checkpoint yet: from the start)")
+        + f"; dropped the records of later steps: {sum(dropped.values())}"
+    )
+    return {"checkpoint": checkpoint, "resumed": run.resumed}
+
+
+def _train(config: TrainConfig, args, run: RunDirectory, processes: Processes, problems, eval_problems, log: Log, *, checkpoint: str | None) -> dict:
     from datasets import Dataset
     from transformers import PrinterCallback, TrainerCallback
-    from trl import GRPOConfig
 
     from .grpo_trainer import DCAGRPOTrainer, domain_reward
 
     started = time.time()
-    write_jsonl(run.file("problems.jsonl"), problems)
+    if run.writer:
+        write_jsonl(run.file("problems.jsonl"), problems)
     model_path = config.model
     if config.warmstart is not None:
         model_path = str(warmstart(config.model, config.warmstart, log=log))
     model, tokenizer = load_model(model_path)
     g = config.grpo
-    summary: dict = {"model": config.model, "start_checkpoint": model_path, "steps": g.steps}
+    summary: dict = {"model": config.model, "start_checkpoint": model_path, "steps": g.steps, "processes": processes.count}
+    if run.resumed:
+        summary["resumed"] = run.resumed
 
-    if eval_problems:
-        log(f"evaluating the start model on {len(eval_problems)} held-out problems (greedy)")
-        summary["eval_before"] = evaluate(model, tokenizer, eval_problems, max_new_tokens=g.max_completion_length, path=run.file("eval_before.jsonl"))
+    if eval_problems and processes.is_main:
+        previous = run.file("eval_before.jsonl")
+        if run.resumed and previous.exists():
+            summary["eval_before"] = summarize([from_dict(Trace, row) for row in read_json_lines(previous)])
+        else:
+            log(f"evaluating the start model on {len(eval_problems)} held-out problems (greedy)")
+            summary["eval_before"] = evaluate(model, tokenizer, eval_problems, max_new_tokens=g.max_completion_length, path=previous)
         log(f"  accuracy {summary['eval_before']['accuracy']:.1%}, format failures {summary['eval_before']['format_failures']:.1%}")
+    processes.barrier()
 
     dataset = Dataset.from_list([{"prompt": chat_messages(p), "answer": p.answer, "problem_id": p.id} for p in problems])
-    args = GRPOConfig(
-        output_dir=str(run.file("trainer")),
-        max_steps=g.steps,
-        learning_rate=g.learning_rate,
-        per_device_train_batch_size=g.num_generations * g.prompts_per_step,
-        num_generations=g.num_generations,
-        max_completion_length=g.max_completion_length,
-        temperature=g.temperature,
-        beta=g.beta,
-        loss_type=g.loss_type,
-        scale_rewards=g.scale_rewards,
-        logging_steps=1,
-        save_strategy="no",
-        report_to=[],
-        disable_tqdm=True,
-        seed=config.seed,
-        **trainer_device_arguments(),
-    )
-    recorder = RunRecorder(run)
+    recorder = RunRecorder(run, processes)
+    if run.resumed and run.writer:
+        recorder.load_existing()
     metrics_file = run.file("metrics.jsonl")
 
     class _Metrics(TrainerCallback):
         def on_log(self, args, state, control, logs=None, **kwargs):
-            if not logs or "loss" not in logs:
+            if not logs or "loss" not in logs or not state.is_world_process_zero:
                 return
             append_jsonl(metrics_file, [{"step": state.global_step, **logs}])
             log(
@@ -245,21 +398,30 @@ def _train(config: TrainConfig, run: RunDirectory, problems, eval_problems, log:
         recorder=recorder,
     )
     trainer.remove_callback(PrinterCallback)  # _Metrics prints a shorter line
-    log(f"DCA-GRPO: {g.steps} steps, {g.prompts_per_step} prompt(s) x {g.num_generations} completions, credit '{config.credit.policy}'")
+    _send_tensorboard_to(trainer, run.file("tensorboard"))
+    per_step = g.prompts_per_step * processes.count
+    log(
+        f"DCA-GRPO: {g.steps} steps, {per_step} prompt(s) x {g.num_generations} completions"
+        + (f" over {processes.count} processes" if processes.count > 1 else "")
+        + f", credit '{config.credit.policy}'"
+    )
     try:
-        trainer.train()
+        trainer.train(resume_from_checkpoint=checkpoint)
     finally:
         for reviewer in reviewers:
             if hasattr(reviewer, "close"):
                 reviewer.close()
-    shutil.rmtree(run.file("trainer"), ignore_errors=True)
+    if args.save_strategy == "no" and run.writer:
+        shutil.rmtree(run.file("trainer"), ignore_errors=True)
     model.config.use_cache = True  # TRL turns it off for training; generation wants it back
-    trainer.save_model(str(run.file("checkpoint")))
-    tokenizer.save_pretrained(run.file("checkpoint"))
+    trainer.save_model(str(run.file("checkpoint")))  # writes on the main process only
+    if run.writer:
+        tokenizer.save_pretrained(run.file("checkpoint"))
 
-    if eval_problems:
+    if eval_problems and processes.is_main:
         summary["eval_after"] = evaluate(model, tokenizer, eval_problems, max_new_tokens=g.max_completion_length, path=run.file("eval_after.jsonl"))
         log(f"after training: accuracy {summary['eval_after']['accuracy']:.1%}")
+    processes.barrier()
     summary["train"] = {
         **summarize(recorder.traces),
         "groups_with_reward_variance": group_variance_fraction(recorder.traces),
@@ -268,3 +430,13 @@ def _train(config: TrainConfig, run: RunDirectory, problems, eval_problems, log:
     }
     summary["seconds"] = round(time.time() - started, 1)
     return summary
+
+
+def _send_tensorboard_to(trainer, folder: Path) -> None:
+    """TensorBoard event files go to the run directory's ``tensorboard/`` (transformers would
+    put them under ``trainer/runs/``), unless TENSORBOARD_LOGGING_DIR says otherwise."""
+    from transformers.integrations import TensorBoardCallback
+
+    for callback in trainer.callback_handler.callbacks:
+        if isinstance(callback, TensorBoardCallback) and callback.logging_dir is None:
+            callback.logging_dir = str(folder)

@@ -90,14 +90,17 @@ def warmstart(base_model: str, settings: WarmstartSettings, *, log: Callable[[st
         trainer = sft_trainer(gold_dataset_rows(settings), base_model, scratch / "trainer", sft, callbacks=[_Progress()])
         trainer.train()
         shutil.rmtree(scratch / "trainer", ignore_errors=True)
-        trainer.model.save_pretrained(scratch)
-        trainer.processing_class.save_pretrained(scratch)
-        (scratch / "warmstart.json").write_text(
-            json.dumps({"base_model": base_model, "settings": settings.model_dump(mode="json")}, indent=2)
-        )
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(scratch, target)  # the checkpoint appears whole or not at all
+        # Under `accelerate launch` every process trained its share; the main process saves.
+        if trainer.accelerator.is_main_process:
+            trainer.model.save_pretrained(scratch)
+            trainer.processing_class.save_pretrained(scratch)
+            (scratch / "warmstart.json").write_text(
+                json.dumps({"base_model": base_model, "settings": settings.model_dump(mode="json")}, indent=2)
+            )
+            if target.exists():
+                shutil.rmtree(target)
+            os.replace(scratch, target)  # the checkpoint appears whole or not at all
+        trainer.accelerator.wait_for_everyone()
     finally:
         if scratch.exists():
             shutil.rmtree(scratch, ignore_errors=True)
