@@ -102,7 +102,26 @@ def check_trl_options(options: dict[str, Any]) -> None:
             TypeAdapter(hints[name]).validate_python(value)
         except ValidationError as e:
             raise ValueError(f"trl.{name}: {value!r} is not a valid {_type_name(hints[name])} ({e.errors()[0]['msg']})") from None
+    if "report_to" in options:
+        _check_trackers(options["report_to"])
     check_per_token_options(_Options(options), prefix="trl.")
+
+
+def _check_trackers(report_to: str | list[str] | None) -> None:
+    """Each tracker named in ``report_to`` must be one transformers knows and is installed."""
+    from transformers.integrations import get_available_reporting_integrations
+    from transformers.integrations.integration_utils import INTEGRATION_TO_CALLBACK
+
+    names = [report_to] if isinstance(report_to, str) else list(report_to or [])
+    installed = get_available_reporting_integrations()
+    for name in names:
+        if name in ("none", "all"):
+            continue
+        if name not in INTEGRATION_TO_CALLBACK:
+            raise ValueError(f"trl.report_to: {name!r} is not a tracker transformers knows ({', '.join(INTEGRATION_TO_CALLBACK)})")
+        if name not in installed:
+            extra = " (pip install 'deliberative-credit[tracking]')" if name == "tensorboard" else ""
+            raise ValueError(f"trl.report_to: {name} is not installed{extra}")
 
 
 class _Options:

@@ -83,13 +83,14 @@ def make_reviewers(config: TrainConfig) -> list:
 class Processes:
     """Which process this is under ``accelerate launch`` (one process without it).
 
-    Only the main process writes the run directory; the others follow it. Built on accelerate's
-    `PartialState`, which starts the process group the trainer then uses."""
+    Only the main process writes the run directory; the others follow it. `args` (the run's
+    GRPOConfig) sets up accelerate's `PartialState` exactly as the trainer will use it."""
 
-    def __init__(self):
+    def __init__(self, args):
         from accelerate import PartialState
 
-        self.state = PartialState()
+        _ = args.device  # the trainer's own device setup: starts the process group (gloo on CPUs)
+        self.state = args.distributed_state or PartialState()
         self.count = self.state.num_processes
         self.is_main = self.state.is_main_process
 
@@ -298,7 +299,7 @@ def run_training(
 
         load_reviewers(config.reviewers_file, only=config.reviewer_names)
     args = grpo_arguments(config, out)
-    processes = Processes()
+    processes = Processes(args)
     if not processes.is_main:
         log = _silent
     start = processes.main_first(lambda: _open_run(config, out, args, overwrite=overwrite, resume=resume, log=log))
