@@ -20,7 +20,7 @@ from dca.evaluate import (
     set_figures,
     wilson_interval,
 )
-from dca.records import Review, Step, Trace
+from dca.records import Problem, Review, Step, Trace
 from dca.segment import segment
 
 
@@ -84,6 +84,15 @@ def test_set_figures_tokens_per_insight_and_indicators():
     assert figures["performative"]["verification_phrases_per_trace"] == pytest.approx(0.25)
     assert figures["performative"]["backtracking_phrases_per_trace"] == pytest.approx(0.25)
     assert figures["performative"]["fraction_units_irrelevant"] == 0.0
+    assert figures["lenient_answers"] is None  # no problems given
+
+
+def test_lenient_answer_forms_are_counted_apart():
+    problem = Problem(id="p", source="test", question="?", answer="18")
+    texts = ["So 9 * 2 = 18.\nAnswer: 18", "So 9 * 2 = 18.\n#### 18", "So 9 * 2 = 18.\nA: 18", "So 9 * 2 = 18.\nA: -18"]
+    traces = [_trace(i, "p", "correct", t) for i, t in enumerate(texts)]
+    figures = set_figures(traces, [], samples=1, count_tokens=lambda t: len(t.split()), problems={"p": problem})
+    assert figures["lenient_answers"] == 0.75
 
 
 def test_eval_help_and_bad_input(tmp_path, capsys):

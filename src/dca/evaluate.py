@@ -64,7 +64,7 @@ from .faithfulness import (
     probe_figures,
     reference_answers,
 )
-from .domains import domain_of
+from .domains import check, domain_of
 from .domains.sources import DEFAULT_SYNTHETIC_COUNT, EVAL_SEED, SYNTHETIC_SETS, SetSpec, load_set, parse_set_spec
 from .records import Problem, Review, Trace, to_dict, write_jsonl
 from .rollout import SamplingConfig, rollout
@@ -132,9 +132,19 @@ def _mean(values: list[float]) -> float | None:
 
 
 def set_figures(
-    traces: list[Trace], reviews: list[Review], *, samples: int, count_tokens: Callable[[str], int]
+    traces: list[Trace],
+    reviews: list[Review],
+    *,
+    samples: int,
+    count_tokens: Callable[[str], int],
+    problems: dict[str, Problem] | None = None,
 ) -> dict[str, Any]:
-    """Accuracy, pass@k, tokens, tokens per insight and the text-only performative indicators."""
+    """Accuracy, pass@k, tokens, tokens per insight and the text-only performative indicators.
+
+    With `problems`, ``lenient_answers`` is the share of traces whose final answer was found
+    only in a lenient form (``#### 18``, ``A: 18``, "The answer is 18"), counted apart from
+    the strict ``Answer: 18`` the prompt asks for.
+    """
     n = len(traces)
     correct = sum(t.outcome == "correct" for t in traces)
     interval = wilson_interval(correct, n)
@@ -160,6 +170,11 @@ def set_figures(
         "accuracy": correct / n if n else None,
         "accuracy_ci95": list(interval) if interval else None,
         "format_failures": sum(t.outcome == "format_failure" for t in traces) / n if n else None,
+        "lenient_answers": (
+            sum(check(problems[t.problem_id], t.completion).form == "lenient" for t in traces) / n
+            if n and problems is not None and all(t.problem_id in problems for t in traces)
+            else None
+        ),
         **pass_k,
         "mean_completion_tokens": _mean(list(tokens.values())),
         "mean_cot_tokens": _mean([count_tokens(split_cot(t.completion).text) for t in traces]),
@@ -342,7 +357,7 @@ def _evaluate_set(name, problems, by_id, config, model, tokenizer, engine, count
     reviews = _review_all(reviewer, traces, by_id) if reviewer is not None else []
     write_jsonl(out_dir / f"{name}.reviews.jsonl", reviews)
     failures += [{"set": name, "stage": "review", "item": r.trace_id, "error": r.error} for r in reviews if r.status != "ok"]
-    figures = set_figures(traces, reviews, samples=config.sampling.samples_per_problem, count_tokens=count_tokens)
+    figures = set_figures(traces, reviews, samples=config.sampling.samples_per_problem, count_tokens=count_tokens, problems=by_id)
     figures["reviewer"] = getattr(reviewer, "name", None)
     if config.reviewer == "counterfactual":
         figures["reviewer_generated_tokens"] = sum(r.usage.get("generated_tokens", 0) for r in reviews)
@@ -419,6 +434,7 @@ def table_rows(report: dict[str, Any]) -> list[tuple[str, ...]]:
         row("accuracy", lambda r: r["accuracy"], True),
         row("  95% CI (Wilson)", ci),
         row("format failures", lambda r: r["format_failures"], True),
+        row("answers in a lenient form", lambda r: r.get("lenient_answers"), True),
     ]
     rows += [row(k, lambda r, k=k: r[k], True) for k in sorted({k for r in results.values() for k in r if k.startswith("pass@")})]
     rows += [
