@@ -69,7 +69,11 @@ DEFAULTS: dict[str, Any] = {
     "dtype": "float32",
 }
 _SAMPLING = ("top_p", "top_k", "repetition_penalty")
-PARAMS = tuple(DEFAULTS) + _SAMPLING
+#: ``one_step_per_unit`` (lines only; off unless set): line i must review unit i alone, so an
+#: answer is always in order, never overlapping, and parses whatever the model (the `persona`
+#: reviewer sets it). Left out of the cache key unless set, so older cached answers stay valid.
+_OPTIONAL = ("one_step_per_unit",)
+PARAMS = tuple(DEFAULTS) + _SAMPLING + _OPTIONAL
 #: Characters a constrained reason may use: printable ASCII without quotes, backslash or '|'
 #: (one byte each, never escaped in JSON).
 REASON_CHARS = r"[A-Za-z0-9 ,.;:'()=+*/%$!?<>_#&@\-]"
@@ -112,9 +116,10 @@ def json_answer_schema(units: int, steps: int, depends: int, reason_chars: int) 
     return schema
 
 
-def lines_grammar(units: int, steps: int, depends: int, reason_chars: int) -> str:
+def lines_grammar(units: int, steps: int, depends: int, reason_chars: int, *, one_step_per_unit: bool = False) -> str:
     """An xgrammar EBNF grammar for the protocol's line form with the given bounds; the line
-    of step i may only name steps 0 .. i-1 in its ``<uses>``."""
+    of step i may only name steps 0 .. i-1 in its ``<uses>``. With `one_step_per_unit` line i
+    names unit i alone (answers then always parse: in order, no overlap)."""
     rules = [
         "root ::= line0" + (" rest1?" if steps > 1 else ""),
         f"unit ::= {_number_alternatives(units)}",
@@ -127,7 +132,8 @@ def lines_grammar(units: int, steps: int, depends: int, reason_chars: int) -> st
         if _depends(i, depends):
             uses = f' (" <" dep{i} ("," dep{i}){{0,{_depends(i, depends) - 1}}} ">")?'
             rules.append(f"dep{i} ::= {_number_alternatives(i)}")
-        rules.append(f'line{i} ::= unit ("-" unit)? " " function " " contribution{uses} " | " reason "\\n"')
+        span = f'"{i}"' if one_step_per_unit else 'unit ("-" unit)?'
+        rules.append(f'line{i} ::= {span} " " function " " contribution{uses} " | " reason "\\n"')
         if i > 0:
             rules.append(f"rest{i} ::= line{i}" + (f" rest{i + 1}?" if i + 1 < steps else ""))
     return "\n".join(rules) + "\n"
@@ -187,10 +193,14 @@ def _fingerprint(model: str) -> str:
 class HFBackend:
     """A local chat model behind the backend interface (see the module docstring)."""
 
-    def __init__(self, spec: ReviewerSpec):
+    def __init__(self, spec: ReviewerSpec, *, model: Any = None, tokenizer: Any = None):
+        """`model` and `tokenizer`: an already loaded model to decode with (the `persona`
+        reviewer passes the policy itself) instead of loading ``spec.model``."""
         unknown = sorted(set(spec.params) - set(PARAMS))
         if unknown:
             raise UserError(f"reviewer '{spec.name}': unknown hf parameter(s) {unknown}; known: {list(PARAMS)}")
+        if spec.params.get("one_step_per_unit") and spec.answer_format != "lines":
+            raise UserError(f"reviewer '{spec.name}': params.one_step_per_unit needs answer_format 'lines'")
         if spec.mode != "units":
             raise UserError(f"reviewer '{spec.name}': backend 'hf' reviews in mode 'units' only (quotes are free text)")
         self.spec = spec
@@ -208,9 +218,9 @@ class HFBackend:
                     f"reviewer '{spec.name}': max_new_tokens {self.params['max_new_tokens']} cannot hold one constrained "
                     f"step ({needed} tokens at most); raise it or lower max_reason_chars"
                 )
-        self._fingerprint = _fingerprint(spec.model)
+        self._fingerprint = _fingerprint(spec.model) if model is None else "in-memory"
         self._lock = threading.Lock()
-        self._model = self._tokenizer = self._compiler = None
+        self._model, self._tokenizer, self._compiler = model, tokenizer, None
         self._grammars: dict[tuple, Any] = {}
 
     # -- the interface ---------------------------------------------------------------------
@@ -247,14 +257,14 @@ class HFBackend:
         return answer_grammar_bound(self.spec.answer_format, units, steps, p["max_depends"], p["max_reason_chars"])
 
     def _load(self) -> None:
-        if self._model is not None:
-            return
-        from ..model import load_model
+        if self._model is None:
+            from ..model import load_model
 
-        model, tokenizer = load_model(self.spec.model, dtype=self.params["dtype"])
-        model.eval()
-        self._model, self._tokenizer = model, tokenizer
-        if self.params["constrained"]:
+            model, tokenizer = load_model(self.spec.model, dtype=self.params["dtype"])
+            model.eval()
+            self._model, self._tokenizer = model, tokenizer
+        model, tokenizer = self._model, self._tokenizer
+        if self.params["constrained"] and self._compiler is None:
             import xgrammar
 
             stop = model.generation_config.eos_token_id
@@ -278,41 +288,60 @@ class HFBackend:
                     json.dumps(schema), any_whitespace=False, separators=(",", ":"), strict_mode=True
                 )
             else:
-                compiled = self._compiler.compile_grammar(lines_grammar(units, steps, p["max_depends"], p["max_reason_chars"]))
+                grammar = lines_grammar(
+                    units, steps, p["max_depends"], p["max_reason_chars"], one_step_per_unit=bool(p.get("one_step_per_unit"))
+                )
+                compiled = self._compiler.compile_grammar(grammar)
             self._grammars[key] = compiled
         return self._grammars[key]
 
     def _generate(self, messages: list[dict[str, str]]):
+        with self._lock:
+            self._load()
+            prompt = self._tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+            return self._decode(prompt, _unit_count(messages))
+
+    def decode(self, prompt: str, units: int):
+        """A constrained answer for a raw prompt `prompt` about `units` units (no chat template;
+        the `persona` reviewer's path): a `Generation`."""
+        with self._lock:
+            self._load()
+            return self._decode(prompt, max(units, 1))
+
+    def _decode(self, prompt: str, units: int):
+        """Generate for `prompt` (the caller holds the lock)."""
         import torch
 
         from .backends import Generation
 
         p = self.params
-        with self._lock:
-            self._load()
-            tokenizer, model = self._tokenizer, self._model
-            prompt = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-            inputs = tokenizer(prompt, return_tensors="pt", add_special_tokens=False)
-            options: dict[str, Any] = {
-                "max_new_tokens": p["max_new_tokens"],
-                "max_time": self.spec.timeout,  # the worker ends soon after the runner gives up
-                "pad_token_id": tokenizer.pad_token_id,
-            }
-            if p["temperature"] > 0:
-                options.update(do_sample=True, temperature=float(p["temperature"]))
-                options.update({k: p[k] for k in _SAMPLING if k in p})
-                torch.manual_seed(int(p["seed"]))
-            else:
-                options.update(do_sample=False, temperature=None, top_p=None, top_k=None)
-                if "repetition_penalty" in p:
-                    options["repetition_penalty"] = p["repetition_penalty"]
-            if p["constrained"]:
-                from xgrammar.contrib.hf import LogitsProcessor
+        tokenizer, model = self._tokenizer, self._model
+        inputs = tokenizer(prompt, return_tensors="pt", add_special_tokens=False).to(model.device)
+        options: dict[str, Any] = {
+            "max_new_tokens": p["max_new_tokens"],
+            "max_time": self.spec.timeout,  # the worker ends soon after the runner gives up
+            "pad_token_id": tokenizer.pad_token_id,
+        }
+        if p["temperature"] > 0:
+            options.update(do_sample=True, temperature=float(p["temperature"]))
+            options.update({k: p[k] for k in _SAMPLING if k in p})
+            torch.manual_seed(int(p["seed"]))
+        else:
+            options.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+            if "repetition_penalty" in p:
+                options["repetition_penalty"] = p["repetition_penalty"]
+        if p["constrained"]:
+            from xgrammar.contrib.hf import LogitsProcessor
 
-                # One processor per call: it holds the grammar matcher's state.
-                options["logits_processor"] = [LogitsProcessor(self._grammar(_unit_count(messages)))]
+            # One processor per call: it holds the grammar matcher's state.
+            options["logits_processor"] = [LogitsProcessor(self._grammar(units))]
+        training = model.training
+        model.eval()  # a policy mid-training: no dropout while it reviews
+        try:
             with torch.inference_mode():
                 output = model.generate(**inputs, **options)
+        finally:
+            model.train(training)
         new = output[0, inputs["input_ids"].shape[1] :]
         return Generation(
             text=tokenizer.decode(new, skip_special_tokens=True),

@@ -1,0 +1,261 @@
+"""Reviewer personas: the policy model reviews its own chains of thought after a persona token.
+
+In the style of split-personality training, each reviewer style (``strict``, ``lenient``,
+``causal``, or any declared one) is a special token added to the policy's tokenizer, e.g.
+``<|review:strict|>``. Given a trace, the policy itself is prompted with
+
+    <the policy's own chat prompt for the problem>
+    [0] first unit of its completion
+    [1] second unit
+    ...
+    <|review:strict|>
+
+and decodes a review in the protocol's line form (`dca.review.protocol`), grammar-constrained
+by the local ``hf`` backend's machinery (`dca.review.local.HFBackend.decode`) with
+``one_step_per_unit``: line i labels unit i, so every answer parses, whatever the weights.
+
+**Embedding initialisation** (`add_persona_tokens`). A new token's input embedding is the
+mean of the input embeddings of its persona's description (``"a strict reviewer: ..."``,
+tokenized without special tokens), so the token starts where the model already represents
+that instruction instead of at a random point (random rows can dominate a small model's
+attention and make its first reviews degenerate). Where the output embedding is not tied to
+the input one, its row is the mean of the description tokens' output rows as well. Tokens
+already in the tokenizer keep their trained rows (adding personas twice changes nothing).
+
+**The reward guard.** The persona sees the problem's question and the completion's units,
+nothing else: no outcome, no reward, no reference answer (`persona_prompt` takes no trace
+record at all). Its review, like any reviewer's, only shapes how the sequence advantage is
+spread over tokens (`dca.credit`); it never changes the reward.
+
+A checkpoint with personas holds ``personas.json`` (names, tokens, descriptions) beside the
+weights and tokenizer (`save_persona_checkpoint`, `load_personas`). Departure from the
+split-personality paper: there the persona's review is free text after the model's own
+answer; here it must be the project's review protocol, so that its labels can be compared
+with, and trained toward, the external reviewers'.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+from ..errors import UserError
+from ..prompting import chat_messages
+from ..records import Problem, Review, Unit
+from .protocol import InvalidAnswer, parse_answer
+
+__all__ = [
+    "DEFAULT_PERSONAS",
+    "PERSONA_FILE",
+    "PERSONA_PARAMS",
+    "PERSONA_PROTOCOL",
+    "Persona",
+    "PersonaReviewer",
+    "add_persona_tokens",
+    "load_personas",
+    "persona_prompt",
+    "resolve_personas",
+    "save_persona_checkpoint",
+]
+
+PERSONA_FILE = "personas.json"
+#: Recorded in every persona review's metadata; change it when `persona_prompt` changes.
+PERSONA_PROTOCOL = "dca-persona/1"
+
+#: Constrained-decoding parameters of a persona review (any `dca.review.local` parameter may
+#: be overridden): short reasons keep a review a few tokens per unit.
+PERSONA_PARAMS: dict[str, Any] = {"one_step_per_unit": True, "max_reason_chars": 16, "max_new_tokens": 512, "max_depends": 2}
+
+_NAME = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
+
+
+@dataclass(kw_only=True)
+class Persona:
+    """One reviewer persona."""
+
+    name: str
+    """Lower-case identifier (``strict``); the token is ``<|review:NAME|>``."""
+    description: str
+    """The reviewer style in words; its tokens' mean embedding initialises the token."""
+
+    def __post_init__(self) -> None:
+        if not _NAME.match(self.name):
+            raise ValueError(f"persona name {self.name!r} must be lower-case letters, digits or '_' (at most 32)")
+        if not self.description.strip():
+            raise ValueError(f"persona {self.name!r} needs a description")
+
+    @property
+    def token(self) -> str:
+        return f"<|review:{self.name}|>"
+
+
+DEFAULT_PERSONAS: dict[str, str] = {
+    "strict": "a strict reviewer: only steps the final answer depends on are useful; restated facts it does not use, padding and needless checks are irrelevant; every wrong statement is an error",
+    "lenient": "a lenient reviewer: restating facts, planning and checking all help the solution; only clearly wrong statements are errors",
+    "causal": "a causal reviewer: a step is useful exactly when removing it would change the final answer",
+}
+
+
+def resolve_personas(declared: Sequence[str | dict | Persona]) -> list[Persona]:
+    """Personas from config entries: a built-in name (``strict``), ``{name, description}``, or
+    a `Persona`. Raises `UserError` on an unknown name or a repeated one."""
+    personas: list[Persona] = []
+    for entry in declared:
+        try:
+            if isinstance(entry, Persona):
+                persona = entry
+            elif isinstance(entry, str):
+                if entry not in DEFAULT_PERSONAS:
+                    raise UserError(f"unknown persona {entry!r}: built in are {', '.join(DEFAULT_PERSONAS)}; declare others with a description")
+                persona = Persona(name=entry, description=DEFAULT_PERSONAS[entry])
+            elif isinstance(entry, dict):
+                unknown = sorted(set(entry) - {"name", "description"})
+                if unknown:
+                    raise UserError(f"persona entry has unknown key(s) {unknown}; use name and description")
+                name = str(entry.get("name", ""))
+                persona = Persona(name=name, description=str(entry.get("description") or DEFAULT_PERSONAS.get(name, "")))
+            else:
+                raise UserError(f"a persona is a name or a {{name, description}} mapping, not {type(entry).__name__}")
+        except ValueError as e:
+            raise UserError(str(e)) from e
+        if any(p.name == persona.name for p in personas):
+            raise UserError(f"persona {persona.name!r} is declared twice")
+        personas.append(persona)
+    if not personas:
+        raise UserError("declare at least one persona")
+    return personas
+
+
+# ---------------------------------------------------------------------------------------------
+# Tokens in the model
+
+
+def add_persona_tokens(model: Any, tokenizer: Any, personas: Sequence[Persona]) -> dict[str, int]:
+    """Add each persona's token to `tokenizer` (as a special token) and `model`'s embeddings,
+    initialised as the module docstring says; returns persona name -> token id."""
+    import torch
+    from tokenizers import AddedToken
+
+    vocab = tokenizer.get_vocab()
+    new = [p for p in personas if p.token not in vocab]
+    if new:
+        tokenizer.add_tokens([AddedToken(p.token, special=True, normalized=False) for p in new], special_tokens=True)
+        rows = model.get_input_embeddings().weight.shape[0]
+        if len(tokenizer) > rows:
+            model.resize_token_embeddings(len(tokenizer), mean_resizing=False)
+        inputs, outputs = model.get_input_embeddings().weight, model.get_output_embeddings()
+        outputs = None if outputs is None or outputs.weight is inputs else outputs.weight
+        with torch.no_grad():
+            for persona in new:
+                token_id = tokenizer.convert_tokens_to_ids(persona.token)
+                phrase = tokenizer(persona.description, add_special_tokens=False)["input_ids"]
+                inputs[token_id] = inputs[phrase].mean(dim=0)
+                if outputs is not None:
+                    outputs[token_id] = outputs[phrase].mean(dim=0)
+    return {p.name: tokenizer.convert_tokens_to_ids(p.token) for p in personas}
+
+
+def save_persona_checkpoint(model: Any, tokenizer: Any, personas: Sequence[Persona], out: str | Path) -> Path:
+    """Save the model, its tokenizer and ``personas.json`` to the directory `out`."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    (out / PERSONA_FILE).write_text(json.dumps({"personas": [asdict(p) for p in personas]}, indent=2) + "\n", encoding="utf-8")
+    return out
+
+
+def load_personas(directory: str | Path) -> list[Persona]:
+    """The personas a checkpoint declares (empty when it has no ``personas.json``)."""
+    path = Path(directory) / PERSONA_FILE
+    if not path.is_file():
+        return []
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return [Persona(**entry) for entry in data["personas"]]
+    except (ValueError, KeyError, TypeError) as e:
+        raise UserError(f"{path} is not a valid personas file ({e})") from e
+
+
+# ---------------------------------------------------------------------------------------------
+# Reviewing
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def persona_prompt(tokenizer: Any, problem: Problem, units: list[Unit], persona: Persona) -> str:
+    """What the policy reads before its persona review: its own chat prompt for the problem,
+    the completion's units numbered, then the persona token. Takes no trace on purpose: the
+    outcome and reward cannot reach the persona."""
+    prompt = tokenizer.apply_chat_template(chat_messages(problem), tokenize=False, add_generation_prompt=True)
+    body = "\n".join(f"[{u.index}] {_one_line(u.text)}" for u in units)
+    return f"{prompt}{body}\n{persona.token}\n"
+
+
+class PersonaReviewer:
+    """A persona of a loaded (policy) model behind the `dca.review.base.Reviewer` interface.
+
+    Runs inline, one review at a time, in the caller's thread (the model is the caller's).
+    A review whose answer does not parse (possible only with ``one_step_per_unit`` off) or
+    whose generation raises is a failed review, never an exception.
+    """
+
+    inline = True
+
+    def __init__(self, name: str, persona: Persona, model: Any, tokenizer: Any, *, params: dict[str, Any] | None = None, model_name: str = "policy"):
+        from .config import ReviewerSpec
+        from .local import HFBackend
+
+        add_persona_tokens(model, tokenizer, [persona])  # no-op when the checkpoint has it
+        self.name = name
+        self.persona = persona
+        self.tokenizer = tokenizer
+        spec = ReviewerSpec(name=name, backend="hf", model=model_name, params={**PERSONA_PARAMS, **(params or {})})
+        self.backend = HFBackend(spec, model=model, tokenizer=tokenizer)
+
+    def review(self, problem: Problem, trace_completion: str, units: list[Unit], *, trace_id: str, prompt: str | None = None) -> Review:
+        started = time.perf_counter()
+        metadata = {"backend": "persona", "persona": self.persona.name, "protocol": PERSONA_PROTOCOL}
+        if not units:
+            return Review(trace_id=trace_id, reviewer=self.name, units=units, status="failed", error="no units to review",
+                          metadata={**metadata, "failure": "reviewer_error"})  # fmt: skip
+        generation = self.backend.decode(persona_prompt(self.tokenizer, problem, units, self.persona), len(units))
+        usage = {"input_tokens": generation.input_tokens, "output_tokens": generation.output_tokens, "cost_usd": 0.0, "requests": 1}
+        try:
+            parsed = parse_answer(generation.text, units)
+        except InvalidAnswer as e:
+            review = Review(trace_id=trace_id, reviewer=self.name, units=units, status="failed", error=f"invalid_answer: {e}",
+                            unreviewed_units=[u.index for u in units], usage=usage,
+                            metadata={**metadata, "failure": "invalid_answer", "answer_excerpt": generation.text[:1000]})  # fmt: skip
+        else:
+            review = Review(trace_id=trace_id, reviewer=self.name, units=units, steps=parsed.steps,
+                            unreviewed_units=parsed.unreviewed_units, usage=usage, metadata=metadata)  # fmt: skip
+        review.usage["seconds"] = round(time.perf_counter() - started, 4)
+        return review
+
+    def review_items(self, items: Sequence[Any]) -> list[Review]:
+        """Reviews of `dca.review.runner.ReviewItem`-like items (problem, trace, units); a
+        failure of one is a failed review."""
+        reviews = []
+        for item in items:
+            try:
+                review = self.review(item.problem, item.trace.completion, item.units, trace_id=item.trace.id)
+            except Exception as e:  # noqa: BLE001 - a reviewer failure is data, never a crash
+                review = Review(trace_id=item.trace.id, reviewer=self.name, units=item.units, status="failed",
+                                error=f"reviewer_error: {type(e).__name__}: {e}"[:500], unreviewed_units=[u.index for u in item.units],
+                                metadata={"backend": "persona", "persona": self.persona.name, "failure": "reviewer_error"})  # fmt: skip
+            reviews.append(review)
+        return reviews
+
+    async def review_many(self, items: Sequence[Any]) -> list[Review]:
+        return await asyncio.to_thread(self.review_items, items)
+
+    def close(self) -> None:
+        pass

@@ -1,0 +1,107 @@
+"""Persona tokens in the policy's tokenizer and checkpoint, and the `persona` reviewer."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from dca.errors import UserError
+from dca.model import load_model
+from dca.review.local import lines_grammar
+from dca.review.persona import (
+    DEFAULT_PERSONAS,
+    Persona,
+    PersonaReviewer,
+    add_persona_tokens,
+    load_personas,
+    persona_prompt,
+    resolve_personas,
+    save_persona_checkpoint,
+)
+from dca.segment import segment
+from gold_traces import gold_traces
+
+
+def test_persona_tokens_are_added_initialised_saved_and_reloaded(tiny_model_dir, tmp_path):
+    model, tokenizer = load_model(str(tiny_model_dir))
+    before = len(tokenizer)
+    original = model.get_input_embeddings().weight.detach().clone()
+    personas = resolve_personas(["strict", "lenient", {"name": "terse", "description": "a terse reviewer of arithmetic"}])
+    ids = add_persona_tokens(model, tokenizer, personas)
+
+    assert len(tokenizer) == before + 3 and sorted(ids.values()) == list(range(before, before + 3))
+    weights = model.get_input_embeddings().weight.detach()
+    assert weights.shape[0] >= before + 3 and torch.equal(weights[:before], original[:before])
+    for persona in personas:  # each new row is the mean of its description's embeddings
+        phrase = tokenizer(persona.description, add_special_tokens=False)["input_ids"]
+        assert torch.allclose(weights[ids[persona.name]], original[phrase].mean(dim=0), atol=1e-6)
+        assert tokenizer(f"x {persona.token} y", add_special_tokens=False)["input_ids"].count(ids[persona.name]) == 1
+    assert add_persona_tokens(model, tokenizer, personas) == ids and len(tokenizer) == before + 3  # idempotent
+
+    out = save_persona_checkpoint(model, tokenizer, personas, tmp_path / "ckpt")
+    reloaded, reloaded_tokenizer = load_model(str(out))
+    assert [p.name for p in load_personas(out)] == ["strict", "lenient", "terse"]
+    assert load_personas(out)[2].description == "a terse reviewer of arithmetic"
+    for persona in personas:
+        token_id = reloaded_tokenizer.convert_tokens_to_ids(persona.token)
+        assert token_id == ids[persona.name]
+        assert torch.equal(reloaded.get_input_embeddings().weight[token_id], weights[token_id])
+    assert load_personas(tiny_model_dir) == []
+
+
+def test_persona_declarations_are_checked():
+    assert [p.name for p in resolve_personas(["causal"])] == ["causal"]
+    assert resolve_personas([{"name": "strict"}])[0].description == DEFAULT_PERSONAS["strict"]
+    for bad in (["nobody"], ["strict", "strict"], [{"name": "Bad Name", "description": "x"}], [{"name": "x", "descr": "y"}], [], [3]):
+        with pytest.raises(UserError):
+            resolve_personas(bad)
+
+
+def test_one_step_per_unit_grammar_names_each_unit_in_turn():
+    grammar = lines_grammar(3, 3, 2, 8, one_step_per_unit=True)
+    assert 'line0 ::= "0" " "' in grammar and 'line2 ::= "2" " "' in grammar
+    assert 'unit ("-" unit)?' not in grammar
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_persona_reviews_of_a_random_model_always_parse(tmp_path, seed):
+    from dca.model import build_tiny_model
+
+    model, tokenizer = load_model(str(build_tiny_model(tmp_path / "m", seed=seed)))
+    # a short budget: the step limit shrinks to fit it, and the answer still always parses
+    reviewer = PersonaReviewer("self-strict", resolve_personas(["strict"])[0], model, tokenizer, params={"max_new_tokens": 200})
+    golds = gold_traces(3, seed=seed)
+    for gold in golds:
+        units = segment(gold.trace.completion)
+        review = reviewer.review(gold.problem, gold.trace.completion, units, trace_id=gold.trace.id)
+        assert review.status == "ok", review.error
+        assert [(s.first_unit, s.last_unit) for s in review.steps] == [(i, i) for i in range(len(review.steps))]
+        assert review.unreviewed_units == list(range(len(review.steps), len(units)))
+        assert review.metadata["persona"] == "strict" and review.usage["output_tokens"] > 0
+        assert all(d < s.index for s in review.steps for d in s.depends_on)
+
+
+def test_the_persona_never_sees_the_outcome_or_the_reward(tiny_model_dir):
+    model, tokenizer = load_model(str(tiny_model_dir))
+    persona = resolve_personas(["lenient"])[0]
+    reviewer = PersonaReviewer("self", persona, model, tokenizer, params={"max_new_tokens": 120})
+    gold = gold_traces(1, seed=3)[0]
+    units = segment(gold.trace.completion)
+    solved = dataclasses.replace(gold.trace, outcome="correct", reward=1.0, answer=gold.problem.answer)
+    failed = dataclasses.replace(gold.trace, outcome="wrong", reward=-1.0, answer="12345")
+
+    prompt = persona_prompt(tokenizer, gold.problem, units, persona)
+    assert prompt.endswith(f"{persona.token}\n") and "Outcome" not in prompt and "Reference answer" not in prompt
+    reviews = []
+    for trace in (solved, failed):
+        snapshot = dataclasses.asdict(trace)
+        reviews.append(reviewer.review(gold.problem, trace.completion, units, trace_id=trace.id))
+        assert dataclasses.asdict(trace) == snapshot  # the review changes no field of the trace (reward included)
+    assert reviews[0].steps == reviews[1].steps  # same review whatever the outcome and reward
+
+
+def test_persona_names_are_checked():
+    with pytest.raises(ValueError):
+        Persona(name="x", description=" ")
