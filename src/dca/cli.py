@@ -13,6 +13,7 @@
     dca show       an HTML page to read traces with their reviews, consensus and credit
     dca edit       cut what reviewers found useless out of solved traces (or the rft / random-drop baselines)
     dca sft        fine-tune a model on an edit set (TRL SFTTrainer, completion-only loss, optional LoRA)
+    dca persona-train  SFT reviewer persona tokens of the policy toward external reviews (`dca.persona_cli`)
     dca eval       accuracy, tokens per insight, faithfulness probes and performative-reasoning figures per problem set
 
 A user mistake prints one line (``dca: error: ...``) and exits with code 2.
@@ -773,6 +774,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output directory (eval.json, plots, per-set records)")
     p.add_argument("--overwrite", action="store_true", help="replace an earlier evaluation in --out")
     p.set_defaults(func=cmd_eval)
+
+    from .persona_cli import add_parsers as add_persona_parsers
+
+    add_persona_parsers(sub)
     return parser
 
 

@@ -1,0 +1,294 @@
+"""`dca persona-train`: SFT of reviewer personas toward external reviewers, measured before/after.
+
+Data. External labels are any reviews file (`Review` records, e.g. from `dca review`) or a
+consensus file (`Consensus`, from `dca consensus`), with the traces they review and their
+problems. Each trace's target is one review: the consensus of all reviewers in the file
+(majority rule) by default, or one named reviewer's review (``targets: {strict: oracle}``).
+Traces are split by a hash of their id: ``held_out`` of them are never trained on and
+measure agreement; the rest become SFT rows.
+
+Rows. For each persona and training trace: the prompt is `dca.review.persona.persona_prompt`
+(the policy's own prompt, the numbered units, the persona token), the completion is the
+target in the persona's answer form: one protocol line per unit (``i function contribution
+<uses> | reason``, what the persona's grammar admits), reasons cut to the grammar's
+characters and length, dependencies mapped onto the last unit of each step depended on
+(at most ``max_depends``, earlier units only); the target stops at its first uncovered unit
+(the grammar cannot skip one). The loss is on completion tokens only (TRL SFTTrainer,
+``completion_only_loss``, through `dca.train.sft.sft_trainer`); LoRA optional (merged into
+the saved checkpoint). Departure: under LoRA the persona tokens' embeddings stay at their
+initialisation (PEFT adapts linear layers only); the adapter learns the behaviour.
+
+Measured on the held-out traces, for each persona, before training (the base model with the
+tokens just added) and after: agreement with the target (Krippendorff's α of the two
+label sets, token-weighted; `dca.agreement`), useful-unit and error-unit F1 and the first-error
+F1 with the target as truth, failed reviews, reviewer tokens (prompt, answer) and seconds per
+review; beside them the same cost figures of the external reviewers where their reviews
+record them. Everything goes to ``persona_train.json`` in the output checkpoint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import re
+import shutil
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from ..consensus import build_consensus, group_reviews
+from ..records import Consensus, Problem, Review, Step, Trace
+from ..review.local import REASON_CHARS
+from ..review.persona import PERSONA_PARAMS, Persona, PersonaReviewer, add_persona_tokens, persona_prompt, save_persona_checkpoint
+from .sft import SFTSettings
+
+__all__ = ["PersonaTrainSettings", "Target", "measure_personas", "persona_rows", "run_persona_train", "targets_from_labels"]
+
+_REASON = re.compile(REASON_CHARS)
+
+
+@dataclass(kw_only=True)
+class PersonaTrainSettings:
+    """What `dca persona-train` does besides the SFT settings."""
+
+    held_out: float = 0.25
+    """Share of traces kept out of training to measure agreement (by a hash of the id)."""
+    targets: dict[str, str] = field(default_factory=dict)
+    """Persona -> reviewer whose reviews it learns; 'consensus' (the default) for the majority
+    consensus of every reviewer in the labels file."""
+    measure: bool = True
+    """Measure agreement on the held-out traces before and after training."""
+    max_measure: int | None = None
+    """At most this many held-out traces are reviewed per measurement (None: all)."""
+
+    def __post_init__(self) -> None:
+        if not 0 < self.held_out < 1:
+            raise ValueError("held_out must be between 0 and 1 (a share of the traces)")
+
+
+@dataclass(kw_only=True)
+class Target:
+    """One trace with its problem and the review a persona should write."""
+
+    problem: Problem
+    trace: Trace
+    review: Review
+
+
+def _consensus_review(consensus: Consensus) -> Review:
+    covered = {i for s in consensus.steps for i in range(s.first_unit, s.last_unit + 1)}
+    return Review(trace_id=consensus.trace_id, reviewer="consensus", units=consensus.units, steps=consensus.steps,
+                  unreviewed_units=[u.index for u in consensus.units if u.index not in covered])  # fmt: skip
+
+
+def targets_from_labels(labels: list[Review] | list[Consensus], traces: list[Trace], problems: list[Problem], target: str = "consensus") -> list[Target]:
+    """One target per trace that has usable labels (see the module docstring); raises
+    ValueError when a named reviewer is missing or the labels name unknown traces."""
+    trace_of = {t.id: t for t in traces}
+    problem_of = {p.id: p for p in problems}
+    reviews: dict[str, Review] = {}
+    if labels and isinstance(labels[0], Consensus):
+        if target != "consensus":
+            raise ValueError(f"a consensus file has no reviewer {target!r}; give a reviews file to learn one reviewer")
+        reviews = {c.trace_id: _consensus_review(c) for c in labels if c.steps}  # type: ignore[union-attr]
+    else:
+        names = {r.reviewer for r in labels}  # type: ignore[union-attr]
+        if target != "consensus" and target not in names:
+            raise ValueError(f"the labels hold no reviews by {target!r}; reviewers are {', '.join(sorted(names))}")
+        for trace_id, group in group_reviews(labels).items():  # type: ignore[arg-type]
+            if target == "consensus":
+                review = _consensus_review(build_consensus(group))
+            else:
+                review = next((r for r in group if r.reviewer == target), None)
+            if review is not None and review.status == "ok" and review.steps:
+                reviews[trace_id] = review
+    missing = sorted(t for t in reviews if t not in trace_of or trace_of[t].problem_id not in problem_of)
+    if missing:
+        raise ValueError(f"{len(missing)} labelled trace(s) (e.g. {missing[0]!r}) are not in the traces file or lack their problem")
+    return [Target(problem=problem_of[trace_of[t].problem_id], trace=trace_of[t], review=r) for t, r in reviews.items()]
+
+
+def is_held_out(trace_id: str, share: float) -> bool:
+    return int(hashlib.sha256(trace_id.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF < share
+
+
+def _clean_reason(reason: str, limit: int) -> str:
+    return "".join(ch for ch in reason if _REASON.fullmatch(ch))[:limit].rstrip()
+
+
+def persona_answer(review: Review, *, max_reason_chars: int = PERSONA_PARAMS["max_reason_chars"], max_depends: int = PERSONA_PARAMS["max_depends"]) -> str:
+    """`review` as the persona writes it: one line per unit, up to the first uncovered unit."""
+    step_of: dict[int, Step] = {i: s for s in review.steps for i in range(s.first_unit, s.last_unit + 1)}
+    lines = []
+    for unit in review.units:
+        step = step_of.get(unit.index)
+        if step is None:
+            break
+        uses = sorted({review.steps[d].last_unit for d in step.depends_on if review.steps[d].last_unit < unit.index})[-max_depends:] if max_depends else []
+        uses_text = f" <{','.join(map(str, uses))}>" if uses else ""
+        lines.append(f"{unit.index} {step.function} {step.contribution}{uses_text} | {_clean_reason(step.reason, max_reason_chars)}")
+    return "".join(line + "\n" for line in lines)
+
+
+def persona_rows(targets: list[Target], personas: list[Persona], tokenizer: Any, targets_by_persona: dict[str, list[Target]] | None = None) -> list[dict]:
+    """SFT rows (TRL's standard prompt-completion format) for every persona and target."""
+    rows = []
+    for persona in personas:
+        for t in (targets_by_persona or {}).get(persona.name, targets):
+            answer = persona_answer(t.review)
+            if answer:
+                rows.append({"prompt": persona_prompt(tokenizer, t.problem, t.review.units, persona), "completion": answer})
+    return rows
+
+
+def _mean(values: list[float]) -> float | None:
+    return sum(values) / len(values) if values else None
+
+
+def measure_personas(model: Any, tokenizer: Any, personas: list[Persona], targets_by_persona: dict[str, list[Target]], *, log: Callable[[str], None] = print) -> dict:
+    """Each persona's agreement with its targets on their traces (see the module docstring)."""
+    from ..agreement import agreement_report
+
+    figures = {}
+    for persona in personas:
+        targets = targets_by_persona[persona.name]
+        reviewer = PersonaReviewer(f"persona-{persona.name}", persona, model, tokenizer)
+        started = time.perf_counter()
+        reviews = [reviewer.review(t.problem, t.trace.completion, t.review.units, trace_id=t.trace.id) for t in targets]
+        seconds = time.perf_counter() - started
+        truth = [dataclasses.replace(t.review, reviewer="target") for t in targets]
+        report = agreement_report(reviews + truth, truth="target")
+        quality = report["truth"]["reviewers"][reviewer.name]
+        ok = [r for r in reviews if r.status == "ok"]
+        figures[persona.name] = {
+            "traces": len(targets),
+            "failed": len(reviews) - len(ok),
+            "alpha": report["labels"]["alpha"],
+            "observed": report["labels"]["observed"],
+            "useful_f1": quality["useful"]["f1"],
+            "error_f1": quality["error"]["f1"],
+            "first_error_f1": quality["first_error"]["f1"],
+            "input_tokens_per_review": _mean([r.usage.get("input_tokens", 0) for r in reviews]),
+            "output_tokens_per_review": _mean([r.usage.get("output_tokens", 0) for r in reviews]),
+            "seconds_per_review": seconds / len(reviews) if reviews else None,
+        }
+        log(f"  persona {persona.name}: alpha {_fmt(figures[persona.name]['alpha'])}  useful F1 {_fmt(quality['useful']['f1'])}  "
+            f"error F1 {_fmt(quality['error']['f1'])}  {figures[persona.name]['output_tokens_per_review'] or 0:.0f} answer tokens, "
+            f"{figures[persona.name]['seconds_per_review'] or 0:.2f} s per review")  # fmt: skip
+    return figures
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+def external_costs(labels: list[Review] | list[Consensus], trace_ids: set[str]) -> dict:
+    """Per external reviewer, on the given traces: answer tokens and seconds per review (where
+    its reviews record them; programmatic reviewers record 0 tokens)."""
+    result: dict[str, dict] = {}
+    for review in labels:
+        if not isinstance(review, Review) or review.trace_id not in trace_ids:
+            continue
+        entry = result.setdefault(review.reviewer, {"reviews": 0, "input_tokens": 0.0, "output_tokens": 0.0, "seconds": 0.0, "timed": 0})
+        entry["reviews"] += 1
+        entry["input_tokens"] += review.usage.get("input_tokens", 0)
+        entry["output_tokens"] += review.usage.get("output_tokens", 0)
+        if "seconds" in review.usage:
+            entry["seconds"] += review.usage["seconds"]
+            entry["timed"] += 1
+    return {
+        name: {
+            "reviews": e["reviews"],
+            "input_tokens_per_review": e["input_tokens"] / e["reviews"],
+            "output_tokens_per_review": e["output_tokens"] / e["reviews"],
+            "seconds_per_review": e["seconds"] / e["timed"] if e["timed"] else None,
+        }
+        for name, e in sorted(result.items())
+    }
+
+
+def run_persona_train(
+    labels: list[Review] | list[Consensus],
+    traces: list[Trace],
+    problems: list[Problem],
+    personas: list[Persona],
+    model: str,
+    out: str | os.PathLike,
+    settings: SFTSettings,
+    persona_settings: PersonaTrainSettings,
+    *,
+    log: Callable[[str], None] = print,
+) -> dict:
+    """Add the persona tokens to `model`, SFT them toward the labels, save the checkpoint to
+    `out` (whole or not at all) and return the summary written to ``out/persona_train.json``."""
+    from transformers import TrainerCallback
+
+    from ..model import load_model
+    from .sft import sft_trainer
+
+    targets_by_persona: dict[str, list[Target]] = {}
+    for persona in personas:
+        targets_by_persona[persona.name] = targets_from_labels(labels, traces, problems, persona_settings.targets.get(persona.name, "consensus"))
+    train = {name: [t for t in ts if not is_held_out(t.trace.id, persona_settings.held_out)] for name, ts in targets_by_persona.items()}
+    held = {name: [t for t in ts if is_held_out(t.trace.id, persona_settings.held_out)][: persona_settings.max_measure] for name, ts in targets_by_persona.items()}
+    if not any(train.values()):
+        raise ValueError("no labelled trace is left for training; label more traces or lower held_out")
+
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=".partial-", dir=out.parent))
+    losses: list[dict] = []
+
+    class _Progress(TrainerCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if logs and "loss" in logs:
+                losses.append({"step": state.global_step, "loss": float(logs["loss"])})
+                log(f"  persona-train step {state.global_step}/{settings.max_steps}  loss {float(logs['loss']):.3f}")
+
+    try:
+        base, tokenizer = load_model(model)
+        add_persona_tokens(base, tokenizer, personas)
+        held_count = {name: len(ts) for name, ts in held.items()}
+        summary: dict[str, Any] = {
+            "base_model": model,
+            "personas": [asdict(p) for p in personas],
+            "targets": {p.name: persona_settings.targets.get(p.name, "consensus") for p in personas},
+            "settings": asdict(settings),
+            "persona_settings": asdict(persona_settings),
+            "train_traces": {name: len(ts) for name, ts in train.items()},
+            "held_out_traces": held_count,
+        }
+        if persona_settings.measure and any(held_count.values()):
+            log(f"persona-train: measuring before training on {max(held_count.values())} held-out trace(s)")
+            summary["before"] = measure_personas(base, tokenizer, personas, held, log=log)
+        save_persona_checkpoint(base, tokenizer, personas, scratch / "base")
+        rows = persona_rows([], personas, tokenizer, train)
+        if not rows:
+            raise ValueError("no training row: every target is empty (does the first unit have a label?)")
+        summary["rows"] = len(rows)
+        del base
+        trainer = sft_trainer(rows, str(scratch / "base"), scratch / "trainer", settings, callbacks=[_Progress()])
+        log(f"persona-train: {settings.max_steps} steps on {len(rows)} rows ({'LoRA' if settings.lora else 'all weights'})")
+        trainer.train()
+        trained = trainer.model.merge_and_unload() if settings.lora else trainer.model
+        if persona_settings.measure and any(held_count.values()):
+            log("persona-train: measuring after training")
+            summary["after"] = measure_personas(trained, tokenizer, personas, held, log=log)
+            held_ids = {t.trace.id for ts in held.values() for t in ts}
+            summary["external"] = external_costs(labels, held_ids)
+        summary["losses"] = losses
+        shutil.rmtree(scratch / "trainer", ignore_errors=True)
+        shutil.rmtree(scratch / "base", ignore_errors=True)
+        save_persona_checkpoint(trained, tokenizer, personas, scratch)
+        (scratch / "persona_train.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(scratch, out)
+    finally:
+        if scratch.exists():
+            shutil.rmtree(scratch, ignore_errors=True)
+    return summary
