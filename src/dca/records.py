@@ -194,6 +194,19 @@ class Step:
 
 
 @dataclass(kw_only=True)
+class DialogueTurn:
+    """One turn of a dialogue review (`dca.review.dialogue`): the reviewer's question about a
+    unit, or the assistant's reply to it."""
+
+    role: str
+    """``"reviewer"`` (a question) or ``"assistant"`` (the reply)."""
+    unit: int | None
+    """The unit the question is about (None when the reviewer named no valid unit)."""
+    text: str
+    """The question or reply, as written (untrusted model text; cut to a bounded length)."""
+
+
+@dataclass(kw_only=True)
 class Review:
     """One reviewer's analysis of one trace."""
 
@@ -212,6 +225,10 @@ class Review:
     usage: dict[str, float] = field(default_factory=dict)
     """Tokens in/out, cost, latency, cache hit."""
     metadata: dict[str, Any] = field(default_factory=dict)
+    dialogue: list[DialogueTurn] = field(default_factory=list)
+    """Dialogue reviews (protocol ``dca-review/2``): the questions asked before answering and
+    the assistant's replies, in order; empty for one-shot reviews (and in records written
+    before dialogues existed, which load unchanged)."""
 
     def unit_contributions(self) -> list[str | None]:
         """The contribution label of each unit (None where no step covers it)."""

@@ -220,6 +220,7 @@ def _trace_section(
         parts.append(f'<p class="failed-review">review by {_e(r.reviewer)} failed: {_e(r.error)}</p>')
     if reviews:
         parts.append(_steps_table(reviews))
+    parts.extend(_dialogue(r) for r in reviews if r.dialogue)
     parts.append("</section>")
     return "\n".join(parts)
 
@@ -379,6 +380,20 @@ def _steps_table(reviews: list[Review]) -> str:
                 f'<td style="background:{colour}">{_e(s.contribution)}</td><td>{_e(", ".join(map(str, s.depends_on)))}</td><td>{_e(s.reason)}</td></tr>'
             )
     return f'<details><summary>each reviewer\'s steps</summary><table class="steps">{"".join(rows)}</table></details>'
+
+
+def _dialogue(review: Review) -> str:
+    """A dialogue review's questions and the assistant's replies (all model text escaped)."""
+    rows = []
+    for turn in review.dialogue:
+        who = "reviewer asks" if turn.role == "reviewer" else "assistant replies"
+        unit = "?" if turn.unit is None else str(turn.unit)
+        rows.append(f'<tr class="turn-{_e(turn.role)}"><td>{_e(who)}</td><td>{_e(unit)}</td><td>{_e(turn.text)}</td></tr>')
+    questions = sum(1 for t in review.dialogue if t.role == "reviewer")
+    return (
+        f'<details class="dialogue"><summary>dialogue of {_e(review.reviewer)} ({questions} question(s))</summary>'
+        f'<table class="steps"><tr><th>turn</th><th>unit</th><th>text</th></tr>{"".join(rows)}</table></details>'
+    )
 
 
 _STYLE = (

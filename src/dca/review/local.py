@@ -28,6 +28,14 @@ wrong (a backwards or overlapping range, a wrong label), which the runner's repa
 failed-review path handle like any other reviewer's. Quote mode is not offered (quotes are
 free text). Order and overlap of unit ranges are not in the grammar.
 
+Dialogue reviews (`dca.review.dialogue`, line form only): while the request allows a
+question, the grammar admits either an answer or one line ``QUESTION <unit>: <text>`` (unit
+numbers within the prompt's units, at most 120 characters of the reason alphabet).
+
+The `persona` reviewer (`dca.review.persona`) decodes with this class too, on a model it
+passes in (the policy) and a raw prompt (`HFBackend.decode`), with ``one_step_per_unit``:
+line i must label unit i alone, so its answers always parse (in order, no overlap).
+
 Parameters (``params`` in the reviewers YAML): ``max_new_tokens`` (512), ``temperature`` (0:
 greedy), ``top_p``, ``top_k``, ``repetition_penalty``, ``seed`` (0; sampling only),
 ``constrained``, ``max_steps`` (32), ``max_depends`` (4), ``max_reason_chars`` (40),
@@ -137,6 +145,31 @@ def lines_grammar(units: int, steps: int, depends: int, reason_chars: int, *, on
         if i > 0:
             rules.append(f"rest{i} ::= line{i}" + (f" rest{i + 1}?" if i + 1 < steps else ""))
     return "\n".join(rules) + "\n"
+
+
+#: Longest question a constrained reviewer may ask in a dialogue review (characters).
+MAX_QUESTION_CHARS = 120
+
+
+def question_grammar(answer_grammar: str) -> str:
+    """`answer_grammar` (a `lines_grammar`) widened to also admit one dialogue question line,
+    ``QUESTION <unit>: <text>`` (`dca.review.dialogue`)."""
+    body = answer_grammar.replace("root ::=", "answer ::=", 1)
+    return (
+        'root ::= answer | question\n'
+        f'question ::= "QUESTION " unit ": " {REASON_CHARS}{{1,{MAX_QUESTION_CHARS}}} "\\n"\n' + body
+    )
+
+
+def _questions_allowed(messages: list[dict[str, str]]) -> bool:
+    """Whether the request lets the reviewer ask a question now (a dialogue review's first turn,
+    or a reply that says questions are left); written by `dca.review.dialogue`."""
+    from .dialogue import QUESTION_PREFIX
+
+    users = [m["content"] for m in messages if m["role"] == "user"]
+    if not users or f"{QUESTION_PREFIX} <unit number>:" not in users[0]:
+        return False
+    return len(users) == 1 or "more question(s), or answer now." in users[-1]
 
 
 def answer_grammar_bound(answer_format: str, units: int, steps: int, depends: int, reason_chars: int) -> int:
@@ -274,13 +307,14 @@ class HFBackend:
             info = xgrammar.TokenizerInfo.from_huggingface(tokenizer, vocab_size=vocab_size, stop_token_ids=stop)
             self._compiler = xgrammar.GrammarCompiler(info, max_threads=1)
 
-    def _grammar(self, units: int):
-        """The compiled grammar for a prompt with `units` units (compiled once per count)."""
+    def _grammar(self, units: int, questions: bool = False):
+        """The compiled grammar for a prompt with `units` units (compiled once per count), with
+        a dialogue question line allowed when `questions` (line form only)."""
         p = self.params
         steps = min(p["max_steps"], units)
         while steps > 1 and self._bound(units=units, steps=steps) > p["max_new_tokens"]:
             steps -= 1
-        key = (units, steps)
+        key = (units, steps, questions)
         if key not in self._grammars:
             if self.spec.answer_format == "json":
                 schema = json_answer_schema(units, steps, p["max_depends"], p["max_reason_chars"])
@@ -291,7 +325,7 @@ class HFBackend:
                 grammar = lines_grammar(
                     units, steps, p["max_depends"], p["max_reason_chars"], one_step_per_unit=bool(p.get("one_step_per_unit"))
                 )
-                compiled = self._compiler.compile_grammar(grammar)
+                compiled = self._compiler.compile_grammar(question_grammar(grammar) if questions else grammar)
             self._grammars[key] = compiled
         return self._grammars[key]
 
@@ -299,7 +333,7 @@ class HFBackend:
         with self._lock:
             self._load()
             prompt = self._tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-            return self._decode(prompt, _unit_count(messages))
+            return self._decode(prompt, _unit_count(messages), questions=_questions_allowed(messages))
 
     def decode(self, prompt: str, units: int):
         """A constrained answer for a raw prompt `prompt` about `units` units (no chat template;
@@ -308,7 +342,7 @@ class HFBackend:
             self._load()
             return self._decode(prompt, max(units, 1))
 
-    def _decode(self, prompt: str, units: int):
+    def _decode(self, prompt: str, units: int, *, questions: bool = False):
         """Generate for `prompt` (the caller holds the lock)."""
         import torch
 
@@ -334,7 +368,7 @@ class HFBackend:
             from xgrammar.contrib.hf import LogitsProcessor
 
             # One processor per call: it holds the grammar matcher's state.
-            options["logits_processor"] = [LogitsProcessor(self._grammar(units))]
+            options["logits_processor"] = [LogitsProcessor(self._grammar(units, questions))]
         training = model.training
         model.eval()  # a policy mid-training: no dropout while it reviews
         try:

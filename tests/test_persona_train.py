@@ -1,0 +1,105 @@
+"""`dca persona-train`: rows, targets, the trained checkpoint and its before/after figures."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from dca.cli import main
+from dca.model import load_model
+from dca.records import Problem, Review, Trace, read_jsonl, write_jsonl
+from dca.review.persona import load_personas, resolve_personas
+from dca.segment import segment
+from dca.train.persona import is_held_out, persona_answer, persona_rows, targets_from_labels
+from gold_traces import gold_traces, review_all, three_reviewers
+
+
+@pytest.fixture(scope="module")
+def labelled(tmp_path_factory):
+    golds = gold_traces(10, seed=4)
+    reviews = review_all(golds, three_reviewers(golds, 0.2))
+    root = tmp_path_factory.mktemp("labels")
+    write_jsonl(root / "problems.jsonl", [g.problem for g in golds])
+    write_jsonl(root / "traces.jsonl", [g.trace for g in golds])
+    write_jsonl(root / "reviews.jsonl", reviews)
+    return root
+
+
+def test_targets_and_rows_follow_the_labels(labelled, tiny_model_dir):
+    reviews = read_jsonl(labelled / "reviews.jsonl", Review)
+    traces = read_jsonl(labelled / "traces.jsonl", Trace)
+    problems = read_jsonl(labelled / "problems.jsonl", Problem)
+    consensus = targets_from_labels(reviews, traces, problems)
+    oracle = targets_from_labels(reviews, traces, problems, "oracle")
+    assert len(consensus) == len(oracle) == 10 and {t.review.reviewer for t in oracle} == {"oracle"}
+    with pytest.raises(ValueError, match="no reviews by 'nobody'"):
+        targets_from_labels(reviews, traces, problems, "nobody")
+
+    answer = persona_answer(oracle[0].review)
+    lines = answer.splitlines()
+    assert answer.endswith("\n") and [int(line.split()[0]) for line in lines] == list(range(len(lines)))
+    labels = oracle[0].review.unit_contributions()
+    assert [line.split()[2] for line in lines] == labels[: len(lines)]
+
+    _, tokenizer = load_model(str(tiny_model_dir))
+    personas = resolve_personas(["strict", "causal"])
+    rows = persona_rows(oracle, personas, tokenizer)
+    assert len(rows) == 20 and rows[0]["prompt"].endswith("<|review:strict|>\n") and rows[10]["prompt"].endswith("<|review:causal|>\n")
+    assert "Outcome" not in rows[0]["prompt"] and rows[0]["completion"] == persona_answer(oracle[0].review)
+    assert sum(is_held_out(f"t{i}", 0.25) for i in range(1000)) in range(200, 300)
+
+
+def test_persona_train_saves_a_trained_checkpoint_with_figures(labelled, tiny_model_dir, tmp_path, capsys):
+    out = tmp_path / "personas"
+    code = main([
+        "persona-train", "--labels", str(labelled / "reviews.jsonl"), "--traces", str(labelled / "traces.jsonl"),
+        "--problems", str(labelled / "problems.jsonl"), "--personas", "strict", "--target", "strict=oracle",
+        "--model", str(tiny_model_dir), "--out", str(out), "--max-steps", "2", "--batch-size", "2",
+        "--held-out", "0.3", "--max-measure", "1",
+    ])  # fmt: skip
+    assert code == 0
+    summary = json.loads((out / "persona_train.json").read_text())
+    assert summary["targets"] == {"strict": "oracle"} and summary["rows"] == summary["train_traces"]["strict"]
+    assert len(summary["losses"]) == 2 and all(loss["loss"] > 0 for loss in summary["losses"])
+    for phase in ("before", "after"):
+        figures = summary[phase]["strict"]
+        assert figures["traces"] == 1 and figures["failed"] == 0 and figures["output_tokens_per_review"] > 0
+        assert set(figures) >= {"alpha", "useful_f1", "error_f1", "first_error_f1", "seconds_per_review"}
+    assert "oracle" in summary["external"]
+    assert [p.name for p in load_personas(out)] == ["strict"]
+    trained, tokenizer = load_model(str(out))
+    base, _ = load_model(str(tiny_model_dir))
+    token = tokenizer.convert_tokens_to_ids("<|review:strict|>")
+    assert token == len(tokenizer) - 1
+    assert not torch.equal(trained.model.layers[0].mlp.up_proj.weight, base.model.layers[0].mlp.up_proj.weight)  # it trained
+    assert "persona checkpoint:" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--personas", "nobody"], "unknown persona"),
+        (["--target", "causal=oracle"], "--target"),
+        (["--held-out", "1.5"], "held_out"),
+    ],
+)
+def test_persona_train_mistakes_are_one_line_errors(labelled, tiny_model_dir, tmp_path, capsys, extra, message):
+    args = ["persona-train", "--labels", str(labelled / "reviews.jsonl"), "--traces", str(labelled / "traces.jsonl"),
+            "--problems", str(labelled / "problems.jsonl"), "--model", str(tiny_model_dir), "--out", str(tmp_path / "o")]  # fmt: skip
+    assert main(args + extra) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+
+
+def test_persona_train_help():
+    with pytest.raises(SystemExit) as e:
+        main(["persona-train", "--help"])
+    assert e.value.code == 0
+
+
+def test_segment_is_what_targets_hold(labelled):
+    reviews = read_jsonl(labelled / "reviews.jsonl", Review)
+    traces = {t.id: t for t in read_jsonl(labelled / "traces.jsonl", Trace)}
+    assert all(r.units == segment(traces[r.trace_id].completion) for r in reviews)
