@@ -3,6 +3,7 @@ by `dca problems`, `dca domains`, training configs and `dca eval --sets`."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -231,3 +232,22 @@ def test_strategyqa_loader_reward_and_reviewer_reference(tmp_path):
     assert bad.returncode == 2 and "test split is unlabelled" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
     missing = dca("problems", "--domain", "commonsense", "--file", str(tmp_path / "none.json"), "--out", str(tmp_path / "x.jsonl"))
     assert missing.returncode == 2 and "does not exist" in missing.stderr
+
+
+@needs_reasoning_gym
+def test_cross_domain_eval_gives_one_column_per_domain(tmp_path, tiny_model_dir, capsys):
+    from dca.cli import main
+    from dca.evaluate import table_rows
+
+    args = ["eval", "--model", str(tiny_model_dir), "--sets", "logic:2,knights-knaves:2,arithmetic:2", "--max-new-tokens", "8",
+            "--probes", "early", "--out", str(tmp_path / "e")]  # fmt: skip
+    assert main(args) == 0
+    report = json.loads((tmp_path / "e" / "eval.json").read_text())
+    assert list(report["results"]) == ["logic", "knights-knaves", "arithmetic"]
+    assert [report["results"][n]["reviewer"] for n in report["results"]] == ["oracle", "oracle", "oracle"]
+    assert all(report["results"][n]["reviews_ok"] == 2 for n in report["results"])
+    rows = {row[0]: row[1:] for row in table_rows(report)}
+    assert rows["domain"] == ("logic", "knights-knaves", "arithmetic") and len(rows["accuracy"]) == 3
+    assert "early" in report["results"]["logic"]["faithfulness"]
+    printed = capsys.readouterr().out
+    assert "knights-knaves" in printed and "logic" in printed

@@ -2,6 +2,7 @@
 
     dca problems   write problems of any domain (synthetic, GSM8K, logic, puzzles, ...) to JSON-lines
     dca domains    the registered problem domains and what each supports
+    dca generate   novel problems with known structure from an LLM (checked, deduplicated, contamination report)
     dca rollout    sample traces from a model for a problems file
     dca warmstart  SFT a model on gold CoTs of synthetic problems (cached)
     dca train      DCA-GRPO from a YAML config
@@ -152,6 +153,25 @@ def cmd_domains(args: argparse.Namespace) -> int:
     Console(width=200).print(table)
     for domain in DOMAINS.values():
         _log(f"  {domain.name}: {domain.description}")
+    return 0
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from .domains.generate import run_generate
+    from .review import default_cache_path
+
+    out = _out_file(args.out)
+    result = run_generate(
+        reviewers=args.reviewers, generator=args.generator, domain=args.domain, count=args.count, out=out, seed=args.seed,
+        threshold=args.threshold, against=args.against or [], gsm8k=not args.no_gsm8k,
+        cache_path=None if args.no_cache else default_cache_path(), log=_log,
+    )  # fmt: skip
+    r = result.report
+    reasons = ", ".join(f"{k} {v}" for k, v in r["rejected_by_reason"].items() if v) or "none"
+    llm = r["llm"]
+    _log(f"accepted {r['accepted']} of {r['requested']} {r['domain']} problems (rejected: {reasons}); "
+         f"{llm.get('answered_calls', 0)} new calls, {llm.get('cached_calls', 0)} cached, ${llm.get('cost_usd', 0):.4f}")  # fmt: skip
+    _log(f"wrote {len(result.problems)} problems to {out} and the contamination report to {out}.report.json")
     return 0
 
 
@@ -608,6 +628,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
             sampling=SamplingConfig(max_new_tokens=args.max_new_tokens, temperature=args.temperature, samples_per_problem=args.samples, batch_size=args.batch_size, seed=args.seed),
             continuation=ContinuationSettings(max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, seed=args.seed),
             counterfactual=counterfactual,
+            judge=args.judge,
+            judge_reviewers=args.judge_reviewers,
         )
     except ValueError as e:
         raise UserError(str(e)) from e
@@ -650,6 +672,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("domains", help="list the registered problem domains and what each supports")
     p.set_defaults(func=cmd_domains)
+
+    p = sub.add_parser("generate", help="novel problems with known structure from an LLM, checked, deduplicated against GSM8K")
+    p.add_argument("--reviewers", required=True, help="reviewers YAML that declares the generator model")
+    p.add_argument("--generator", required=True, metavar="NAME", help="the reviewer (an LLM backend) that writes problems")
+    p.add_argument("--domain", default="arithmetic", choices=("arithmetic", "logic"))
+    p.add_argument("--count", type=int, default=20, help="problems to ask for")
+    p.add_argument("--seed", type=int, default=0, help="seeds the requests' topics and sizes")
+    p.add_argument("--threshold", type=float, default=90.0, help="rapidfuzz ratio (0-100) at or above which a question is a near-duplicate")
+    p.add_argument("--against", action="append", default=None, metavar="PROBLEMS.jsonl", help="an earlier generated set to deduplicate against (repeatable)")
+    p.add_argument("--no-gsm8k", action="store_true", help="do not compare against GSM8K train and test")
+    p.add_argument("--no-cache", action="store_true", help="do not use the LLM cache")
+    p.add_argument("--out", required=True, help="problems JSON-lines to write (report: <out>.report.json)")
+    p.set_defaults(func=cmd_generate)
 
     p = sub.add_parser("rollout", help="sample traces from a model for a problems file")
     p.add_argument("--problems", required=True)
@@ -771,6 +806,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cf-samples", type=int, default=4, help="counterfactual reviewer: continuations per prefix")
     p.add_argument("--cf-threshold", type=float, default=0.25, help="counterfactual reviewer: |importance| that makes a unit useful or harmful")
     p.add_argument("--cf-mode", default="counterfactual", choices=("counterfactual", "resample"))
+    p.add_argument("--judge", default=None, metavar="NAME", help="open-ended sets: the LLM reviewer that judges responses (the reward)")
+    p.add_argument("--judge-reviewers", default=None, metavar="YAML", help="the reviewers file that declares --judge")
     p.add_argument("--out", required=True, help="output directory (eval.json, plots, per-set records)")
     p.add_argument("--overwrite", action="store_true", help="replace an earlier evaluation in --out")
     p.set_defaults(func=cmd_eval)

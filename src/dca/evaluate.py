@@ -65,6 +65,7 @@ from .faithfulness import (
     reference_answers,
 )
 from .domains import check, domain_of
+from .domains.judge import use_judge
 from .domains.sources import DEFAULT_SYNTHETIC_COUNT, EVAL_SEED, SYNTHETIC_SETS, SetSpec, load_set, parse_set_spec
 from .records import Problem, Review, Trace, to_dict, write_jsonl
 from .rollout import SamplingConfig, rollout
@@ -175,6 +176,7 @@ def set_figures(
             if n and problems is not None and all(t.problem_id in problems for t in traces)
             else None
         ),
+        "judge_failures": sum(t.outcome == "judge_failed" for t in traces),
         **pass_k,
         "mean_completion_tokens": _mean(list(tokens.values())),
         "mean_cot_tokens": _mean([count_tokens(split_cot(t.completion).text) for t in traces]),
@@ -217,6 +219,10 @@ class EvalConfig:
     buckets: tuple[int, ...] = DEFAULT_BUCKETS
     counterfactual: dict[str, Any] = field(default_factory=dict)
     """`CounterfactualConfig` fields, for ``reviewer: counterfactual``."""
+    judge: str | None = None
+    """For open-ended sets: the reviewer of `judge_reviewers` that judges responses (`dca.domains.judge`)."""
+    judge_reviewers: str | None = None
+    judge_pass_score: int = 7
 
     def __post_init__(self) -> None:
         unknown = [p for p in self.probes if p not in PROBES]
@@ -299,6 +305,7 @@ def run_eval(config: EvalConfig, out: str | Path, *, model=None, tokenizer=None,
     if len(set(names)) != len(names):
         raise UserError(f"problem set names repeat in --sets: {names}")
     loaded = {s.name: load_set(s, seed=config.synthetic_seed) for s in specs}
+    judge = _make_judge(config, [p for problems in loaded.values() for p in problems])
     out_dir = prepare_output_dir(out, overwrite=overwrite, marker="eval.json", kind="a DCA evaluation")
     if model is None:
         from .model import load_model
@@ -320,15 +327,19 @@ def run_eval(config: EvalConfig, out: str | Path, *, model=None, tokenizer=None,
         "failures": [],
         "timing": {},
     }
-    for spec in specs:
-        started = time.time()
-        problems = loaded[spec.name]
-        by_id = {p.id: p for p in problems}
-        log(f"[{spec.name}] {len(problems)} problems: sampling {len(problems) * config.sampling.samples_per_problem} traces")
-        result, failures = _evaluate_set(spec.name, problems, by_id, config, model, tokenizer, engine, count_tokens, out_dir, log)
-        report["results"][spec.name] = result
-        report["failures"] += failures
-        report["timing"][spec.name] = round(time.time() - started, 1)
+    with use_judge(judge):
+        for spec in specs:
+            started = time.time()
+            problems = loaded[spec.name]
+            by_id = {p.id: p for p in problems}
+            log(f"[{spec.name}] {len(problems)} problems: sampling {len(problems) * config.sampling.samples_per_problem} traces")
+            result, failures = _evaluate_set(spec.name, problems, by_id, config, model, tokenizer, engine, count_tokens, out_dir, log)
+            report["results"][spec.name] = result
+            report["failures"] += failures
+            report["timing"][spec.name] = round(time.time() - started, 1)
+    if judge is not None:
+        report["judge"] = judge.stats.as_dict()
+        judge.close()
     (out_dir / "eval.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     try:
         write_plots(report, out_dir)
@@ -336,6 +347,24 @@ def run_eval(config: EvalConfig, out: str | Path, *, model=None, tokenizer=None,
         report["failures"].append({"set": None, "stage": "plots", "error": f"{type(e).__name__}: {e}"})
         (out_dir / "eval.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     return report
+
+
+def _make_judge(config: EvalConfig, problems: list[Problem]):
+    """The LLM judge for open-ended sets (None when no set needs one); a needed but missing
+    judge is a UserError."""
+    from .domains.judge import Judge
+
+    judged = sorted({domain_of(p).name for p in problems if domain_of(p).needs_judge})
+    if config.judge is None:
+        if judged:
+            raise UserError(f"{', '.join(judged)} sets have no verifier: pass --judge NAME --judge-reviewers FILE (an LLM reviewer)")
+        return None
+    if config.judge_reviewers is None:
+        raise UserError("--judge needs --judge-reviewers FILE, the reviewers YAML that declares it")
+    from .review import ReviewCache, default_cache_path, load_reviewers
+
+    (spec,) = load_reviewers(config.judge_reviewers, only=[config.judge])
+    return Judge(spec, cache=ReviewCache(default_cache_path()), pass_score=config.judge_pass_score)
 
 
 def _config_dict(config: EvalConfig) -> dict[str, Any]:
@@ -359,6 +388,7 @@ def _evaluate_set(name, problems, by_id, config, model, tokenizer, engine, count
     failures += [{"set": name, "stage": "review", "item": r.trace_id, "error": r.error} for r in reviews if r.status != "ok"]
     figures = set_figures(traces, reviews, samples=config.sampling.samples_per_problem, count_tokens=count_tokens, problems=by_id)
     figures["reviewer"] = getattr(reviewer, "name", None)
+    figures["domain"] = ", ".join(sorted({p.domain for p in problems})) or None
     if config.reviewer == "counterfactual":
         figures["reviewer_generated_tokens"] = sum(r.usage.get("generated_tokens", 0) for r in reviews)
 
@@ -430,11 +460,13 @@ def table_rows(report: dict[str, Any]) -> list[tuple[str, ...]]:
         return f"{low:.1%} – {high:.1%}"
 
     rows = [
+        row("domain", lambda r: r["domain"]),
         row("problems / traces", lambda r: f"{r['problems']} / {r['traces']}"),
         row("accuracy", lambda r: r["accuracy"], True),
         row("  95% CI (Wilson)", ci),
         row("format failures", lambda r: r["format_failures"], True),
         row("answers in a lenient form", lambda r: r.get("lenient_answers"), True),
+        row("judge failures (no reward)", lambda r: r["judge_failures"]),
     ]
     rows += [row(k, lambda r, k=k: r[k], True) for k in sorted({k for r in results.values() for k in r if k.startswith("pass@")})]
     rows += [

@@ -52,7 +52,7 @@ CONTRIBUTIONS = (
 USEFUL_CONTRIBUTIONS = ("solved", "essential", "indirect")
 
 #: Outcome of checking a trace's answer against the gold answer.
-OUTCOMES = ("correct", "wrong", "format_failure")
+OUTCOMES = ("correct", "wrong", "format_failure", "judge_failed")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -149,7 +149,7 @@ class Trace:
     answer: str | None = None
     """The extracted final answer, or None when none could be extracted."""
     outcome: str = "format_failure"
-    """One of `OUTCOMES`."""
+    """One of `OUTCOMES` (``judge_failed``: an open-ended task's judge gave no verdict, no reward)."""
     reward: float = 0.0
     """Outcome reward from the verifier."""
     advantage: float | None = None

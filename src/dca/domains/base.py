@@ -56,6 +56,8 @@ class Domain:
     """Problems of a generated evaluation set without a ``:N`` limit."""
     load_hint: str = ""
     """Where the loader's data comes from, in words (the loader's default or a file)."""
+    needs_judge: bool = False
+    """No verifier: the reward comes from an LLM judge (`dca.domains.judge`)."""
 
     def supports(self) -> dict[str, bool]:
         return {

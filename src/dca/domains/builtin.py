@@ -143,6 +143,27 @@ def _yes_no_check(problem: Problem, completion: str):
     return check_label(completion, problem.answer, ("Yes", "No"))
 
 
+# --- open-ended (LLM judge) --------------------------------------------------------------------
+
+
+def _open_ended_generate(count: int, seed: int, options: dict[str, Any]) -> list[Problem]:
+    from .judge import generate_open_ended
+
+    return generate_open_ended(count, seed, options)
+
+
+def _open_ended_load(path: str | None, limit: int | None) -> list[Problem]:
+    from .judge import load_open_ended
+
+    return load_open_ended(path, limit)
+
+
+def _open_ended_check(problem: Problem, completion: str):
+    from .judge import check_open_ended
+
+    return check_open_ended(problem, completion)
+
+
 def builtin_domains() -> list[Domain]:
     number = "a number"
     domains = [
@@ -193,6 +214,23 @@ def builtin_domains() -> list[Domain]:
             load=_commonsense_load,
             reviewer_reference="the gold facts of the decomposition",
             load_hint="a StrategyQA JSON file ($DCA_STRATEGYQA_FILE or ../shared/data/strategyqa/strategyqa_train.json)",
+        )
+    )
+    from .judge import OPEN_ENDED_PROMPT
+
+    domains.append(
+        Domain(
+            name="open-ended",
+            description="explanation, advice and writing tasks with rubrics, no verifier: an LLM judge decides the reward",
+            system_prompt=OPEN_ENDED_PROMPT,
+            answer_format="the response itself",
+            reward="LLM judge (reward: judge)",
+            check=_open_ended_check,
+            generate=_open_ended_generate,
+            load=_open_ended_load,
+            reviewer_reference="the rubric (judge only)",
+            load_hint="or a tasks .jsonl of {question, rubric, reference?}",
+            needs_judge=True,
         )
     )
     for name, (dataset, description) in REASONING_GYM.items():

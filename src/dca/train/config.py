@@ -157,6 +157,12 @@ class TrainConfig(_Strict):
         "gradient_accumulation_steps, save_steps, report_to).",
     )
     seed: int = 0
+    reward: Literal["verifier", "judge"] = Field(
+        "verifier",
+        description="verifier: each domain's answer checker; judge: open-ended tasks are scored by the LLM judge named by `judge`.",
+    )
+    judge: str | None = Field(None, description="With reward: judge, the reviewer of reviewers_file (an LLM backend) that judges responses.")
+    judge_pass_score: int = Field(7, ge=0, le=10, description="Judge scores (0-10) at or above this count as correct.")
 
     @field_validator("trl")
     @classmethod
@@ -189,6 +195,10 @@ class TrainConfig(_Strict):
                 "declare it in a reviewers YAML file and give reviewers_file"
             )
         check_rule(self.consensus_rule)
+        if self.reward == "judge" and (self.judge is None or self.reviewers_file is None):
+            raise ValueError("reward: judge needs judge: NAME, a reviewer declared in reviewers_file")
+        if self.reward != "judge" and self.judge is not None:
+            raise ValueError("judge is set but reward is not 'judge'; set reward: judge")
         return self
 
     @property

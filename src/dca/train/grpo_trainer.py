@@ -72,9 +72,26 @@ def domain_reward(problems: dict[str, Problem]):
 
     def outcome_reward(completions: list, problem_id: list[str], **_: Any) -> list[float]:
         texts = [c[-1]["content"] if isinstance(c, list) else c for c in completions]
+        _prefetch_judgements([problems[pid] for pid in problem_id], texts)
         return [check_domain(problems[pid], text).reward for text, pid in zip(texts, problem_id)]
 
     return outcome_reward
+
+
+def _prefetch_judgements(problems: list[Problem], texts: list[str]) -> None:
+    """Judge a batch's open-ended responses concurrently before they are scored one by one."""
+    from ..domains import domain_of
+    from ..domains.judge import active_judge, response_of
+
+    judge = active_judge()
+    if judge is None:
+        return
+    items = []
+    for problem, text in zip(problems, texts):
+        found = response_of(text) if domain_of(problem).needs_judge else None
+        if found is not None:
+            items.append((problem, found[0]))
+    judge.prefetch(items)
 
 
 class DCAGRPOTrainer(GRPOTrainer):

@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..credit import credit_statistics
+from ..domains.judge import use_judge
 from ..errors import UserError
 from ..files import prepare_output_dir
 from ..model import load_model, resolve_model_path, trainer_device_arguments
@@ -298,6 +299,7 @@ def run_training(
         from ..review import load_reviewers
 
         load_reviewers(config.reviewers_file, only=config.reviewer_names)
+    judge = make_judge(config, problems + eval_problems)
     args = grpo_arguments(config, out)
     processes = Processes(args)
     if not processes.is_main:
@@ -305,12 +307,35 @@ def run_training(
     start = processes.main_first(lambda: _open_run(config, out, args, overwrite=overwrite, resume=resume, log=log))
     run = RunDirectory(out, writer=processes.is_main, resumed=start["resumed"])
     try:
-        summary = _train(config, args, run, processes, problems, eval_problems, log, checkpoint=start["checkpoint"])
+        with use_judge(judge):
+            summary = _train(config, args, run, processes, problems, eval_problems, log, checkpoint=start["checkpoint"])
+        if judge is not None:
+            summary["judge"] = judge.stats.as_dict()
     except BaseException as e:
         run.fail(e)
         raise
+    finally:
+        if judge is not None:
+            judge.close()
     run.finish(summary)
     return summary, run
+
+
+def make_judge(config: TrainConfig, problems: list[Problem]):
+    """The LLM judge of ``reward: judge`` (None otherwise); open-ended problems without one
+    are a UserError, as nothing else could reward them."""
+    from ..domains import domain_of
+    from ..domains.judge import Judge
+
+    judged = sorted({domain_of(p).name for p in problems if domain_of(p).needs_judge})
+    if config.reward != "judge":
+        if judged:
+            raise UserError(f"{', '.join(judged)} problems have no verifier: set reward: judge and judge: NAME (a reviewer of reviewers_file)")
+        return None
+    from ..review import ReviewCache, default_cache_path, load_reviewers
+
+    (spec,) = load_reviewers(config.reviewers_file, only=[config.judge])
+    return Judge(spec, cache=ReviewCache(default_cache_path()), pass_score=config.judge_pass_score)
 
 
 def _silent(message: str) -> None:
