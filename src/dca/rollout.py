@@ -130,13 +130,18 @@ def _strip_after_eos(ids: list[int], eos_id: int, pad_id: int | None) -> list[in
 
 
 def summarize(traces: list[Trace]) -> dict[str, float]:
-    """Accuracy, format-failure rate and mean completion length of a set of traces."""
+    """Accuracy, format-failure rate and mean completion length of a set of traces (and, when
+    an LLM judge scored open-ended tasks, how many judgements failed: no reward)."""
     n = len(traces)
     if n == 0:
         return {"traces": 0, "accuracy": 0.0, "format_failures": 0.0, "mean_tokens": 0.0}
-    return {
+    figures = {
         "traces": n,
         "accuracy": sum(t.outcome == "correct" for t in traces) / n,
         "format_failures": sum(t.outcome == "format_failure" for t in traces) / n,
         "mean_tokens": sum(len(t.completion_token_ids) for t in traces) / n,
     }
+    judge_failures = sum(t.outcome == "judge_failed" for t in traces)
+    if judge_failures:
+        figures["judge_failures"] = judge_failures
+    return figures
