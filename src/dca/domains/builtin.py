@@ -229,7 +229,7 @@ def builtin_domains() -> list[Domain]:
             generate=_open_ended_generate,
             load=_open_ended_load,
             reviewer_reference="the rubric (judge only)",
-            load_hint="or a tasks .jsonl of {question, rubric, reference?}",
+            load_hint="seeded tasks (--count), or a tasks .jsonl of {question, rubric, reference?} (--file)",
             needs_judge=True,
         )
     )
