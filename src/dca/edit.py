@@ -50,7 +50,6 @@ Everything but `LLMBridgeWriter` is pure and has no dependency on torch.
 
 from __future__ import annotations
 
-import asyncio
 import random
 import re
 from dataclasses import dataclass, field
@@ -586,61 +585,34 @@ def bridge_messages(context: BridgeContext) -> list[dict[str, str]]:
 
 class LLMBridgeWriter:
     """Bridges from a configured LLM reviewer (`dca.review.ReviewerSpec`, backend openai,
-    anthropic or hf), with the review cache (keyed by the bridge request) and the spec's
-    timeout and bounded retries of retryable errors. Counts calls and tokens."""
+    anthropic or hf), through the one LLM client (`dca.llm.LLMClient`: the review cache keyed
+    by the bridge request, the spec's timeout, rate limit, and retries with jitter and
+    Retry-After). Counts calls, tokens and cost."""
 
     def __init__(self, spec, *, cache=None):
-        from .review.backends import make_backend
+        from .llm import LLMClient
 
         if not spec.is_llm:
             raise ValueError(f"reviewer {spec.name!r} has backend {spec.backend!r}; bridges need an LLM backend (openai, anthropic, hf)")
         self.name = spec.name
         self.spec = spec
-        self.cache = cache
-        self.stats = {"calls": 0, "cached_calls": 0, "failed_calls": 0, "input_tokens": 0, "output_tokens": 0}
-        self._loop = asyncio.new_event_loop()
+        self.client = LLMClient.from_spec(spec, cache=cache)
 
-        async def build():
-            return make_backend(spec)
-
-        self.backend = self._loop.run_until_complete(build())
+    @property
+    def stats(self) -> dict[str, Any]:
+        s = self.client.stats
+        return {
+            "calls": s.answered, "cached_calls": s.cached, "failed_calls": s.failed, "requests": s.requests,
+            "retries": s.retries, "input_tokens": s.input_tokens, "output_tokens": s.output_tokens, "cost_usd": round(s.cost, 6),
+        }  # fmt: skip
 
     def write(self, context: BridgeContext) -> str:
-        from .review.cache import cache_key
+        from .llm import LLMCallFailed
 
-        messages = bridge_messages(context)
-        key = cache_key(
-            backend=self.spec.backend, base_url=self.spec.base_url, model=self.spec.model,
-            params=self.backend.cache_params(), protocol=BRIDGE_PROTOCOL, messages=messages,
-        )  # fmt: skip
-        if self.cache is not None:
-            hit = self.cache.get(key)
-            if hit is not None:
-                self.stats["cached_calls"] += 1
-                return hit["text"]
-        for attempt in range(1, self.spec.max_attempts + 1):
-            try:
-                generation = self._loop.run_until_complete(asyncio.wait_for(self.backend.generate(messages), self.spec.timeout))
-            except Exception as e:  # noqa: BLE001 - classified: retry or give up
-                error = self.backend.classify(e) if not isinstance(e, asyncio.TimeoutError) else None
-                if (error is not None and not error.retryable) or attempt == self.spec.max_attempts:
-                    self.stats["failed_calls"] += 1
-                    raise RuntimeError(error.message if error else f"no answer within {self.spec.timeout:g} s") from e
-                wait = min(self.spec.backoff_max, self.spec.backoff_base * 2 ** (attempt - 1))
-                if error is not None and error.retry_after is not None:
-                    wait = max(wait, min(error.retry_after, self.spec.backoff_max))
-                self._loop.run_until_complete(asyncio.sleep(wait))
-                continue
-            self.stats["calls"] += 1
-            self.stats["input_tokens"] += generation.input_tokens
-            self.stats["output_tokens"] += generation.output_tokens
-            if self.cache is not None:
-                request = {"backend": self.spec.backend, "base_url": self.spec.base_url, "model": self.spec.model, "messages": messages}
-                self.cache.put(key, request, generation.__dict__)
-            return generation.text
-        raise AssertionError("unreachable")  # pragma: no cover
+        try:
+            return self.client.generate_sync(bridge_messages(context), namespace=BRIDGE_PROTOCOL).text
+        except LLMCallFailed as e:
+            raise RuntimeError(f"{e.kind}: {e}") from e
 
     def close(self) -> None:
-        if not self._loop.is_closed():
-            self._loop.run_until_complete(self.backend.aclose())
-            self._loop.close()
+        self.client.close()

@@ -1,27 +1,26 @@
-"""LLM reviewer backends: the small interface the runner drives, and its implementations.
+"""LLM provider backends: what `dca.llm.LLMClient` drives, one class per provider API.
 
 A backend does two things (the Inspect AI split): ``generate`` one chat answer, and
 ``classify`` an exception from that call as a `CallError` (what kind, retryable or not,
-and the server's ``Retry-After``). Caching, retries, timeouts, rate limits and cost live
-once, in `dca.review.runner`, around every backend.
+and the server's ``Retry-After``). Caching, retries, timeouts, rate limits, concurrency and
+cost live once, in `dca.llm.LLMClient`, around every backend.
 
 - `OpenAIBackend`: chat completions through the official ``openai`` SDK; any
   OpenAI-compatible endpoint (OpenAI, vLLM, SGLang, llama.cpp server, Ollama, OpenRouter,
-  ``transformers serve``). Asks for JSON-schema structured output when the reviewer
-  answers in JSON and ``structured_output`` is on; an endpoint that rejects ``response_format`` with a 400 is
-  asked again without it, and plain JSON is parsed from then on.
+  ``transformers serve``). When the caller gives a JSON schema and ``structured_output`` is
+  on it asks for JSON-schema structured output; an endpoint that rejects
+  ``response_format`` with a 400 is asked again without it, and plain JSON is parsed from then on.
 - `AnthropicBackend`: the Messages API through the official ``anthropic`` SDK (the answer
   format is asked for in the prompt; the system prompt goes in ``system``).
-
 - `dca.review.local.HFBackend` (``hf``): a local Hugging Face chat model in-process, with
-  grammar-constrained decoding (xgrammar), so even a small model answers in the protocol's
-  format. A local model can also review through ``transformers serve`` (an OpenAI-compatible
-  server; see tests/test_review_live.py).
+  grammar-constrained decoding (xgrammar), so even a small model answers in the review
+  protocol's format. A local model can also review through ``transformers serve`` (an
+  OpenAI-compatible server; see tests/test_review_live.py).
 
-Both SDKs' own retries are switched off (``max_retries=0``): the runner owns retries, so a
-call is never retried twice over. API keys are read from the environment variable the
-reviewer names, only when the client is built; they are never part of a request record,
-a cache entry or an error message (`scrub` masks them in error text).
+Both SDKs' own retries are switched off (``max_retries=0``): the client owns retries, so a
+call is never retried twice over. API keys are read from the environment variable the spec
+names, only when the client is built; they are never part of a request record, a cache
+entry or an error message (`scrub` masks them in error text).
 """
 
 from __future__ import annotations
@@ -31,51 +30,15 @@ import email.utils
 import os
 import re
 import time
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from ..errors import UserError
-from .config import ReviewerSpec
-from .protocol import answer_json_schema
+from ..llm import CallError, Generation, LLMBackend, LLMSpec
 
-__all__ = ["Backend", "CallError", "Generation", "make_backend", "scrub"]
+__all__ = ["AnthropicBackend", "OpenAIBackend", "make_backend", "scrub"]
 
-
-@dataclass
-class Generation:
-    """One answered call."""
-
-    text: str
-    input_tokens: int = 0
-    output_tokens: int = 0
-    model: str = ""
-
-
-@dataclass
-class CallError:
-    """A failed call, classified."""
-
-    kind: str
-    """``timeout``, ``rate_limited``, ``server_error``, ``connection_error``, ``client_error``
-    or ``backend_error``."""
-    retryable: bool
-    message: str
-    retry_after: float | None = None
-    """Seconds the server asked us to wait (``Retry-After`` / ``retry-after-ms``)."""
-
-
-class Backend(Protocol):
-    """What the runner needs from a reviewer backend."""
-
-    def cache_params(self) -> dict[str, Any]:
-        """The generation parameters that change the answer (part of the cache key)."""
-        ...
-
-    async def generate(self, messages: list[dict[str, str]]) -> Generation: ...
-
-    def classify(self, error: BaseException) -> CallError: ...
-
-    async def aclose(self) -> None: ...
+#: Kept for callers that name the interface by its old name.
+Backend = LLMBackend
 
 
 _KEY_PATTERN = re.compile(r"\b(sk-[A-Za-z0-9_\-*]{4,}|sk-ant-[A-Za-z0-9_\-*]{4,})")
@@ -127,11 +90,16 @@ def _classify_sdk_error(sdk: Any, error: BaseException, secrets: list[str]) -> C
     return CallError("backend_error", False, message)
 
 
-def _api_key(spec: ReviewerSpec, *, required: bool) -> str | None:
+def _who(spec: LLMSpec) -> str:
+    name = getattr(spec, "name", None)
+    return f"reviewer '{name}'" if name else f"the {spec.backend} model {spec.model!r}"
+
+
+def _api_key(spec: LLMSpec, *, required: bool) -> str | None:
     key = os.environ.get(spec.api_key_env or "") or None
     if key is None and required:
         raise UserError(
-            f"reviewer '{spec.name}' needs an API key: set the environment variable {spec.api_key_env} "
+            f"{_who(spec)} needs an API key: set the environment variable {spec.api_key_env} "
             f"(or give base_url for a local endpoint that needs none)"
         )
     return key
@@ -140,7 +108,7 @@ def _api_key(spec: ReviewerSpec, *, required: bool) -> str | None:
 class OpenAIBackend:
     """Chat completions on any OpenAI-compatible endpoint."""
 
-    def __init__(self, spec: ReviewerSpec):
+    def __init__(self, spec: LLMSpec):
         try:
             import openai
         except ImportError as e:  # pragma: no cover - a dependency of the package
@@ -153,29 +121,25 @@ class OpenAIBackend:
         self.client = openai.AsyncOpenAI(
             api_key=key or "no-key", base_url=spec.base_url, max_retries=0, timeout=spec.timeout
         )
-        self._structured_requested = spec.structured_output and (spec.answer_format == "json" or spec.mode == "quotes")
-        self._structured = self._structured_requested
+        self._structured = spec.structured_output  # off for good once the endpoint refuses it
 
     def cache_params(self) -> dict[str, Any]:
-        return {**self.spec.params, "structured_output": self._structured_requested, "mode": self.spec.mode, "answer_format": self.spec.answer_format}
+        return {**self.spec.params, "structured_output": self.spec.structured_output}
 
-    def _request(self, messages: list[dict[str, str]]) -> dict[str, Any]:
+    def _request(self, messages: list[dict[str, str]], json_schema: dict | None) -> dict[str, Any]:
         request: dict[str, Any] = {"model": self.spec.model, "messages": messages, **self.spec.params}
-        if self._structured:
-            request["response_format"] = {
-                "type": "json_schema",
-                "json_schema": {"name": "review", "schema": answer_json_schema(self.spec.mode)},
-            }
+        if self._structured and json_schema is not None:
+            request["response_format"] = {"type": "json_schema", "json_schema": {"name": "answer", "schema": json_schema}}
         return request
 
-    async def generate(self, messages: list[dict[str, str]]) -> Generation:
+    async def generate(self, messages: list[dict[str, str]], *, json_schema: dict | None = None) -> Generation:
         try:
-            response = await self.client.chat.completions.create(**self._request(messages))
+            response = await self.client.chat.completions.create(**self._request(messages, json_schema))
         except self._sdk.BadRequestError as e:
-            if not self._structured or "response_format" not in str(e):
+            if not (self._structured and json_schema is not None) or "response_format" not in str(e):
                 raise
             self._structured = False  # the endpoint has no structured output: plain JSON
-            response = await self.client.chat.completions.create(**self._request(messages))
+            response = await self.client.chat.completions.create(**self._request(messages, json_schema))
         if not response.choices:
             raise ValueError("the endpoint returned no choices")
         usage = response.usage
@@ -196,7 +160,7 @@ class OpenAIBackend:
 class AnthropicBackend:
     """The Anthropic Messages API."""
 
-    def __init__(self, spec: ReviewerSpec):
+    def __init__(self, spec: LLMSpec):
         try:
             import anthropic
         except ImportError as e:  # pragma: no cover - a dependency of the package
@@ -210,9 +174,10 @@ class AnthropicBackend:
         )
 
     def cache_params(self) -> dict[str, Any]:
-        return {**self.spec.params, "mode": self.spec.mode, "answer_format": self.spec.answer_format}
+        return dict(self.spec.params)
 
-    async def generate(self, messages: list[dict[str, str]]) -> Generation:
+    async def generate(self, messages: list[dict[str, str]], *, json_schema: dict | None = None) -> Generation:
+        """`json_schema` is not sent: the Messages API gets the answer format from the prompt."""
         system = "\n\n".join(m["content"] for m in messages if m["role"] == "system")
         turns = [m for m in messages if m["role"] != "system"]
         params = {"max_tokens": 1024, **self.spec.params}
@@ -232,8 +197,8 @@ class AnthropicBackend:
         await self.client.close()
 
 
-def make_backend(spec: ReviewerSpec) -> Backend:
-    """The backend a reviewer spec names (LLM backends only)."""
+def make_backend(spec: LLMSpec) -> LLMBackend:
+    """The provider backend a spec names (openai, anthropic, hf)."""
     if spec.backend == "openai":
         return OpenAIBackend(spec)
     if spec.backend == "anthropic":

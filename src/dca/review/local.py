@@ -268,11 +268,12 @@ class HFBackend:
                 params.pop(name)
         return params
 
-    async def generate(self, messages: list[dict[str, str]]):
+    async def generate(self, messages: list[dict[str, str]], *, json_schema: dict | None = None):
+        """`json_schema` is not used: the grammar follows the review protocol's answer format."""
         return await asyncio.to_thread(self._generate, messages)
 
     def classify(self, error: BaseException):
-        from .backends import CallError
+        from ..llm import CallError
 
         message = f"{type(error).__name__}: {error}"[:500]
         if isinstance(error, (asyncio.TimeoutError, TimeoutError)):
@@ -346,7 +347,7 @@ class HFBackend:
         """Generate for `prompt` (the caller holds the lock)."""
         import torch
 
-        from .backends import Generation
+        from ..llm import Generation
 
         p = self.params
         tokenizer, model = self._tokenizer, self._model
