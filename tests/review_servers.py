@@ -99,8 +99,17 @@ def fault_plan(request: dict, attempt: int) -> str:
 class ReviewServer:
     """A threaded localhost server; use as a context manager. Records every request."""
 
-    def __init__(self, plan: Plan = lambda request, attempt: "ok", *, hang_seconds: float = 3.0, retry_after: str = "1"):
+    def __init__(
+        self,
+        plan: Plan = lambda request, attempt: "ok",
+        *,
+        hang_seconds: float = 3.0,
+        retry_after: str = "1",
+        delay_seconds: float = 0.2,
+    ):
+        """`delay_seconds`: how long a ``delay`` action waits before answering validly."""
         self.plan = plan
+        self.delay_seconds = delay_seconds
         self.hang_seconds = hang_seconds
         self.retry_after = retry_after
         self.lock = threading.Lock()
@@ -108,6 +117,8 @@ class ReviewServer:
         self.attempts: dict[str, int] = {}
         self.in_flight = 0
         self.max_in_flight = 0
+        self.in_flight_by_model: dict[str, int] = {}
+        self.max_in_flight_by_model: dict[str, int] = {}
         self.release = threading.Event()  # "hold" actions wait for this
         server = self
 
@@ -163,6 +174,9 @@ class ReviewServer:
             )
             self.in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
+            model = str(body.get("model", ""))
+            self.in_flight_by_model[model] = self.in_flight_by_model.get(model, 0) + 1
+            self.max_in_flight_by_model[model] = max(self.max_in_flight_by_model.get(model, 0), self.in_flight_by_model[model])
         try:
             self._respond(handler, body, action)
         except (BrokenPipeError, ConnectionResetError):
@@ -170,11 +184,12 @@ class ReviewServer:
         finally:
             with self.lock:
                 self.in_flight -= 1
+                self.in_flight_by_model[model] -= 1
 
     def _respond(self, handler, body: dict, action: str) -> None:
         anthropic = handler.path.endswith("/messages")
         if action == "delay":
-            time.sleep(0.2)
+            time.sleep(self.delay_seconds)
             action = "ok"
         if action == "hold":  # answer only when the test releases the server
             self.release.wait()

@@ -20,7 +20,7 @@ import yaml
 from dca.cli import main as dca_main
 from dca.errors import UserError
 from dca.records import Review, read_jsonl, write_jsonl
-from dca.review import ReviewCache, ReviewItem, ReviewRunner, RunnerReviewer
+from dca.review import BuildContext, LLMReviewer, ReviewCache, ReviewItem, ReviewRunner, build_reviewer
 from dca.review.cache import cache_key
 from dca.review.config import ReviewerSpec
 from dca.segment import segment
@@ -175,14 +175,13 @@ def test_cache_key_covers_what_changes_the_answer_and_nothing_else():
     with ReviewServer() as server:
         a = spec(server)
         b = spec(server, timeout=9, max_attempts=1, concurrency=1, requests_per_minute=5, price={"input": 9})
-        runner_a, runner_b = ReviewRunner([a]), ReviewRunner([b])
 
         async def keys():
             out = []
-            for runner, s in ((runner_a, a), (runner_b, b)):
-                backend = runner._reviewer(s).backend
-                out.append(cache_key(backend=s.backend, base_url=s.base_url, model=s.model, params=backend.cache_params(), protocol="p", messages=[]))
-                await runner.aclose()
+            for s in (a, b):
+                reviewer = build_reviewer(s)
+                out.append(reviewer.client.key([{"role": "user", "content": "x"}], namespace="p"))
+                await reviewer.aclose()
             return out
 
         key_a, key_b = asyncio.run(keys())
@@ -382,13 +381,14 @@ def test_dca_review_bad_input_is_one_line_exit_2(tmp_path, capsys):
         assert len(err) == 1 and err[0].startswith("dca: error:") and message in err[0], (override, err)
 
 
-# --- the trainer's synchronous adapter ---------------------------------------------------------
+# --- the synchronous form (the trainer's) -------------------------------------------------------
 
 
-def test_runner_reviewer_is_a_synchronous_reviewer_with_cache_and_failures(tmp_path):
+def test_an_llm_reviewer_reviews_synchronously_with_cache_and_failures(tmp_path):
     item = ITEMS[0]
     with ReviewServer(lambda request, attempt: "server_error" if "Answer: 0" in first_user_text(request) else "ok") as server:
-        reviewer = RunnerReviewer(spec(server, max_attempts=2), cache=ReviewCache(tmp_path / "c.sqlite"))
+        reviewer = build_reviewer(spec(server, max_attempts=2), BuildContext(cache=ReviewCache(tmp_path / "c.sqlite")))
+        assert isinstance(reviewer, LLMReviewer)
         try:
             review = reviewer.review(item.problem, item.trace.completion, item.units, trace_id="t1")
             again = reviewer.review(item.problem, item.trace.completion, item.units, trace_id="t1")
@@ -399,8 +399,8 @@ def test_runner_reviewer_is_a_synchronous_reviewer_with_cache_and_failures(tmp_p
     assert review.status == "ok" and review.reviewer == "llm" and review.steps == again.steps
     assert again.usage["cached_calls"] == 1
     assert "Outcome: solved" in server.requests[0]["body"]["messages"][1]["content"]  # outcome recomputed
-    assert failed.status == "failed" and failed.metadata["failure"] == "server_error"
-    assert reviewer.stats.reviews == 3 and reviewer.stats.failed == 1
+    assert failed.status == "failed" and failed.metadata["failure"] == "server_error" and failed.usage["requests"] == 2
+    assert reviewer.stats.calls == 3 and reviewer.stats.failed == 1 and reviewer.stats.cached == 1
 
 
 def test_dca_review_help():

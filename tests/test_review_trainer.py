@@ -12,7 +12,7 @@ from pydantic import ValidationError
 
 from dca.errors import UserError
 from dca.records import Credit, Review, read_jsonl
-from dca.review import OracleReviewer, ReferenceReviewer, RunnerReviewer
+from dca.review import LLMReviewer, OracleReviewer, ReferenceReviewer, close_reviewers
 from dca.train.config import TrainConfig, load_train_config
 from dca.train.run import make_reviewers, run_training
 from review_servers import ReviewServer
@@ -32,10 +32,10 @@ def reviewers_file(tmp_path, server_url="http://127.0.0.1:9/v1", **llm):
 def test_config_names_builtin_or_declared_reviewers(tmp_path, monkeypatch):
     monkeypatch.setenv("DCA_CACHE_DIR", str(tmp_path / "cache"))
     (oracle,) = make_reviewers(TrainConfig())
-    assert isinstance(oracle, OracleReviewer)
+    assert isinstance(oracle.inner, OracleReviewer) and oracle.name == "oracle"
     (reference,) = make_reviewers(TrainConfig(reviewer="reference"))
-    assert isinstance(reference, ReferenceReviewer)
-    assert [type(r) for r in make_reviewers(TrainConfig(reviewer=["oracle", "reference"]))] == [OracleReviewer, ReferenceReviewer]
+    assert isinstance(reference.inner, ReferenceReviewer)
+    assert [type(r.inner) for r in make_reviewers(TrainConfig(reviewer=["oracle", "reference"]))] == [OracleReviewer, ReferenceReviewer]
     with pytest.raises(ValidationError, match="named once"):
         TrainConfig(reviewer=["oracle", "oracle"])
     with pytest.raises(ValidationError, match="rule"):
@@ -44,12 +44,12 @@ def test_config_names_builtin_or_declared_reviewers(tmp_path, monkeypatch):
         TrainConfig(reviewer="llm")
     path = reviewers_file(tmp_path)
     (oracle,) = make_reviewers(TrainConfig(reviewer="my-oracle", reviewers_file=str(path)))
-    assert isinstance(oracle, OracleReviewer) and oracle.name == "my-oracle"
+    assert isinstance(oracle.inner, OracleReviewer) and oracle.name == "my-oracle"
     (llm,) = make_reviewers(TrainConfig(reviewer="llm", reviewers_file=str(path)))
     try:
-        assert isinstance(llm, RunnerReviewer) and llm.name == "llm"
+        assert isinstance(llm, LLMReviewer) and llm.name == "llm"
     finally:
-        llm.close()
+        close_reviewers([llm])
     config = tmp_path / "run.yaml"
     config.write_text(yaml.safe_dump({"reviewer": "nobody", "reviewers_file": str(path)}))
     with pytest.raises(UserError, match="no reviewer 'nobody'"):

@@ -797,7 +797,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default="embedded", help="'embedded', a checkpoint directory or a hub id")
     p.add_argument("--sets", default="synthetic-easy", help="comma-separated: synthetic-easy|medium|hard|distractors, gsm8k-test, gsm8k-train, a domain (logic, knights-knaves, ...; see `dca domains`), DOMAIN@FILE or a problems .jsonl, each with an optional :N limit")
     p.add_argument("--probes", default="early,mistakes,filler", help="comma-separated faithfulness probes (early, mistakes, filler), or '' for none")
-    p.add_argument("--reviewer", default="auto", choices=("auto", "oracle", "reference", "counterfactual", "none"), help="who labels steps for tokens per insight (auto: oracle where the domain has one, reference on GSM8K)")
+    p.add_argument("--reviewer", default="auto", help="who labels steps for tokens per insight: auto (oracle where the domain has one, reference on GSM8K), none, or a registry reviewer that needs no settings (oracle, reference, counterfactual)")
     p.add_argument("--samples", type=int, default=1, help="traces per problem (pass@k with k = samples; needs --temperature > 0)")
     p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")
     p.add_argument("--max-new-tokens", type=int, default=160)

@@ -73,7 +73,12 @@ from .segment import segment
 
 Log = Callable[[str], None]
 
-REVIEWERS = ("auto", "oracle", "reference", "counterfactual", "none")
+
+def eval_reviewers() -> tuple[str, ...]:
+    """``--reviewer`` choices: auto, none, and every registry reviewer that needs no settings."""
+    from .review.registry import REGISTRY, builtin_spec
+
+    return ("auto", *(name for name in REGISTRY if builtin_spec(name) is not None), "none")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -228,8 +233,8 @@ class EvalConfig:
         unknown = [p for p in self.probes if p not in PROBES]
         if unknown:
             raise UserError(f"unknown probe(s) {unknown}: choose from {', '.join(PROBES)}")
-        if self.reviewer not in REVIEWERS:
-            raise UserError(f"unknown reviewer {self.reviewer!r}: choose from {', '.join(REVIEWERS)}")
+        if self.reviewer not in eval_reviewers():
+            raise UserError(f"unknown reviewer {self.reviewer!r}: choose from {', '.join(eval_reviewers())}")
         if not self.sets:
             raise UserError("give at least one problem set with --sets")
         if self.reviewer == "counterfactual":
@@ -242,7 +247,9 @@ class EvalConfig:
 
 
 def _make_reviewer(name: str, problems: list[Problem], engine, tokenizer, counterfactual: dict[str, Any]):
-    from .review import CounterfactualConfig, CounterfactualReviewer, OracleReviewer, ReferenceReviewer
+    """The reviewer `name` picks, built by the reviewer registry; a counterfactual reviewer
+    probes the evaluated model (`engine`)."""
+    from .review import BuildContext, ReviewerSpec, build_reviewer
     from .rollout import render_prompt
 
     if name == "auto":
@@ -254,32 +261,20 @@ def _make_reviewer(name: str, problems: list[Problem], engine, tokenizer, counte
             return None
     if name == "none":
         return None
-    if name == "oracle":
-        return OracleReviewer()
-    if name == "reference":
-        return ReferenceReviewer()
+    from pydantic import ValidationError
+
     try:
-        config = CounterfactualConfig(**counterfactual)
-    except (TypeError, ValueError) as e:
-        raise UserError(f"counterfactual reviewer: {e}") from e
-    return CounterfactualReviewer(engine, config, render_prompt=lambda p: render_prompt(tokenizer, p))
+        spec = ReviewerSpec(name=name, backend=name, counterfactual=counterfactual if name == "counterfactual" else {})
+    except ValidationError as e:
+        raise UserError(f"{name} reviewer: {e.errors()[0]['msg'].removeprefix('Value error, ')}") from e
+    return build_reviewer(spec, BuildContext(engine=engine, render_prompt=lambda p: render_prompt(tokenizer, p)))
 
 
 def _review_all(reviewer, traces: list[Trace], problems: dict[str, Problem]) -> list[Review]:
-    from .review import CounterfactualReviewer
+    from .review import ReviewItem, review_batch
 
-    reviews = []
-    for trace in traces:
-        units = segment(trace.completion)
-        try:
-            if isinstance(reviewer, CounterfactualReviewer):  # continues from the exact prompt the trace saw
-                review = reviewer.review(problems[trace.problem_id], trace.completion, units, trace_id=trace.id, prompt=trace.prompt)
-            else:
-                review = reviewer.review(problems[trace.problem_id], trace.completion, units, trace_id=trace.id)
-        except Exception as e:  # a failed review is a record, never a crash
-            review = Review(trace_id=trace.id, reviewer=getattr(reviewer, "name", "?"), units=units, status="failed", error=f"{type(e).__name__}: {e}")
-        reviews.append(review)
-    return reviews
+    items = [ReviewItem(problem=problems[t.problem_id], trace=t, units=segment(t.completion)) for t in traces]
+    return review_batch([reviewer], items)[0]
 
 
 def _versions() -> dict[str, str]:
@@ -569,7 +564,7 @@ __all__ = [
     "DEFAULT_SYNTHETIC_COUNT",
     "EVAL_SEED",
     "EvalConfig",
-    "REVIEWERS",
+    "eval_reviewers",
     "SYNTHETIC_SETS",
     "SetSpec",
     "caught_own_mistakes",

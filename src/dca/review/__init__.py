@@ -6,14 +6,18 @@
 - LLM reviewers answer the versioned review protocol (`protocol`) through a backend
   (`backends`: OpenAI-compatible, Anthropic; `local`: a Hugging Face model with
   grammar-constrained decoding);
-- reviewers are declared in YAML (`config.load_reviewers`) and run by `ReviewRunner`
-  (concurrency, rate limits, retries, SQLite cache, cost); `RunnerReviewer` puts any of them
-  behind the synchronous `Reviewer` protocol the trainer calls.
+- every reviewer is built by one registry (`registry.REGISTRY`, keyed by backend name:
+  oracle, reference, noisy, counterfactual, hf, openai, anthropic) from a `ReviewerSpec`
+  declared in YAML (`config.load_reviewers`); each implements `Reviewer` (``review`` and the
+  batched, asynchronous ``review_many``), and `review_batch` runs several over a batch
+  (the trainer's generation batch, ``dca review``, ``dca eval``);
+- LLM reviewers call their model through `dca.llm.LLMClient` (SQLite cache, retries,
+  rate limits, concurrency, cost).
 """
 
 from __future__ import annotations
 
-from .base import Reviewer
+from .base import Reviewer, ReviewItem, failed_review, review_all, review_batch
 from .cache import ReviewCache
 from .config import ReviewerSpec, load_reviewers
 from .counterfactual import CounterfactualConfig, CounterfactualReviewer
@@ -21,10 +25,21 @@ from .noisy import NoisyReviewer
 from .oracle import OracleReviewer
 from .protocol import PROTOCOL_VERSION, InvalidAnswer, build_messages, parse_answer
 from .reference import ReferenceReviewer
-from .runner import ReviewItem, ReviewerStats, ReviewRunner, RunnerReviewer, default_cache_path
+from .registry import REGISTRY, BuildContext, build_reviewer, build_reviewers, builtin_spec, close_reviewers
+from .runner import LLMReviewer, ReviewerStats, ReviewRunner, default_cache_path
 
 __all__ = [
     "PROTOCOL_VERSION",
+    "REGISTRY",
+    "BuildContext",
+    "LLMReviewer",
+    "build_reviewer",
+    "build_reviewers",
+    "builtin_spec",
+    "close_reviewers",
+    "failed_review",
+    "review_all",
+    "review_batch",
     "CounterfactualConfig",
     "CounterfactualReviewer",
     "InvalidAnswer",
@@ -37,7 +52,6 @@ __all__ = [
     "Reviewer",
     "ReviewerSpec",
     "ReviewerStats",
-    "RunnerReviewer",
     "build_messages",
     "default_cache_path",
     "load_reviewers",

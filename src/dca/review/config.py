@@ -29,68 +29,52 @@ Example::
         backend: hf                  # a local chat model, grammar-constrained (dca.review.local)
         model: embedded              # or a checkpoint directory or a hub id
         params: {max_new_tokens: 256, temperature: 0}
+      - name: noisy-gpt
+        backend: noisy               # another declared reviewer's reviews with a seeded share of labels flipped
+        inner: gpt
+        flip_rate: 0.2
+        seed: 0
+      - name: counterfactual
+        backend: counterfactual      # each unit's causal effect, measured with a model (dca.review.counterfactual)
+        model: embedded              # in training and `dca eval`: the policy model itself when model is empty
+        counterfactual: {samples: 4, threshold: 0.25}
 
-Config files are untrusted input: pydantic with unknown keys rejected; any mistake becomes a
-one-line `UserError` naming the entry and the field. A file never holds an API key: an
-``api_key`` entry is refused with a pointer to ``api_key_env``.
+``backend`` names an entry of the one reviewer registry (`dca.review.registry.REGISTRY`);
+an unknown name is an error that lists the known ones. Config files are untrusted input:
+pydantic with unknown keys rejected; any mistake becomes a one-line `UserError` naming the
+entry and the field. A file never holds an API key: an ``api_key`` entry is refused with a
+pointer to ``api_key_env``.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
 from ..errors import UserError
+from ..llm import LLM_BACKENDS, LLMSpec, Price
 from .protocol import ANSWER_FORMATS, MODES
 
-__all__ = ["BACKENDS", "Price", "ReviewerSpec", "ReviewersFile", "load_reviewers"]
-
-#: Backends a reviewer can use: LLMs that answer the review protocol, and programmatic reviewers.
-LLM_BACKENDS = ("openai", "anthropic", "hf")
-PROGRAMMATIC_BACKENDS = ("oracle", "reference")
-BACKENDS = LLM_BACKENDS + PROGRAMMATIC_BACKENDS
-
-_DEFAULT_KEY_ENV = {"openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY"}
+__all__ = ["LLM_BACKENDS", "Price", "ReviewerSpec", "ReviewersFile", "load_reviewers"]
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class Price(_Strict):
-    """USD per million tokens."""
-
-    input: float = Field(0.0, ge=0)
-    output: float = Field(0.0, ge=0)
-
-    def cost(self, input_tokens: float, output_tokens: float) -> float:
-        return (input_tokens * self.input + output_tokens * self.output) / 1e6
-
-
-class ReviewerSpec(_Strict):
-    """One configured reviewer."""
+class ReviewerSpec(LLMSpec):
+    """One configured reviewer: the `dca.llm.LLMSpec` call settings (LLM backends) plus how it reviews."""
 
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.\-]+$", description="Names the reviewer in reviews and summaries.")
-    backend: Literal[BACKENDS]  # type: ignore[valid-type]
-    model: str = Field("", description="Model id (LLM backends).")
-    base_url: str | None = Field(None, description="Endpoint of an OpenAI-compatible or Anthropic API.")
-    api_key_env: str | None = Field(None, description="Environment variable that holds the API key.")
-    params: dict[str, Any] = Field(default_factory=dict, description="Generation parameters passed to the backend.")
-    price: Price = Price()
+    backend: str = Field(description="A key of dca.review.registry.REGISTRY.")
     mode: str = Field("units", description="'units' (answer with unit indices) or 'quotes' (quote each step).")
     answer_format: str = Field("lines", description="'lines' (one short line per step; cheapest) or 'json' (unit mode).")
     show_reference_answer: bool = Field(False, description="Show the gold answer in the prompt.")
-    structured_output: bool = Field(True, description="With JSON answers (answer_format 'json' or quote mode), ask an OpenAI-compatible endpoint for JSON-schema output.")
-    concurrency: int = Field(4, ge=1, le=512)
-    requests_per_minute: float | None = Field(None, gt=0)
-    timeout: float = Field(120.0, gt=0, description="Seconds per call.")
-    max_attempts: int = Field(4, ge=1, le=20, description="Tries per call for retryable errors.")
     repair_attempts: int = Field(1, ge=0, le=5, description="Extra turns after an invalid answer.")
-    backoff_base: float = Field(1.0, ge=0, description="First retry waits about this many seconds, doubling after.")
-    backoff_max: float = Field(60.0, ge=0, description="Longest wait between tries (Retry-After is capped here too).")
+    inner: str | None = Field(None, description="noisy: the declared reviewer whose reviews it flips.")
+    flip_rate: float = Field(0.1, ge=0, le=1, description="noisy: share of covered units whose label is flipped.")
+    seed: int = Field(0, description="noisy: seeds the flips (with each trace id).")
+    counterfactual: dict[str, Any] = Field(default_factory=dict, description="counterfactual: CounterfactualConfig fields.")
+    _inner_spec: "ReviewerSpec | None" = PrivateAttr(None)
 
     @model_validator(mode="before")
     @classmethod
@@ -101,26 +85,53 @@ class ReviewerSpec(_Strict):
 
     @model_validator(mode="after")
     def _check(self):
+        from .registry import REGISTRY
+
+        if self.backend not in REGISTRY:
+            raise ValueError(f"unknown backend {self.backend!r}; choose from {', '.join(REGISTRY)}")
         if self.mode not in MODES:
             raise ValueError(f"mode must be one of {list(MODES)}")
         if self.answer_format not in ANSWER_FORMATS:
             raise ValueError(f"answer_format must be one of {list(ANSWER_FORMATS)}")
         if self.backend in LLM_BACKENDS and not self.model:
             raise ValueError(f"backend '{self.backend}' needs a model")
-        if self.api_key_env is None and self.backend in _DEFAULT_KEY_ENV:
-            self.api_key_env = _DEFAULT_KEY_ENV[self.backend]
+        if self.backend == "noisy" and not self.inner:
+            raise ValueError("backend 'noisy' needs inner: the name of the reviewer whose reviews it flips")
+        if self.inner and self.backend != "noisy":
+            raise ValueError("inner is for backend 'noisy' only")
+        if self.counterfactual and self.backend != "counterfactual":
+            raise ValueError("counterfactual settings are for backend 'counterfactual' only")
+        if self.backend == "counterfactual":
+            from .counterfactual import CounterfactualConfig
+
+            try:
+                CounterfactualConfig(**self.counterfactual)
+            except (TypeError, ValueError) as e:
+                raise ValueError(f"counterfactual: {e}") from e
+        self.default_key_env()
         return self
 
     @property
     def is_llm(self) -> bool:
         return self.backend in LLM_BACKENDS
 
+    @property
+    def inner_spec(self) -> "ReviewerSpec | None":
+        """noisy: the spec `inner` names (set by `load_reviewers` / `ReviewersFile`)."""
+        return self._inner_spec
+
+    def with_inner(self, inner: "ReviewerSpec") -> "ReviewerSpec":
+        self._inner_spec = inner
+        return self
+
     def public_dict(self) -> dict[str, Any]:
         """The spec as recorded in review metadata (no secrets: the file holds none)."""
         return self.model_dump(mode="json", include={"name", "backend", "model", "base_url", "params", "mode", "answer_format", "show_reference_answer"})
 
 
-class ReviewersFile(_Strict):
+class ReviewersFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     reviewers: list[ReviewerSpec] = Field(min_length=1)
 
     @model_validator(mode="after")
@@ -129,6 +140,18 @@ class ReviewersFile(_Strict):
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
             raise ValueError(f"reviewer names must be unique; repeated: {duplicates}")
+        by_name = {r.name: r for r in self.reviewers}
+        for spec in self.reviewers:  # noisy reviewers wrap another declared reviewer, without cycles
+            seen = [spec.name]
+            current = spec
+            while current.backend == "noisy":
+                if current.inner not in by_name:
+                    raise ValueError(f"reviewer {current.name!r}: inner {current.inner!r} is not declared in this file")
+                if current.inner in seen:
+                    raise ValueError(f"reviewer {spec.name!r}: noisy reviewers wrap each other in a cycle ({' -> '.join([*seen, current.inner])})")
+                current.with_inner(by_name[current.inner])
+                seen.append(current.inner)
+                current = by_name[current.inner]
         return self
 
 

@@ -10,7 +10,9 @@ step depended on). Unit boundaries are not changed, and uncovered units stay unc
 
 The random draws depend only on `seed` and the trace id, so a review is the same in every
 process and whatever the order in which traces are reviewed. A failed inner review is
-passed on unchanged except for the reviewer name.
+passed on unchanged except for the reviewer name. ``review_many`` asks the inner reviewer's
+``review_many`` (an LLM reviewer's calls stay concurrent), then flips. Declared in a
+reviewers YAML as ``backend: noisy`` with ``inner: NAME``, ``flip_rate`` and ``seed``.
 """
 
 from __future__ import annotations
@@ -18,12 +20,12 @@ from __future__ import annotations
 import hashlib
 import random
 from dataclasses import replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Sequence
 
 from ..records import CONTRIBUTIONS, Problem, Review, Step, Unit
 
 if TYPE_CHECKING:
-    from .base import Reviewer
+    from .base import Reviewer, ReviewItem
 
 
 class NoisyReviewer:
@@ -37,8 +39,24 @@ class NoisyReviewer:
         self.seed = seed
         self.name = name or f"noisy-{inner.name}-{flip_rate:g}"
 
+    @property
+    def inline(self) -> bool:
+        """Runs inline when its inner reviewer does."""
+        return getattr(self.inner, "inline", True)
+
     def review(self, problem: Problem, trace_completion: str, units: list[Unit], *, trace_id: str) -> Review:
-        inner = self.inner.review(problem, trace_completion, units, trace_id=trace_id)
+        return self._flipped(self.inner.review(problem, trace_completion, units, trace_id=trace_id), trace_id)
+
+    async def review_many(self, items: Sequence[ReviewItem]) -> list[Review]:
+        from .base import review_all
+
+        (inner,) = await review_all([self.inner], items)
+        return [self._flipped(review, item.trace.id) for review, item in zip(inner, items)]
+
+    def close(self) -> None:
+        """The inner reviewer is closed by whoever built it (it may be shared)."""
+
+    def _flipped(self, inner: Review, trace_id: str) -> Review:
         metadata = {**inner.metadata, "noise": {"inner": inner.reviewer, "flip_rate": self.flip_rate, "seed": self.seed}}
         if inner.status != "ok":
             return replace(inner, reviewer=self.name, metadata=metadata)

@@ -133,9 +133,6 @@ class GRPOSettings(_Strict):
     scale_rewards: Literal["group", "batch", "none"] = "group"
 
 
-#: Reviewers a TrainConfig can name without a reviewers file.
-BUILTIN_REVIEWERS = ("oracle", "reference")
-
 
 class TrainConfig(_Strict):
     model: str = Field("embedded", description="'embedded', a checkpoint directory or a hub id.")
@@ -188,11 +185,13 @@ class TrainConfig(_Strict):
             raise ValueError("reviewer: name at least one reviewer")
         if len(set(names)) != len(names):
             raise ValueError(f"reviewer: each reviewer may be named once (got {names})")
-        unknown = [n for n in names if n not in BUILTIN_REVIEWERS]
+        from ..review.registry import builtin_spec
+
+        unknown = [n for n in names if builtin_spec(n) is None]
         if self.reviewers_file is None and unknown:
             raise ValueError(
-                f"reviewer {unknown[0]!r} is not built in ({', '.join(BUILTIN_REVIEWERS)}); "
-                "declare it in a reviewers YAML file and give reviewers_file"
+                f"reviewer {unknown[0]!r} needs settings (or is unknown): declare it in a reviewers YAML file "
+                "and give reviewers_file"
             )
         check_rule(self.consensus_rule)
         if self.reward == "judge" and (self.judge is None or self.reviewers_file is None):

@@ -1,10 +1,12 @@
 """DCA-GRPO: TRL's GRPOTrainer with per-token advantages from reviewer credit.
 
 `DCAGRPOTrainer` overrides one method, ``_generate_and_score_completions``: it calls the
-parent (generation, rewards, group-normalized scalar advantages, old log-probs), then for each
-completion in the local batch it segments the text into units, asks the reviewer for a
-Review, turns Review + scalar advantage into per-token advantages (`dca.credit`), and
-replaces ``output["advantages"]`` (shape ``(B,)``) by a ``(B, T)`` tensor. TRL's loss accepts
+parent (generation, rewards, group-normalized scalar advantages, old log-probs), segments
+every completion of the local batch into units, has every reviewer review every completion
+concurrently (`dca.review.review_batch`: LLM reviewers' calls all in flight together within
+each reviewer's concurrency and requests-per-minute limits, through the cache; programmatic
+reviewers inline), turns each Review + scalar advantage into per-token advantages
+(`dca.credit`), and replaces ``output["advantages"]`` (shape ``(B,)``) by a ``(B, T)`` tensor. TRL's loss accepts
 that shape (it unsqueezes only 1-D advantages), so every loss variant, PEFT, vLLM and
 multi-process training are inherited unchanged.
 
@@ -40,8 +42,8 @@ from ..credit import CreditConfig, compute_credit, credit_statistics, token_char
 from ..domains import check as check_domain
 from ..problems.answer import check_answer
 from ..consensus import build_consensus, check_rule
-from ..records import Consensus, Credit, Problem, Review, Trace, Unit
-from ..review.base import Reviewer
+from ..records import Consensus, Credit, Problem, Review, Trace
+from ..review.base import Reviewer, ReviewItem, review_batch
 from ..segment import segment
 from .grpo_config import check_per_token_options
 from .resume import DCA_STATE_FILE
@@ -139,6 +141,7 @@ class DCAGRPOTrainer(GRPOTrainer):
 
         step = self.state.global_step
         traces, reviews, credits, consensuses = [], [], [], []
+        rows = []
         for row, example in enumerate(inputs):
             length = int(completion_mask[row].sum().item())
             ids = completion_ids[row, :length].tolist()
@@ -160,24 +163,27 @@ class DCAGRPOTrainer(GRPOTrainer):
                 group=group,
                 step=step,
             )
-            units = segment(text)
-            trace_reviews = [self._review(reviewer, problem, trace, units) for reviewer in self.reviewers]
+            rows.append((length, ids, check, advantage, ReviewItem(problem=problem, trace=trace, units=segment(text))))
+        # Every completion by every reviewer at once; a failure is a failed review (uniform credit).
+        by_reviewer = review_batch(self.reviewers, [item for *_, item in rows])
+        for row, (length, ids, check, advantage, item) in enumerate(rows):
+            trace_reviews = [reviews_of[row] for reviews_of in by_reviewer]
             if len(trace_reviews) == 1:
                 analysis: Review | Consensus = trace_reviews[0]
             else:
                 analysis = build_consensus(trace_reviews, rule=self.consensus_rule)
                 consensuses.append(analysis)
             credit = compute_credit(
-                trace_id=trace.id,
-                text=text,
-                token_spans=token_char_spans(tokenizer, ids, text),
+                trace_id=item.trace.id,
+                text=item.trace.completion,
+                token_spans=token_char_spans(tokenizer, ids, item.trace.completion),
                 review=analysis,
                 sequence_advantage=advantage,
                 answer_span=check.span,
                 config=self.credit_config,
             )
             token_advantages[row, :length] = torch.tensor(credit.token_advantages, dtype=torch.float32)
-            traces.append(trace)
+            traces.append(item.trace)
             reviews.extend(trace_reviews)
             credits.append(credit)
 
@@ -194,20 +200,6 @@ class DCAGRPOTrainer(GRPOTrainer):
         if self.recorder is not None:
             self.recorder.record(step=step, traces=traces, reviews=reviews, credits=credits, consensuses=consensuses)
         return output
-
-    @staticmethod
-    def _review(reviewer: Reviewer, problem: Problem, trace: Trace, units: list[Unit]) -> Review:
-        """Ask one reviewer; a reviewer that raises yields a failed review, never a crash."""
-        try:
-            return reviewer.review(problem, trace.completion, units, trace_id=trace.id)
-        except Exception as e:  # noqa: BLE001 - any reviewer failure is data, not a crash
-            return Review(
-                trace_id=trace.id,
-                reviewer=getattr(reviewer, "name", type(reviewer).__name__),
-                units=units,
-                status="failed",
-                error=f"{type(e).__name__}: {e}",
-            )
 
     # -----------------------------------------------------------------------------------------
     # Around TRL: metrics across processes, checkpoint state for resuming

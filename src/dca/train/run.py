@@ -45,7 +45,6 @@ from ..model import load_model, resolve_model_path, trainer_device_arguments
 from ..domains.sources import load_problems  # noqa: F401 (re-exported: one home for problem sources)
 from ..prompting import chat_messages
 from ..records import Consensus, Credit, Problem, Review, Trace, append_jsonl, from_dict, write_jsonl
-from ..review import OracleReviewer, ReferenceReviewer
 from ..rollout import SamplingConfig, rollout, summarize
 from .config import TrainConfig
 from .resume import last_checkpoint, read_json_lines, truncate_run_files
@@ -58,23 +57,22 @@ Log = Callable[[str], None]
 # Inputs
 
 
-def make_reviewers(config: TrainConfig) -> list:
-    """The reviewers `config.reviewer` names: the oracle, the reference reviewer, or any reviewer
-    from `config.reviewers_file`, run through the review runner (cache, retries, failed-review
-    records; a failed review makes the trainer fall back to uniform credit for that trace)."""
-    if config.reviewers_file is None:
-        return [OracleReviewer() if name == "oracle" else ReferenceReviewer() for name in config.reviewer_names]
-    from ..review import ReviewCache, RunnerReviewer, default_cache_path, load_reviewers
+def make_reviewers(config: TrainConfig, context=None) -> list:
+    """The reviewers `config.reviewer` names, built by the reviewer registry
+    (`dca.review.registry`): a built-in one (oracle, reference, counterfactual) or any reviewer
+    declared in `config.reviewers_file`. LLM reviewers share the review cache; a failed review
+    makes the trainer fall back to uniform credit for that trace."""
+    from ..review import BuildContext, ReviewCache, build_reviewers, builtin_spec, default_cache_path, load_reviewers
 
-    reviewers = []
-    for spec in load_reviewers(config.reviewers_file, only=config.reviewer_names):
-        if spec.is_llm:
-            reviewers.append(RunnerReviewer(spec, cache=ReviewCache(default_cache_path())))
-        else:
-            reviewer = OracleReviewer() if spec.backend == "oracle" else ReferenceReviewer()
-            reviewer.name = spec.name
-            reviewers.append(reviewer)
-    return reviewers
+    if config.reviewers_file is None:
+        specs = [builtin_spec(name) for name in config.reviewer_names]
+    else:
+        specs = load_reviewers(config.reviewers_file, only=config.reviewer_names)
+    if context is None:
+        context = BuildContext()
+    if context.cache is None and any(s.is_llm or s.backend == "noisy" for s in specs):
+        context.cache = ReviewCache(default_cache_path())
+    return build_reviewers(specs, context)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -409,7 +407,13 @@ def _train(config: TrainConfig, args, run: RunDirectory, processes: Processes, p
                 f"credited {logs.get('dca/fraction_credited', 0):.0%}  loss {logs['loss']:.4f}"
             )
 
-    reviewers = make_reviewers(config)
+    from ..continuation import HFContinuationEngine
+    from ..review import BuildContext, close_reviewers
+    from ..rollout import render_prompt
+
+    # A counterfactual reviewer without a model of its own probes the policy being trained.
+    context = BuildContext(engine=HFContinuationEngine(model, tokenizer, name=model_path), render_prompt=lambda p: render_prompt(tokenizer, p))
+    reviewers = make_reviewers(config, context)
     trainer = DCAGRPOTrainer(
         model=model,
         reward_funcs=[domain_reward({p.id: p for p in problems})],
@@ -434,9 +438,9 @@ def _train(config: TrainConfig, args, run: RunDirectory, processes: Processes, p
     try:
         trainer.train(resume_from_checkpoint=checkpoint)
     finally:
-        for reviewer in reviewers:
-            if hasattr(reviewer, "close"):
-                reviewer.close()
+        close_reviewers(list(context.built.values()))
+        if context.cache is not None:
+            context.cache.close()
     if args.save_strategy == "no" and run.writer:
         shutil.rmtree(run.file("trainer"), ignore_errors=True)
     model.config.use_cache = True  # TRL turns it off for training; generation wants it back

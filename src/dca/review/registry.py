@@ -1,0 +1,206 @@
+"""The one reviewer registry: every reviewer kind, built from a `ReviewerSpec` by backend name.
+
+    REGISTRY = {"oracle": ..., "reference": ..., "noisy": ..., "counterfactual": ...,
+                "hf": ..., "openai": ..., "anthropic": ...}
+
+`build_reviewers(specs, context)` is how the trainer (`dca.train.run`), ``dca review``
+(`dca.review.runner.ReviewRunner`), ``dca eval`` (`dca.evaluate`) and the reviewers YAML
+(`dca.review.config`, whose ``backend`` must be a key here) get reviewers; nothing else
+constructs one. Every reviewer it returns implements `dca.review.base.Reviewer` (``review``
+and ``review_many``; the latter never raises):
+
+- ``oracle``, ``reference``: programmatic, inline (`ProgrammaticReviewer` around
+  `OracleReviewer` / `ReferenceReviewer`);
+- ``counterfactual``: inline, with a continuation engine: the context's (the policy model in
+  ``dca eval``) or one loaded from the spec's ``model``;
+- ``noisy``: wraps another declared reviewer (``inner``), built once and shared;
+- ``openai``, ``anthropic``, ``hf``: `dca.review.runner.LLMReviewer`, every call through one
+  `dca.llm.LLMClient` per reviewer (cache, limits, retries, cost).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, Sequence
+
+from ..records import Problem, Review, Unit
+from .base import ReviewItem, failed_review
+
+if TYPE_CHECKING:
+    from ..llm import LLMBackend
+    from .base import Reviewer
+    from .cache import ReviewCache
+    from .config import ReviewerSpec
+
+__all__ = ["REGISTRY", "BuildContext", "ProgrammaticReviewer", "build_reviewer", "build_reviewers", "builtin_spec", "close_reviewers"]
+
+
+@dataclass(kw_only=True)
+class BuildContext:
+    """What building a reviewer may need beyond its spec."""
+
+    cache: ReviewCache | None = None
+    """The LLM call cache (`dca.review.cache.ReviewCache`); None: no cache."""
+    engine: Any = None
+    """counterfactual: a `dca.continuation.ContinuationEngine` (e.g. the evaluated policy)."""
+    render_prompt: Callable[[Problem], str] | None = None
+    """counterfactual: the prompt the policy saw for a problem, when an item's trace has none."""
+    backends: dict[str, LLMBackend] = field(default_factory=dict)
+    """LLM backend overrides by reviewer name (tests of paid APIs bind one to a local server)."""
+    built: dict[str, Any] = field(default_factory=dict)
+    """Reviewers built so far, by name: a noisy reviewer shares its inner reviewer's instance."""
+
+
+class ProgrammaticReviewer:
+    """A programmatic reviewer (oracle, reference, counterfactual) under its declared name.
+
+    Runs inline. A review that is not ok is marked ``metadata["failure"]`` (``unsupported_problem``
+    for the oracle and reference reviewers, whose problems lack the structure they need).
+    """
+
+    inline = True
+
+    def __init__(self, spec: ReviewerSpec, inner: Any, *, failure: str = "unsupported_problem"):
+        self.spec = spec
+        self.inner = inner
+        self.name = spec.name
+        self._failure = failure
+        self._takes_prompt = spec.backend == "counterfactual"
+
+    def review(self, problem: Problem, trace_completion: str, units: list[Unit], *, trace_id: str, prompt: str | None = None) -> Review:
+        if self._takes_prompt:  # continuations from the policy: keep the caller's random state untouched
+            import torch
+
+            with torch.random.fork_rng(devices=list(range(torch.cuda.device_count()))):
+                review = self.inner.review(problem, trace_completion, units, trace_id=trace_id, prompt=prompt)
+        else:
+            review = self.inner.review(problem, trace_completion, units, trace_id=trace_id)
+        review.reviewer = self.name
+        if review.status != "ok":
+            review.metadata.setdefault("failure", self._failure)
+        review.metadata.setdefault("backend", self.spec.backend)
+        return review
+
+    async def review_many(self, items: Sequence[ReviewItem]) -> list[Review]:
+        reviews = []
+        for item in items:
+            started = time.perf_counter()
+            try:
+                review = self.review(item.problem, item.trace.completion, item.units, trace_id=item.trace.id, prompt=item.trace.prompt or None)
+            except Exception as e:  # noqa: BLE001 - a reviewer failure is data, never a crash
+                review = failed_review(self.name, item, "reviewer_error", f"{type(e).__name__}: {e}", metadata={"backend": self.spec.backend})
+            review.usage["seconds"] = round(time.perf_counter() - started, 4)
+            reviews.append(review)
+        return reviews
+
+    def close(self) -> None:
+        pass
+
+
+def _oracle(spec: ReviewerSpec, context: BuildContext) -> Reviewer:
+    from .oracle import OracleReviewer
+
+    return ProgrammaticReviewer(spec, OracleReviewer())
+
+
+def _reference(spec: ReviewerSpec, context: BuildContext) -> Reviewer:
+    from .reference import ReferenceReviewer
+
+    return ProgrammaticReviewer(spec, ReferenceReviewer())
+
+
+def _counterfactual(spec: ReviewerSpec, context: BuildContext) -> Reviewer:
+    from .counterfactual import CounterfactualConfig, CounterfactualReviewer
+
+    engine, render_prompt = context.engine, context.render_prompt
+    if engine is None or (spec.model and spec.model != getattr(engine, "name", None)):
+        if not spec.model:
+            from ..errors import UserError
+
+            raise UserError(f"reviewer '{spec.name}': backend 'counterfactual' needs a model here (no policy model to probe)")
+        from ..continuation import HFContinuationEngine
+        from ..model import load_model
+        from ..rollout import render_prompt as render
+
+        model, tokenizer = load_model(spec.model)
+        engine = HFContinuationEngine(model, tokenizer, name=spec.model)
+        render_prompt = lambda problem: render(tokenizer, problem)  # noqa: E731
+    reviewer = CounterfactualReviewer(engine, CounterfactualConfig(**spec.counterfactual), render_prompt=render_prompt, name=spec.name)
+    return ProgrammaticReviewer(spec, reviewer, failure="counterfactual_failed")
+
+
+def _noisy(spec: ReviewerSpec, context: BuildContext) -> Reviewer:
+    from ..errors import UserError
+    from .noisy import NoisyReviewer
+
+    inner_spec = spec.inner_spec
+    if inner_spec is None:
+        raise UserError(f"reviewer '{spec.name}': inner reviewer {spec.inner!r} is not declared beside it")
+    return NoisyReviewer(build_reviewer(inner_spec, context), spec.flip_rate, seed=spec.seed, name=spec.name)
+
+
+def _llm(spec: ReviewerSpec, context: BuildContext) -> Reviewer:
+    from ..llm import LLMClient
+    from .runner import LLMReviewer
+
+    client = LLMClient.from_spec(spec, cache=context.cache, backend=context.backends.get(spec.name))
+    return LLMReviewer(spec, client)
+
+
+#: Backend name -> builder. The reviewers YAML accepts exactly these names.
+REGISTRY: dict[str, Callable[[ReviewerSpec, BuildContext], Reviewer]] = {
+    "oracle": _oracle,
+    "reference": _reference,
+    "noisy": _noisy,
+    "counterfactual": _counterfactual,
+    "hf": _llm,
+    "openai": _llm,
+    "anthropic": _llm,
+}
+
+
+def build_reviewer(spec: ReviewerSpec, context: BuildContext | None = None) -> Reviewer:
+    """The reviewer `spec` declares (once per name and context). A missing API key or model
+    is a `UserError` here, before any work."""
+    context = context or BuildContext()
+    if spec.name not in context.built:
+        context.built[spec.name] = REGISTRY[spec.backend](spec, context)
+    return context.built[spec.name]
+
+
+def build_reviewers(specs: Sequence[ReviewerSpec], context: BuildContext | None = None) -> list[Reviewer]:
+    """Every declared reviewer, in order (see `build_reviewer`); on an error, the ones already
+    built are closed."""
+    context = context or BuildContext()
+    try:
+        return [build_reviewer(spec, context) for spec in specs]
+    except BaseException:
+        close_reviewers(list(context.built.values()))
+        raise
+
+
+def close_reviewers(reviewers: Sequence[Any]) -> None:
+    """Close what reviewers hold (LLM clients' connections); never raises."""
+    for reviewer in reviewers:
+        close = getattr(reviewer, "close", None)
+        if close is not None:
+            try:
+                close()
+            except Exception:  # noqa: BLE001 - closing is best effort
+                pass
+
+
+def builtin_spec(name: str) -> ReviewerSpec | None:
+    """The spec of a reviewer that needs no settings (named by its backend: oracle, reference,
+    counterfactual), or None when `name` needs a declaration in a reviewers file."""
+    from pydantic import ValidationError
+
+    from .config import ReviewerSpec
+
+    if name not in REGISTRY:
+        return None
+    try:
+        return ReviewerSpec(name=name, backend=name)
+    except ValidationError:
+        return None
