@@ -238,7 +238,12 @@ class ReviewRunner:
         if not self.reviewers:
             self.reviewers = dict(zip(self.specs, build_reviewers(list(self.specs.values()), self.context)))
 
-from ..llm import LLMCallFailed, LLMClient, run_sync
+    async def aclose(self) -> None:
+        for reviewer in self.context.built.values():
+            if hasattr(reviewer, "aclose"):
+                await reviewer.aclose()
+        self.reviewers.clear()
+        self.context.built.clear()
 
     async def review_all(self, items: Iterable[ReviewItem], *, on_review: Callable[[Review], Any] | None = None) -> list[Review]:
         """Every item by every reviewer; reviews come back in (item, reviewer) order."""
