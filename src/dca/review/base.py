@@ -117,17 +117,9 @@ async def review_all(
 def review_batch(
     reviewers: Sequence[Any], items: Sequence[ReviewItem], *, on_review: Callable[[Review], Any] | None = None
 ) -> list[list[Review]]:
-    """`review_all` from synchronous code: LLM reviewers' calls run on the process's background
-    event loop (`dca.llm.run_sync`); with inline reviewers only, no event loop is involved."""
-    if all(_is_inline(r) for r in reviewers):
-        results = []
-        for reviewer in reviewers:
-            reviews = [_review_one(reviewer, item) for item in items] if not hasattr(reviewer, "review_many") else asyncio.run(_many(reviewer, items))
-            if on_review is not None:
-                for review in reviews:
-                    on_review(review)
-            results.append(reviews)
-        return results
+    """`review_all` from synchronous code, on the process's background event loop
+    (`dca.llm.run_sync`: LLM clients keep their connections and limits across batches, and a
+    caller that runs its own event loop, a notebook say, is not disturbed)."""
     from ..llm import run_sync
 
     return run_sync(review_all(reviewers, items, on_review=on_review))

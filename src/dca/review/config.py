@@ -52,7 +52,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from ..errors import UserError
 from ..llm import LLM_BACKENDS, LLMSpec, Price
@@ -83,12 +83,17 @@ class ReviewerSpec(LLMSpec):
             raise ValueError("API keys do not belong in the file; put the key in an environment variable and name it in api_key_env")
         return data
 
-    @model_validator(mode="after")
-    def _check(self):
+    @field_validator("backend")
+    @classmethod
+    def _registered(cls, backend: str) -> str:
         from .registry import REGISTRY
 
-        if self.backend not in REGISTRY:
-            raise ValueError(f"unknown backend {self.backend!r}; choose from {', '.join(REGISTRY)}")
+        if backend not in REGISTRY:
+            raise ValueError(f"unknown backend {backend!r}; choose from {', '.join(REGISTRY)}")
+        return backend
+
+    @model_validator(mode="after")
+    def _check(self):
         if self.mode not in MODES:
             raise ValueError(f"mode must be one of {list(MODES)}")
         if self.answer_format not in ANSWER_FORMATS:
