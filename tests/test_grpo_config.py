@@ -63,6 +63,9 @@ def test_defaults_do_not_checkpoint_or_report(tmp_path):
         ({"output_dir": "/tmp/x"}, ["trl.output_dir", "--out"]),
         ({"per_device_train_batch_size": 4}, ["trl.per_device_train_batch_size", "prompts_per_step"]),
         ({"seed": 1}, ["trl.seed"]),
+        ({"resume_from_checkpoint": "x"}, ["trl.resume_from_checkpoint", "--resume"]),
+        ({"eval_strategy": "steps"}, ["trl.eval_strategy", "eval_problems"]),
+        ({"report_to": "nope"}, ["trl.report_to", "'nope'"]),
     ],
 )
 def test_bad_trl_options_are_one_line_naming_the_option(options, words):

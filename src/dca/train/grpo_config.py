@@ -49,6 +49,7 @@ MANAGED: dict[str, str] = {
     "max_steps": "set grpo.steps",
     "per_device_train_batch_size": "set grpo.prompts_per_step (the batch is prompts_per_step x num_generations)",
     "seed": "set the top-level seed",
+    "resume_from_checkpoint": "resume with `dca train --resume --out DIR`",
 }
 
 def check_per_token_options(args: Any, *, prefix: str = "") -> None:
@@ -102,6 +103,8 @@ def check_trl_options(options: dict[str, Any]) -> None:
             TypeAdapter(hints[name]).validate_python(value)
         except ValidationError as e:
             raise ValueError(f"trl.{name}: {value!r} is not a valid {_type_name(hints[name])} ({e.errors()[0]['msg']})") from None
+    if options.get("eval_strategy", "no") != "no" or options.get("do_eval"):
+        raise ValueError("trl.eval_strategy / trl.do_eval: a DCA run has no TRL eval dataset; evaluate with eval_problems:")
     if "report_to" in options:
         _check_trackers(options["report_to"])
     check_per_token_options(_Options(options), prefix="trl.")

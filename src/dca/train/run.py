@@ -349,6 +349,8 @@ def _open_run(config: TrainConfig, out, args, *, overwrite: bool, resume: bool, 
     run = RunDirectory.reopen(out)
     if args.save_strategy == "no":
         raise UserError(f"the run in {out} saves no checkpoints (set trl: {{save_steps: N}}); start it again with --overwrite")
+    if args.save_only_model:
+        raise UserError(f"the run in {out} saves weights only (trl.save_only_model), which TRL cannot resume from; start it again with --overwrite")
     found = last_checkpoint(run.file("trainer"))
     checkpoint, step = (str(found[0]), found[1]) if found else (None, 0)
     dropped = truncate_run_files(run.path, step)
