@@ -18,6 +18,7 @@ from dca.records import (
     Trace,
     Unit,
     append_jsonl,
+    from_dict,
     read_jsonl,
     write_jsonl,
 )
@@ -58,7 +59,7 @@ def test_review_unit_contributions_follow_its_steps():
 def test_reading_a_wrong_record_names_the_line(tmp_path):
     path = tmp_path / "r.jsonl"
     write_jsonl(path, [RECORDS[1]])
-    with pytest.raises(ValueError, match=r"r.jsonl:1: not a valid Problem record.*no field"):
+    with pytest.raises(ValueError, match=r"r.jsonl:1: not a valid Problem record: this is a Trace record"):
         read_jsonl(path, Problem)
 
 
@@ -75,4 +76,56 @@ def test_model_paths_are_checked(tmp_path):
         resolve_model_path(str(tmp_path / "nowhere"))
     with pytest.raises(UserError, match="no config.json"):
         resolve_model_path(str(tmp_path))
-    assert resolve_model_path("HuggingFaceTB/SmolLM2-135M-Instruct") == "HuggingFaceTB/SmolLM2-135M-Instruct"
+    with pytest.raises(UserError, match="neither 'embedded', a checkpoint directory nor a hub id"):
+        resolve_model_path("not a model!")
+
+
+def test_an_unreachable_hub_model_fails_at_once(monkeypatch):
+    import time
+
+    import huggingface_hub
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    started = time.time()
+    with pytest.raises(UserError, match="not in the local Hugging Face cache and the hub is offline"):
+        resolve_model_path("nobody-here/no-such-model")
+    assert time.time() - started < 5
+
+
+TRACE = {"id": "t", "problem_id": "p", "prompt": "q", "completion": "a b"}
+REVIEW = {
+    "trace_id": "t", "reviewer": "r",
+    "units": [{"index": 0, "start": 0, "end": 1, "text": "a"}, {"index": 1, "start": 1, "end": 3, "text": " b"}],
+    "steps": [{"index": 0, "first_unit": 0, "last_unit": 1, "function": "computation", "contribution": "solved"}],
+}
+
+
+def _step(**change):
+    return {**REVIEW, "steps": [{**REVIEW["steps"][0], **change}]}
+
+
+@pytest.mark.parametrize(
+    ("cls", "data", "message"),
+    [
+        (Trace, {**TRACE, "id": ["t"]}, r"id should be a string, not a list"),
+        (Trace, {**TRACE, "reward": "high"}, r"reward should be a number, not a string"),
+        (Trace, {**TRACE, "outcome": "banana"}, r"outcome is \"banana\", not one of correct, wrong, format_failure"),
+        (Trace, {**TRACE, "completion_token_ids": "x"}, r"completion_token_ids should be a list"),
+        (Trace, {**TRACE, "step": True}, r"step should be an integer"),
+        (Trace, {**TRACE, "answer": 18}, r"answer should be a string"),
+        (Trace, ["t"], r"is a JSON object, not a list"),
+        (Review, {**REVIEW, "units": [1, 2]}, r"units\[0\] should be an object \(Unit\), not a number"),
+        (Review, {**REVIEW, "steps": "x"}, r"steps should be a list, not a string"),
+        (Review, _step(contribution="banana"), r"steps\[0\].contribution is \"banana\", not one of solved"),
+        (Review, _step(function="magic"), r"steps\[0\].function is \"magic\""),
+        (Review, _step(last_unit=999), r"steps\[0\] names unit 999, but there are 2 units"),
+        (Review, _step(first_unit=1, last_unit=0), r"runs from unit 1 back to unit 0"),
+        (Review, {**REVIEW, "status": "maybe"}, r"status is \"maybe\", not one of ok, failed"),
+        (Review, {**REVIEW, "unreviewed_units": [5]}, r"unreviewed_units names unit 5"),
+        (Trace, REVIEW, r"this is a Review record, not a Trace record"),
+        (Review, {"trace_id": "t"}, r"missing the field\(s\) reviewer, units"),
+    ],
+)
+def test_records_are_validated_on_read(cls, data, message):
+    with pytest.raises(ValueError, match=message):
+        from_dict(cls, data)

@@ -28,7 +28,7 @@ import sys
 import time
 from pathlib import Path
 
-from .errors import UserError
+from .errors import Terminated, UserError
 
 
 def _log(message: str) -> None:
@@ -48,17 +48,57 @@ def _quiet_libraries() -> None:
     transformers.logging.set_verbosity_error()
 
 
-def _out_file(path: str) -> Path:
-    """An output file path whose directory exists and is writable."""
-    out = Path(path)
-    parent = out.parent if str(out.parent) else Path(".")
-    if out.is_dir():
-        raise UserError(f"--out {out} is a directory; give a file path")
-    if not parent.is_dir():
-        raise UserError(f"directory {parent} does not exist; create it or choose another --out")
-    if not os.access(parent, os.W_OK):
-        raise UserError(f"cannot write to {parent}; choose a writable --out")
-    return out
+def _out_file(path: str, args: argparse.Namespace, *inputs: str | None, flag: str = "--out") -> Path:
+    """An output file that may be written: refused when it exists (without --overwrite) or is
+    one of the command's inputs."""
+    from .files import check_output_file
+
+    return check_output_file(path, overwrite=getattr(args, "overwrite", False), inputs=inputs, flag=flag)
+
+
+def _write_text(path: Path, text: str) -> None:
+    from .files import write_text_atomic
+
+    write_text_atomic(path, text)
+
+
+def _count(minimum: int):
+    """An argparse type: an integer of at least `minimum`."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+        return value
+
+    parse.__name__ = "count"
+    return parse
+
+
+def _number(minimum: float | None = None, maximum: float | None = None, *, above: float | None = None):
+    """An argparse type: a finite number in [minimum, maximum] (or > `above`)."""
+    import math
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
+        if above is not None and value <= above:
+            raise argparse.ArgumentTypeError(f"must be greater than {above:g}, got {value:g}")
+        if minimum is not None and value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum:g}, got {value:g}")
+        if maximum is not None and value > maximum:
+            raise argparse.ArgumentTypeError(f"must be at most {maximum:g}, got {value:g}")
+        return value
+
+    parse.__name__ = "number"
+    return parse
 
 
 # ---------------------------------------------------------------------------------------------
@@ -69,9 +109,7 @@ def cmd_problems(args: argparse.Namespace) -> int:
     from .domains.sources import ProblemsSettings, SyntheticSettings, load_problems
     from .records import write_jsonl
 
-    out = _out_file(args.out)
-    if args.limit is not None and args.limit < 1:
-        raise UserError("--limit must be at least 1")
+    out = _out_file(args.out, args, args.gsm8k if args.gsm8k and Path(args.gsm8k).exists() else None, args.file)
     if args.domain:
         settings = ProblemsSettings.model_construct(
             file=None, gsm8k=None, synthetic=None, domain=_domain_settings(args), limit=args.limit
@@ -90,6 +128,8 @@ def cmd_problems(args: argparse.Namespace) -> int:
         )
         settings = ProblemsSettings.model_construct(file=None, gsm8k=None, synthetic=synthetic, limit=args.limit)
     problems = load_problems(settings)
+    if not problems:
+        raise UserError(f"{args.gsm8k or 'the synthetic settings'} gave no problems; nothing written")
     n = write_jsonl(out, problems)
     _log(f"wrote {n} problems to {out}")
     return 0
@@ -181,8 +221,8 @@ def cmd_rollout(args: argparse.Namespace) -> int:
     from .rollout import SamplingConfig, rollout, summarize
     from .files import read_problems_file
 
+    out = _out_file(args.out, args, args.problems)
     problems = read_problems_file(args.problems)[: args.limit]
-    out = _out_file(args.out)
     try:
         sampling = SamplingConfig(
             max_new_tokens=args.max_new_tokens,
@@ -216,13 +256,19 @@ def cmd_warmstart(args: argparse.Namespace) -> int:
     from .train.config import WarmstartSettings
     from .train.warmstart import warmstart
 
-    settings = WarmstartSettings(
-        steps=args.steps,
-        batch_size=args.batch_size,
-        learning_rate=args.learning_rate,
-        irrelevant_rate=args.irrelevant_rate,
-        problems=SyntheticSettings(count=args.steps * args.batch_size, seed=args.seed),
-    )
+    from .model import resolve_model_path
+
+    try:
+        settings = WarmstartSettings(
+            steps=args.steps,
+            batch_size=args.batch_size,
+            learning_rate=args.learning_rate,
+            irrelevant_rate=args.irrelevant_rate,
+            problems=SyntheticSettings(count=args.steps * args.batch_size, seed=args.seed),
+        )
+    except ValueError as e:  # pydantic's ValidationError is a ValueError
+        raise UserError(f"warm start settings: {str(e).splitlines()[0]}") from e
+    resolve_model_path(args.model)
     _quiet_libraries()
     path = warmstart(args.model, settings, log=_log)
     _log(f"warm-started checkpoint: {path}")
@@ -263,10 +309,11 @@ def cmd_review(args: argparse.Namespace) -> int:
     from .review import ReviewCache, default_cache_path, load_reviewers
     from .review.batch import load_review_items, review_items, summary
 
-    if args.limit is not None and args.limit < 1:
-        raise UserError("--limit must be at least 1")
-    out = _out_file(args.out)
-    summary_out = _out_file(args.summary_json) if args.summary_json else None
+    inputs = (args.traces, args.problems, args.reviewers, args.cache)
+    out = _out_file(args.out, args, *inputs)
+    summary_out = _out_file(args.summary_json, args, *inputs, flag="--summary-json") if args.summary_json else None
+    if summary_out is not None and summary_out.resolve() == out.resolve():
+        raise UserError("--summary-json and --out are the same file; give two paths")
     specs = load_reviewers(args.reviewers, only=args.reviewer)
     items = load_review_items(args.traces, args.problems, limit=args.limit)
     cache = None
@@ -287,7 +334,7 @@ def cmd_review(args: argparse.Namespace) -> int:
     write_jsonl(out, reviews)
     figures = summary(stats, traces=len(items))
     if summary_out is not None:
-        summary_out.write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
+        _write_text(summary_out, json.dumps(figures, indent=2) + "\n")
     _print_review_summary(figures)
     _log(f"wrote {len(reviews)} reviews to {out}")
     return 0
@@ -389,8 +436,8 @@ def cmd_consensus(args: argparse.Namespace) -> int:
         check_rule(args.rule)
     except ValueError as e:
         raise UserError(str(e)) from e
+    out = _out_file(args.out, args, args.reviews)
     reviews = _read_records(args.reviews, Review, "reviews")
-    out = _out_file(args.out)
     try:
         consensuses = build_consensuses(reviews, rule=args.rule)
     except ValueError as e:
@@ -423,12 +470,12 @@ def cmd_agreement(args: argparse.Namespace) -> int:
     from .agreement import agreement_report, format_report
     from .records import Problem, Review, Trace
 
-    reviews = _read_records(args.reviews, Review, "reviews")
     traces_path = _beside(args.reviews, "traces.jsonl", args.traces)
     problems_path = _beside(args.reviews, "problems.jsonl", args.problems)
+    out = _out_file(args.out or str(Path(args.reviews).with_suffix(".agreement.json")), args, args.reviews, traces_path, problems_path)
+    reviews = _read_records(args.reviews, Review, "reviews")
     traces = _read_records(traces_path, Trace, "traces") if traces_path else None
     problems = _read_records(problems_path, Problem, "problems") if problems_path else None
-    out = _out_file(args.out or str(Path(args.reviews).with_suffix(".agreement.json")))
     try:
         report = agreement_report(reviews, traces=traces, problems=problems, truth=args.truth, weighting=args.weighting)
     except ValueError as e:
@@ -441,7 +488,7 @@ def cmd_agreement(args: argparse.Namespace) -> int:
         for row in rows[1:]:
             table.add_row(*row)
         console.print(table)
-    out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    _write_text(out, json.dumps(report, indent=2) + "\n")
     _log(f"wrote {out}")
     return 0
 
@@ -454,15 +501,15 @@ def cmd_show(args: argparse.Namespace) -> int:
         check_rule(args.rule)
     except ValueError as e:
         raise UserError(str(e)) from e
-    if args.limit is not None and args.limit < 1:
-        raise UserError("--limit must be at least 1")
-    out = _out_file(args.out)
+    from .report import input_files
+
+    out = _out_file(args.out, args, *args.paths, *input_files(args.paths))
     try:
         inputs = collect_inputs(args.paths)
         page = render_report(inputs, rule=args.rule, limit=args.limit, title=f"DCA traces: {' '.join(args.paths)}")
     except (OSError, ValueError) as e:
         raise UserError(str(e).splitlines()[0]) from e
-    out.write_text(page, encoding="utf-8")
+    _write_text(out, page)
     _log(f"wrote {out} ({len(page) // 1024} KiB): open it in a browser")
     return 0
 
@@ -548,8 +595,9 @@ def cmd_edit(args: argparse.Namespace) -> int:
         raise UserError(str(e)) from e
     if config.mode == "bridge-llm" and config.arm != "rft" and not args.bridge_reviewers:
         raise UserError("--mode bridge-llm needs --bridge-reviewers R.yaml (and --bridge-reviewer NAME when it declares several)")
-    out = _out_file(args.out)
-    figures_out = _out_file(str(out.with_suffix(".figures.json")))
+    inputs = (args.traces, args.consensus, args.reviews, args.problems, args.bridge_reviewers)
+    out = _out_file(args.out, args, *inputs)
+    figures_out = _out_file(str(out.with_suffix(".figures.json")), args, *inputs, flag="figures file")
     traces = _read_records(args.traces, Trace, "traces")
     problems_path = _beside(args.traces, "problems.jsonl", args.problems)
     if problems_path is None:
@@ -578,7 +626,7 @@ def cmd_edit(args: argparse.Namespace) -> int:
     figures = edit_figures(edits) | {"traces_file": args.traces, "labels_file": args.consensus or args.reviews, "tokenizer": args.tokenizer}
     if writer is not None:
         figures["bridge_calls"] = writer.stats
-    figures_out.write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
+    _write_text(figures_out, json.dumps(figures, indent=2) + "\n")
     _print_edit_figures(figures, f"edit set {out} ({config.arm}, {figures['mode']}; tokens: {args.tokenizer})")
     _log(f"wrote {len(edits)} edits to {out} and the figures to {figures_out}")
     return 0
@@ -595,17 +643,13 @@ def cmd_sft(args: argparse.Namespace) -> int:
         )  # fmt: skip
     except ValueError as e:
         raise UserError(str(e)) from e
+    from .files import check_output_dir
+
+    inputs = [args.edits] + ([args.model] if Path(args.model).exists() else [])
+    out = check_output_dir(args.out, overwrite=args.overwrite, marker="sft.json", kind="a DCA sft checkpoint", inputs=inputs)
     edits = _read_records(args.edits, Edit, "edits")
     if not any(e.status != "skipped" for e in edits):
         raise UserError(f"{args.edits} holds no trained-on edit (every trace was skipped); edit solved traces first")
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise UserError(f"--out {out} is a file; give a directory")
-    if out.is_dir() and any(out.iterdir()) and not args.overwrite:
-        raise UserError(f"--out {out} is not empty; pass --overwrite to replace it")
-    parent = out.parent if str(out.parent) else Path(".")
-    if not parent.is_dir() or not os.access(parent, os.W_OK):
-        raise UserError(f"cannot write into {parent}; create it or choose another --out")
     _quiet_libraries()
     summary = run_sft(edits, args.model, out, settings, edits_path=args.edits, log=_log)
     last = summary["losses"][-1]["loss"] if summary["losses"] else float("nan")
@@ -655,19 +699,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("problems", help="write problems of any domain (synthetic, GSM8K, logic, ...) to JSON-lines")
     source = p.add_mutually_exclusive_group(required=True)
-    source.add_argument("--synthetic", type=int, metavar="N", help="generate N synthetic problems")
+    source.add_argument("--synthetic", type=_count(1), metavar="N", help="generate N synthetic problems")
     source.add_argument("--gsm8k", metavar="SPLIT_OR_PATH", help="'train', 'test' or a GSM8K JSON-lines file")
     source.add_argument("--domain", metavar="NAME", help="a registered domain (see `dca domains`): generated with --count, or loaded with --file")
-    p.add_argument("--count", type=int, default=None, help="--domain: how many problems to generate (or the most to load)")
+    p.add_argument("--count", type=_count(1), default=None, help="--domain: how many problems to generate (or the most to load)")
     p.add_argument("--file", default=None, help="--domain: the data file (or split) its loader reads")
     p.add_argument("--option", action="append", default=None, metavar="KEY=VALUE", help="--domain: a generator option (repeatable; see `dca domains`)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--min-operations", type=int, default=1)
-    p.add_argument("--max-operations", type=int, default=3)
-    p.add_argument("--distractors", type=int, nargs=2, default=(0, 2), metavar=("MIN", "MAX"))
-    p.add_argument("--max-value", type=int, default=50)
-    p.add_argument("--limit", type=int, default=None, help="keep only the first N")
+    p.add_argument("--min-operations", type=_count(1), default=1)
+    p.add_argument("--max-operations", type=_count(1), default=3)
+    p.add_argument("--distractors", type=_count(0), nargs=2, default=(0, 2), metavar=("MIN", "MAX"))
+    p.add_argument("--max-value", type=_count(1), default=50)
+    p.add_argument("--limit", type=_count(1), default=None, help="keep only the first N")
     p.add_argument("--out", required=True)
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out (never an input)")
     p.set_defaults(func=cmd_problems)
 
     p = sub.add_parser("domains", help="list the registered problem domains and what each supports")
@@ -690,20 +735,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--problems", required=True)
     p.add_argument("--model", default="embedded", help="'embedded', a checkpoint directory or a hub id")
     p.add_argument("--out", required=True)
-    p.add_argument("--samples", type=int, default=1, help="completions per problem")
-    p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")
-    p.add_argument("--max-new-tokens", type=int, default=128)
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--limit", type=int, default=None)
+    p.add_argument("--samples", type=_count(1), default=1, help="completions per problem")
+    p.add_argument("--temperature", type=_number(0.0), default=0.0, help="0 = greedy")
+    p.add_argument("--max-new-tokens", type=_count(1), default=128)
+    p.add_argument("--batch-size", type=_count(1), default=16)
+    p.add_argument("--limit", type=_count(1), default=None)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out (never an input)")
     p.set_defaults(func=cmd_rollout)
 
     p = sub.add_parser("warmstart", help="SFT a model on gold CoTs of synthetic problems (cached)")
     p.add_argument("--model", default="embedded")
-    p.add_argument("--steps", type=int, default=20)
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--learning-rate", type=float, default=2e-4)
-    p.add_argument("--irrelevant-rate", type=float, default=0.3)
+    p.add_argument("--steps", type=_count(1), default=20)
+    p.add_argument("--batch-size", type=_count(1), default=8)
+    p.add_argument("--learning-rate", type=_number(above=0.0, maximum=1.0), default=2e-4)
+    p.add_argument("--irrelevant-rate", type=_number(0.0, 1.0), default=0.3, help="share of gold CoTs given an irrelevant step, in [0, 1]")
     p.add_argument("--seed", type=int, default=1000)
     p.set_defaults(func=cmd_warmstart)
 
@@ -715,9 +761,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("demo", help="warm start + DCA-GRPO on the embedded model, on the CPU")
-    p.add_argument("--steps", type=int, default=4, help="GRPO steps")
-    p.add_argument("--warmstart-steps", type=int, default=20, help="SFT steps of the (cached) warm start")
-    p.add_argument("--eval-problems", type=int, default=32, help="held-out problems evaluated before and after")
+    p.add_argument("--steps", type=_count(1), default=4, help="GRPO steps")
+    p.add_argument("--warmstart-steps", type=_count(1), default=20, help="SFT steps of the (cached) warm start")
+    p.add_argument("--eval-problems", type=_count(1), default=32, help="held-out problems evaluated before and after")
     p.add_argument("--out", default="runs/demo", help="run directory")
     p.add_argument("--overwrite", action="store_true", help="replace an earlier run in --out")
     p.set_defaults(func=cmd_demo)
@@ -728,10 +774,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="reviews JSON-lines to write")
     p.add_argument("--problems", default=None, help="problems JSON-lines (default: problems.jsonl beside --traces)")
     p.add_argument("--reviewer", action="append", default=None, metavar="NAME", help="use only this reviewer (repeatable)")
-    p.add_argument("--limit", type=int, default=None, help="review only the first N traces")
+    p.add_argument("--limit", type=_count(1), default=None, help="review only the first N traces")
     p.add_argument("--cache", default=None, help="SQLite cache file (default: $DCA_CACHE_DIR/review-cache.sqlite)")
     p.add_argument("--no-cache", action="store_true", help="call every reviewer again, store nothing")
     p.add_argument("--summary-json", default=None, metavar="PATH", help="also write the summary figures as JSON")
+    p.add_argument("--overwrite", action="store_true", help="replace existing --out and --summary-json files (never an input)")
     p.set_defaults(func=cmd_review)
 
     from .cli_bench import add_parser as add_bench_reviewers_parser
@@ -742,6 +789,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reviews", required=True, help="a reviews JSON-lines file with several reviewers per trace")
     p.add_argument("--rule", default="majority", help="unanimous, majority or at-least-M (e.g. at-least-2)")
     p.add_argument("--out", required=True, help="consensus JSON-lines file to write")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out (never an input)")
     p.set_defaults(func=cmd_consensus)
 
     p = sub.add_parser("agreement", help="agreement between reviewers and their quality against a truth")
@@ -751,13 +799,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--problems", default=None, help="problems file for the by-domain figures (default: problems.jsonl beside --reviews)")
     p.add_argument("--weighting", choices=("tokens", "units"), default="tokens", help="weight units by their tokens (words and punctuation) or count each once")
     p.add_argument("--out", default=None, help="JSON file for all figures (default: <reviews>.agreement.json)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out (never an input)")
     p.set_defaults(func=cmd_agreement)
 
     p = sub.add_parser("show", help="write an HTML page to read traces with their reviews, consensus and credit")
     p.add_argument("paths", nargs="+", metavar="RUN_OR_FILES", help="a run directory, or traces/reviews/consensus/credits/problems JSON-lines files")
     p.add_argument("--out", required=True, help="the HTML file to write")
     p.add_argument("--rule", default="majority", help="consensus rule where no consensus file is given")
-    p.add_argument("--limit", type=int, default=500, help="show at most this many traces")
+    p.add_argument("--limit", type=_count(1), default=500, help="show at most this many traces")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out (never an input)")
     p.set_defaults(func=cmd_show)
 
     p = sub.add_parser("edit", help="cut what reviewers found useless out of solved traces (edit set for `dca sft`)")
@@ -771,26 +821,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--drop", nargs="+", default=["irrelevant", "failed_attempt"], metavar="CONTRIBUTION", help="contributions whose steps are dropped")
     p.add_argument("--bridge-reviewers", default=None, metavar="YAML", help="bridge-llm: the reviewers file that declares the LLM")
     p.add_argument("--bridge-reviewer", default=None, metavar="NAME", help="bridge-llm: which reviewer of that file writes bridges")
-    p.add_argument("--max-bridge-chars", type=int, default=160, help="longest accepted LLM bridge")
+    p.add_argument("--max-bridge-chars", type=_count(1), default=160, help="longest accepted LLM bridge")
     p.add_argument("--no-cache", action="store_true", help="bridge-llm: do not use the review cache")
     p.add_argument("--tokenizer", default="embedded", help="tokenizer for the token figures: 'embedded', a checkpoint, a hub id, or 'words'")
     p.add_argument("--seed", type=int, default=0, help="seed of the random-drop baseline")
     p.add_argument("--out", required=True, help="edits JSON-lines to write (figures go to <out>.figures.json)")
+    p.add_argument("--overwrite", action="store_true", help="replace existing --out and figures files (never an input)")
     p.set_defaults(func=cmd_edit)
 
     p = sub.add_parser("sft", help="fine-tune a model on an edit set (TRL SFTTrainer, completion-only loss)")
     p.add_argument("--edits", required=True, help="edits JSON-lines (from `dca edit`)")
     p.add_argument("--model", default="embedded", help="'embedded', a checkpoint directory or a hub id")
     p.add_argument("--out", required=True, help="directory for the fine-tuned checkpoint")
-    p.add_argument("--max-steps", type=int, default=40)
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--learning-rate", type=float, default=1e-4)
-    p.add_argument("--max-length", type=int, default=1024, help="longest prompt + completion in tokens")
+    p.add_argument("--max-steps", type=_count(1), default=40)
+    p.add_argument("--batch-size", type=_count(1), default=8)
+    p.add_argument("--learning-rate", type=_number(above=0.0, maximum=1.0), default=1e-4)
+    p.add_argument("--max-length", type=_count(2), default=1024, help="longest prompt + completion in tokens")
     p.add_argument("--lora", action="store_true", help="train a LoRA adapter (PEFT), merged into the saved checkpoint")
-    p.add_argument("--lora-rank", type=int, default=16)
-    p.add_argument("--lora-alpha", type=int, default=32)
+    p.add_argument("--lora-rank", type=_count(1), default=16)
+    p.add_argument("--lora-alpha", type=_count(1), default=32)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier `dca sft` checkpoint in --out (a directory holding sft.json)")
     p.set_defaults(func=cmd_sft)
 
     p = sub.add_parser("eval", help="evaluate a model on problem sets: accuracy, tokens per insight, faithfulness, performative reasoning")
@@ -798,13 +849,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sets", default="synthetic-easy", help="comma-separated: synthetic-easy|medium|hard|distractors, gsm8k-test, gsm8k-train, a domain (logic, knights-knaves, ...; see `dca domains`), DOMAIN@FILE or a problems .jsonl, each with an optional :N limit")
     p.add_argument("--probes", default="early,mistakes,filler", help="comma-separated faithfulness probes (early, mistakes, filler), or '' for none")
     p.add_argument("--reviewer", default="auto", help="who labels steps for tokens per insight: auto (oracle where the domain has one, reference on GSM8K), none, or a registry reviewer that needs no settings (oracle, reference, counterfactual)")
-    p.add_argument("--samples", type=int, default=1, help="traces per problem (pass@k with k = samples; needs --temperature > 0)")
-    p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")
-    p.add_argument("--max-new-tokens", type=int, default=160)
-    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--samples", type=_count(1), default=1, help="traces per problem (pass@k with k = samples; needs --temperature > 0)")
+    p.add_argument("--temperature", type=_number(0.0), default=0.0, help="0 = greedy")
+    p.add_argument("--max-new-tokens", type=_count(1), default=160)
+    p.add_argument("--batch-size", type=_count(1), default=16)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--cf-samples", type=int, default=4, help="counterfactual reviewer: continuations per prefix")
-    p.add_argument("--cf-threshold", type=float, default=0.25, help="counterfactual reviewer: |importance| that makes a unit useful or harmful")
+    p.add_argument("--cf-samples", type=_count(1), default=4, help="counterfactual reviewer: continuations per prefix")
+    p.add_argument("--cf-threshold", type=_number(0.0, 1.0), default=0.25, help="counterfactual reviewer: |importance| that makes a unit useful or harmful")
     p.add_argument("--cf-mode", default="counterfactual", choices=("counterfactual", "resample"))
     p.add_argument("--judge", default=None, metavar="NAME", help="open-ended sets: the LLM reviewer that judges responses (the reward)")
     p.add_argument("--judge-reviewers", default=None, metavar="YAML", help="the reviewers file that declares --judge")
@@ -828,6 +879,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("dca: interrupted", file=sys.stderr)
         return 130
+    except Terminated:
+        print("dca: terminated", file=sys.stderr)
+        return 143
 
 
 if __name__ == "__main__":

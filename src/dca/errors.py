@@ -8,3 +8,8 @@ keeps its traceback.
 
 class UserError(Exception):
     """Bad input from the user; the message says what is wrong and what to do."""
+
+
+class Terminated(BaseException):
+    """The process got SIGTERM while writing a run; raised by the run's signal handler so that
+    its status is recorded (a BaseException, like KeyboardInterrupt: nothing should catch it)."""

@@ -1,65 +1,262 @@
-"""Reading input files and preparing output directories, with one-line errors for the user.
+"""Reading input files and writing outputs, with one-line errors for the user and no silent loss.
 
-Every command reads JSON-lines records and writes into an output directory; these two
-helpers give them the same checks and the same messages (a `UserError`: one line, exit 2).
+Every command reads JSON-lines records and writes a file or an output directory; these helpers
+give them the same checks and the same messages (a `UserError`: one line, exit 2):
+
+* `read_records` validates every record on read (`dca.records.from_dict`) and names the file
+  and line of the first bad one; a missing file, a directory, a non-UTF-8 file and an empty
+  file are errors that name the path.
+* `check_output_file` refuses an existing output unless ``--overwrite``, and always refuses an
+  output that is one of the command's inputs (compared as resolved paths, so ``./t.jsonl``
+  and ``t.jsonl`` are the same file); `write_text_atomic` and `dca.records.write_jsonl`
+  write a temporary file beside the target and rename it, removing it on any failure.
+* `prepare_output_dir` locks the directory for this process (``.dca-lock`` holding the pid;
+  a second writer gets an error naming the holder) before ``--overwrite`` may empty it, and
+  it empties only a directory that holds the command's marker file (``run.json``,
+  ``eval.json``, ``sft.json``); `check_output_dir` is its check without the writing.
 """
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import os
 import shutil
 from pathlib import Path
-from typing import TypeVar
+from typing import Iterable, TypeVar
 
 from .errors import UserError
 from .records import Problem, read_jsonl
 
 R = TypeVar("R")
 
+#: The lock file a writing process holds in its output directory (flock; the pid inside).
+LOCK_NAME = ".dca-lock"
 
-def read_records(path: str | os.PathLike, cls: type[R], *, what: str, hint: str = "") -> list[R]:
-    """Records of type `cls` from a JSON-lines file; a missing or malformed file is a UserError.
 
-    `what` names the file in messages ("traces"); `hint`, when given, says how to make one.
+# ---------------------------------------------------------------------------------------------
+# Reading
+
+
+def check_input_file(path: str | os.PathLike, *, what: str, hint: str = "") -> Path:
+    """`path` as an existing, readable, non-empty regular file, else a UserError naming it."""
+    suffix = f"; {hint}" if hint else ""
+    p = Path(path)
+    if p.is_dir():
+        raise UserError(f"{what} file {p} is a directory; give the JSON-lines file")
+    if not p.exists():
+        raise UserError(f"{what} file {p} does not exist{suffix}")
+    if not p.is_file():
+        raise UserError(f"{what} file {p} is not a regular file")
+    if not os.access(p, os.R_OK):
+        raise UserError(f"{what} file {p} is not readable")
+    return p
+
+
+def read_records(path: str | os.PathLike, cls: type[R], *, what: str, hint: str = "", allow_empty: bool = False) -> list[R]:
+    """Records of type `cls` from a JSON-lines file, each validated; any fault is a UserError.
+
+    `what` names the file in messages ("traces"); `hint`, when given, says how to make one. A
+    file without records is an error unless `allow_empty`.
     """
     suffix = f"; {hint}" if hint else ""
-    if not Path(path).is_file():
-        raise UserError(f"{what} file {path} does not exist{suffix}")
+    p = check_input_file(path, what=what, hint=hint)
     try:
-        return read_jsonl(path, cls)
-    except (ValueError, OSError) as e:  # UnicodeDecodeError is a ValueError
+        records = read_jsonl(p, cls)
+    except UnicodeDecodeError as e:
+        raise UserError(f"{what} file {p} is not UTF-8 text (byte {e.start}); give a JSON-lines file") from e
+    except (ValueError, OSError) as e:
         raise UserError(f"{str(e).splitlines()[0]}{suffix}") from e
-
-
-def prepare_output_dir(path: str | os.PathLike, *, overwrite: bool, marker: str, kind: str) -> Path:
-    """An empty, writable directory at `path`.
-
-    A non-empty directory is replaced only with `overwrite`, and only when it holds `marker`
-    (the file that makes it `kind`, e.g. ``run.json`` for "a DCA run"): other files are never
-    deleted.
-    """
-    out = Path(path)
-    if out.exists() and not out.is_dir():
-        raise UserError(f"--out {out} is a file; give a directory")
-    if out.is_dir() and any(out.iterdir()):
-        if not overwrite:
-            raise UserError(f"--out {out} is not empty; choose a new directory or pass --overwrite")
-        if not (out / marker).exists():
-            raise UserError(f"--out {out} holds files that are not {kind}; refusing to overwrite them")
-        shutil.rmtree(out)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".write-test"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as e:
-        raise UserError(f"cannot write to --out {out}: {e.strerror or e}; choose a writable directory") from e
-    return out
+    if not records and not allow_empty:
+        raise UserError(f"{what} file {p} holds no records{suffix}")
+    return records
 
 
 def read_problems_file(path: str | os.PathLike) -> list[Problem]:
     """The problems of a JSON-lines file written by `dca problems`; an empty file is an error."""
-    problems = read_records(path, Problem, what="problems", hint="write problems with `dca problems`")
-    if not problems:
-        raise UserError(f"problems file {path} holds no problems")
-    return problems
+    return read_records(path, Problem, what="problems", hint="write problems with `dca problems`")
+
+
+# ---------------------------------------------------------------------------------------------
+# Output files
+
+
+def same_path(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    """Whether two paths name the same file (resolved; hard links and symlinks included)."""
+    pa, pb = Path(a), Path(b)
+    try:
+        if pa.exists() and pb.exists():
+            return os.path.samefile(pa, pb)
+    except OSError:
+        pass
+    return pa.resolve() == pb.resolve()
+
+
+def _inside(path: Path, directory: Path) -> bool:
+    try:
+        path.resolve().relative_to(directory.resolve())
+        return True
+    except ValueError:
+        return False
+
+
+def check_output_file(
+    path: str | os.PathLike, *, overwrite: bool, inputs: Iterable[str | os.PathLike | None] = (), flag: str = "--out"
+) -> Path:
+    """An output file path that may be written: its directory exists and is writable, it is
+    none of `inputs`, and it does not exist unless `overwrite`."""
+    out = Path(path)
+    if not str(path).strip():
+        raise UserError(f"{flag} is empty; give a file path")
+    for source in inputs:
+        if source is not None and same_path(out, source):
+            raise UserError(f"{flag} {out} is also an input ({source}); write the output to another file")
+    parent = out.parent if str(out.parent) else Path(".")
+    if out.is_dir():
+        raise UserError(f"{flag} {out} is a directory; give a file path")
+    if not parent.is_dir():
+        raise UserError(f"directory {parent} does not exist; create it or choose another {flag}")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise UserError(f"cannot write to directory {parent}; choose a writable {flag}")
+    if out.exists() or out.is_symlink():
+        if not overwrite:
+            raise UserError(f"{flag} {out} exists; pass --overwrite to replace it, or choose another path")
+        if not out.is_file():
+            raise UserError(f"{flag} {out} is not a regular file; refusing to replace it")
+        if not os.access(out, os.W_OK):
+            raise UserError(f"{flag} {out} is read-only; refusing to replace it")
+    return out
+
+
+def temp_path(path: Path) -> Path:
+    """The temporary name a file is written under before it is renamed to `path`."""
+    return path.with_name(f".{path.name}.{os.getpid()}.partial")
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> None:
+    """Write `text` to a temporary file beside `path`, then rename it over `path`; on any
+    failure the temporary file is removed and `path` is unchanged."""
+    path = Path(path)
+    tmp = temp_path(path)
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+# ---------------------------------------------------------------------------------------------
+# Output directories
+
+_HELD: dict[Path, int] = {}  # directory -> fd of the lock this process holds
+
+
+def lock_dir(directory: Path) -> None:
+    """Hold `directory`'s lock for this process (until `unlock_dir` or exit).
+
+    The lock is an flock on ``directory/.dca-lock``, so it dies with its process (kill -9
+    included); the file holds the holder's pid for the message a second writer gets.
+    """
+    key = directory.resolve()
+    if key in _HELD:
+        return
+    lock = directory / LOCK_NAME
+    while True:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            os.close(fd)
+            if e.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+                raise
+            try:
+                holder = lock.read_text(encoding="utf-8").strip() or "unknown"
+            except OSError:
+                holder = "unknown"
+            raise UserError(
+                f"{directory} is being written by another process (pid {holder}); wait for it to finish or choose another --out"
+            ) from None
+        try:  # the holder may have removed the file between our open and flock: lock the new one
+            if os.stat(lock).st_ino != os.fstat(fd).st_ino:
+                os.close(fd)
+                continue
+        except FileNotFoundError:
+            os.close(fd)
+            continue
+        break
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode())
+    _HELD[key] = fd
+
+
+def unlock_dir(directory: Path) -> None:
+    """Release the lock `lock_dir` took (a no-op when this process holds none)."""
+    fd = _HELD.pop(directory.resolve(), None)
+    if fd is None:
+        return
+    try:
+        (directory / LOCK_NAME).unlink(missing_ok=True)
+    finally:
+        os.close(fd)
+
+
+def _entries(directory: Path) -> list[Path]:
+    return [p for p in directory.iterdir() if p.name != LOCK_NAME]
+
+
+def check_output_dir(
+    path: str | os.PathLike, *, overwrite: bool, marker: str, kind: str, inputs: Iterable[str | os.PathLike | None] = ()
+) -> Path:
+    """Check that `path` may become the output directory: not a file, no input inside it, and
+    empty unless `overwrite` and it holds `marker` (the file that makes it `kind`, e.g.
+    ``run.json`` for "a DCA run"): other directories are never emptied."""
+    out = Path(path)
+    if not str(path).strip():
+        raise UserError("--out is empty; give a directory")
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} is a file; give a directory")
+    for source in inputs:
+        if source is not None and Path(source).exists() and _inside(Path(source), out):
+            raise UserError(f"--out {out} holds an input of this command ({source}); choose another --out")
+    if out.is_dir() and _entries(out):
+        if not overwrite:
+            raise UserError(f"--out {out} is not empty; choose a new directory or pass --overwrite")
+        if not (out / marker).is_file():
+            raise UserError(f"--out {out} holds files that are not {kind} (no {marker}); refusing to overwrite them")
+    parent = out.parent if str(out.parent) else Path(".")
+    existing = next((p for p in [out, *out.parents] if p.exists()), Path("."))
+    if not (existing.is_dir() and os.access(existing, os.W_OK | os.X_OK)):
+        raise UserError(f"cannot write into {existing if existing != out else parent}; choose a writable --out")
+    return out
+
+
+def prepare_output_dir(
+    path: str | os.PathLike, *, overwrite: bool, marker: str, kind: str, inputs: Iterable[str | os.PathLike | None] = ()
+) -> Path:
+    """An empty, writable directory at `path`, locked for this process (see `check_output_dir`
+    for what is refused). The lock is taken before anything is removed, so an ``--overwrite``
+    can never empty a directory another process is writing."""
+    inputs = list(inputs)
+    out = check_output_dir(path, overwrite=overwrite, marker=marker, kind=kind, inputs=inputs)
+    created = not out.exists()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        lock_dir(out)
+    except OSError as e:
+        raise UserError(f"cannot write to --out {out}: {e.strerror or e}; choose a writable directory") from e
+    try:
+        # Checked again under the lock: the directory may have changed since.
+        check_output_dir(out, overwrite=overwrite, marker=marker, kind=kind, inputs=inputs)
+        for entry in _entries(out):
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+    except BaseException:
+        unlock_dir(out)
+        if created:
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+    return out

@@ -98,7 +98,29 @@ def resolve_model_path(name_or_path: str) -> str:
         return name_or_path
     if os.path.exists(name_or_path) or name_or_path.startswith((".", "/", "~")):
         raise UserError(f"model path {name_or_path} does not exist; give a checkpoint directory, a hub id or 'embedded'")
-    return name_or_path  # a hub id; loading it needs the hub or a local HF cache
+    return _hub_model(name_or_path)
+
+
+def _hub_model(repo_id: str) -> str:
+    """`repo_id` when it names a model in the local Hugging Face cache or on a reachable hub;
+    else a UserError at once (not the minute of retries a failed download takes)."""
+    import huggingface_hub
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError:
+        raise UserError(f"model {repo_id!r} is neither 'embedded', a checkpoint directory nor a hub id") from None
+    if isinstance(huggingface_hub.try_to_load_from_cache(repo_id, "config.json"), str):
+        return repo_id
+    fix = "download it first (`hf download ID`) or give a checkpoint directory"
+    if huggingface_hub.constants.HF_HUB_OFFLINE:
+        raise UserError(f"hub model {repo_id} is not in the local Hugging Face cache and the hub is offline (HF_HUB_OFFLINE); {fix}")
+    try:
+        huggingface_hub.model_info(repo_id, timeout=10)
+    except Exception as e:  # no network, unknown id, gated model: one line either way
+        raise UserError(f"hub model {repo_id} cannot be reached ({type(e).__name__}); {fix}") from None
+    return repo_id
 
 
 def load_tokenizer(name_or_path: str):

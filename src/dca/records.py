@@ -54,6 +54,12 @@ USEFUL_CONTRIBUTIONS = ("solved", "essential", "indirect")
 #: Outcome of checking a trace's answer against the gold answer.
 OUTCOMES = ("correct", "wrong", "format_failure", "judge_failed")
 
+#: `Review.status`: a usable review, or a failed one (with its `error`).
+REVIEW_STATUSES = ("ok", "failed")
+
+#: `Edit.status`.
+EDIT_STATUSES = ("edited", "unchanged", "skipped")
+
 
 # ---------------------------------------------------------------------------------------------
 # Problems
@@ -378,44 +384,200 @@ def to_dict(record: Any) -> dict[str, Any]:
     return dataclasses.asdict(record)
 
 
-def _build(tp: Any, value: Any) -> Any:
-    """Rebuild a value of (possibly nested, possibly optional) dataclass type `tp`."""
-    if value is None:
-        return None
+class RecordError(ValueError):
+    """A record that does not fit its type: wrong field type, unknown label, index out of range."""
+
+
+def _type_name(value: Any) -> str:
+    return "null" if value is None else {dict: "an object", list: "a list", str: "a string", bool: "a boolean"}.get(
+        type(value), "a number" if isinstance(value, (int, float)) else type(value).__name__
+    )
+
+
+def _build(tp: Any, value: Any, where: str) -> Any:
+    """Rebuild a value of (possibly nested, possibly optional) type `tp`, checking its JSON type.
+
+    `where` names the field in errors (``steps[2].last_unit``)."""
+    if tp is Any:
+        return value
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
-        for arg in typing.get_args(tp):
+        args = typing.get_args(tp)
+        if value is None:
+            if type(None) in args:
+                return None
+            raise RecordError(f"{where} is null")
+        errors = []
+        for arg in args:
             if arg is type(None):
                 continue
-            return _build(arg, value)
+            try:
+                return _build(arg, value, where)
+            except RecordError as e:
+                errors.append(e)
+        raise errors[0]
     if origin is list:
+        if not isinstance(value, list):
+            raise RecordError(f"{where} should be a list, not {_type_name(value)}")
         (item_tp,) = typing.get_args(tp) or (Any,)
-        return [_build(item_tp, v) for v in value]
-    if dataclasses.is_dataclass(tp) and isinstance(value, dict):
-        return from_dict(tp, value)
+        return [_build(item_tp, v, f"{where}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise RecordError(f"{where} should be an object, not {_type_name(value)}")
+        _, value_tp = typing.get_args(tp) or (str, Any)
+        return {k: _build(value_tp, v, f"{where}.{k}") for k, v in value.items()}
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise RecordError(f"{where} should be an object ({tp.__name__}), not {_type_name(value)}")
+        return _from_dict(tp, value, where + ".")
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise RecordError(f"{where} should be true or false, not {_type_name(value)}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise RecordError(f"{where} should be an integer, not {_type_name(value)} ({json.dumps(value)[:40]})")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise RecordError(f"{where} should be a number, not {_type_name(value)} ({json.dumps(value)[:40]})")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise RecordError(f"{where} should be a string, not {_type_name(value)} ({json.dumps(value)[:40]})")
+        return value
     return value
 
 
-def from_dict(cls: type[R], data: dict[str, Any]) -> R:
-    """Rebuild a record from `to_dict` output; unknown keys are an error."""
-    hints = typing.get_type_hints(cls)
+def _one_of(value: Any, allowed: Iterable[str], where: str) -> None:
+    allowed = tuple(allowed)
+    if value not in allowed:
+        raise RecordError(f"{where} is {json.dumps(value)[:40]}, not one of {', '.join(allowed)}")
+
+
+def _check_indices(values: Iterable[int], n: int, where: str, what: str = "unit") -> None:
+    for i in values:
+        if not 0 <= i < n:
+            raise RecordError(f"{where} names {what} {i}, but there are {n} {what}s (0-{n - 1})" if n else f"{where} names {what} {i}, but there are none")
+
+
+def _check_units(units: list[Unit], where: str) -> None:
+    for i, u in enumerate(units):
+        if u.index != i:
+            raise RecordError(f"{where}units[{i}].index is {u.index}, expected {i} (units are numbered in order from 0)")
+        if not 0 <= u.start <= u.end:
+            raise RecordError(f"{where}units[{i}] spans [{u.start}, {u.end}), not a span of the completion")
+
+
+def _check_steps(steps: list[Step], n_units: int, where: str) -> None:
+    for k, s in enumerate(steps):
+        at = f"{where}steps[{k}]"
+        _one_of(s.function, FUNCTIONS, f"{at}.function")
+        _one_of(s.contribution, CONTRIBUTIONS, f"{at}.contribution")
+        if s.first_unit > s.last_unit:
+            raise RecordError(f"{at} runs from unit {s.first_unit} back to unit {s.last_unit}")
+        _check_indices((s.first_unit, s.last_unit), n_units, f"{at}", "unit")
+        if any(d < 0 for d in s.depends_on):
+            raise RecordError(f"{at}.depends_on holds a negative step index")
+
+
+def _validate(record: Any, where: str) -> None:
+    """Checks beyond the JSON types: label vocabularies, index ranges, lengths."""
+    if isinstance(record, Trace):
+        _one_of(record.outcome, OUTCOMES, f"{where}outcome")
+        if any(t < 0 for t in record.completion_token_ids):
+            raise RecordError(f"{where}completion_token_ids holds a negative token id")
+    elif isinstance(record, Review):
+        _one_of(record.status, REVIEW_STATUSES, f"{where}status")
+        n = len(record.units)
+        _check_steps(record.steps, n, where)
+        _check_indices(record.unreviewed_units, n, f"{where}unreviewed_units")
+    elif isinstance(record, Consensus):
+        n = len(record.units)
+        _check_steps(record.steps, n, where)
+        _check_indices(record.disputed_units, n, f"{where}disputed_units")
+        for name, values in (("unit_votes", record.unit_votes), ("unit_agreement", record.unit_agreement)):
+            if values and len(values) != n:
+                raise RecordError(f"{where}{name} has {len(values)} entries for {n} units")
+        for i, votes in enumerate(record.unit_votes):
+            for reviewer, label in votes.items():
+                _one_of(label, CONTRIBUTIONS, f"{where}unit_votes[{i}].{reviewer}")
+        if record.failed_reviews < 0:
+            raise RecordError(f"{where}failed_reviews is negative")
+        if not 0.0 <= record.fraction_agreed <= 1.0:
+            raise RecordError(f"{where}fraction_agreed is {record.fraction_agreed}, not a fraction in [0, 1]")
+    elif isinstance(record, Credit):
+        if not 0 <= record.credited_tokens <= len(record.token_advantages):
+            raise RecordError(f"{where}credited_tokens is {record.credited_tokens} for {len(record.token_advantages)} tokens")
+    elif isinstance(record, Edit):
+        _one_of(record.status, EDIT_STATUSES, f"{where}status")
+        for k, span in enumerate(record.spans):
+            _one_of(span.kind, ("kept", "dropped", "inserted"), f"{where}spans[{k}].kind")
+    if isinstance(record, (Review, Consensus)):
+        _check_units(record.units, where)
+
+
+#: Keys that only one record kind has: they name the kind a file holds, for the error message.
+_KIND_KEYS = (
+    ("token_advantages", "Credit"),
+    ("unit_votes", "Consensus"),
+    ("labels_from", "Edit"),
+    ("reviewer", "Review"),
+    ("completion", "Trace"),
+    ("question", "Problem"),
+)
+
+
+def record_kind(data: dict[str, Any]) -> str | None:
+    """The record kind whose distinctive key `data` has (None when none does)."""
+    for key, kind in _KIND_KEYS:
+        if key in data:
+            return kind
+    return None
+
+
+def _from_dict(cls: type[R], data: dict[str, Any], where: str = "") -> R:
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = set(data) - names
+    required = {f.name for f in dataclasses.fields(cls) if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING}
+    missing = required - set(data)
+    if (unknown or missing) and not where:
+        kind = record_kind(data)
+        if kind is not None and kind != cls.__name__:
+            raise RecordError(f"this is a {kind} record, not a {cls.__name__} record; is it the right file?")
     if unknown:
-        raise ValueError(f"{cls.__name__} has no field(s) {sorted(unknown)}")
-    return cls(**{k: _build(hints[k], v) for k, v in data.items()})
+        raise RecordError(f"{cls.__name__} has no field(s) {', '.join(sorted(unknown))}")
+    if missing:
+        raise RecordError(f"{where or cls.__name__ + ' '}is missing the field(s) {', '.join(sorted(missing))}")
+    hints = typing.get_type_hints(cls)
+    record = cls(**{k: _build(hints[k], v, f"{where}{k}") for k, v in data.items()})
+    _validate(record, where)
+    return record
+
+
+def from_dict(cls: type[R], data: dict[str, Any]) -> R:
+    """Rebuild a record from `to_dict` output, validated: JSON types, label vocabularies and
+    index ranges are checked, unknown keys are an error (a `RecordError`, a ValueError)."""
+    if not isinstance(data, dict):
+        raise RecordError(f"a {cls.__name__} record is a JSON object, not {_type_name(data)}")
+    return _from_dict(cls, data)
 
 
 def write_jsonl(path: str | os.PathLike, records: Iterable[Any]) -> int:
-    """Write records atomically (temp file + rename) so a crash never leaves half a file."""
+    """Write records atomically (a temporary file beside `path`, then a rename), so a crash
+    never leaves half a file; on any failure the temporary file is removed."""
     path = Path(path)
-    tmp = path.with_name(path.name + ".partial")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.partial")
     n = 0
-    with open(tmp, "w", encoding="utf-8") as f:
-        for record in records:
-            f.write(json.dumps(to_dict(record), ensure_ascii=False) + "\n")
-            n += 1
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            for record in records:
+                f.write(json.dumps(to_dict(record), ensure_ascii=False) + "\n")
+                n += 1
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return n
 
 
@@ -434,9 +596,13 @@ def iter_jsonl(path: str | os.PathLike, cls: type[R]) -> Iterator[R]:
             if not line.strip():
                 continue
             try:
-                yield from_dict(cls, json.loads(line))
+                data = json.loads(line)
+            except ValueError as e:
+                raise RecordError(f"{path}:{lineno}: not JSON ({e})") from e
+            try:
+                yield from_dict(cls, data)
             except (ValueError, TypeError) as e:
-                raise ValueError(f"{path}:{lineno}: not a valid {cls.__name__} record ({e})") from e
+                raise RecordError(f"{path}:{lineno}: not a valid {cls.__name__} record: {e}") from e
 
 
 def read_jsonl(path: str | os.PathLike, cls: type[R]) -> list[R]:

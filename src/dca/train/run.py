@@ -32,15 +32,17 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
+import threading
 import time
 from collections import defaultdict
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable
 
 from ..credit import credit_statistics
 from ..domains.judge import use_judge
-from ..errors import UserError
-from ..files import prepare_output_dir
+from ..errors import Terminated, UserError
+from ..files import lock_dir, prepare_output_dir, unlock_dir, write_text_atomic
 from ..model import load_model, resolve_model_path, trainer_device_arguments
 from ..domains.sources import load_problems  # noqa: F401 (re-exported: one home for problem sources)
 from ..prompting import chat_messages
@@ -132,16 +134,24 @@ class RunDirectory:
     """Owns one run's output folder; refuses to mix runs or to look finished when it is not.
 
     `writer` is False on the non-main processes of a multi-process run: they know the paths
-    but write nothing."""
+    but write nothing.
+
+    The folder is locked while the main process writes it (`dca.files.lock_dir`: a second
+    writer, even with --overwrite or --resume, gets an error naming this pid), and from
+    `guard` to `finish`/`fail` a SIGTERM raises `Terminated` so that ``run.json`` ends
+    ``terminated`` rather than ``running`` (a kill -9 cannot be caught: its ``run.json`` stays
+    ``running`` with the pid of a process that is gone, and the lock is free again).
+    """
 
     def __init__(self, path: str | Path, *, writer: bool = True, resumed: list[dict] | None = None):
         self.path = Path(path)
         self.writer = writer
         self.resumed = list(resumed or [])
+        self._previous_handler = None
 
     @classmethod
-    def create(cls, path: str | Path, *, overwrite: bool = False) -> "RunDirectory":
-        return cls(prepare_output_dir(path, overwrite=overwrite, marker="run.json", kind="a DCA run"))
+    def create(cls, path: str | Path, *, overwrite: bool = False, inputs: Iterable[str | Path | None] = ()) -> "RunDirectory":
+        return cls(prepare_output_dir(path, overwrite=overwrite, marker="run.json", kind="a DCA run", inputs=inputs))
 
     @classmethod
     def reopen(cls, path: str | Path) -> "RunDirectory":
@@ -156,6 +166,7 @@ class RunDirectory:
             raise UserError(f"{status_file} is unreadable ({e}); the run cannot be resumed") from e
         if status.get("status") == "finished":
             raise UserError(f"the run in {path} already finished; nothing to resume")
+        lock_dir(path)
         return cls(path, resumed=status.get("resumed", []))
 
     def file(self, name: str) -> Path:
@@ -164,33 +175,54 @@ class RunDirectory:
     def start(self, config: TrainConfig) -> None:
         if self.writer:
             self.file("config.yaml").write_text(config.to_yaml(), encoding="utf-8")
-            self._status("running")
+            self._status("running", pid=os.getpid())
 
     def resume(self, *, step: int, checkpoint: str | None, dropped: dict[str, int]) -> None:
         self.resumed.append(
             {"step": step, "checkpoint": checkpoint, "dropped": dropped, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
         )
         if self.writer:
-            self._status("running")
+            self._status("running", pid=os.getpid())
+
+    def guard(self) -> None:
+        """From now until `finish`/`fail`, SIGTERM raises `Terminated` (main thread only)."""
+        if self.writer and threading.current_thread() is threading.main_thread():
+            self._previous_handler = signal.signal(signal.SIGTERM, _raise_terminated)
 
     def finish(self, summary: dict) -> None:
         if self.writer:
             write_json(self.file("summary.json"), summary)
             self._status("finished")
+        self._close()
 
     def fail(self, error: BaseException) -> None:
         if self.writer:
-            self._status("failed", error=f"{type(error).__name__}: {error}")
+            if isinstance(error, Terminated):
+                self._status("terminated", error=str(error))
+            elif isinstance(error, KeyboardInterrupt):
+                self._status("interrupted", error="KeyboardInterrupt")
+            else:
+                self._status("failed", error=f"{type(error).__name__}: {error}")
+        self._close()
+
+    def _close(self) -> None:
+        if self._previous_handler is not None:
+            signal.signal(signal.SIGTERM, self._previous_handler)
+            self._previous_handler = None
+        if self.writer:
+            unlock_dir(self.path)
 
     def _status(self, status: str, **extra) -> None:
         resumed = {"resumed": self.resumed} if self.resumed else {}
         write_json(self.file("run.json"), {"status": status, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **resumed, **extra})
 
 
+def _raise_terminated(signum, frame) -> None:
+    raise Terminated(f"terminated by signal {signal.Signals(signum).name}")
+
+
 def write_json(path: Path, data: dict) -> None:
-    tmp = path.with_name(path.name + ".partial")
-    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
 
 
 class RunRecorder:
@@ -264,6 +296,14 @@ def evaluate(model, tokenizer, problems: list[Problem], *, max_new_tokens: int, 
     return summarize(traces)
 
 
+def input_paths(config: TrainConfig) -> list[str | None]:
+    """The files and directories a run reads (a run directory must not hold them)."""
+    paths = [config.problems.file, config.eval_problems.file if config.eval_problems else None, config.reviewers_file]
+    if Path(config.model).exists():
+        paths.append(config.model)
+    return paths
+
+
 def grpo_arguments(config: TrainConfig, out: str | Path):
     """The run's `DCAGRPOConfig` (the ``grpo:`` settings, DCA's defaults, then ``trl:``); a bad
     combination is a UserError."""
@@ -304,6 +344,7 @@ def run_training(
         log = _silent
     start = processes.main_first(lambda: _open_run(config, out, args, overwrite=overwrite, resume=resume, log=log))
     run = RunDirectory(out, writer=processes.is_main, resumed=start["resumed"])
+    run.guard()
     try:
         with use_judge(judge):
             summary = _train(config, args, run, processes, problems, eval_problems, log, checkpoint=start["checkpoint"])
@@ -343,7 +384,7 @@ def _silent(message: str) -> None:
 def _open_run(config: TrainConfig, out, args, *, overwrite: bool, resume: bool, log: Log) -> dict:
     """On the main process: make (or, resuming, cut back) the run directory."""
     if not resume:
-        run = RunDirectory.create(out, overwrite=overwrite)
+        run = RunDirectory.create(out, overwrite=overwrite, inputs=input_paths(config))
         run.start(config)
         return {"checkpoint": None, "resumed": []}
     run = RunDirectory.reopen(out)
