@@ -84,6 +84,7 @@ def test_an_unreachable_hub_model_fails_at_once(monkeypatch):
     import time
 
     import huggingface_hub
+    import huggingface_hub.constants
 
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     started = time.time()

@@ -105,6 +105,7 @@ def _hub_model(repo_id: str) -> str:
     """`repo_id` when it names a model in the local Hugging Face cache or on a reachable hub;
     else a UserError at once (not the minute of retries a failed download takes)."""
     import huggingface_hub
+    import huggingface_hub.constants
     from huggingface_hub.utils import HFValidationError, validate_repo_id
 
     try:
