@@ -65,7 +65,7 @@ def test_show_writes_a_page(run_dir, tmp_path):
     assert result.returncode == 0, result.stderr
     page = out.read_text()
     assert page.startswith("<!doctype html>") and page.count('<section class="trace"') == 10
-    again = dca("show", str(run_dir / "reviews.jsonl"), str(run_dir / "traces.jsonl"), "--out", str(out))
+    again = dca("show", str(run_dir / "reviews.jsonl"), str(run_dir / "traces.jsonl"), "--out", str(out), "--overwrite")
     assert again.returncode == 0 and out.read_text().count('<section class="trace"') == 40
 
 

@@ -14,9 +14,11 @@ reviewer's steps. Buttons filter the traces: all, solved, failed, with disputed 
 
 Everything a model or reviewer wrote (completions, questions, reasons, even reviewer
 names and ids) is untrusted: it is inserted only through `html.escape`, as text or as a
-quoted attribute value, never into the script. The script only toggles the ``hidden``
+quoted attribute value, never into the script; so are numbers, indices and the labels
+used in class names (a hand-made record could put markup in any field). The script only toggles the ``hidden``
 attribute of trace sections, and the page's Content-Security-Policy allows that one script
-(by its hash) and nothing else: no other script, no network request.
+(by its hash) and nothing else: no other script, no network request, no form submission
+(``form-action 'none'``) and no ``<base>`` (``base-uri 'none'``).
 """
 
 from __future__ import annotations
@@ -29,7 +31,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .consensus import build_consensus, group_reviews
-from .records import Consensus, Credit, Problem, Review, Trace, read_jsonl
+from .files import check_input_file, read_records
+from .records import Consensus, Credit, Problem, Review, Trace
 
 __all__ = ["ReportInputs", "collect_inputs", "render_report"]
 
@@ -65,16 +68,23 @@ class ReportInputs:
 
 def _kind_of(path: Path) -> str:
     """Which record type a JSON-lines file holds, from the keys of its first record."""
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            if line.strip():
-                try:
-                    keys = set(json.loads(line))
-                except (ValueError, TypeError) as e:
-                    raise ValueError(f"{path}: the first line is not a JSON object ({e})") from e
-                break
-        else:
-            raise ValueError(f"{path} is empty")
+    check_input_file(path, what="input")
+    try:
+        with open(path, encoding="utf-8") as f:
+            for lineno, line in enumerate(f, 1):
+                if line.strip():
+                    try:
+                        data = json.loads(line)
+                    except ValueError as e:
+                        raise ValueError(f"{path}:{lineno}: not JSON ({e})") from e
+                    if not isinstance(data, dict):
+                        raise ValueError(f"{path}:{lineno}: not a JSON object")
+                    keys = set(data)
+                    break
+            else:
+                raise ValueError(f"{path} is empty")
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path} is not UTF-8 text (byte {e.start}); give a JSON-lines file") from e
     if "token_advantages" in keys:
         return "credits"
     if "unit_votes" in keys:
@@ -88,10 +98,24 @@ def _kind_of(path: Path) -> str:
     raise ValueError(f"{path} holds neither traces, reviews, consensus, credits nor problems")
 
 
-def collect_inputs(paths: list[str | Path]) -> ReportInputs:
-    """Read a run directory (its known files) or JSON-lines files of any record type.
+def input_files(paths: list[str | Path]) -> list[Path]:
+    """The record files `collect_inputs` reads for `paths` (a run directory's known files)."""
+    files = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            files += [path / name for name in _RUN_FILES if (path / name).is_file()]
+        else:
+            files.append(path)
+    return files
 
-    Raises FileNotFoundError for a missing path and ValueError for an unreadable file.
+
+def collect_inputs(paths: list[str | Path]) -> ReportInputs:
+    """Read a run directory (its known files) or JSON-lines files of any record type, every
+    record validated (`dca.files.read_records`).
+
+    Raises FileNotFoundError for a missing path, ValueError for an unreadable file and
+    UserError for an invalid record.
     """
     inputs = ReportInputs()
     for raw in paths:
@@ -105,7 +129,7 @@ def collect_inputs(paths: list[str | Path]) -> ReportInputs:
         else:
             found = [(path, _kind_of(path))]
         for file, kind in found:
-            getattr(inputs, kind).extend(read_jsonl(file, _RECORD_TYPES[kind]))
+            getattr(inputs, kind).extend(read_records(file, _RECORD_TYPES[kind], what=kind, allow_empty=True))
     return inputs
 
 
@@ -162,12 +186,12 @@ def render_report(inputs: ReportInputs, *, rule: str = "majority", limit: int | 
         counts[_outcome_class(trace_by_id.get(trace_id))] += 1
     disputed = sum(1 for t in order if consensus_by_trace.get(t) and consensus_by_trace[t].disputed_units)
     legend = "".join(
-        f'<span class="chip" style="background:{colour}">{_e(label)}</span>' for label, colour in LABEL_COLOURS.items()
+        f'<span class="chip" style="background:{_e(colour)}">{_e(label)}</span>' for label, colour in LABEL_COLOURS.items()
     ) + '<span class="chip disputed">disputed</span><span class="chip">uncovered</span>'
     shown = f"{len(order)} of {total}" if len(order) < total else str(total)
     summary = (
-        f"{shown} traces · {counts['solved']} solved · {counts['failed']} failed · "
-        f"{disputed} with disputed units · reviewers: {_e(', '.join(reviewers) or 'none')} · consensus rule: {_e(rule)}"
+        f"{_e(shown)} traces · {_e(counts['solved'])} solved · {_e(counts['failed'])} failed · "
+        f"{_e(disputed)} with disputed units · reviewers: {_e(', '.join(reviewers) or 'none')} · consensus rule: {_e(rule)}"
     )
     return _PAGE.format(
         title=_e(title),
@@ -190,16 +214,16 @@ def _trace_section(
 ) -> str:
     outcome = _outcome_class(trace)
     has_disputed = bool(consensus and consensus.disputed_units)
-    badges = [f'<span class="badge {outcome}">{_e(outcome)}</span>']
+    badges = [f'<span class="badge {_e(outcome)}">{_e(outcome)}</span>']
     if trace is not None:
-        badges.append(f'<span class="meta">answer {_e(trace.answer)} · reward {trace.reward:g} · advantage {_number(trace.advantage)}</span>')
+        badges.append(f'<span class="meta">answer {_e(trace.answer)} · reward {_e(f"{trace.reward:g}")} · advantage {_e(_number(trace.advantage))}</span>')
     if consensus is not None:
         badges.append(
-            f'<span class="meta">agreed {consensus.fraction_agreed:.0%} · {len(consensus.disputed_units)} disputed units'
-            f" · {consensus.failed_reviews} failed reviews</span>"
+            f'<span class="meta">agreed {_e(f"{consensus.fraction_agreed:.0%}")} · {_e(len(consensus.disputed_units))} disputed units'
+            f" · {_e(consensus.failed_reviews)} failed reviews</span>"
         )
     parts = [
-        f'<section class="trace" data-outcome="{outcome}" data-disputed="{int(has_disputed)}">',
+        f'<section class="trace" data-outcome="{_e(outcome)}" data-disputed="{int(has_disputed)}">',
         f"<h2>{_e(trace_id)} {' '.join(badges)}</h2>",
     ]
     if problem is not None:
@@ -275,7 +299,7 @@ def _coloured_text(consensus: Consensus, reviews: list[Review], unit_credit: lis
         if i in consensus.disputed_units:
             classes.append("disputed")
         elif labels[i]:
-            classes.append(f"label-{labels[i]}")
+            classes.append(f"label-{_e(labels[i])}")
         title = _unit_title(consensus, reviews, i)
         style = ""
         if unit_credit is not None:
@@ -283,8 +307,8 @@ def _coloured_text(consensus: Consensus, reviews: list[Review], unit_credit: lis
             title += f"\ncredit: {value:+.3f} (sum of its token advantages)"
             if value:
                 classes.append("credit-negative" if value < 0 else "credit-positive")
-                style = f' style="border-bottom:3px solid {_credit_colour(value, unit_credit)}"'
-        spans.append(f'<span class="{" ".join(classes)}"{style} title="{_e(title)}">{_e(unit.text)}</span>')
+                style = f' style="border-bottom:3px solid {_e(_credit_colour(value, unit_credit))}"'
+        spans.append(f'<span class="{_e(" ".join(classes))}"{style} title="{_e(title)}">{_e(unit.text)}</span>')
     return f'<div class="cot">{"".join(spans)}</div>'
 
 
@@ -293,7 +317,7 @@ def _reviewer_strips(consensus: Consensus, reviews: list[Review], unit_credit: l
     widths = [max(len(u.text), 1) for u in consensus.units]
     if unit_credit is not None:
         cells = [
-            f'<i style="flex-grow:{w};background:{_credit_colour(v, unit_credit)}" title="{_e(f"credit {v:+.3f}")}"></i>'
+            f'<i style="flex-grow:{_e(w)};background:{_e(_credit_colour(v, unit_credit))}" title="{_e(f"credit {v:+.3f}")}"></i>'
             for w, v in zip(widths, unit_credit)
         ]
         rows.append(f'<div class="strip-row credit-row"><span class="who">credit</span><div class="strip">{"".join(cells)}</div></div>')
@@ -311,7 +335,7 @@ def _reviewer_strips(consensus: Consensus, reviews: list[Review], unit_credit: l
                 label = step.contribution if step else None
                 tip = f"{unit.text.strip()}\n{review.reviewer}: {label or 'not covered'}" + (f" — {step.reason}" if step and step.reason else "")
                 cls = f"label-{label}" if label else ""
-            cells.append(f'<i class="{cls}" style="flex-grow:{widths[i]}" title="{_e(tip)}"></i>')
+            cells.append(f'<i class="{_e(cls)}" style="flex-grow:{_e(widths[i])}" title="{_e(tip)}"></i>')
         name = "consensus" if review is None else review.reviewer
         rows.append(f'<div class="strip-row"><span class="who">{_e(name)}</span><div class="strip">{"".join(cells)}</div></div>')
     return f'<div class="strips">{"".join(rows)}</div>'
@@ -324,7 +348,7 @@ def _heat_strip(credit: Credit) -> str:
     for i, v in enumerate(values):
         strength = min(abs(v) / scale, 1.0)
         colour = f"rgba(30,100,220,{strength:.2f})" if v >= 0 else f"rgba(220,40,40,{strength:.2f})"
-        cells.append(f'<i style="background:{colour}" title="token {i}: {v:+.4f}"></i>')
+        cells.append(f'<i style="background:{_e(colour)}" title="{_e(f"token {i}: {v:+.4f}")}"></i>')
     note = f"{credit.policy} policy: {credit.credited_tokens} of {len(values)} tokens credited"
     if credit.fallback:
         note += f"; fell back to uniform: {credit.fallback}"
@@ -351,19 +375,19 @@ def _dependency_graph(consensus: Consensus) -> str:
                 x1, x2 = x[d], x[s.index]
                 lift = min(abs(x2 - x1) / dx, 8) * 12 + 10
                 arcs.append(
-                    f'<path d="M{x1},{base - r} C{x1},{base - r - lift} {x2},{base - r - lift} {x2},{base - r}" '
+                    f'<path d="{_e(f"M{x1},{base - r} C{x1},{base - r - lift} {x2},{base - r - lift} {x2},{base - r}")}" '
                     'class="arc" marker-end="url(#arrow)"/>'
                 )
     texts = {i: "".join(u.text for u in consensus.units[s.first_unit : s.last_unit + 1]).strip() for i, s in enumerate(steps)}
     for n, s in enumerate(steps):
         tip = f"step {s.index}: {s.contribution} / {s.function}, units {s.first_unit}-{s.last_unit}\n{texts[n]}\n{s.reason}"
         nodes.append(
-            f'<g><title>{_e(tip)}</title><circle cx="{x[s.index]}" cy="{base}" r="{r}" fill="{LABEL_COLOURS.get(s.contribution, "#fff")}"/>'
-            f'<text x="{x[s.index]}" y="{base + 4}">{s.index}</text></g>'
+            f'<g><title>{_e(tip)}</title><circle cx="{_e(x[s.index])}" cy="{_e(base)}" r="{r}" fill="{_e(LABEL_COLOURS.get(s.contribution, "#fff"))}"/>'
+            f'<text x="{_e(x[s.index])}" y="{_e(base + 4)}">{_e(s.index)}</text></g>'
         )
     return (
         '<div class="graph"><span class="who">agreed steps and dependencies</span>'
-        f'<svg width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img">'
+        f'<svg width="{_e(width)}" height="{_e(height)}" viewBox="0 0 {_e(width)} {_e(height)}" role="img">'
         '<defs><marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="6" markerHeight="6" orient="auto">'
         '<path d="M0,0 L10,5 L0,10 z" fill="#555"/></marker></defs>'
         f'{"".join(arcs)}{"".join(nodes)}</svg></div>'
@@ -376,8 +400,8 @@ def _steps_table(reviews: list[Review]) -> str:
         for s in review.steps:
             colour = LABEL_COLOURS.get(s.contribution, "#fff")
             rows.append(
-                f"<tr><td>{_e(review.reviewer)}</td><td>{s.index}</td><td>{s.first_unit}–{s.last_unit}</td><td>{_e(s.function)}</td>"
-                f'<td style="background:{colour}">{_e(s.contribution)}</td><td>{_e(", ".join(map(str, s.depends_on)))}</td><td>{_e(s.reason)}</td></tr>'
+                f"<tr><td>{_e(review.reviewer)}</td><td>{_e(s.index)}</td><td>{_e(s.first_unit)}–{_e(s.last_unit)}</td><td>{_e(s.function)}</td>"
+                f'<td style="background:{_e(colour)}">{_e(s.contribution)}</td><td>{_e(", ".join(map(str, s.depends_on)))}</td><td>{_e(s.reason)}</td></tr>'
             )
     return f'<details><summary>each reviewer\'s steps</summary><table class="steps">{"".join(rows)}</table></details>'
 
@@ -456,7 +480,7 @@ _PAGE = """<!doctype html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
-<meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'; script-src '{script_hash}'">
+<meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'; script-src '{script_hash}'; form-action 'none'; base-uri 'none'">
 <title>{title}</title>
 <style>{style}</style>
 </head>
