@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 import socket
 import threading
 import time
@@ -39,8 +38,9 @@ def is_repair(request: dict) -> bool:
 
 
 def unit_count(request: dict) -> int:
-    match = re.search(r"Solution, in (\d+) units", first_user_text(request))
-    return int(match.group(1)) if match else 1
+    from dca.review.protocol import prompt_unit_count
+
+    return prompt_unit_count(messages_of(request)) or 1
 
 
 def wants_json(request: dict) -> bool:

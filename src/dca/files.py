@@ -43,7 +43,7 @@ def check_input_file(path: str | os.PathLike, *, what: str, hint: str = "") -> P
     suffix = f"; {hint}" if hint else ""
     p = Path(path)
     if p.is_dir():
-        raise UserError(f"{what} file {p} is a directory; give the JSON-lines file")
+        raise UserError(f"{what} file {p} is a directory; give a file")
     if not p.exists():
         raise UserError(f"{what} file {p} does not exist{suffix}")
     if not p.is_file():
@@ -70,6 +70,41 @@ def read_records(path: str | os.PathLike, cls: type[R], *, what: str, hint: str 
     if not records and not allow_empty:
         raise UserError(f"{what} file {p} holds no records{suffix}")
     return records
+
+
+def read_yaml(path: str | os.PathLike, *, what: str) -> object:
+    """The data of a YAML file (None when empty); a missing, non-UTF-8 or invalid file, and a
+    mapping that repeats a key (YAML would keep the last silently), are UserErrors."""
+    import yaml
+
+    class _UniqueKeyLoader(yaml.SafeLoader):
+        def construct_mapping(self, node, deep=False):
+            seen = set()
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=deep)
+                if key in seen:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"duplicate key {key!r} (line {key_node.start_mark.line + 1})", key_node.start_mark
+                    )
+                try:
+                    seen.add(key)
+                except TypeError:
+                    pass
+            return super().construct_mapping(node, deep=deep)
+
+    p = check_input_file(path, what=what)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise UserError(f"{what} file {p} is not UTF-8 text (byte {e.start})") from e
+    try:
+        return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as e:
+        problem = getattr(e, "problem", None)
+        mark = getattr(e, "problem_mark", None)
+        if problem and mark is not None:
+            raise UserError(f"{p}:{mark.line + 1}: not valid YAML: {problem}") from e
+        raise UserError(f"{p} is not valid YAML: {str(e).splitlines()[0]}") from e
 
 
 def read_problems_file(path: str | os.PathLike) -> list[Problem]:

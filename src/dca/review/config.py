@@ -51,7 +51,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from ..errors import UserError
@@ -162,13 +161,10 @@ class ReviewersFile(BaseModel):
 
 def load_reviewers(path: str | Path, only: list[str] | None = None) -> list[ReviewerSpec]:
     """Read and validate a reviewers YAML file; `only` keeps the named reviewers, in that order."""
+    from ..files import read_yaml
+
     path = Path(path)
-    if not path.is_file():
-        raise UserError(f"reviewers file {path} does not exist")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as e:
-        raise UserError(f"{path} is not valid YAML: {str(e).splitlines()[0]}") from e
+    data = read_yaml(path, what="reviewers")
     if isinstance(data, list):
         data = {"reviewers": data}
     if not isinstance(data, dict):

@@ -54,7 +54,6 @@ import importlib.metadata
 import importlib.util
 import json
 import os
-import re
 import threading
 from pathlib import Path
 from typing import Any
@@ -62,7 +61,7 @@ from typing import Any
 from ..errors import UserError
 from ..records import CONTRIBUTIONS, FUNCTIONS
 from .config import ReviewerSpec
-from .protocol import answer_json_schema
+from .protocol import answer_json_schema, prompt_unit_count
 
 __all__ = ["HFBackend", "answer_grammar_bound", "lines_grammar", "json_answer_schema"]
 
@@ -87,7 +86,6 @@ PARAMS = tuple(DEFAULTS) + _SAMPLING + _OPTIONAL
 REASON_CHARS = r"[A-Za-z0-9 ,.;:'()=+*/%$!?<>_#&@\-]"
 #: Where no unit count can be read from the prompt, unit numbers stay below this.
 FALLBACK_UNITS = 1000
-_UNIT_COUNT = re.compile(r"Solution, in (\d+) units \(0 to \d+\):")  # written by build_messages
 
 
 def _number_alternatives(limit: int) -> str:
@@ -195,12 +193,8 @@ def answer_grammar_bound(answer_format: str, units: int, steps: int, depends: in
 
 
 def _unit_count(messages: list[dict[str, str]]) -> int:
-    for message in messages:
-        if message["role"] == "user":
-            match = _UNIT_COUNT.search(message["content"])
-            if match:
-                return max(int(match.group(1)), 1)
-    return FALLBACK_UNITS
+    count = prompt_unit_count(messages)  # the header with the request's tag id, not a forged one
+    return max(count, 1) if count is not None else FALLBACK_UNITS
 
 
 def _fingerprint(model: str) -> str:

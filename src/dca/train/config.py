@@ -210,13 +210,10 @@ class TrainConfig(_Strict):
 
 def load_train_config(path: str | Path) -> TrainConfig:
     """Read and validate a YAML config; any problem becomes one `UserError` line."""
+    from ..files import read_yaml
+
     path = Path(path)
-    if not path.is_file():
-        raise UserError(f"config file {path} does not exist")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as e:
-        raise UserError(f"{path} is not valid YAML: {str(e).splitlines()[0]}") from e
+    data = read_yaml(path, what="config") or {}
     if not isinstance(data, dict):
         raise UserError(f"{path} must hold a mapping of settings, not {type(data).__name__}")
     try:
