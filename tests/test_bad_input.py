@@ -372,7 +372,7 @@ def _build_world(root: Path, model_dir: Path) -> None:
     (bad / "empty.jsonl").write_text("")
     (bad / "blank.jsonl").write_text("\n\n  \n")
     (bad / "latin1.jsonl").write_bytes(b'{"id": "caf\xe9"}\n')
-    (bad / "notjson.jsonl").write_text('{"a": 1}\n{not json\n')
+    (bad / "notjson.jsonl").write_text("\n{not json\n")
     (bad / "array.jsonl").write_text("[1, 2]\n")
     (bad / "unknown-field.jsonl").write_text(json.dumps({**to_dict(traces[0]), "colour": "red"}) + "\n")
     (bad / "gsm8k.jsonl").write_text(json.dumps({"question": "1+1?", "answer": "1+1=2\n#### 2"}) + "\n")
@@ -527,11 +527,16 @@ def outcomes(world, tiny_model_dir):
     def run(case: Case) -> tuple[str, Outcome]:
         argv = [a.replace("{M}", str(tiny_model_dir)) for a in shlex.split(case.argv)]
         started = time.time()
-        p = subprocess.run([sys.executable, "-m", "dca.cli", *argv], cwd=world, env={**env, **case.env}, capture_output=True, text=True, timeout=300)
+        try:
+            p = subprocess.run([sys.executable, "-m", "dca.cli", *argv], cwd=world, env={**env, **case.env}, capture_output=True, text=True, timeout=120)
+        except subprocess.TimeoutExpired as e:
+            return case.id, Outcome(-1, str(e.stdout or ""), f"timed out after 120 s: {e.stderr or ''}", time.time() - started)
         return case.id, Outcome(p.returncode, p.stdout, p.stderr, time.time() - started)
 
+    only = os.environ.get("DCA_BAD_INPUT_ONLY")  # a regex over case ids, to rerun a few
+    chosen = [c for c in CASES if not only or re.search(only, c.id)]
     with ThreadPoolExecutor(max_workers=max(2, min(8, (os.cpu_count() or 2) * 2))) as pool:
-        results = dict(pool.map(run, CASES))
+        results = dict(pool.map(run, chosen))
     return results, before, _snapshot(world)
 
 
@@ -544,6 +549,8 @@ def test_case_ids_are_unique_and_many():
 @pytest.mark.parametrize("case", CASES, ids=[f"{n:03d}of{len(CASES)}-{c.id}" for n, c in enumerate(CASES, 1)])
 def test_bad_input(case: Case, outcomes):
     results, before, after = outcomes
+    if case.id not in results:
+        pytest.skip("not chosen by DCA_BAD_INPUT_ONLY")
     r = results[case.id]
     shown = f"dca {case.argv}\nexit {r.returncode}\nstderr: {r.stderr[-2000:]}\nstdout: {r.stdout[-500:]}"
     assert "Traceback" not in r.stderr + r.stdout, shown

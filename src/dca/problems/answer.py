@@ -31,8 +31,6 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-import sympy
-from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse, verify
 
 #: Longest statement text handed to math_verify (guards against pathological inputs).
 MAX_STATEMENT_CHARS = 200
@@ -41,7 +39,15 @@ MAX_EXPONENT = 64
 #: Seconds math_verify may spend on one parse or comparison (main thread only).
 TIMEOUT_SECONDS = 2
 
-_EXTRACTION = (LatexExtractionConfig(), ExprExtractionConfig())
+
+
+@functools.cache
+def _extraction() -> tuple:
+    # math_verify (and sympy under it) cost seconds to import: only commands that check an
+    # answer pay for them, not every command that merely imports dca.problems.
+    from math_verify import ExprExtractionConfig, LatexExtractionConfig
+
+    return (LatexExtractionConfig(), ExprExtractionConfig())
 
 _STRICT = re.compile(r"^[ \t]*Answer:", re.MULTILINE)
 _LENIENT = re.compile(
@@ -137,6 +143,8 @@ def _statement_span(completion: str, match: re.Match[str], line_end: int) -> tup
 
 def _as_text(value: Any) -> str:
     """A parsed value as plain text: ``"1200"`` for 1200.0, ``"3.5"``, ``"1/2"``."""
+    import sympy
+
     if isinstance(value, sympy.Number) and value.is_integer:
         return str(int(value))
     if isinstance(value, sympy.Float):
@@ -152,10 +160,12 @@ def _timeout() -> int | None:
 
 def _parse(text: str) -> list[Any]:
     """math_verify's parse of a statement: [] when nothing parses (never raises)."""
+    from math_verify import parse
+
     try:
         return parse(
             text[:MAX_STATEMENT_CHARS],
-            extraction_config=_EXTRACTION,
+            extraction_config=_extraction(),
             fallback_mode="no_fallback",
             parsing_timeout=_timeout(),
         )
@@ -165,6 +175,8 @@ def _parse(text: str) -> list[Any]:
 
 def _is_tame(value: Any) -> bool:
     """False for sympy values with a power whose exponent is not a small number."""
+    import sympy
+
     if not isinstance(value, sympy.Basic):
         return True
     return all(
@@ -180,6 +192,8 @@ def _parse_gold(gold: str) -> list[Any]:
 
 
 def _verify(gold: list[Any], prediction: list[Any]) -> bool:
+    from math_verify import verify
+
     if not all(_is_tame(value) for value in prediction):
         return False
     try:
