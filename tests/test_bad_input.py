@@ -62,7 +62,7 @@ FILE_FAULTS = [
     ("not-utf8", "bad/latin1.jsonl", r"bad/latin1\.jsonl is not UTF-8"),
     ("not-json", "bad/notjson.jsonl", r"bad/notjson\.jsonl:2: not JSON"),
     ("json-array", "bad/array.jsonl", r"bad/array\.jsonl:1: .*JSON object, not a list"),
-    ("unknown-field", "bad/unknown-field.jsonl", r"bad/unknown-field\.jsonl:1: .*no field\(s\) colour"),
+    ("unknown-field", "bad/unknown-field.jsonl", r"bad/unknown-field\.jsonl:1: .*(no field\(s\) colour|this is a Trace record)"),
 ]
 READERS = {
     # command -> (argv with {F} for the file, record kind it expects)
@@ -84,6 +84,10 @@ for reader, (argv, kind) in READERS.items():
     for fault, path, needle in FILE_FAULTS:
         if reader == "show-file" and fault in ("empty", "blank-lines"):
             needle = re.escape(path) + " is empty"
+        if reader == "show-file" and fault == "directory":  # a folder is read as a run directory
+            needle = re.escape(path) + " holds no traces.jsonl or reviews.jsonl"
+        if reader == "show-file" and fault == "json-array":
+            needle = re.escape(path) + ":1: not a JSON object"
         if reader == "show-file" and fault == "unknown-field":
             continue  # show picks the record kind from the keys; covered by the record cases below
         cases(C(f"{reader}-{fault}", argv.replace("{F}", path), needle))
@@ -235,7 +239,7 @@ cases(
     C("problems-gsm8k-missing", "problems --gsm8k nowhere.jsonl --out out/p.jsonl", r"nowhere\.jsonl"),
     C("problems-gsm8k-empty", "problems --gsm8k bad/empty.jsonl --out out/p.jsonl", r"empty\.jsonl"),
     C("problems-gsm8k-not-json", "problems --gsm8k bad/notjson.jsonl --out out/p.jsonl", r"notjson\.jsonl"),
-    C("problems-no-source", "problems --out out/p.jsonl", r"one of the arguments --synthetic --gsm8k is required"),
+    C("problems-no-source", "problems --out out/p.jsonl", r"one of the arguments --synthetic --gsm8k --domain is required"),
     C("problems-both-sources", "problems --synthetic 3 --gsm8k test --out out/p.jsonl", r"not allowed with argument"),
     C("rollout-samples-zero", "rollout --problems problems.jsonl --model {M} --samples 0 --out out/t.jsonl", r"argument --samples: must be at least 1"),
     C("rollout-limit-zero", "rollout --problems problems.jsonl --model {M} --limit 0 --out out/t.jsonl", r"argument --limit"),

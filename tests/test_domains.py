@@ -106,7 +106,7 @@ def test_cli_domains_and_problems(tmp_path):
         (["--domain", "logic", "--count", "2", "--option", "depth"], "write KEY=VALUE"),
         (["--domain", "logic", "--count", "2", "--option", "depth=3"], "no generator option"),
         (["--domain", "logic", "--count", "2", "--option", "max_depth=9"], "max_depth"),
-        (["--domain", "logic", "--count", "0"], "--count must be at least 1"),
+        (["--domain", "logic", "--count", "0"], "argument --count: must be at least 1"),
         (["--domain", "logic", "--file", "x.json"], "generated, not loaded"),
     ]:
         bad = dca("problems", *args, "--out", str(tmp_path / "bad.jsonl"))

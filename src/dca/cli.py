@@ -221,8 +221,11 @@ def cmd_rollout(args: argparse.Namespace) -> int:
     from .rollout import SamplingConfig, rollout, summarize
     from .files import read_problems_file
 
+    from .model import resolve_model_path
+
     out = _out_file(args.out, args, args.problems)
     problems = read_problems_file(args.problems)[: args.limit]
+    resolve_model_path(args.model)  # a wrong model fails before any is loaded
     try:
         sampling = SamplingConfig(
             max_new_tokens=args.max_new_tokens,
@@ -276,8 +279,8 @@ def cmd_warmstart(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from .files import check_output_dir
     from .train.config import load_train_config
-    from .train.run import run_training
 
     if args.resume:
         if args.overwrite:
@@ -292,6 +295,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise UserError("give --config run.yaml (or --resume to continue the run in --out)")
     else:
         config = load_train_config(args.config)
+        # Checked again, with the config's own inputs, and locked by run_training; this early
+        # check refuses a wrong --out before the training libraries are imported.
+        check_output_dir(args.out, overwrite=args.overwrite, marker="run.json", kind="a DCA run", inputs=[args.config])
+    from .train.run import run_training
+
     _quiet_libraries()
     summary, run = run_training(config, args.out, overwrite=args.overwrite, resume=args.resume, log=_log)
     if run.writer:
@@ -309,7 +317,8 @@ def cmd_review(args: argparse.Namespace) -> int:
     from .review import ReviewCache, default_cache_path, load_reviewers
     from .review.batch import load_review_items, review_items, summary
 
-    inputs = (args.traces, args.problems, args.reviewers, args.cache)
+    problems_beside = str(Path(args.traces).with_name("problems.jsonl"))  # load_review_items' default
+    inputs = (args.traces, args.problems or problems_beside, args.reviewers, args.cache)
     out = _out_file(args.out, args, *inputs)
     summary_out = _out_file(args.summary_json, args, *inputs, flag="--summary-json") if args.summary_json else None
     if summary_out is not None and summary_out.resolve() == out.resolve():
@@ -388,10 +397,11 @@ def demo_config(steps: int, warmstart_steps: int, eval_problems: int = 32):
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    from .files import check_output_dir
+
+    check_output_dir(args.out, overwrite=args.overwrite, marker="run.json", kind="a DCA run")
     from .train.run import run_training
 
-    if min(args.steps, args.warmstart_steps, args.eval_problems) < 1:
-        raise UserError("--steps, --warmstart-steps and --eval-problems must be at least 1")
     _log(f"DCA demo -> {args.out}")
     config = demo_config(args.steps, args.warmstart_steps, args.eval_problems)
     _quiet_libraries()
@@ -595,7 +605,8 @@ def cmd_edit(args: argparse.Namespace) -> int:
         raise UserError(str(e)) from e
     if config.mode == "bridge-llm" and config.arm != "rft" and not args.bridge_reviewers:
         raise UserError("--mode bridge-llm needs --bridge-reviewers R.yaml (and --bridge-reviewer NAME when it declares several)")
-    inputs = (args.traces, args.consensus, args.reviews, args.problems, args.bridge_reviewers)
+    problems_beside = _beside(args.traces, "problems.jsonl", args.problems)
+    inputs = (args.traces, args.consensus, args.reviews, args.problems, problems_beside, args.bridge_reviewers)
     out = _out_file(args.out, args, *inputs)
     figures_out = _out_file(str(out.with_suffix(".figures.json")), args, *inputs, flag="figures file")
     traces = _read_records(args.traces, Trace, "traces")
@@ -650,6 +661,9 @@ def cmd_sft(args: argparse.Namespace) -> int:
     edits = _read_records(args.edits, Edit, "edits")
     if not any(e.status != "skipped" for e in edits):
         raise UserError(f"{args.edits} holds no trained-on edit (every trace was skipped); edit solved traces first")
+    from .model import resolve_model_path
+
+    resolve_model_path(args.model)  # before the training libraries load
     _quiet_libraries()
     summary = run_sft(edits, args.model, out, settings, edits_path=args.edits, log=_log)
     last = summary["losses"][-1]["loss"] if summary["losses"] else float("nan")
@@ -658,6 +672,14 @@ def cmd_sft(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
+    from .files import check_output_dir
+
+    # The output directory is checked again (and locked) by run_eval; this early check refuses
+    # a wrong --out before the model libraries are imported.
+    check_output_dir(args.out, overwrite=args.overwrite, marker="eval.json", kind="a DCA evaluation", inputs=[args.model])
+    from .model import resolve_model_path
+
+    resolve_model_path(args.model)
     from .continuation import ContinuationSettings
     from .evaluate import EvalConfig, print_table, run_eval
     from .rollout import SamplingConfig

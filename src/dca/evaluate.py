@@ -50,7 +50,7 @@ from typing import Any, Callable
 
 from .continuation import ContinuationSettings, HFContinuationEngine, split_cot
 from .errors import UserError
-from .files import prepare_output_dir
+from .files import prepare_output_dir, unlock_dir
 from .measures import tokens_per_insight, useful_steps
 from .faithfulness import (
     BACKTRACKING,
@@ -301,7 +301,8 @@ def run_eval(config: EvalConfig, out: str | Path, *, model=None, tokenizer=None,
         raise UserError(f"problem set names repeat in --sets: {names}")
     loaded = {s.name: load_set(s, seed=config.synthetic_seed) for s in specs}
     judge = _make_judge(config, [p for problems in loaded.values() for p in problems])
-    out_dir = prepare_output_dir(out, overwrite=overwrite, marker="eval.json", kind="a DCA evaluation")
+    inputs = [s.source.rpartition("@")[2] for s in specs] + [config.model]  # only existing paths count
+    out_dir = prepare_output_dir(out, overwrite=overwrite, marker="eval.json", kind="a DCA evaluation", inputs=inputs)
     if model is None:
         from .model import load_model
 
@@ -341,6 +342,7 @@ def run_eval(config: EvalConfig, out: str | Path, *, model=None, tokenizer=None,
     except Exception as e:  # plots are a view of eval.json; a plotting failure is recorded
         report["failures"].append({"set": None, "stage": "plots", "error": f"{type(e).__name__}: {e}"})
         (out_dir / "eval.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    unlock_dir(out_dir)
     return report
 
 

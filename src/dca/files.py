@@ -206,13 +206,7 @@ def lock_dir(directory: Path) -> None:
             os.close(fd)
             if e.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
                 raise
-            try:
-                holder = lock.read_text(encoding="utf-8").strip() or "unknown"
-            except OSError:
-                holder = "unknown"
-            raise UserError(
-                f"{directory} is being written by another process (pid {holder}); wait for it to finish or choose another --out"
-            ) from None
+            raise _busy(directory) from None
         try:  # the holder may have removed the file between our open and flock: lock the new one
             if os.stat(lock).st_ino != os.fstat(fd).st_ino:
                 os.close(fd)
@@ -224,6 +218,38 @@ def lock_dir(directory: Path) -> None:
     os.ftruncate(fd, 0)
     os.write(fd, f"{os.getpid()}\n".encode())
     _HELD[key] = fd
+
+
+def _holder(lock: Path) -> str:
+    try:
+        return lock.read_text(encoding="utf-8").strip() or "unknown"
+    except OSError:
+        return "unknown"
+
+
+def _busy(directory: Path) -> UserError:
+    return UserError(
+        f"{directory} is being written by another process (pid {_holder(directory / LOCK_NAME)}); wait for it to finish or choose another --out"
+    )
+
+
+def _check_unlocked(directory: Path) -> None:
+    """A UserError when another process holds `directory`'s lock (nothing is taken)."""
+    lock = directory / LOCK_NAME
+    if not lock.is_file():
+        return
+    try:
+        fd = os.open(lock, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError as e:
+        if e.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+            raise _busy(directory) from None
+        raise
+    finally:
+        os.close(fd)
 
 
 def unlock_dir(directory: Path) -> None:
@@ -255,6 +281,8 @@ def check_output_dir(
     for source in inputs:
         if source is not None and Path(source).exists() and _inside(Path(source), out):
             raise UserError(f"--out {out} holds an input of this command ({source}); choose another --out")
+    if out.is_dir() and out.resolve() not in _HELD:
+        _check_unlocked(out)
     if out.is_dir() and _entries(out):
         if not overwrite:
             raise UserError(f"--out {out} is not empty; choose a new directory or pass --overwrite")

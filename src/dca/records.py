@@ -528,6 +528,10 @@ _KIND_KEYS = (
 )
 
 
+def _a(word: str) -> str:
+    return ("an " if word[0] in "AEIOU" else "a ") + word
+
+
 def record_kind(data: dict[str, Any]) -> str | None:
     """The record kind whose distinctive key `data` has (None when none does)."""
     for key, kind in _KIND_KEYS:
@@ -544,7 +548,7 @@ def _from_dict(cls: type[R], data: dict[str, Any], where: str = "") -> R:
     if (unknown or missing) and not where:
         kind = record_kind(data)
         if kind is not None and kind != cls.__name__:
-            raise RecordError(f"this is a {kind} record, not a {cls.__name__} record; is it the right file?")
+            raise RecordError(f"this is {_a(kind)} record, not {_a(cls.__name__)} record; is it the right file?")
     if unknown:
         raise RecordError(f"{cls.__name__} has no field(s) {', '.join(sorted(unknown))}")
     if missing:
