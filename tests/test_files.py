@@ -147,7 +147,7 @@ import sys, time
 from dca.train import run as r
 from dca.train.config import TrainConfig
 
-def slow_train(config, run, problems, eval_problems, log):
+def slow_train(*args, **kwargs):
     print("training", flush=True)
     time.sleep(60)
 

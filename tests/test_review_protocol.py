@@ -288,3 +288,25 @@ def test_gsm8k_reference_solution_prompt_fits_the_protocol():
     units = segment(text)
     user = build_messages(problem, trace, units)[1]["content"]
     assert problem.question.strip() in user and f"in {len(units)} units" in user
+
+
+def test_empty_and_too_long_traces_are_not_sent():
+    from dca.review.protocol import estimate_tokens, unreviewable
+
+    messages = build_messages(PROBLEM, TRACE, UNITS)
+    assert unreviewable(UNITS, messages) is None
+    assert unreviewable([], messages) == "empty trace: no units to review"
+    tokens = estimate_tokens(messages)
+    assert 100 < tokens < 2000
+    reason = unreviewable(UNITS, messages, max_prompt_tokens=tokens - 1)
+    assert reason.startswith("trace too long:") and f"max_prompt_tokens of {tokens - 1}" in reason
+
+
+def test_credentials_in_a_url_are_redacted():
+    from dca.redact import is_secret_name, redact_url
+
+    assert redact_url("https://user:sk-1@api.example.com:8443/v1?api_key=sk-2&api-version=3") == "https://api.example.com:8443/v1?api-version=3"
+    assert redact_url("http://localhost:8000/v1") == "http://localhost:8000/v1"
+    assert redact_url(None) is None
+    assert all(is_secret_name(n) for n in ("api_key", "API-KEY", "x-api-key", "token", "Authorization"))
+    assert not any(is_secret_name(n) for n in ("temperature", "max_tokens", "top_k"))

@@ -69,6 +69,8 @@ __all__ = [
     "answer_json",
     "answer_lines",
     "build_messages",
+    "estimate_tokens",
+    "unreviewable",
     "parse_answer",
     "repair_message",
 ]
@@ -253,6 +255,29 @@ def prompt_unit_count(messages: list[dict[str, str]]) -> int | None:
     for match in _HEADER.finditer(user or ""):
         if match.group(2) == tag.group(1):
             return int(match.group(1))
+    return None
+
+
+#: Default longest request a reviewer is sent, in estimated tokens (`max_prompt_tokens`).
+MAX_PROMPT_TOKENS = 16_000
+
+
+def estimate_tokens(messages: list[dict[str, str]]) -> int:
+    """A conservative token estimate for chat messages: one token per 3 bytes of UTF-8 (BPE
+    vocabularies average 3.5-4 bytes per token on English and arithmetic), plus 4 per message.
+    API reviewers' tokenizers are not available locally, so the limit is checked on this."""
+    return sum(len(_text(m.get("content", "")).encode("utf-8")) // 3 + 4 for m in messages)
+
+
+def unreviewable(units: list[Unit], messages: list[dict[str, str]], *, max_prompt_tokens: int = MAX_PROMPT_TOKENS) -> str | None:
+    """Why a request should not be sent at all (None when it may be): a trace with nothing to
+    review, or one whose prompt is longer than the reviewer's limit. The caller records a failed
+    review with this reason, at no cost, instead of paying for a call that cannot succeed."""
+    if not units or not any(u.text.strip() for u in units):
+        return "empty trace: no units to review"
+    tokens = estimate_tokens(messages)
+    if tokens > max_prompt_tokens:
+        return f"trace too long: the prompt is about {tokens} tokens, over this reviewer's max_prompt_tokens of {max_prompt_tokens}"
     return None
 
 
