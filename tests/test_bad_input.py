@@ -273,7 +273,10 @@ cases(
     C("review-reviewers-scalar", "review --traces traces.jsonl --problems problems.jsonl --reviewers bad/scalar.yaml --no-cache --out out/r.jsonl", r"reviewers"),
     C("review-reviewers-unknown-backend", "review --traces traces.jsonl --problems problems.jsonl --reviewers bad/reviewers-backend.yaml --no-cache --out out/r.jsonl", r"backend"),
     C("review-reviewers-inline-key", "review --traces traces.jsonl --problems problems.jsonl --reviewers bad/reviewers-api-key.yaml --no-cache --out out/r.jsonl", r"api_key"),
-    C("review-reviewers-params-key", "review --traces traces.jsonl --problems problems.jsonl --reviewers bad/reviewers-params-key.yaml --no-cache --out out/r.jsonl", r"api_key"),
+    C("review-reviewers-params-key", "review --traces traces.jsonl --problems problems.jsonl --reviewers bad/reviewers-params-key.yaml --no-cache --out out/r.jsonl", r"params\.api_key: API keys do not belong in the file"),
+    C("review-reviewers-params-header-key", "review --traces traces.jsonl --problems problems.jsonl --reviewers bad/reviewers-params-header.yaml --no-cache --out out/r.jsonl", r"params\.X-Api-Key: API keys do not belong"),
+    C("review-reviewers-backoff-max", "review --traces traces.jsonl --problems problems.jsonl --reviewers bad/reviewers-backoff.yaml --no-cache --out out/r.jsonl", r"backoff_max"),
+    C("review-reviewers-timeout-zero", "review --traces traces.jsonl --problems problems.jsonl --reviewers bad/reviewers-timeout.yaml --no-cache --out out/r.jsonl", r"timeout"),
     C("review-cache-is-dir", "review --traces traces.jsonl --problems problems.jsonl --reviewers reviewers.yaml --cache bad --out out/r.jsonl", r"cannot open the review cache bad"),
     C("review-no-problems-beside", "review --traces bad/traces-alone/traces.jsonl --reviewers reviewers.yaml --no-cache --out out/r.jsonl", r"problems"),
     C("review-problem-unknown", "review --traces traces.jsonl --problems bad/other-problems.jsonl --reviewers reviewers.yaml --no-cache --out out/r.jsonl", r"problem"),
@@ -281,7 +284,6 @@ cases(
     C("consensus-rule-at-least-0", "consensus --reviews reviews.jsonl --rule at-least-0 --out out/c.jsonl", r"at-least-0"),
     C("agreement-unknown-truth", "agreement --reviews reviews.jsonl --truth nobody --out out/a.json", r"nobody"),
     C("agreement-weighting-bogus", "agreement --reviews reviews.jsonl --weighting bytes --out out/a.json", r"argument --weighting: invalid choice"),
-    C("agreement-one-reviewer", "agreement --reviews bad/one-reviewer.jsonl --out out/a.json", r"reviewer"),
     C("show-limit-zero", "show reviews.jsonl --limit 0 --out out/s.html", r"argument --limit"),
     C("show-rule-bogus", "show reviews.jsonl --rule bogus --out out/s.html", r"bogus"),
     C("show-path-missing", "show nowhere.jsonl --out out/s.html", r"nowhere\.jsonl does not exist"),
@@ -386,6 +388,9 @@ def _build_world(root: Path, model_dir: Path) -> None:
     (bad / "reviewers-duplicate.yaml").write_text("reviewers:\n  - name: oracle\n    backend: oracle\n    backend: reference\n")
     (bad / "reviewers-backend.yaml").write_text("reviewers:\n  - name: x\n    backend: telepathy\n")
     (bad / "reviewers-api-key.yaml").write_text("reviewers:\n  - name: g\n    backend: openai\n    model: m\n    api_key: sk-secret\n")
+    (bad / "reviewers-params-header.yaml").write_text("reviewers:\n  - name: g\n    backend: openai\n    model: m\n    params: {X-Api-Key: sk-secret}\n")
+    (bad / "reviewers-backoff.yaml").write_text("reviewers:\n  - name: g\n    backend: openai\n    model: m\n    backoff_max: 100000\n")
+    (bad / "reviewers-timeout.yaml").write_text("reviewers:\n  - name: g\n    backend: openai\n    model: m\n    timeout: 0\n")
     (bad / "reviewers-params-key.yaml").write_text("reviewers:\n  - name: g\n    backend: openai\n    model: m\n    params: {api_key: sk-secret}\n")
 
     trace, review, consensus, edit = to_dict(traces[0]), to_dict(reviews[0]), to_dict(consensuses[0]), to_dict(edits[0])
@@ -434,7 +439,6 @@ def _build_world(root: Path, model_dir: Path) -> None:
     write_jsonl(bad / "edits-skipped.jsonl", [Edit(trace_id="t", problem_id="p", arm="edit", mode="drop", labels_from="x", status="skipped", reason="unsolved")])
     _jsonl(bad / "credit-count.jsonl", [{"trace_id": "t", "policy": "uniform", "sequence_advantage": 1.0, "token_advantages": [1.0, 1.0, 1.0], "credited_tokens": 9}])
     _jsonl(bad / "problem-question-number.jsonl", [{**to_dict(problems[0]), "question": 12}])
-    write_jsonl(bad / "one-reviewer.jsonl", [r for r in reviews if r.reviewer == "oracle"])
     write_jsonl(bad / "other-problems.jsonl", [g.problem for g in gold_traces(2, seed=99)])
     write_jsonl(bad / "e.figures.json", problems)
     (bad / "traces-alone").mkdir()

@@ -114,10 +114,10 @@ class LLMSpec(_Strict):
     structured_output: bool = Field(True, description="Ask an OpenAI-compatible endpoint for JSON-schema output when a caller gives a schema.")
     concurrency: int = Field(4, ge=1, le=512, description="Requests in flight at once.")
     requests_per_minute: float | None = Field(None, gt=0)
-    timeout: float = Field(120.0, gt=0, description="Seconds per request.")
+    timeout: float = Field(120.0, gt=0, le=3600, description="Seconds per request.")
     max_attempts: int = Field(4, ge=1, le=20, description="Tries per call for retryable errors.")
-    backoff_base: float = Field(1.0, ge=0, description="First retry waits about this many seconds, doubling after.")
-    backoff_max: float = Field(60.0, ge=0, description="Longest wait between tries (Retry-After is capped here too).")
+    backoff_base: float = Field(1.0, ge=0, le=60, description="First retry waits about this many seconds, doubling after.")
+    backoff_max: float = Field(60.0, ge=0, le=600, description="Longest wait between tries (Retry-After is capped here too).")
 
     def default_key_env(self) -> None:
         if self.api_key_env is None and self.backend in _DEFAULT_KEY_ENV:

@@ -74,12 +74,19 @@ class ReviewerSpec(LLMSpec):
     seed: int = Field(0, description="noisy: seeds the flips (with each trace id).")
     counterfactual: dict[str, Any] = Field(default_factory=dict, description="counterfactual: CounterfactualConfig fields.")
     _inner_spec: "ReviewerSpec | None" = PrivateAttr(None)
+    max_prompt_tokens: int = Field(16_000, ge=100, le=2_000_000, description="Longest request sent, in estimated tokens; a longer (or empty) trace becomes a failed review at no cost.")
 
     @model_validator(mode="before")
     @classmethod
     def _no_keys_in_files(cls, data: Any) -> Any:
+        from ..redact import is_secret_name
+
         if isinstance(data, dict) and any(k in data for k in ("api_key", "key", "token")):
             raise ValueError("API keys do not belong in the file; put the key in an environment variable and name it in api_key_env")
+        params = data.get("params") if isinstance(data, dict) else None
+        if isinstance(params, dict) and any(is_secret_name(k) for k in params):
+            secret = next(k for k in params if is_secret_name(k))
+            raise ValueError(f"params.{secret}: API keys do not belong in the file; put the key in an environment variable and name it in api_key_env")
         return data
 
     @field_validator("backend")
