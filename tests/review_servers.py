@@ -212,6 +212,7 @@ class ReviewServer:
             "ok": lambda: valid_answer(n, as_json=wants_json(body)),
             "invalid_json": lambda: "Sure! Here is my review: the steps look fine.",
             "out_of_range": lambda: f"0-{n + 5} computation essential | everything",
+            "partial": lambda: "0 computation essential | only the first unit",
         }[action]()
         prompt_tokens = len(json.dumps(messages_of(body))) // 4
         completion_tokens = max(len(text) // 4, 1)

@@ -162,6 +162,7 @@ def test_cache_key_covers_what_changes_the_answer_and_nothing_else():
     base = dict(backend="openai", base_url="http://h/v1", model="m", params={"temperature": 0}, protocol="p/1", messages=[{"role": "user", "content": "x"}])
     key = cache_key(**base)
     assert cache_key(**{**base, "base_url": "http://h/v1/"}) == key
+    assert cache_key(**{**base, "base_url": f"http://u:{SECRET}@h/v1?api_key={SECRET}"}) == key  # credentials are not hashed
     for change in [
         {"backend": "anthropic"},
         {"base_url": "http://other/v1"},
@@ -406,3 +407,41 @@ def test_an_llm_reviewer_reviews_synchronously_with_cache_and_failures(tmp_path)
 def test_dca_review_help():
     result = subprocess.run([sys.executable, "-m", "dca.cli", "review", "--help"], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0 and "--reviewers" in result.stdout and "--cache" in result.stdout
+
+
+def test_a_key_in_the_base_url_reaches_the_server_but_no_file(tmp_path):
+    cache_path = tmp_path / "cache.sqlite"
+    with ReviewServer() as server:
+        host = server.url.split("://", 1)[1]
+        keyed = spec(server, base_url=f"http://user:{SECRET}@{host}/v1")
+        plain = spec(server)
+        reviews, stats = run([keyed], ITEMS[:3], ReviewCache(cache_path))
+        assert all(r.status == "ok" for r in reviews) and stats["llm"].answered_calls == 3
+        again, stats2 = run([plain], ITEMS[:3], ReviewCache(cache_path))  # same endpoint, same key
+        assert stats2["llm"].cached_calls == 3
+    write_jsonl(tmp_path / "reviews.jsonl", reviews)
+    for path in tmp_path.iterdir():
+        assert SECRET.encode() not in path.read_bytes(), path
+
+
+def test_empty_and_too_long_traces_are_failed_reviews_at_no_cost():
+    from dca.records import Trace
+
+    long_trace = Trace(id="long", problem_id=ITEMS[0].trace.problem_id, prompt="", completion="3 + 4 = 7. " * 3000, outcome="correct")
+    empty = Trace(id="empty", problem_id=ITEMS[0].trace.problem_id, prompt="", completion="", outcome="format_failure")
+    items = [ReviewItem(problem=ITEMS[0].problem, trace=t, units=segment(t.completion)) for t in (long_trace, empty)]
+    with ReviewServer() as server:
+        reviews, stats = run([spec(server, max_prompt_tokens=2000)], items)
+        assert server.requests == []
+    assert [r.status for r in reviews] == ["failed", "failed"]
+    assert reviews[0].error.startswith("trace_too_long: trace too long: the prompt is about")
+    assert reviews[1].error == "empty_trace: empty trace: no units to review"
+    assert all(r.usage["cost_usd"] == 0 for r in reviews) and stats["llm"].answered_calls == 0
+
+
+def test_an_answer_leaving_units_uncovered_is_a_failed_review():
+    with ReviewServer(always("partial")) as server:
+        (review,), _ = run([spec(server, repair_attempts=1)], ITEMS[:1])
+        assert len(server.requests) == 2  # the answer and one repair turn
+    assert review.status == "failed" and review.error.startswith("uncovered_units: ")
+    assert "uncovered units 1-" in review.error

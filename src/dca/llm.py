@@ -62,6 +62,8 @@ from typing import Any, Awaitable, Coroutine, Literal, Protocol, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from .redact import redact_url
+
 __all__ = [
     "CallError",
     "CallStats",
@@ -344,7 +346,7 @@ class LLMClient:
                     stats.output_tokens += generation.output_tokens
                     stats.cost += generation.cost
                     if self.cache is not None:
-                        request = {"backend": spec.backend, "base_url": spec.base_url, "model": spec.model, "namespace": namespace, "messages": messages}
+                        request = {"backend": spec.backend, "base_url": redact_url(spec.base_url), "model": spec.model, "namespace": namespace, "messages": messages}
                         self.cache.put(key, request, generation.cache_record())
                     return generation
                 finally:

@@ -23,6 +23,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ..redact import redact_url
+
 __all__ = ["ReviewCache", "cache_key"]
 
 
@@ -30,7 +32,7 @@ def cache_key(*, backend: str, base_url: str | None, model: str, params: dict[st
     """A stable hash of what determines a reviewer's answer (see the module docstring)."""
     payload = {
         "backend": backend,
-        "base_url": (base_url or "").rstrip("/"),
+        "base_url": (redact_url(base_url) or "").rstrip("/"),  # never a key carried in the URL
         "model": model,
         "params": params,
         "protocol": protocol,

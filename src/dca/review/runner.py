@@ -34,7 +34,8 @@ from ..records import Problem, Review, Trace, Unit
 from .base import ReviewItem, failed_review, review_all
 from .cache import ReviewCache
 from .config import ReviewerSpec
-from .protocol import PROTOCOL_VERSION, InvalidAnswer, answer_json_schema, build_messages, parse_answer, repair_message
+from ..redact import redact_url
+from .protocol import PROTOCOL_VERSION, InvalidAnswer, answer_json_schema, build_messages, parse_answer, repair_message, unreviewable
 
 __all__ = ["LLMReviewer", "ReviewItem", "ReviewRunner", "ReviewerStats", "default_cache_path"]
 
@@ -157,6 +158,9 @@ class LLMReviewer:
             item.problem, item.trace, item.units,
             mode=spec.mode, answer_format=spec.answer_format, show_reference_answer=spec.show_reference_answer,
         )  # fmt: skip
+        reason = unreviewable(item.units, messages, max_prompt_tokens=spec.max_prompt_tokens)
+        if reason is not None:  # recorded as failed at no cost: no call is made
+            return self._failed(item, reason.split(":")[0].replace(" ", "_"), reason, usage)
         error: InvalidAnswer | None = None
         text = ""
         for turn in range(spec.repair_attempts + 1):
@@ -181,7 +185,10 @@ class LLMReviewer:
                 trace_id=item.trace.id, reviewer=spec.name, units=item.units, steps=parsed.steps,
                 unreviewed_units=parsed.unreviewed_units, usage=usage.as_dict(), metadata=metadata,
             )  # fmt: skip
-        review = self._failed(item, "invalid_answer", f"invalid answer after {spec.repair_attempts + 1} turn(s): {error}", usage)
+        # An answer that leaves units uncovered is its own failure kind: never an `ok` review
+        # whose uncovered units would silently get no credit (see dca.review.protocol).
+        kind = "uncovered_units" if str(error).startswith("uncovered units") else "invalid_answer"
+        review = self._failed(item, kind, f"invalid answer after {spec.repair_attempts + 1} turn(s): {error}", usage)
         review.metadata["answer_excerpt"] = text[:1000]
         return review
 
@@ -190,6 +197,9 @@ class LLMReviewer:
         return {"protocol": PROTOCOL_VERSION, "backend": spec.backend, "model": spec.model, "mode": spec.mode, "answer_format": spec.answer_format, **extra}
 
     def _failed(self, item: ReviewItem, kind: str, error: str, usage: _Usage) -> Review:
+        url = self.spec.base_url
+        if url and redact_url(url) != url:  # an error message may quote the URL with its credentials
+            error = error.replace(url, redact_url(url) or "")
         return failed_review(self.name, item, kind, error, usage=usage.as_dict(), metadata=self._metadata())
 
     @property
