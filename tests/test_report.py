@@ -177,3 +177,41 @@ def test_page_in_headless_chromium(browser, tmp_path):
     assert set(visible("data-disputed")) == {"1"}
     browser.find_element(By.CSS_SELECTOR, 'button[data-filter="all"]').click()
     assert len(visible()) == 6
+
+
+INJECT = '"><meta http-equiv="refresh" content="0;url=http://evil.example/"><form action="http://evil.example/"><input name=x></form><base href="http://evil.example/">'
+
+
+def test_every_field_is_escaped_even_numbers_and_labels():
+    """Records built in Python are not validated, so any field may carry markup: indices,
+    unit ranges, labels used in class names, counts and the outcome all go through escaping."""
+    inputs = hostile_inputs()
+    trace = inputs.traces[1]
+    trace.outcome = INJECT
+    trace.answer = INJECT
+    for review in inputs.reviews:
+        if review.trace_id == trace.id and review.steps:
+            step = review.steps[0]
+            step.contribution = INJECT
+            step.function = INJECT
+            step.index, step.first_unit, step.last_unit = INJECT, step.first_unit, step.last_unit  # type: ignore[assignment]
+            step.depends_on = [INJECT]  # type: ignore[list-item]
+    page = render_report(ReportInputs(traces=inputs.traces, reviews=[r for r in inputs.reviews if r.trace_id == trace.id], problems=inputs.problems))
+    body = page.split("</head>", 1)[1]
+    for tag in ("<meta", "<form", "<input", "<base"):
+        assert tag not in body, tag
+    head = page.split("</head>", 1)[0]
+    csp = head.split('http-equiv="Content-Security-Policy" content="', 1)[1].split('"', 1)[0]
+    assert "form-action 'none'" in csp and "base-uri 'none'" in csp and "default-src 'none'" in csp
+
+
+def test_show_refuses_hand_made_records_with_markup_in_typed_fields(tmp_path):
+    from dca.errors import UserError
+    from dca.records import to_dict
+
+    review = hostile_inputs().reviews[0]
+    data = to_dict(review)
+    data["steps"][0]["first_unit"] = INJECT
+    (tmp_path / "r.jsonl").write_text(__import__("json").dumps(data) + "\n")
+    with pytest.raises(UserError, match=r"r.jsonl:1: not a valid Review record: steps\[0\]\.first_unit should be an integer"):
+        collect_inputs([tmp_path / "r.jsonl"])
