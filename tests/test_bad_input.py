@@ -317,7 +317,7 @@ cases(
     C("eval-probe-bogus", "eval --model {M} --probes early,banana --out out/eval", r"banana"),
     C("eval-max-new-tokens-zero", "eval --model {M} --max-new-tokens 0 --out out/eval", r"argument --max-new-tokens"),
     C("eval-model-hub-offline", "eval --model nobody-here/no-model --sets synthetic-easy:2 --out out/eval", r"not in the local Hugging Face cache"),
-    C("eval-reviewer-bogus", "eval --model {M} --reviewer gpt --out out/eval", r"argument --reviewer: invalid choice"),
+    C("eval-reviewer-bogus", "eval --model {M} --reviewer gpt --out out/eval", r"unknown reviewer 'gpt'"),
     C("train-config-missing", "train --config nowhere.yaml --out out/run", r"config file nowhere\.yaml does not exist"),
     C("train-config-dir", "train --config bad --out out/run", r"config file bad is a directory"),
     C("train-config-not-utf8", "train --config bad/latin1.yaml --out out/run", r"not UTF-8"),

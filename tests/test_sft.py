@@ -124,7 +124,7 @@ def test_dca_edit_then_dca_sft_on_the_tiny_model(run_files, tiny_model_dir, tmp_
         (["edit", "--traces", "{d}/traces.jsonl", "--reviews", "{d}/reviews.jsonl", "--drop", "solved", "--out", "{t}/e.jsonl"], "cut the solution"),
         (["edit", "--traces", "{d}/traces.jsonl", "--reviews", "{d}/problems.jsonl", "--out", "{t}/e.jsonl"], "not a valid Review"),
         (["sft", "--edits", "{t}/skipped.jsonl", "--model", "embedded", "--out", "{t}/m"], "no trained-on edit"),
-        (["sft", "--edits", "{t}/skipped.jsonl", "--model", "embedded", "--out", "{t}/m", "--max-steps", "0"], "max_steps"),
+        (["sft", "--edits", "{t}/skipped.jsonl", "--model", "embedded", "--out", "{t}/m", "--max-steps", "0"], "argument --max-steps: must be at least 1"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(run_files, tmp_path, capsys, argv, message):
@@ -132,7 +132,11 @@ def test_bad_input_is_one_line_and_exit_2(run_files, tmp_path, capsys, argv, mes
     write_jsonl(tmp_path / "two.jsonl", [reviews[0], reviews[0]])
     write_jsonl(tmp_path / "skipped.jsonl", [Edit(trace_id="t", problem_id="p", arm="edit", mode="drop", labels_from="", status="skipped")])
     argv = [a.format(d=run_files, t=tmp_path) for a in argv]
-    assert main(argv) == 2
+    try:
+        code = main(argv)
+    except SystemExit as e:  # argparse's own checks exit from parse_args
+        code = e.code
+    assert code == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and message in err, err
 

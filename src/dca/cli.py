@@ -48,7 +48,7 @@ def _quiet_libraries() -> None:
     transformers.logging.set_verbosity_error()
 
 
-def _out_file(path: str, args: argparse.Namespace, *inputs: str | None, flag: str = "--out") -> Path:
+def _out_file(path: str, args: argparse.Namespace | None = None, *inputs: str | None, flag: str = "--out") -> Path:
     """An output file that may be written: refused when it exists (without --overwrite) or is
     one of the command's inputs."""
     from .files import check_output_file
@@ -200,7 +200,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
     from .domains.generate import run_generate
     from .review import default_cache_path
 
-    out = _out_file(args.out)
+    out = _out_file(args.out, args, args.reviewers, *(args.against or []))
+    _out_file(f"{out}.report.json", args, args.reviewers, *(args.against or []), flag="report file")
     result = run_generate(
         reviewers=args.reviewers, generator=args.generator, domain=args.domain, count=args.count, out=out, seed=args.seed,
         threshold=args.threshold, against=args.against or [], gsm8k=not args.no_gsm8k,
@@ -744,13 +745,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reviewers", required=True, help="reviewers YAML that declares the generator model")
     p.add_argument("--generator", required=True, metavar="NAME", help="the reviewer (an LLM backend) that writes problems")
     p.add_argument("--domain", default="arithmetic", choices=("arithmetic", "logic"))
-    p.add_argument("--count", type=int, default=20, help="problems to ask for")
+    p.add_argument("--count", type=_count(1), default=20, help="problems to ask for")
     p.add_argument("--seed", type=int, default=0, help="seeds the requests' topics and sizes")
     p.add_argument("--threshold", type=float, default=90.0, help="rapidfuzz ratio (0-100) at or above which a question is a near-duplicate")
     p.add_argument("--against", action="append", default=None, metavar="PROBLEMS.jsonl", help="an earlier generated set to deduplicate against (repeatable)")
     p.add_argument("--no-gsm8k", action="store_true", help="do not compare against GSM8K train and test")
     p.add_argument("--no-cache", action="store_true", help="do not use the LLM cache")
     p.add_argument("--out", required=True, help="problems JSON-lines to write (report: <out>.report.json)")
+    p.add_argument("--overwrite", action="store_true", help="replace existing --out and report files (never an input)")
     p.set_defaults(func=cmd_generate)
 
     p = sub.add_parser("rollout", help="sample traces from a model for a problems file")

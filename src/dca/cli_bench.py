@@ -31,6 +31,7 @@ def add_parser(sub) -> None:
     p.add_argument("--processbench", action="append", default=[], metavar="FILE", help="a ProcessBench-format file: JSON list or lines of {problem, steps, label} (repeatable)")
     p.add_argument("--write-items", default=None, metavar="PATH", help="also write the items in ProcessBench format (JSON lines)")
     p.add_argument("--out", default=None, help="JSON file for the figures and every prediction")
+    p.add_argument("--overwrite", action="store_true", help="replace existing --out and --write-items files (never an input)")
     p.add_argument("--cache", default=None, help="SQLite cache file for LLM reviewers (default: $DCA_CACHE_DIR/review-cache.sqlite)")
     p.add_argument("--no-cache", action="store_true", help="call every LLM reviewer again, store nothing")
     p.set_defaults(func=cmd_bench_reviewers)
@@ -81,8 +82,11 @@ def cmd_bench_reviewers(args: argparse.Namespace) -> int:
     from .review import ReviewCache, default_cache_path
     from .review.bench import first_error, run_bench, write_processbench
 
-    out = _out_file(args.out) if args.out else None
-    items_out = _out_file(args.write_items) if args.write_items else None
+    inputs = [args.reviewers, *args.processbench, args.gsm8k, args.cache]
+    out = _out_file(args.out, args, *inputs) if args.out else None
+    items_out = _out_file(args.write_items, args, *inputs, flag="--write-items") if args.write_items else None
+    if out is not None and items_out is not None and out.resolve() == items_out.resolve():
+        raise UserError("--out and --write-items are the same file; give two paths")
     specs = _specs(args)
     items = _items(args)
     if items_out is not None:
