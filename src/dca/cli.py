@@ -16,6 +16,7 @@
     dca sft        fine-tune a model on an edit set (TRL SFTTrainer, completion-only loss, optional LoRA)
     dca persona-train  SFT reviewer persona tokens of the policy toward external reviews (`dca.persona_cli`)
     dca eval       accuracy, tokens per insight, faithfulness probes and performative-reasoning figures per problem set
+    dca experiment run the arms x seeds of an experiment spec (resumable), and report them with intervals
 
 A user mistake prints one line (``dca: error: ...``) and exits with code 2.
 """
@@ -707,6 +708,42 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _int_list(text: str, flag: str) -> list[int]:
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise UserError(f"{flag} takes comma-separated integers, e.g. 0,1,2 (got {text!r})") from None
+
+
+def cmd_experiment_run(args: argparse.Namespace) -> int:
+    from .experiment.report import build_report
+    from .experiment.runner import run_experiment
+    from .experiment.spec import load_spec
+
+    spec = load_spec(args.spec)
+    only = [a for a in args.only.split(",") if a.strip()] if args.only else None
+    seeds = _int_list(args.seeds, "--seeds") if args.seeds else None
+    _quiet_libraries()
+    record = run_experiment(spec, args.out, only=only, seeds=seeds, log=_log)
+    _log(f"experiment {record['status']}: {args.out} ({record['wall_seconds']} s in all)")
+    if not args.no_report:
+        build_report(args.out)
+        _log(f"report: {Path(args.out) / 'report' / 'report.md'} and report.html")
+    return 0
+
+
+def cmd_experiment_report(args: argparse.Namespace) -> int:
+    from .experiment.report import build_report
+
+    figures = build_report(args.dir)
+    for line in figures["mde"]:
+        _log(line.replace("**", ""))
+    if figures["missing"]:
+        _log(f"not finished (left out): {', '.join(figures['missing'])}")
+    _log(f"wrote {Path(args.dir) / 'report' / 'report.md'} and report.html")
+    return 0
+
+
 # ---------------------------------------------------------------------------------------------
 # Parser
 
@@ -890,6 +927,19 @@ def build_parser() -> argparse.ArgumentParser:
     from .persona_cli import add_parsers as add_persona_parsers
 
     add_persona_parsers(sub)
+
+    p = sub.add_parser("experiment", help="run an experiment spec (arms x seeds from one start checkpoint) and report it")
+    experiment = p.add_subparsers(dest="experiment_command", required=True, parser_class=_Parser)
+    q = experiment.add_parser("run", help="run or resume every arm x seed of a spec (finished runs are skipped)")
+    q.add_argument("spec", help="experiment spec YAML (see experiments/)")
+    q.add_argument("--out", required=True, help="experiment directory (created; an existing one of the same spec is resumed)")
+    q.add_argument("--only", default=None, metavar="ARM[,ARM]", help="run only these arms")
+    q.add_argument("--seeds", default=None, metavar="S[,S]", help="run only these seeds of the spec")
+    q.add_argument("--no-report", action="store_true", help="do not write the report at the end")
+    q.set_defaults(func=cmd_experiment_run)
+    q = experiment.add_parser("report", help="write report.md and a self-contained report.html for an experiment directory")
+    q.add_argument("dir", help="the --out directory of `dca experiment run`")
+    q.set_defaults(func=cmd_experiment_report)
     return parser
 
 

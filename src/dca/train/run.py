@@ -322,10 +322,17 @@ def grpo_arguments(config: TrainConfig, out: str | Path):
 
 
 def run_training(
-    config: TrainConfig, out: str | Path, *, overwrite: bool = False, resume: bool = False, log: Log = print
+    config: TrainConfig,
+    out: str | Path,
+    *,
+    overwrite: bool = False,
+    resume: bool = False,
+    log: Log = print,
+    callbacks: list | tuple = (),
 ) -> tuple[dict, RunDirectory]:
     """Train with DCA-GRPO as `config` says, writing everything into the run directory `out`;
-    with `resume`, continue the unfinished run in `out` from its last checkpoint.
+    with `resume`, continue the unfinished run in `out` from its last checkpoint. `callbacks` are
+    extra `transformers.TrainerCallback`s (`dca experiment`'s evaluation along training).
 
     Bad input (problems, model, settings, output directory) raises UserError before anything
     is written.
@@ -347,7 +354,7 @@ def run_training(
     run.guard()
     try:
         with use_judge(judge):
-            summary = _train(config, args, run, processes, problems, eval_problems, log, checkpoint=start["checkpoint"])
+            summary = _train(config, args, run, processes, problems, eval_problems, log, checkpoint=start["checkpoint"], callbacks=callbacks)
         if judge is not None:
             summary["judge"] = judge.stats.as_dict()
     except BaseException as e:
@@ -405,7 +412,9 @@ def _open_run(config: TrainConfig, out, args, *, overwrite: bool, resume: bool, 
     return {"checkpoint": checkpoint, "resumed": run.resumed}
 
 
-def _train(config: TrainConfig, args, run: RunDirectory, processes: Processes, problems, eval_problems, log: Log, *, checkpoint: str | None) -> dict:
+def _train(
+    config: TrainConfig, args, run: RunDirectory, processes: Processes, problems, eval_problems, log: Log, *, checkpoint: str | None, callbacks=()
+) -> dict:
     from datasets import Dataset
     from transformers import PrinterCallback, TrainerCallback
 
@@ -463,7 +472,7 @@ def _train(config: TrainConfig, args, run: RunDirectory, processes: Processes, p
         args=args,
         train_dataset=dataset,
         processing_class=tokenizer,
-        callbacks=[_Metrics()],
+        callbacks=[_Metrics(), *callbacks],
         reviewer=reviewers,
         problems={p.id: p for p in problems},
         credit_config=config.credit.to_credit_config(),

@@ -123,6 +123,7 @@ def run_sft(
     *,
     edits_path: str = "",
     log: Callable[[str], None] = print,
+    callbacks=(),
 ) -> dict:
     """Fine-tune `model` on the edit set and save the checkpoint to `out` (written whole or
     not at all); returns the summary also written to ``out/sft.json``."""
@@ -140,7 +141,7 @@ def run_sft(
                 log(f"  sft step {state.global_step}/{settings.max_steps}  loss {float(logs['loss']):.3f}")
 
     try:
-        trainer = build_sft_trainer(edits, model, scratch / "trainer", settings, callbacks=[_Progress()])
+        trainer = build_sft_trainer(edits, model, scratch / "trainer", settings, callbacks=[_Progress(), *callbacks])
         rows = len(trainer.train_dataset)
         arms = sorted({e.arm for e in edits})
         log(f"sft: {settings.max_steps} steps on {rows} {'/'.join(arms)} completions ({'LoRA' if settings.lora else 'all weights'})")

@@ -1,0 +1,234 @@
+"""`dca experiment`: the spec, the statistics, the smoke preset end to end, resuming, the SFT arms."""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from dca.cli import main
+from dca.errors import UserError
+from dca.experiment.runner import prepare_experiment_dir, run_state, training_order
+from dca.experiment.spec import deep_merge, load_spec, parse_spec
+from dca.experiment.stats import MDE_FACTOR, bootstrap, nanmean, relative_difference
+
+ROOT = Path(__file__).resolve().parents[1]
+SMOKE = ROOT / "experiments" / "phase1-smoke.yaml"
+
+
+def smoke_data() -> dict:
+    return yaml.safe_load(SMOKE.read_text())
+
+
+# ---------------------------------------------------------------------------------------------
+# Spec
+
+
+def test_presets_parse_and_state_each_arms_budget():
+    for name in ("phase1-smoke", "phase1-cpu", "phase1-gpu"):
+        spec = load_spec(ROOT / "experiments" / f"{name}.yaml")
+        assert {"grpo", "dca-conserve", "dca-random", "edit-sft", "rft"} <= set(spec.arms)
+        g = spec.base_config(0).grpo
+        for arm in spec.arms:
+            budget = spec.budget(arm)
+            assert budget["completions_sampled"] == g.steps * g.prompts_per_step * g.num_generations
+            assert budget["optimizer_steps"] == g.steps
+        assert spec.budget("rft")["reviews"] == 0 and spec.budget("edit-sft")["reviews"] == spec.budget("grpo")["reviews"] > 0
+    gpu = load_spec(ROOT / "experiments" / "phase1-gpu.yaml")
+    g = gpu.base_config(0).grpo
+    assert len(gpu.seeds) >= 3 and g.steps >= 100 and g.prompts_per_step * g.num_generations == 64
+
+
+def test_arm_overrides_merge_into_the_base_config():
+    spec = parse_spec(smoke_data())
+    assert spec.arm_config("grpo", 3, model="m").credit.policy == "uniform"
+    config = spec.arm_config("dca-conserve", 3, model="m")
+    assert config.credit.policy == "conserve" and config.seed == 3 and config.model == "m"
+    assert config.grpo.num_generations == 2  # the base's other settings survive the merge
+    assert deep_merge({"a": {"b": 1, "c": 2}, "d": 1}, {"a": {"b": 5}, "d": [1]}) == {"a": {"b": 5, "c": 2}, "d": [1]}
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda d: d["arms"]["grpo"]["overrides"].update(credit={"policy": "nope"}), "arms.grpo.overrides: credit.policy"),
+        (lambda d: d["base"].update(model="embedded"), "set by the experiment"),
+        (lambda d: d.update(baseline="plain"), "baseline arm 'plain'"),
+        (lambda d: d["arms"].update({"Bad Name": {}}), "arm name"),
+        (lambda d: d["arms"]["rft"].update(overrides={"seed": 1}), "sft arm takes no overrides"),
+        (lambda d: d["eval"].update(agreement_reviewers=["oracle"]), "two or more reviewers"),
+        (lambda d: d.update(colour="red"), "colour"),
+        (lambda d: d.update(seeds=[1, 1]), "seeds repeat"),
+    ],
+)
+def test_a_bad_spec_is_one_clear_error(change, message):
+    data = smoke_data()
+    change(data)
+    with pytest.raises(UserError, match=message):
+        parse_spec(data)
+
+
+def test_training_order_is_trls_sampler_order():
+    from trl.trainer.utils import RepeatSampler
+
+    sampler = RepeatSampler(list(range(10)), mini_repeat_count=4, batch_size=1, repeat_count=1, shuffle=True, seed=3)
+    trl_order = list(sampler)[::4]
+    assert training_order(10, 3, 10) == trl_order
+    assert training_order(10, 3, 25)[:10] == trl_order and len(training_order(10, 3, 25)) == 25
+
+
+# ---------------------------------------------------------------------------------------------
+# Statistics
+
+
+def test_bootstrap_interval_reflects_seed_spread_and_pairing():
+    rng = np.random.default_rng(0)
+    flat = (rng.random((3, 200)) < 0.5).astype(float)
+    spread = flat.copy()
+    spread[0] = 1.0  # one seed far from the others
+    narrow, wide = bootstrap(nanmean, flat), bootstrap(nanmean, spread)
+    assert narrow["low"] < narrow["value"] < narrow["high"]
+    assert (wide["high"] - wide["low"]) > 2 * (narrow["high"] - narrow["low"])
+    # a paired difference of a constant shift has no width; unpaired noise would
+    diff = bootstrap(lambda a, b: nanmean(a - b), flat + 0.1, flat)
+    assert diff["value"] == pytest.approx(0.1) and diff["high"] - diff["low"] < 1e-9
+    assert bootstrap(relative_difference, 2 * (flat + 1), flat + 1)["value"] == pytest.approx(1.0)
+    assert MDE_FACTOR == pytest.approx(2.8016, abs=1e-3)
+    assert bootstrap(nanmean, np.zeros((1, 0)))["value"] is None
+
+
+# ---------------------------------------------------------------------------------------------
+# End to end
+
+
+def test_smoke_preset_runs_every_arm_reports_and_resumes(tmp_path, capsys):
+    out = tmp_path / "smoke"
+    assert main(["experiment", "run", str(SMOKE), "--out", str(out)]) == 0
+    spec = load_spec(SMOKE)
+    for arm in spec.arms:
+        run = out / "runs" / arm / "seed-0"
+        assert run_state(run) == "finished", arm
+        final = json.loads((run / "final.json").read_text())
+        assert set(final["sets"]) == {"in-distribution", "harder"}
+        assert (run / "eval" / "eval.json").exists() and (run / "eval" / "harder.measures.jsonl").exists()
+        assert final["agreement"]["reviewers"] == ["oracle", "reference"]
+        curve = [json.loads(line) for line in (run / "curve.jsonl").read_text().splitlines()] if (run / "curve.jsonl").exists() else []
+        if spec.arms[arm].method == "grpo":
+            assert sorted({row["step"] for row in curve}) == [0, 1] and yaml.safe_load((run / "config.yaml").read_text())["seed"] == 0
+            assert len((run / "steps.jsonl").read_text().splitlines()) == 2
+    start = json.loads((out / "start" / "start.json").read_text())
+    assert start["model"] == "tiny" and "groups_with_reward_variance" in start["measured"]
+    md = (out / "report" / "report.md").read_text()
+    page = (out / "report" / "report.html").read_text()
+    assert "Minimum detectable effect" in md and "| dca-random |" in md
+    assert "data:image/png;base64," in page and "http://" not in page and "https://" not in page and "<script" not in page
+    printed = capsys.readouterr().out
+    assert "[5/5] rft seed 0: done" in printed and "ETA" in printed
+
+    # resume: a finished run is skipped, a trained one only re-evaluated, a started one restarted
+    untouched = (out / "runs" / "grpo" / "seed-0" / "final.json").stat().st_mtime_ns
+    (out / "runs" / "dca-conserve" / "seed-0" / "final.json").unlink()
+    (out / "runs" / "dca-random" / "seed-0" / "final.json").unlink()
+    (out / "runs" / "dca-random" / "seed-0" / "summary.json").unlink()
+    assert run_state(out / "runs" / "dca-random" / "seed-0") == "started"
+    assert main(["experiment", "run", str(SMOKE), "--out", str(out), "--only", "grpo,dca-conserve,dca-random", "--no-report"]) == 0
+    printed = capsys.readouterr().out
+    assert "grpo seed 0: finished earlier, skipped" in printed
+    assert "dca-conserve seed 0: training finished earlier; final evaluation" in printed
+    assert "dca-random seed 0: restarting an interrupted run" in printed
+    assert (out / "runs" / "grpo" / "seed-0" / "final.json").stat().st_mtime_ns == untouched
+    assert all(run_state(out / "runs" / a / "seed-0") == "finished" for a in spec.arms)
+    record = json.loads((out / "experiment.json").read_text())
+    assert record["status"] == "finished" and len(record["invocations"]) == 2
+
+    assert main(["experiment", "report", str(out)]) == 0
+    assert "accuracy MDE" in capsys.readouterr().out
+
+
+def test_sft_arms_train_on_the_shared_rollouts(tmp_path):
+    """The SFT arms fine-tune on the start model's solved rollouts (written here from gold CoTs,
+    which a random start model cannot produce): edit-sft on the edited ones, rft on them unedited."""
+    from dca.problems import render_gold_cot
+    from dca.problems.answer import check_answer
+    from dca.records import Trace, read_jsonl, write_jsonl
+    from dca.review import OracleReviewer
+    from dca.segment import segment
+    from dca.train.run import load_problems
+
+    data = smoke_data()
+    data["eval"]["agreement_reviewers"] = []
+    data["start"]["measure"] = 0
+    spec_file = tmp_path / "spec.yaml"
+    spec_file.write_text(yaml.safe_dump(data))
+    spec = load_spec(spec_file)
+    out = tmp_path / "exp"
+    prepare_experiment_dir(spec, out)
+    rollouts = out / "rollouts" / "seed-0"
+    rollouts.mkdir(parents=True)
+    problems = load_problems(spec.base_config(0).problems)
+    rng = random.Random(0)
+    traces = []
+    for p in problems:
+        text = render_gold_cot(p, irrelevant_rate=0.6, rng=rng).text
+        check = check_answer(text, p.answer)
+        traces.append(Trace(id=f"{p.id}/g0", problem_id=p.id, prompt="", completion=text, answer=check.answer, outcome=check.outcome, reward=check.reward, group=p.id))
+    oracle = OracleReviewer()
+    reviews = [oracle.review(next(p for p in problems if p.id == t.problem_id), t.completion, segment(t.completion), trace_id=t.id) for t in traces]
+    write_jsonl(rollouts / "problems.jsonl", problems)
+    write_jsonl(rollouts / "traces.jsonl", traces)
+    write_jsonl(rollouts / "reviews.jsonl", reviews)
+    (rollouts / "done.json").write_text("{}")
+
+    assert main(["experiment", "run", str(spec_file), "--out", str(out), "--only", "edit-sft,rft", "--no-report"]) == 0
+    for arm in ("edit-sft", "rft"):
+        run = out / "runs" / arm / "seed-0"
+        summary = json.loads((run / "summary.json").read_text())
+        assert summary["steps"] == 2 and summary["train"]["trained_on"] == len(problems)
+        assert len((run / "metrics.jsonl").read_text().splitlines()) == 2  # two logged SFT losses
+        assert (run / "checkpoint" / "sft.json").exists()
+        assert sorted({json.loads(line)["step"] for line in (run / "curve.jsonl").read_text().splitlines()}) == [0, 1]
+    from dca.edit import Edit
+
+    edited = read_jsonl(out / "runs" / "edit-sft" / "seed-0" / "edits.jsonl", Edit)
+    unedited = read_jsonl(out / "runs" / "rft" / "seed-0" / "edits.jsonl", Edit)
+    assert sum(e.tokens_after for e in edited) < sum(e.tokens_after for e in unedited)
+    assert not (out / "runs" / "rft" / "seed-0" / "reviews.jsonl").exists()
+    assert main(["experiment", "report", str(out)]) == 0
+    assert "| edit-sft |" in (out / "report" / "report.md").read_text()
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--only", "nope"], "--only nope: no such arm"),
+        (["--seeds", "5"], "--seeds 5: not a seed"),
+        (["--seeds", "a"], "comma-separated integers"),
+    ],
+)
+def test_run_refuses_bad_selections(tmp_path, capsys, argv, message):
+    assert main(["experiment", "run", str(SMOKE), "--out", str(tmp_path / "x"), *argv]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
+
+
+def test_an_experiment_directory_keeps_its_spec(tmp_path, capsys):
+    out = tmp_path / "exp"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    assert main(["experiment", "run", str(SMOKE), "--out", str(out)]) == 2
+    assert "holds no experiment" in capsys.readouterr().err
+    other = tmp_path / "other"
+    other.mkdir()
+    data = smoke_data()
+    (other / "spec.yaml").write_text("name: else\n")
+    assert main(["experiment", "run", str(SMOKE), "--out", str(other)]) == 2
+    assert "different spec" in capsys.readouterr().err
+    assert main(["experiment", "report", str(tmp_path / "missing")]) == 2
+    assert "no spec.yaml" in capsys.readouterr().err
+    shutil.rmtree(other)
+    assert data["name"] == "phase1-smoke"
