@@ -32,7 +32,7 @@ def smoke_data() -> dict:
 def test_presets_parse_and_state_each_arms_budget():
     for name in ("phase1-smoke", "phase1-cpu", "phase1-gpu"):
         spec = load_spec(ROOT / "experiments" / f"{name}.yaml")
-        assert {"grpo", "dca-conserve", "dca-random", "edit-sft", "rft"} <= set(spec.arms)
+        assert {"grpo", "dca-conserve", "dca-signed", "dca-random", "edit-sft", "rft"} <= set(spec.arms)
         g = spec.base_config(0).grpo
         for arm in spec.arms:
             budget = spec.budget(arm)
@@ -128,7 +128,7 @@ def test_smoke_preset_runs_every_arm_reports_and_resumes(tmp_path, capsys):
     assert "Minimum detectable effect" in md and "| dca-random |" in md
     assert "data:image/png;base64," in page and "http://" not in page and "https://" not in page and "<script" not in page
     printed = capsys.readouterr().out
-    assert "[5/5] rft seed 0: done" in printed and "ETA" in printed
+    assert "[6/6] rft seed 0: done" in printed and "ETA" in printed
 
     # resume: a finished run is skipped, a trained one only re-evaluated, a started one restarted
     untouched = (out / "runs" / "grpo" / "seed-0" / "final.json").stat().st_mtime_ns
