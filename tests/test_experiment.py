@@ -133,6 +133,7 @@ def test_smoke_preset_runs_every_arm_reports_and_resumes(tmp_path, capsys):
     # resume: a finished run is skipped, a trained one only re-evaluated, a started one restarted
     untouched = (out / "runs" / "grpo" / "seed-0" / "final.json").stat().st_mtime_ns
     (out / "runs" / "dca-conserve" / "seed-0" / "final.json").unlink()
+    (out / "runs" / "dca-conserve" / "seed-0" / "eval" / "eval.json").unlink()  # interrupted during its final evaluation
     (out / "runs" / "dca-random" / "seed-0" / "final.json").unlink()
     (out / "runs" / "dca-random" / "seed-0" / "summary.json").unlink()
     assert run_state(out / "runs" / "dca-random" / "seed-0") == "started"

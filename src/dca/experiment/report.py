@@ -162,6 +162,8 @@ def training_table(exp: dict) -> list[dict]:
                 "final_reward": _mean([_mean(t["reward"][-5:]) for t in trains if t["reward"]]),
                 "groups_with_variance": _mean([_mean(t["groups_with_reward_variance"]) for t in trains if t["groups_with_reward_variance"]]),
                 "seconds_per_step": _mean([t["seconds_per_step"] for t in trains]),
+                "cpu_seconds_per_step": _mean([t.get("cpu_seconds_per_step") for t in trains]),
+                "load_average": _mean([t.get("load_average") for t in trains]),
                 "run_seconds": _mean([f["seconds"] for f in finals]),
                 "reviews": sum(u["reviews"] for u in usage),
                 "reviews_failed": sum(u["reviews_failed"] for u in usage),
@@ -237,7 +239,7 @@ def set_rows(rows: list[dict], baseline: str) -> list[list[str]]:
 
 
 def training_rows(rows: list[dict]) -> list[list[str]]:
-    header = ["arm", "method", "completions sampled", "reviews", "optimizer steps", "training reward (last 5 steps)", "groups with reward variance", "s / step", "s / run", "reviews (failed)", "review cost $"]
+    header = ["arm", "method", "completions sampled", "reviews", "optimizer steps", "training reward (last 5 steps)", "groups with reward variance", "s / step (CPU s; load avg)", "s / run", "reviews (failed)", "review cost $"]
     table = [header]
     for r in rows:
         b = r["budget"]
@@ -245,7 +247,8 @@ def training_rows(rows: list[dict]) -> list[list[str]]:
             [
                 r["arm"], b["method"], str(b["completions_sampled"]), str(b["reviews"]),
                 str(b["optimizer_steps"]) + ("" if r["steps_run"] in ([], [b["optimizer_steps"]]) else f" (run: {', '.join(map(str, r['steps_run']))})"),
-                _num(r["final_reward"], 2), _pct(r["groups_with_variance"], 0), _num(r["seconds_per_step"], 2),
+                _num(r["final_reward"], 2), _pct(r["groups_with_variance"], 0),
+                f"{_num(r['seconds_per_step'], 2)} ({_num(r['cpu_seconds_per_step'], 2)}; {_num(r['load_average'], 1)})",
                 _num(r["run_seconds"], 0), f"{r['reviews']} ({r['reviews_failed']})", f"{r['cost_usd']:.4f}",
             ]
         )  # fmt: skip

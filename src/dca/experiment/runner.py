@@ -35,6 +35,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import time
@@ -172,12 +173,19 @@ def _curve_callback(evaluator: _Evaluator, tokenizer, every: int, limit: int, ru
                 self._evaluate(model, 0)
 
         def on_step_begin(self, args, state, control, **kwargs):
-            self.step_started = time.time()
+            self.step_started = (time.time(), time.process_time())
 
         def on_step_end(self, args, state, control, model=None, **kwargs):
             if self.step_started is not None:
+                wall, cpu = self.step_started
+                row = {
+                    "step": state.global_step,
+                    "seconds": round(time.time() - wall, 3),
+                    "cpu_seconds": round(time.process_time() - cpu, 3),  # all threads: the work, whatever else loads the machine
+                    "load_average": round(os.getloadavg()[0], 2),
+                }
                 with (run_dir / "steps.jsonl").open("a", encoding="utf-8") as f:
-                    f.write(json.dumps({"step": state.global_step, "seconds": round(time.time() - self.step_started, 3)}) + "\n")
+                    f.write(json.dumps(row) + "\n")
             if every and state.global_step % every == 0 and state.global_step < state.max_steps:
                 self._evaluate(model, state.global_step)
 
@@ -191,6 +199,9 @@ def final_evaluation(spec: ExperimentSpec, root: Path, run_dir: Path, evaluator:
     from ..rollout import SamplingConfig
 
     checkpoint = run_dir / "checkpoint"
+    partial = run_dir / "eval"
+    if partial.is_dir() and not (partial / "eval.json").exists():  # an interrupted evaluation of ours
+        shutil.rmtree(partial)
     model, tokenizer = load_model(str(checkpoint))
     config = EvalConfig(
         model=str(checkpoint),
@@ -268,7 +279,11 @@ def _train_figures(run_dir: Path) -> dict:
     steps = [json.loads(line) for line in (run_dir / "steps.jsonl").read_text().splitlines()] if (run_dir / "steps.jsonl").exists() else []
     reviews = read_jsonl(run_dir / "reviews.jsonl", Review) if (run_dir / "reviews.jsonl").exists() else []
     seconds = [s["seconds"] for s in steps]
+    cpu = [s["cpu_seconds"] for s in steps if "cpu_seconds" in s]
+    load = [s["load_average"] for s in steps if "load_average" in s]
     return {
+        "cpu_seconds_per_step": sum(cpu) / len(cpu) if cpu else None,
+        "load_average": sum(load) / len(load) if load else None,
         "reward": [m.get("reward") for m in metrics if "reward" in m],
         "groups_with_reward_variance": [1 - m["frac_reward_zero_std"] for m in metrics if "frac_reward_zero_std" in m],
         "seconds_per_step": sum(seconds) / len(seconds) if seconds else None,
@@ -333,8 +348,6 @@ def shared_rollouts(spec: ExperimentSpec, root: Path, seed: int, start: str, log
 
 
 def run_sft_arm(spec: ExperimentSpec, root: Path, key: RunKey, start: str, run_dir: Path, evaluator: _Evaluator, log: Log) -> None:
-    import shutil
-
     from ..edit import EditConfig, edit_traces
     from ..files import prepare_output_dir
     from ..model import load_tokenizer
@@ -469,7 +482,7 @@ def run_experiment(
     prepare_experiment_dir(spec, root)
     status_file = root / "experiment.json"
     record = json.loads(status_file.read_text()) if status_file.exists() else {"invocations": []}
-    invocation = {"argv": sys.argv[1:], "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "commit": git_commit(), "machine": machine()}
+    invocation = {"argv": sys.argv[1:], "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "commit": git_commit(), "machine": machine(), "load_average_start": os.getloadavg()[0]}
     record["invocations"].append(invocation)
     record["status"] = "running"
     _write_json(status_file, record)
@@ -531,6 +544,7 @@ def run_experiment(
         _write_json(status_file, record)
         raise
     invocation["seconds"] = round(time.time() - wall, 1)
+    invocation["load_average_end"] = os.getloadavg()[0]
     all_keys = select_runs(spec)
     record["status"] = "finished" if all(run_state(k.path(root)) == "finished" for k in all_keys) else "partial"
     record["wall_seconds"] = round(sum(i.get("seconds", 0) for i in record["invocations"]), 1)
