@@ -134,14 +134,24 @@ def test_smoke_preset_runs_every_arm_reports_and_resumes(tmp_path, capsys):
     untouched = (out / "runs" / "grpo" / "seed-0" / "final.json").stat().st_mtime_ns
     (out / "runs" / "dca-conserve" / "seed-0" / "final.json").unlink()
     (out / "runs" / "dca-conserve" / "seed-0" / "eval" / "eval.json").unlink()  # interrupted during its final evaluation
-    (out / "runs" / "dca-random" / "seed-0" / "final.json").unlink()
-    (out / "runs" / "dca-random" / "seed-0" / "summary.json").unlink()
-    assert run_state(out / "runs" / "dca-random" / "seed-0") == "started"
-    assert main(["experiment", "run", str(SMOKE), "--out", str(out), "--only", "grpo,dca-conserve,dca-random", "--no-report"]) == 0
+    for arm in ("dca-random", "dca-signed"):  # interrupted during training: no summary, run.json says running
+        run = out / "runs" / arm / "seed-0"
+        (run / "final.json").unlink()
+        (run / "summary.json").unlink()
+        (run / "run.json").write_text(json.dumps({"status": "running"}))
+        assert run_state(run) == "started"
+    shutil.rmtree(out / "runs" / "dca-random" / "seed-0" / "trainer" / "checkpoint-2")  # its last checkpoint: step 1
+    shutil.rmtree(out / "runs" / "dca-signed" / "seed-0" / "trainer")  # no checkpoint at all
+    assert main(["experiment", "run", str(SMOKE), "--out", str(out), "--only", "grpo,dca-conserve,dca-random,dca-signed", "--no-report"]) == 0
     printed = capsys.readouterr().out
     assert "grpo seed 0: finished earlier, skipped" in printed
     assert "dca-conserve seed 0: training finished earlier; final evaluation" in printed
-    assert "dca-random seed 0: restarting an interrupted run" in printed
+    assert "dca-random seed 0: resuming an interrupted run from its checkpoint at step 1" in printed
+    assert "dca-signed seed 0: restarting an interrupted run" in printed
+    resumed = out / "runs" / "dca-random" / "seed-0"
+    assert [json.loads(line)["step"] for line in (resumed / "steps.jsonl").read_text().splitlines()] == [1, 2]
+    assert sorted(json.loads(line)["step"] for line in (resumed / "curve.jsonl").read_text().splitlines()) == [0, 0, 1, 1]
+    assert json.loads((resumed / "summary.json").read_text())["steps"] == 2
     assert (out / "runs" / "grpo" / "seed-0" / "final.json").stat().st_mtime_ns == untouched
     assert all(run_state(out / "runs" / a / "seed-0") == "finished" for a in spec.arms)
     record = json.loads((out / "experiment.json").read_text())

@@ -21,9 +21,10 @@ Each run directory holds, besides what `dca train` writes (or, for SFT arms, ``c
 - ``final.json``: written last; a run without it is not finished.
 
 Resuming: a run with ``final.json`` is skipped; one whose training finished (``summary.json``)
-but not its final evaluation only repeats the evaluation; any other started run is restarted
-from the start checkpoint (its directory replaced), since an interrupted TRL run keeps no
-checkpoint to resume from (``save_strategy: no``).
+but not its final evaluation only repeats the evaluation; an interrupted GRPO run that saved
+TRL checkpoints (the arm's ``trl: {save_steps: N}``) continues from the last one (`dca train
+--resume`: later steps' records dropped, then replayed); any other started run is restarted
+from the start checkpoint (its directory replaced).
 
 Departure: the SFT arms draw their rollouts on the training problems in the order TRL's
 `RepeatSampler` draws them for a GRPO run of the same seed (``torch.randperm`` seeded with the
@@ -169,7 +170,7 @@ def _curve_callback(evaluator: _Evaluator, tokenizer, every: int, limit: int, ru
             log("  eval @ step {}: ".format(step) + ", ".join(f"{r['set']} {r['accuracy']:.0%}" for r in rows if r["accuracy"] is not None))
 
         def on_train_begin(self, args, state, control, model=None, **kwargs):
-            if every:
+            if every and state.global_step == 0:  # a resumed run has its earlier rows
                 self._evaluate(model, 0)
 
         def on_step_begin(self, args, state, control, **kwargs):
@@ -291,14 +292,38 @@ def _train_figures(run_dir: Path) -> dict:
     }
 
 
-def run_grpo_arm(spec: ExperimentSpec, key: RunKey, start: str, run_dir: Path, evaluator: _Evaluator, log: Log) -> None:
+def resumable_step(run_dir: Path) -> int | None:
+    """The step of the last complete TRL checkpoint of an interrupted GRPO run (None: none)."""
+    from ..train.resume import last_checkpoint
+
+    if not (run_dir / "run.json").exists():
+        return None
+    found = last_checkpoint(run_dir / "trainer")
+    return found[1] if found else None
+
+
+def _truncate_own_files(run_dir: Path, step: int) -> None:
+    """Keep the curve and step-time rows up to `step` (a resumed run replays the steps after it)."""
+    for name in ("curve.jsonl", "steps.jsonl"):
+        path = run_dir / name
+        if path.exists():
+            rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+            kept = [r for r in rows if r["step"] <= step]
+            path.write_text("".join(json.dumps(r) + "\n" for r in kept), encoding="utf-8")
+
+
+def run_grpo_arm(spec: ExperimentSpec, key: RunKey, start: str, run_dir: Path, evaluator: _Evaluator, log: Log, *, resume: bool = False) -> None:
+    """Train one GRPO arm; with `resume`, continue from the run's last TRL checkpoint (`dca train
+    --resume`; the arm's ``trl: {save_steps: N}`` makes checkpoints)."""
     from ..model import load_tokenizer
     from ..train.run import run_training
 
     config = spec.arm_config(key.arm, key.seed, model=start)
     tokenizer = load_tokenizer(start)
+    if resume:
+        _truncate_own_files(run_dir, resumable_step(run_dir) or 0)
     callback = _curve_callback(evaluator, tokenizer, spec.eval.every, spec.eval.curve_limit, run_dir, log)
-    run_training(config, run_dir, overwrite=True, log=lambda m: log("  " + m), callbacks=[callback])
+    run_training(config, run_dir, overwrite=not resume, resume=resume, log=lambda m: log("  " + m), callbacks=[callback])
 
 
 def shared_rollouts(spec: ExperimentSpec, root: Path, seed: int, start: str, log: Log) -> Path:
@@ -513,9 +538,13 @@ def run_experiment(
             method = spec.arms[key.arm].method
             started = time.time()
             if state != "trained":
-                log(f"{prefix}: {'restarting an interrupted run' if state == 'started' else 'starting'} -> {path}")
+                resume_at = resumable_step(path) if state == "started" and method == "grpo" else None
+                if resume_at is not None:
+                    log(f"{prefix}: resuming an interrupted run from its checkpoint at step {resume_at} -> {path}")
+                else:
+                    log(f"{prefix}: {'restarting an interrupted run' if state == 'started' else 'starting'} -> {path}")
                 if method == "grpo":
-                    run_grpo_arm(spec, key, start, path, evaluator, log)
+                    run_grpo_arm(spec, key, start, path, evaluator, log, resume=resume_at is not None)
                 else:
                     run_sft_arm(spec, root, key, start, path, evaluator, log)
             else:
