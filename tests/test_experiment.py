@@ -243,3 +243,54 @@ def test_an_experiment_directory_keeps_its_spec(tmp_path, capsys):
     assert "no spec.yaml" in capsys.readouterr().err
     shutil.rmtree(other)
     assert data["name"] == "phase1-smoke"
+
+
+def test_report_over_two_seeds_pairs_problems_and_states_the_mde(tmp_path):
+    """Report figures from hand-made run directories (two arms x two seeds, known outcomes)."""
+    from dca.experiment.measures import TraceMeasure
+    from dca.experiment.report import build_report
+    from dca.experiment.runner import prepare_experiment_dir
+    from dca.records import write_jsonl
+    from dca.train.run import load_problems
+
+    data = smoke_data()
+    data["arms"] = {"grpo": data["arms"]["grpo"], "dca-conserve": data["arms"]["dca-conserve"]}
+    data["seeds"] = [0, 1]
+    data["eval"]["sets"] = data["eval"]["sets"][:1]
+    data["eval"]["sets"][0]["problems"]["synthetic"]["count"] = 40
+    spec = parse_spec(data)
+    out = tmp_path / "exp"
+    prepare_experiment_dir(spec, out)
+    problems = load_problems(spec.eval.sets[0].problems)
+    (out / "eval-sets").mkdir()
+    write_jsonl(out / "eval-sets" / "in-distribution.jsonl", problems)
+    for arm, solved in (("grpo", 20), ("dca-conserve", 30)):  # dca solves 10 more of the same 40 problems
+        for seed in (0, 1):
+            run = out / "runs" / arm / f"seed-{seed}"
+            (run / "eval").mkdir(parents=True)
+            tokens = 60 if arm == "grpo" else 45
+            write_jsonl(run / "eval" / "in-distribution.measures.jsonl", [
+                TraceMeasure(problem_id=p.id, correct=i < solved, completion_tokens=tokens + 5, cot_tokens=tokens, useful_steps=3,
+                             labelled_tokens=tokens, irrelevant_tokens=tokens // 3 if arm == "grpo" else 0, review_ok=True)
+                for i, p in enumerate(problems)
+            ])  # fmt: skip
+            rows = [{"step": s, "set": "in-distribution", "accuracy": 0.5 + 0.01 * s + 0.02 * seed} for s in (0, 2)]
+            (run / "curve.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+            final = {
+                "sets": {"in-distribution": {"early_answering_aoc": 0.5, "reviewer": "oracle"}},
+                "train": {"reward": [0.5], "groups_with_reward_variance": [0.5], "seconds_per_step": 2.0, "review_usage": {"reviews": 4, "reviews_failed": 0, "cost_usd": 0.0}},
+                "seconds": 10.0,
+            }
+            (run / "final.json").write_text(json.dumps(final))
+    figures = build_report(out)
+    rows = {r["arm"]: r for r in figures["sets"]["in-distribution"]}
+    assert rows["grpo"]["accuracy"]["value"] == pytest.approx(0.5) and rows["dca-conserve"]["accuracy"]["value"] == pytest.approx(0.75)
+    diff = rows["dca-conserve"]["accuracy_diff"]
+    assert diff["value"] == pytest.approx(0.25) and 0 < diff["low"] < 0.25 < diff["high"]
+    assert rows["dca-conserve"]["cot_tokens_rel_diff"]["value"] == pytest.approx(-0.25)
+    assert rows["grpo"]["irrelevant_share"]["value"] == pytest.approx(20 / 60) and rows["dca-conserve"]["irrelevant_share"]["value"] == 0
+    assert rows["grpo"]["accuracy_seed_sd"] == 0.0
+    assert diff["mde"] == pytest.approx(MDE_FACTOR * diff["se"])
+    md = (out / "report" / "report.md").read_text()
+    assert "accuracy MDE" in md and "+25.0 [" in md
+    assert (out / "report" / "curve_accuracy.png").exists()
