@@ -53,6 +53,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from ..measures import numbers
 from ..records import Fact, Operation, Problem
 
 GENERATE_PROTOCOL = "generate-v1"
@@ -173,7 +174,6 @@ def parse_solution(domain: str, text: str):
 # ---------------------------------------------------------------------------------------------
 # Executing the structure
 
-_NUMBER = re.compile(r"(?<![\d.])\d{1,3}(?:,\d{3})+(?:\.\d+)?|(?<![\d.])\d+(?:\.\d+)?")
 _OPS = {"+": lambda a, b: a + b, "-": lambda a, b: a - b, "*": lambda a, b: a * b, "/": lambda a, b: a / b}
 
 
@@ -205,7 +205,7 @@ def execute_arithmetic(solution: ArithmeticSolution, problem_id: str, source: st
     final = solution.operations[-1].value
     if not _close(final, solution.answer):
         raise Rejected("inconsistent", f"the answer {_format(solution.answer)} is not the last operation's value {_format(final)}")
-    stated = [float(n.replace(",", "")) for n in _NUMBER.findall(solution.question)]
+    stated = numbers(solution.question)  # dca.measures: the project's one number pattern
     for fact in solution.facts + solution.distractors:
         if not any(_close(fact.value, n) for n in stated):
             raise Rejected("inconsistent", f"fact {fact.id} ({_format(fact.value)}) is not stated in the question")
