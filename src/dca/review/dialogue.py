@@ -40,11 +40,15 @@ import re
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Protocol
 
+from pydantic import BaseModel, ConfigDict, Field
+
 from ..records import DialogueTurn, Problem, Trace, Unit
 
 __all__ = [
     "DIALOGUE_PROTOCOL_VERSION",
     "Answerer",
+    "DialogueSpec",
+    "make_answerer",
     "LLMAnswerer",
     "PolicyAnswerer",
     "Question",
@@ -64,6 +68,46 @@ QUESTION_PREFIX = "QUESTION"
 NO_MORE_QUESTIONS = "No more questions may be asked: answer now, in the requested format only."
 
 _QUESTION = re.compile(rf"^\s*`*\s*{QUESTION_PREFIX}\s*\[?(\d+)\]?\s*:\s*(.*\S)", re.IGNORECASE | re.DOTALL)
+
+
+class DialogueSpec(BaseModel):
+    """``dialogue:`` of a reviewer in the reviewers YAML (LLM backends: openai, anthropic, hf)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_questions: int = Field(2, ge=0, le=10, description="Questions the reviewer may ask before answering.")
+    answerer: str = Field("policy", min_length=1, description="'policy' (the policy model, through dca.continuation) or the name of an LLM reviewer declared in the same file, which answers as the student.")
+    model: str = Field("", description="policy answerer outside training (dca review): 'embedded', a checkpoint or a hub id; in training and dca eval the policy itself when empty.")
+    max_reply_tokens: int = Field(64, ge=1, le=1024, description="Longest policy reply, in tokens.")
+
+
+def make_answerer(spec: DialogueSpec, context: Any, declared: dict[str, Any] | None = None) -> "Answerer":
+    """The answerer a dialogue spec names: the policy (`context.engine`, or ``spec.model``
+    loaded) or a declared LLM reviewer's model behind the one LLM client (sharing the cache)."""
+    from ..errors import UserError
+
+    if spec.answerer == "policy":
+        engine, render = getattr(context, "engine", None), getattr(context, "render_prompt", None)
+        if spec.model or engine is None:
+            if not spec.model:
+                raise UserError("dialogue answerer 'policy' needs dialogue.model here (no policy model is loaded)")
+            from ..continuation import HFContinuationEngine
+            from ..model import load_model
+            from ..rollout import render_prompt
+
+            model, tokenizer = load_model(spec.model)
+            engine = HFContinuationEngine(model, tokenizer, name=spec.model)
+            render = lambda problem: render_prompt(tokenizer, problem)  # noqa: E731
+        return PolicyAnswerer(engine, render_prompt=render, max_reply_tokens=spec.max_reply_tokens)
+    other = (declared or {}).get(spec.answerer)
+    if other is None:
+        raise UserError(f"dialogue answerer {spec.answerer!r} is neither 'policy' nor a reviewer declared in the same file")
+    if not other.is_llm:
+        raise UserError(f"dialogue answerer {spec.answerer!r} must be an LLM reviewer (openai, anthropic, hf)")
+    from ..llm import LLMClient
+
+    client = LLMClient.from_spec(other, cache=getattr(context, "cache", None), backend=getattr(context, "backends", {}).get(other.name))
+    return LLMAnswerer(client, name=other.name)
 
 
 @dataclass(kw_only=True)

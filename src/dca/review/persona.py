@@ -57,6 +57,7 @@ __all__ = [
     "Persona",
     "PersonaReviewer",
     "add_persona_tokens",
+    "build_persona_reviewer",
     "load_personas",
     "persona_prompt",
     "resolve_personas",
@@ -197,6 +198,27 @@ def persona_prompt(tokenizer: Any, problem: Problem, units: list[Unit], persona:
     prompt = tokenizer.apply_chat_template(chat_messages(problem), tokenize=False, add_generation_prompt=True)
     body = "\n".join(f"[{u.index}] {_one_line(u.text)}" for u in units)
     return f"{prompt}{body}\n{persona.token}\n"
+
+
+def build_persona_reviewer(spec: Any, context: Any) -> "PersonaReviewer":
+    """The `persona` backend of the reviewer registry: ``persona`` names the persona (one of
+    the checkpoint's ``personas.json``, else a built-in one); the model is ``model`` when set,
+    else the policy (`context.engine`: in training, the policy being trained reviews its own
+    completions, and its tokenizer gains the persona token before the trainer is built)."""
+    from ..model import load_model
+
+    engine = getattr(context, "engine", None)
+    if spec.model:
+        model, tokenizer = load_model(spec.model)
+        model_name = spec.model
+    elif engine is not None and hasattr(engine, "model") and hasattr(engine, "tokenizer"):
+        model, tokenizer, model_name = engine.model, engine.tokenizer, getattr(engine, "name", "policy")
+    else:
+        raise UserError(f"reviewer '{spec.name}': backend 'persona' needs a model here (no policy model is loaded)")
+    declared = {p.name: p for p in (load_personas(spec.model) if spec.model and Path(spec.model).is_dir() else [])}
+    name = spec.persona or "strict"
+    persona = declared.get(name) or resolve_personas([name])[0]
+    return PersonaReviewer(spec.name, persona, model, tokenizer, params=spec.params, model_name=model_name)
 
 
 class PersonaReviewer:
