@@ -213,6 +213,8 @@ class ReviewServer:
             "invalid_json": lambda: "Sure! Here is my review: the steps look fine.",
             "out_of_range": lambda: f"0-{n + 5} computation essential | everything",
             "partial": lambda: "0 computation essential | only the first unit",
+            "ask": lambda: "QUESTION 0: why do you <b>start</b> here?",  # a dialogue reviewer's question
+            "reply": lambda: "Because the question <i>asks</i> for it.",  # a dialogue answerer's reply
         }[action]()
         prompt_tokens = len(json.dumps(messages_of(body))) // 4
         completion_tokens = max(len(text) // 4, 1)

@@ -114,3 +114,112 @@ def test_the_viewer_shows_the_transcript_escaped():
     assert "dialogue of asker (1 question(s))" in html
     assert "why &lt;script&gt;alert(1)&lt;/script&gt;?" in html and "<script>alert(1)" not in html
     assert "to add &amp; &lt;i&gt;check&lt;/i&gt;" in html
+
+
+# --- through the registry, the LLM client, the cache and a local server ------------------------
+
+
+def _reviewers_file(tmp_path, server, max_questions=2, repair_attempts=1):
+    import yaml
+
+    common = {"model": "test-model", "base_url": server.url + "/v1", "timeout": 5, "max_attempts": 1}
+    path = tmp_path / "reviewers.yaml"
+    path.write_text(yaml.safe_dump({"reviewers": [
+        {"name": "asker", "backend": "openai", **common, "repair_attempts": repair_attempts,
+         "dialogue": {"max_questions": max_questions, "answerer": "student"}},
+        {"name": "student", "backend": "openai", **common},
+    ]}))  # fmt: skip
+    return path
+
+
+def _is_answerer(request) -> bool:
+    from dca.review.dialogue import LLMAnswerer
+
+    return any(m.get("content") == LLMAnswerer.SYSTEM for m in request.get("messages", []))
+
+
+def _items(n):
+    from dca.review import ReviewItem
+
+    golds = gold_traces(n, seed=5)
+    return [ReviewItem(problem=g.problem, trace=g.trace, units=segment(g.trace.completion)) for g in golds]
+
+
+def _review(path, items, cache):
+    from dca.review import BuildContext, build_reviewer, close_reviewers, load_reviewers, review_batch
+
+    (spec,) = load_reviewers(path, only=["asker"])
+    context = BuildContext(cache=cache)
+    reviewer = build_reviewer(spec, context)
+    try:
+        (reviews,) = review_batch([reviewer], items)
+    finally:
+        close_reviewers(list(context.built.values()))
+    return reviews
+
+
+def test_a_dialogue_review_round_trips_through_the_cache_the_record_and_the_viewer(tmp_path):
+    from dca.review import ReviewCache
+    from review_servers import ReviewServer
+
+    def plan(request, attempt):
+        if _is_answerer(request):
+            return "reply"
+        asked = sum(1 for m in request["messages"] if m["role"] == "assistant")
+        return "ask" if asked < 1 else "ok"  # one question, then a valid answer
+
+    items = _items(3)
+    with ReviewServer(plan) as server:
+        path = _reviewers_file(tmp_path, server)
+        cache = ReviewCache(tmp_path / "cache.sqlite")
+        first = _review(path, items, cache)
+        requests = len(server.requests)
+        again = _review(path, items, cache)
+        assert len(server.requests) == requests  # the second run is served from the cache
+    assert requests == 3 * 3  # per trace: question, reply, answer
+    for review in first:
+        assert review.status == "ok", review.error
+        assert [(t.role, t.unit) for t in review.dialogue] == [("reviewer", 0), ("assistant", 0)]
+        assert review.dialogue[0].text == "why do you <b>start</b> here?" and "asks" in review.dialogue[1].text
+        assert review.metadata["protocol"] == "dca-review/2" and review.metadata["questions"] == 1
+        assert review.usage["dialogue_output_tokens"] > 0 and review.usage["answered_calls"] == 2
+    assert [r.dialogue for r in again] == [r.dialogue for r in first] and [r.steps for r in again] == [r.steps for r in first]
+    assert all(r.usage["cached_calls"] == 2 for r in again)
+    write_jsonl(tmp_path / "reviews.jsonl", first)
+    assert read_jsonl(tmp_path / "reviews.jsonl", Review) == first
+    html = render_report(ReportInputs(traces=[i.trace for i in items], problems=[i.problem for i in items], reviews=first))
+    assert "why do you &lt;b&gt;start&lt;/b&gt; here?" in html and "<b>start</b>" not in html
+
+
+def test_the_turn_limit_holds_with_a_server_that_keeps_asking(tmp_path):
+    from review_servers import ReviewServer
+
+    items = _items(1)
+    with ReviewServer(lambda request, attempt: "reply" if _is_answerer(request) else "ask") as server:
+        (review,) = _review(_reviewers_file(tmp_path, server, max_questions=2, repair_attempts=1), items, None)
+        replies = sum(1 for r in server.requests if _is_answerer(r["body"]))
+        asked = len(server.requests) - replies
+    assert replies == 2 and asked == 2 + 1 + 1  # two questions, the answer turn, one repair turn
+    assert review.status == "failed" and review.metadata["failure"] == "invalid_answer"
+    assert [t.role for t in review.dialogue] == ["reviewer", "assistant"] * 2
+
+
+def test_dialogue_settings_are_checked(tmp_path):
+    import pytest
+    import yaml
+
+    from dca.errors import UserError
+    from dca.review import load_reviewers
+
+    bad = [
+        {"name": "a", "backend": "oracle", "dialogue": {}},
+        {"name": "a", "backend": "openai", "model": "m", "dialogue": {"answerer": "nobody"}},
+        {"name": "a", "backend": "hf", "model": "m", "answer_format": "json", "dialogue": {}},
+        {"name": "a", "backend": "openai", "model": "m", "dialogue": {"max_questions": 99}},
+        {"name": "a", "backend": "oracle", "persona": "strict"},
+    ]
+    for entry in bad:
+        path = tmp_path / "r.yaml"
+        path.write_text(yaml.safe_dump({"reviewers": [entry]}))
+        with pytest.raises(UserError):
+            load_reviewers(path)

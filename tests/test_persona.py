@@ -105,3 +105,57 @@ def test_the_persona_never_sees_the_outcome_or_the_reward(tiny_model_dir):
 def test_persona_names_are_checked():
     with pytest.raises(ValueError):
         Persona(name="x", description=" ")
+
+
+# --- from the reviewers YAML and in training ---------------------------------------------------
+
+
+def test_a_persona_reviewer_from_the_reviewers_yaml_reviews_with_a_checkpoint(tiny_model_dir, tmp_path):
+    import yaml
+
+    from dca.review import BuildContext, ReviewItem, build_reviewers, close_reviewers, load_reviewers, review_batch
+
+    path = tmp_path / "reviewers.yaml"
+    path.write_text(yaml.safe_dump({"reviewers": [
+        {"name": "self-causal", "backend": "persona", "persona": "causal", "model": str(tiny_model_dir), "params": {"max_new_tokens": 120}},
+    ]}))  # fmt: skip
+    specs = load_reviewers(path)
+    context = BuildContext()
+    reviewers = build_reviewers(specs, context)
+    gold = gold_traces(1, seed=6)[0]
+    try:
+        ((review,),) = review_batch(reviewers, [ReviewItem(problem=gold.problem, trace=gold.trace, units=segment(gold.trace.completion))])
+    finally:
+        close_reviewers(reviewers)
+    assert review.reviewer == "self-causal" and review.status == "ok" and review.metadata["persona"] == "causal"
+
+
+def test_the_policy_reviews_its_own_completions_in_training_without_touching_the_reward(tiny_model_dir, tmp_path, monkeypatch):
+    import json
+
+    import yaml
+
+    from dca.records import Credit, Review, Trace, read_jsonl
+    from dca.train.config import TrainConfig
+    from dca.train.run import run_training
+
+    monkeypatch.setenv("DCA_CACHE_DIR", str(tmp_path / "cache"))
+    path = tmp_path / "reviewers.yaml"
+    path.write_text(yaml.safe_dump({"reviewers": [{"name": "self-strict", "backend": "persona", "persona": "strict", "params": {"max_new_tokens": 96}}]}))
+    config = TrainConfig(
+        model=str(tiny_model_dir), reviewer="self-strict", reviewers_file=str(path),
+        problems={"synthetic": {"count": 2, "seed": 1}},
+        grpo={"steps": 1, "num_generations": 2, "max_completion_length": 16, "learning_rate": 1e-4},
+    )  # fmt: skip
+    summary, run = run_training(config, tmp_path / "run", log=lambda message: None)
+    reviews = read_jsonl(run.file("reviews.jsonl"), Review)
+    traces = read_jsonl(run.file("traces.jsonl"), Trace)
+    credits = read_jsonl(run.file("credits.jsonl"), Credit)
+    assert len(reviews) == len(credits) == 2 and all(r.reviewer == "self-strict" and r.metadata["persona"] == "strict" for r in reviews)
+    assert all(r.status == "ok" or not r.units for r in reviews)
+    assert all(t.reward == (1.0 if t.outcome == "correct" else 0.0) for t in traces)  # the domain's reward, nothing else
+    for credit, trace in zip(credits, traces):  # credit spreads the advantage; it never adds to it
+        assert credit.sequence_advantage == trace.advantage
+    _, tokenizer = load_model(str(run.file("checkpoint")))
+    assert "<|review:strict|>" in tokenizer.get_vocab()  # the persona token is saved with the trained policy
+    assert json.loads(run.file("run.json").read_text())["status"] == "finished"

@@ -38,6 +38,14 @@ Example::
         backend: counterfactual      # each unit's causal effect, measured with a model (dca.review.counterfactual)
         model: embedded              # in training and `dca eval`: the policy model itself when model is empty
         counterfactual: {samples: 4, threshold: 0.25}
+      - name: self-strict
+        backend: persona             # the policy reviews its own CoT after a persona token (dca.review.persona)
+        persona: strict              # built in: strict, lenient, causal; or one in the checkpoint's personas.json
+        model: runs/personas         # outside training; in training the policy itself when empty
+      - name: smollm-asks
+        backend: hf
+        model: embedded
+        dialogue: {max_questions: 2, answerer: policy, model: embedded}   # dca.review.dialogue
 
 ``backend`` names an entry of the one reviewer registry (`dca.review.registry.REGISTRY`);
 an unknown name is an error that lists the known ones. Config files are untrusted input:
@@ -55,6 +63,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
 
 from ..errors import UserError
 from ..llm import LLM_BACKENDS, LLMSpec, Price
+from .dialogue import DialogueSpec
 from .protocol import ANSWER_FORMATS, MODES
 
 __all__ = ["LLM_BACKENDS", "Price", "ReviewerSpec", "ReviewersFile", "load_reviewers"]
@@ -73,8 +82,11 @@ class ReviewerSpec(LLMSpec):
     flip_rate: float = Field(0.1, ge=0, le=1, description="noisy: share of covered units whose label is flipped.")
     seed: int = Field(0, description="noisy: seeds the flips (with each trace id).")
     counterfactual: dict[str, Any] = Field(default_factory=dict, description="counterfactual: CounterfactualConfig fields.")
+    persona: str | None = Field(None, description="persona: the persona the policy reviews as (strict, lenient, causal, or one in the checkpoint's personas.json).")
+    dialogue: DialogueSpec | None = Field(None, description="LLM backends: the reviewer may question the assistant before answering (dca.review.dialogue).")
     _inner_spec: "ReviewerSpec | None" = PrivateAttr(None)
     max_prompt_tokens: int = Field(16_000, ge=100, le=2_000_000, description="Longest request sent, in estimated tokens; a longer (or empty) trace becomes a failed review at no cost.")
+    _answerer_spec: "ReviewerSpec | None" = PrivateAttr(None)
 
     @model_validator(mode="before")
     @classmethod
@@ -112,6 +124,13 @@ class ReviewerSpec(LLMSpec):
             raise ValueError("inner is for backend 'noisy' only")
         if self.counterfactual and self.backend != "counterfactual":
             raise ValueError("counterfactual settings are for backend 'counterfactual' only")
+        if self.persona is not None and self.backend != "persona":
+            raise ValueError("persona is for backend 'persona' only")
+        if self.dialogue is not None:
+            if self.backend not in LLM_BACKENDS:
+                raise ValueError(f"dialogue needs an LLM backend ({', '.join(LLM_BACKENDS)}), not '{self.backend}'")
+            if self.mode != "units" or (self.backend == "hf" and self.answer_format != "lines"):
+                raise ValueError("dialogue reviews answer in unit mode (and, with backend 'hf', in the line form)")
         if self.backend == "counterfactual":
             from .counterfactual import CounterfactualConfig
 
@@ -133,6 +152,15 @@ class ReviewerSpec(LLMSpec):
 
     def with_inner(self, inner: "ReviewerSpec") -> "ReviewerSpec":
         self._inner_spec = inner
+        return self
+
+    @property
+    def answerer_spec(self) -> "ReviewerSpec | None":
+        """dialogue: the declared LLM reviewer that answers as the student (None: the policy)."""
+        return self._answerer_spec
+
+    def with_answerer(self, answerer: "ReviewerSpec") -> "ReviewerSpec":
+        self._answerer_spec = answerer
         return self
 
     def public_dict(self) -> dict[str, Any]:
@@ -163,6 +191,13 @@ class ReviewersFile(BaseModel):
                 current.with_inner(by_name[current.inner])
                 seen.append(current.inner)
                 current = by_name[current.inner]
+        for spec in self.reviewers:  # a dialogue's answerer is 'policy' or a declared LLM reviewer
+            if spec.dialogue is None or spec.dialogue.answerer == "policy":
+                continue
+            answerer = by_name.get(spec.dialogue.answerer)
+            if answerer is None or not answerer.is_llm:
+                raise ValueError(f"reviewer {spec.name!r}: dialogue.answerer {spec.dialogue.answerer!r} is neither 'policy' nor an LLM reviewer declared in this file")
+            spec.with_answerer(answerer)
         return self
 
 

@@ -57,6 +57,7 @@ __all__ = [
     "dialogue_instructions",
     "parse_question",
     "reply_message",
+    "with_dialogue",
 ]
 
 DIALOGUE_PROTOCOL_VERSION = "dca-review/2"
@@ -137,6 +138,14 @@ def dialogue_instructions(max_questions: int) -> str:
         "You will get the student's reply. Ask only when a unit's purpose is unclear; "
         "when you have no more questions, answer in the format above."
     )
+
+
+def with_dialogue(messages: list[dict[str, str]], max_questions: int) -> list[dict[str, str]]:
+    """The protocol's request messages with `dialogue_instructions` added to the user turn."""
+    out = [dict(m) for m in messages]
+    user = next(m for m in out if m["role"] == "user")
+    user["content"] = f"{user['content']}\n\n{dialogue_instructions(max_questions)}"
+    return out
 
 
 def parse_question(text: str, units: list[Unit]) -> Question | None:

@@ -1,7 +1,7 @@
 """The one reviewer registry: every reviewer kind, built from a `ReviewerSpec` by backend name.
 
     REGISTRY = {"oracle": ..., "reference": ..., "noisy": ..., "counterfactual": ...,
-                "hf": ..., "openai": ..., "anthropic": ...}
+                "persona": ..., "hf": ..., "openai": ..., "anthropic": ...}
 
 `build_reviewers(specs, context)` is how the trainer (`dca.train.run`), ``dca review``
 (`dca.review.runner.ReviewRunner`), ``dca eval`` (`dca.evaluate`) and the reviewers YAML
@@ -14,8 +14,11 @@ and ``review_many``; the latter never raises):
 - ``counterfactual``: inline, with a continuation engine: the context's (the policy model in
   ``dca eval``) or one loaded from the spec's ``model``;
 - ``noisy``: wraps another declared reviewer (``inner``), built once and shared;
+- ``persona``: inline, the policy (the context's engine) or the spec's ``model`` reviewing
+  after a persona token (`dca.review.persona`);
 - ``openai``, ``anthropic``, ``hf``: `dca.review.runner.LLMReviewer`, every call through one
-  `dca.llm.LLMClient` per reviewer (cache, limits, retries, cost).
+  `dca.llm.LLMClient` per reviewer (cache, limits, retries, cost); with ``dialogue`` they may
+  question an answerer first (`dca.review.dialogue`: the policy, or a declared LLM reviewer).
 """
 
 from __future__ import annotations
@@ -145,7 +148,19 @@ def _llm(spec: ReviewerSpec, context: BuildContext) -> Reviewer:
     from .runner import LLMReviewer
 
     client = LLMClient.from_spec(spec, cache=context.cache, backend=context.backends.get(spec.name))
-    return LLMReviewer(spec, client)
+    answerer = None
+    if spec.dialogue is not None and spec.dialogue.max_questions > 0:
+        from .dialogue import make_answerer
+
+        declared = {spec.answerer_spec.name: spec.answerer_spec} if spec.answerer_spec is not None else {}
+        answerer = make_answerer(spec.dialogue, context, declared)
+    return LLMReviewer(spec, client, answerer=answerer)
+
+
+def _persona(spec: ReviewerSpec, context: BuildContext) -> Reviewer:
+    from .persona import build_persona_reviewer
+
+    return build_persona_reviewer(spec, context)
 
 
 #: Backend name -> builder. The reviewers YAML accepts exactly these names.
@@ -154,6 +169,7 @@ REGISTRY: dict[str, Callable[[ReviewerSpec, BuildContext], Reviewer]] = {
     "reference": _reference,
     "noisy": _noisy,
     "counterfactual": _counterfactual,
+    "persona": _persona,
     "hf": _llm,
     "openai": _llm,
     "anthropic": _llm,

@@ -35,6 +35,7 @@ from .base import ReviewItem, failed_review, review_all
 from .cache import ReviewCache
 from .config import ReviewerSpec
 from ..redact import redact_url
+from .dialogue import DIALOGUE_PROTOCOL_VERSION, converse, with_dialogue
 from .protocol import PROTOCOL_VERSION, InvalidAnswer, answer_json_schema, build_messages, parse_answer, repair_message, unreviewable
 
 __all__ = ["LLMReviewer", "ReviewItem", "ReviewRunner", "ReviewerStats", "default_cache_path"]
@@ -88,6 +89,7 @@ class _Usage:
     def __init__(self) -> None:
         self.input_tokens = self.output_tokens = 0
         self.requests = self.answered = self.cached = self.retries = 0
+        self.dialogue_input_tokens = self.dialogue_output_tokens = 0
         self.cost = 0.0
 
     def add(self, generation) -> None:
@@ -102,7 +104,7 @@ class _Usage:
             self.answered += 1
 
     def as_dict(self) -> dict[str, float]:
-        return {
+        usage = {
             "input_tokens": self.input_tokens,
             "output_tokens": self.output_tokens,
             "cost_usd": self.cost,
@@ -111,6 +113,9 @@ class _Usage:
             "answered_calls": self.answered,
             "cached_calls": self.cached,
         }
+        if self.dialogue_input_tokens or self.dialogue_output_tokens:  # the answerer's replies in a dialogue review
+            usage.update(dialogue_input_tokens=self.dialogue_input_tokens, dialogue_output_tokens=self.dialogue_output_tokens)
+        return usage
 
 
 class LLMReviewer:
@@ -123,9 +128,13 @@ class LLMReviewer:
 
     inline = False
 
-    def __init__(self, spec: ReviewerSpec, client: LLMClient):
+    def __init__(self, spec: ReviewerSpec, client: LLMClient, *, answerer: Any = None):
+        """`answerer`: who replies to a dialogue reviewer's questions (`dca.review.dialogue`);
+        dialogue mode is on when the spec declares ``dialogue`` with questions and it is set."""
         self.spec = spec
         self.client = client
+        self.answerer = answerer
+        self.max_questions = spec.dialogue.max_questions if (spec.dialogue is not None and answerer is not None) else 0
         self.name = spec.name
         self._schema = answer_json_schema(spec.mode) if (spec.answer_format == "json" or spec.mode == "quotes") else None
 
@@ -161,16 +170,33 @@ class LLMReviewer:
         reason = unreviewable(item.units, messages, max_prompt_tokens=spec.max_prompt_tokens)
         if reason is not None:  # recorded as failed at no cost: no call is made
             return self._failed(item, reason.split(":")[0].replace(" ", "_"), reason, usage)
+        if self.max_questions:
+            messages = with_dialogue(messages, self.max_questions)
+        transcript: list = []
+
+        async def call(request: list[dict[str, str]]):
+            generation = await self.client.generate(request, namespace=self._namespace, json_schema=self._schema)
+            usage.add(generation)
+            return generation
+
         error: InvalidAnswer | None = None
         text = ""
         for turn in range(spec.repair_attempts + 1):
             try:
-                generation = await self.client.generate(messages, namespace=_namespace(spec), json_schema=self._schema)
+                if turn == 0 and self.max_questions:
+                    conversation = await converse(
+                        call, messages, item.problem, item.trace, item.units, max_questions=self.max_questions, answerer=self.answerer
+                    )
+                    generation, messages, transcript = conversation.generation, conversation.messages, conversation.transcript
+                    usage.dialogue_input_tokens += conversation.reply_input_tokens
+                    usage.dialogue_output_tokens += conversation.reply_output_tokens
+                    usage.cost += conversation.reply_cost
+                else:
+                    generation = await call(messages)
             except LLMCallFailed as e:
                 usage.requests += e.requests
                 usage.retries += e.retries
-                return self._failed(item, e.kind, str(e), usage)
-            usage.add(generation)
+                return self._failed(item, e.kind, str(e), usage, transcript)
             text = generation.text
             try:
                 parsed = parse_answer(text, item.units, mode=spec.mode, completion=item.trace.completion)
@@ -181,26 +207,42 @@ class LLMReviewer:
             metadata = self._metadata(repairs=turn)
             if parsed.unaligned_quotes:
                 metadata["unaligned_quotes"] = parsed.unaligned_quotes
+            if self.max_questions:
+                metadata["questions"] = sum(1 for t in transcript if t.role == "reviewer")
             return Review(
                 trace_id=item.trace.id, reviewer=spec.name, units=item.units, steps=parsed.steps,
-                unreviewed_units=parsed.unreviewed_units, usage=usage.as_dict(), metadata=metadata,
+                unreviewed_units=parsed.unreviewed_units, usage=usage.as_dict(), metadata=metadata, dialogue=transcript,
             )  # fmt: skip
         # An answer that leaves units uncovered is its own failure kind: never an `ok` review
         # whose uncovered units would silently get no credit (see dca.review.protocol).
         kind = "uncovered_units" if str(error).startswith("uncovered units") else "invalid_answer"
-        review = self._failed(item, kind, f"invalid answer after {spec.repair_attempts + 1} turn(s): {error}", usage)
+        review = self._failed(item, kind, f"invalid answer after {spec.repair_attempts + 1} turn(s): {error}", usage, transcript)
         review.metadata["answer_excerpt"] = text[:1000]
         return review
 
+    @property
+    def _protocol(self) -> str:
+        return DIALOGUE_PROTOCOL_VERSION if self.max_questions else PROTOCOL_VERSION
+
+    @property
+    def _namespace(self) -> str:
+        """The cache namespace of a review call: the protocol and how the answer is asked for."""
+        return f"{self._protocol}/{self.spec.mode}/{self.spec.answer_format}"
+
     def _metadata(self, **extra) -> dict[str, Any]:
         spec = self.spec
-        return {"protocol": PROTOCOL_VERSION, "backend": spec.backend, "model": spec.model, "mode": spec.mode, "answer_format": spec.answer_format, **extra}
+        metadata = {"protocol": self._protocol, "backend": spec.backend, "model": spec.model, "mode": spec.mode, "answer_format": spec.answer_format}
+        if self.max_questions:
+            metadata.update(max_questions=self.max_questions, answerer=self.answerer.name)
+        return {**metadata, **extra}
 
-    def _failed(self, item: ReviewItem, kind: str, error: str, usage: _Usage) -> Review:
+    def _failed(self, item: ReviewItem, kind: str, error: str, usage: _Usage, transcript: list | None = None) -> Review:
         url = self.spec.base_url
         if url and redact_url(url) != url:  # an error message may quote the URL with its credentials
             error = error.replace(url, redact_url(url) or "")
-        return failed_review(self.name, item, kind, error, usage=usage.as_dict(), metadata=self._metadata())
+        review = failed_review(self.name, item, kind, error, usage=usage.as_dict(), metadata=self._metadata())
+        review.dialogue = list(transcript or [])
+        return review
 
     @property
     def stats(self):
@@ -215,9 +257,6 @@ class LLMReviewer:
         run_sync(self.client.aclose())
 
 
-def _namespace(spec: ReviewerSpec) -> str:
-    """The cache namespace of a review call: the protocol and how the answer is asked for."""
-    return f"{PROTOCOL_VERSION}/{spec.mode}/{spec.answer_format}"
 
 
 # ---------------------------------------------------------------------------------------------
