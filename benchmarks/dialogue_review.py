@@ -40,6 +40,7 @@ def main() -> None:
     parser.add_argument("--reviewer-model", default="embedded")
     parser.add_argument("--policy-model", default="embedded", help="who answers the questions (the policy)")
     parser.add_argument("--max-new-tokens", type=int, default=256)
+    parser.add_argument("--free-ranges", action="store_true", help="let the reviewer group units into steps (small models then often write overlapping ranges)")
     parser.add_argument("--cache", default=None, help="review cache (SQLite); none by default")
     args = parser.parse_args()
 
@@ -47,6 +48,8 @@ def main() -> None:
     by_id = {p.id: p for p in problems}
     items = [ReviewItem(problem=by_id[t.problem_id], trace=t, units=segment(t.completion)) for t in traces]
     params = {"max_new_tokens": args.max_new_tokens, "max_reason_chars": 24}
+    if not args.free_ranges:  # one line per unit: every answer parses, even from a small model
+        params["one_step_per_unit"] = True
     specs = [
         ReviewerSpec(name="one-shot", backend="hf", model=args.reviewer_model, params=params, repair_attempts=1),
         ReviewerSpec(name="dialogue", backend="hf", model=args.reviewer_model, params=params, repair_attempts=1,
@@ -79,7 +82,7 @@ def main() -> None:
     print(f"{len(items)} synthetic traces ({sum(t.outcome != 'correct' for t in traces)} with a planted error), reviewer {args.reviewer_model}, answerer {args.policy_model}")
     print(f"{'figure':28s}" + "".join(f"{n:>12s}" for n in names))
     for key in rows[names[0]]:
-        print(f"{key:28s}" + "".join(f"{_fmt(rows[n][key]) if isinstance(rows[n][key], float) else rows[n][key]:>12}" for n in names))
+        print(f"{key:28s}" + "".join(f"{rows[n][key] if isinstance(rows[n][key], int) else _fmt(rows[n][key]):>12}" for n in names))
     print(f"ratio={rows['dialogue']['tokens_per_review'] / rows['one-shot']['tokens_per_review']:.2f}")
 
 
