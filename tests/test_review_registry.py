@@ -51,7 +51,7 @@ def write_yaml(path, entries) -> str:
 
 def test_the_registry_builds_every_backend_from_yaml(tmp_path, tiny_model_dir, monkeypatch):
     monkeypatch.setenv("DCA_TEST_KEY", "sk-test-key")
-    assert set(REGISTRY) == {"oracle", "reference", "noisy", "counterfactual", "hf", "openai", "anthropic"}
+    assert set(REGISTRY) == {"oracle", "reference", "noisy", "counterfactual", "persona", "hf", "openai", "anthropic"}
     with ReviewServer() as server:
         path = write_yaml(tmp_path / "r.yaml", [
             {"name": "o", "backend": "oracle"},
