@@ -223,3 +223,26 @@ def test_dialogue_settings_are_checked(tmp_path):
         path.write_text(yaml.safe_dump({"reviewers": [entry]}))
         with pytest.raises(UserError):
             load_reviewers(path)
+
+
+def test_a_local_hf_reviewer_holds_a_dialogue_with_the_policy(tiny_model_dir):
+    from dca.review import BuildContext, ReviewerSpec, build_reviewer, close_reviewers, review_batch
+
+    spec = ReviewerSpec(
+        name="hf-asks", backend="hf", model=str(tiny_model_dir), repair_attempts=0,
+        params={"max_new_tokens": 96, "one_step_per_unit": True, "max_reason_chars": 8},
+        dialogue={"max_questions": 2, "answerer": "policy", "model": str(tiny_model_dir), "max_reply_tokens": 8},
+    )  # fmt: skip
+    context = BuildContext()
+    reviewer = build_reviewer(spec, context)
+    items = _items(2)
+    try:
+        (reviews,) = review_batch([reviewer], items)
+    finally:
+        close_reviewers(list(context.built.values()))
+    for review, item in zip(reviews, items):
+        assert review.status == "ok", review.error  # one line per unit: the answer always parses
+        questions = [t for t in review.dialogue if t.role == "reviewer"]
+        assert len(questions) <= 2 and review.metadata["questions"] == len(questions)
+        assert all(t.unit is not None and 0 <= t.unit < len(item.units) for t in review.dialogue)  # the grammar names real units
+        assert review.metadata["protocol"] == "dca-review/2" and review.metadata["answerer"].startswith("policy:")
