@@ -6,7 +6,9 @@ through the reviewer's `dca.llm.LLMClient` (cache, requests-per-minute, concurre
 retries with jitter and ``Retry-After``, cost: all there, once), validate the answer; an
 invalid answer gets up to ``repair_attempts`` more turns that show the validation error.
 ``review_many`` starts every item's review at once; the client's limits decide how many calls
-are in flight.
+are in flight. With ``dialogue`` in its spec (protocol ``dca-review/2``, `dca.review.dialogue`)
+the reviewer may first ask up to ``max_questions`` questions, each answered by its answerer;
+every reviewer turn is one cached client call, and the transcript is kept in the review.
 
 A review that still fails is a `Review` with ``status="failed"``, its ``error`` and
 ``metadata["failure"]`` (the kind: ``timeout``, ``rate_limited``, ``server_error``,
