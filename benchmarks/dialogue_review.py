@@ -39,7 +39,7 @@ def main() -> None:
     parser.add_argument("--questions", type=int, default=2)
     parser.add_argument("--reviewer-model", default="embedded")
     parser.add_argument("--policy-model", default="embedded", help="who answers the questions (the policy)")
-    parser.add_argument("--max-new-tokens", type=int, default=256)
+    parser.add_argument("--max-new-tokens", type=int, default=1024)
     parser.add_argument("--free-ranges", action="store_true", help="let the reviewer group units into steps (small models then often write overlapping ranges)")
     parser.add_argument("--cache", default=None, help="review cache (SQLite); none by default")
     args = parser.parse_args()
@@ -47,7 +47,7 @@ def main() -> None:
     problems, traces, oracle = build(args.n, args.seed, 0.3, 0.4)
     by_id = {p.id: p for p in problems}
     items = [ReviewItem(problem=by_id[t.problem_id], trace=t, units=segment(t.completion)) for t in traces]
-    params = {"max_new_tokens": args.max_new_tokens, "max_reason_chars": 24}
+    params = {"max_new_tokens": args.max_new_tokens, "max_reason_chars": 8}
     if not args.free_ranges:  # one line per unit: every answer parses, even from a small model
         params["one_step_per_unit"] = True
     specs = [

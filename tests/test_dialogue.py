@@ -230,7 +230,7 @@ def test_a_local_hf_reviewer_holds_a_dialogue_with_the_policy(tiny_model_dir):
 
     spec = ReviewerSpec(
         name="hf-asks", backend="hf", model=str(tiny_model_dir), repair_attempts=0,
-        params={"max_new_tokens": 96, "one_step_per_unit": True, "max_reason_chars": 8},
+        params={"max_new_tokens": 800, "one_step_per_unit": True, "max_reason_chars": 2},
         dialogue={"max_questions": 2, "answerer": "policy", "model": str(tiny_model_dir), "max_reply_tokens": 8},
     )  # fmt: skip
     context = BuildContext()

@@ -70,15 +70,14 @@ def test_persona_reviews_of_a_random_model_always_parse(tmp_path, seed):
     from dca.model import build_tiny_model
 
     model, tokenizer = load_model(str(build_tiny_model(tmp_path / "m", seed=seed)))
-    # a short budget: the step limit shrinks to fit it, and the answer still always parses
-    reviewer = PersonaReviewer("self-strict", resolve_personas(["strict"])[0], model, tokenizer, params={"max_new_tokens": 200})
+    reviewer = PersonaReviewer("self-strict", resolve_personas(["strict"])[0], model, tokenizer, params={"max_reason_chars": 4})
     golds = gold_traces(3, seed=seed)
     for gold in golds:
         units = segment(gold.trace.completion)
         review = reviewer.review(gold.problem, gold.trace.completion, units, trace_id=gold.trace.id)
         assert review.status == "ok", review.error
-        assert [(s.first_unit, s.last_unit) for s in review.steps] == [(i, i) for i in range(len(review.steps))]
-        assert review.unreviewed_units == list(range(len(review.steps), len(units)))
+        assert [(s.first_unit, s.last_unit) for s in review.steps] == [(i, i) for i in range(len(units))]  # every unit, in order
+        assert review.unreviewed_units == []
         assert review.metadata["persona"] == "strict" and review.usage["output_tokens"] > 0
         assert all(d < s.index for s in review.steps for d in s.depends_on)
 
@@ -86,7 +85,7 @@ def test_persona_reviews_of_a_random_model_always_parse(tmp_path, seed):
 def test_the_persona_never_sees_the_outcome_or_the_reward(tiny_model_dir):
     model, tokenizer = load_model(str(tiny_model_dir))
     persona = resolve_personas(["lenient"])[0]
-    reviewer = PersonaReviewer("self", persona, model, tokenizer, params={"max_new_tokens": 120})
+    reviewer = PersonaReviewer("self", persona, model, tokenizer, params={"max_reason_chars": 2})
     gold = gold_traces(1, seed=3)[0]
     units = segment(gold.trace.completion)
     solved = dataclasses.replace(gold.trace, outcome="correct", reward=1.0, answer=gold.problem.answer)
@@ -117,7 +116,7 @@ def test_a_persona_reviewer_from_the_reviewers_yaml_reviews_with_a_checkpoint(ti
 
     path = tmp_path / "reviewers.yaml"
     path.write_text(yaml.safe_dump({"reviewers": [
-        {"name": "self-causal", "backend": "persona", "persona": "causal", "model": str(tiny_model_dir), "params": {"max_new_tokens": 120}},
+        {"name": "self-causal", "backend": "persona", "persona": "causal", "model": str(tiny_model_dir), "params": {"max_reason_chars": 2}},
     ]}))  # fmt: skip
     specs = load_reviewers(path)
     context = BuildContext()
@@ -141,7 +140,7 @@ def test_the_policy_reviews_its_own_completions_in_training_without_touching_the
 
     monkeypatch.setenv("DCA_CACHE_DIR", str(tmp_path / "cache"))
     path = tmp_path / "reviewers.yaml"
-    path.write_text(yaml.safe_dump({"reviewers": [{"name": "self-strict", "backend": "persona", "persona": "strict", "params": {"max_new_tokens": 96}}]}))
+    path.write_text(yaml.safe_dump({"reviewers": [{"name": "self-strict", "backend": "persona", "persona": "strict", "params": {"max_reason_chars": 2}}]}))
     config = TrainConfig(
         model=str(tiny_model_dir), reviewer="self-strict", reviewers_file=str(path),
         problems={"synthetic": {"count": 2, "seed": 1}},
@@ -152,10 +151,20 @@ def test_the_policy_reviews_its_own_completions_in_training_without_touching_the
     traces = read_jsonl(run.file("traces.jsonl"), Trace)
     credits = read_jsonl(run.file("credits.jsonl"), Credit)
     assert len(reviews) == len(credits) == 2 and all(r.reviewer == "self-strict" and r.metadata["persona"] == "strict" for r in reviews)
-    assert all(r.status == "ok" or not r.units for r in reviews)
+    assert all(r.status == "ok" for r in reviews), [r.error for r in reviews]
     assert all(t.reward == (1.0 if t.outcome == "correct" else 0.0) for t in traces)  # the domain's reward, nothing else
     for credit, trace in zip(credits, traces):  # credit spreads the advantage; it never adds to it
         assert credit.sequence_advantage == trace.advantage
     _, tokenizer = load_model(str(run.file("checkpoint")))
     assert "<|review:strict|>" in tokenizer.get_vocab()  # the persona token is saved with the trained policy
     assert json.loads(run.file("run.json").read_text())["status"] == "finished"
+
+
+def test_a_trace_longer_than_the_budget_is_a_failed_review_not_a_partial_one(tiny_model_dir):
+    model, tokenizer = load_model(str(tiny_model_dir))
+    reviewer = PersonaReviewer("self", resolve_personas(["strict"])[0], model, tokenizer, params={"max_new_tokens": 80, "max_reason_chars": 1})
+    gold = gold_traces(1, seed=3)[0]
+    units = segment(gold.trace.completion)
+    assert len(units) > 2
+    review = reviewer.review(gold.problem, gold.trace.completion, units, trace_id=gold.trace.id)
+    assert review.status == "failed" and review.metadata["failure"] == "uncovered_units" and review.steps == []

@@ -76,9 +76,10 @@ DEFAULTS: dict[str, Any] = {
     "dtype": "float32",
 }
 _SAMPLING = ("top_p", "top_k", "repetition_penalty")
-#: ``one_step_per_unit`` (lines only; off unless set): line i must review unit i alone, so an
-#: answer is always in order, never overlapping, and parses whatever the model (the `persona`
-#: reviewer sets it). Left out of the cache key unless set, so older cached answers stay valid.
+#: ``one_step_per_unit`` (lines only; off unless set): line i must review unit i alone and every
+#: line up to the step limit is required, so an answer is always in order, never overlapping,
+#: and covers every unit whenever the step limit reaches the unit count (the `persona` reviewer
+#: sets it). Left out of the cache key unless set, so older cached answers stay valid.
 _OPTIONAL = ("one_step_per_unit",)
 PARAMS = tuple(DEFAULTS) + _SAMPLING + _OPTIONAL
 #: Characters a constrained reason may use: printable ASCII without quotes, backslash or '|'
@@ -126,8 +127,9 @@ def lines_grammar(units: int, steps: int, depends: int, reason_chars: int, *, on
     """An xgrammar EBNF grammar for the protocol's line form with the given bounds; the line
     of step i may only name steps 0 .. i-1 in its ``<uses>``. With `one_step_per_unit` line i
     names unit i alone (answers then always parse: in order, no overlap)."""
+    more = "" if one_step_per_unit else "?"  # one line per unit: every line up to `steps` is required
     rules = [
-        "root ::= line0" + (" rest1?" if steps > 1 else ""),
+        "root ::= line0" + (f" rest1{more}" if steps > 1 else ""),
         f"unit ::= {_number_alternatives(units)}",
         "function ::= " + " | ".join(f'"{f}"' for f in FUNCTIONS),
         "contribution ::= " + " | ".join(f'"{c}"' for c in CONTRIBUTIONS),
@@ -141,7 +143,7 @@ def lines_grammar(units: int, steps: int, depends: int, reason_chars: int, *, on
         span = f'"{i}"' if one_step_per_unit else 'unit ("-" unit)?'
         rules.append(f'line{i} ::= {span} " " function " " contribution{uses} " | " reason "\\n"')
         if i > 0:
-            rules.append(f"rest{i} ::= line{i}" + (f" rest{i + 1}?" if i + 1 < steps else ""))
+            rules.append(f"rest{i} ::= line{i}" + (f" rest{i + 1}{more}" if i + 1 < steps else ""))
     return "\n".join(rules) + "\n"
 
 

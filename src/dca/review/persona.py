@@ -12,7 +12,10 @@ In the style of split-personality training, each reviewer style (``strict``, ``l
 
 and decodes a review in the protocol's line form (`dca.review.protocol`), grammar-constrained
 by the local ``hf`` backend's machinery (`dca.review.local.HFBackend.decode`) with
-``one_step_per_unit``: line i labels unit i, so every answer parses, whatever the weights.
+``one_step_per_unit``: line i labels unit i and every line is required, so every answer
+parses, whatever the weights, when the trace's units fit the answer budget (``max_new_tokens``
+1024 with 8-character reasons: about 20 units); a longer trace is a failed review
+(``uncovered_units``: the project never credits a partly reviewed trace as if reviewed).
 
 **Embedding initialisation** (`add_persona_tokens`). A new token's input embedding is the
 mean of the input embeddings of its persona's description (``"a strict reviewer: ..."``,
@@ -70,7 +73,7 @@ PERSONA_PROTOCOL = "dca-persona/1"
 
 #: Constrained-decoding parameters of a persona review (any `dca.review.local` parameter may
 #: be overridden): short reasons keep a review a few tokens per unit.
-PERSONA_PARAMS: dict[str, Any] = {"one_step_per_unit": True, "max_reason_chars": 16, "max_new_tokens": 512, "max_depends": 2}
+PERSONA_PARAMS: dict[str, Any] = {"one_step_per_unit": True, "max_reason_chars": 8, "max_new_tokens": 1024, "max_depends": 2}
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 
@@ -251,13 +254,14 @@ class PersonaReviewer:
         generation = self.backend.decode(persona_prompt(self.tokenizer, problem, units, self.persona), len(units))
         usage = {"input_tokens": generation.input_tokens, "output_tokens": generation.output_tokens, "cost_usd": 0.0, "requests": 1}
         try:
-            # The persona's grammar caps the steps to fit its token budget, so it may stop
-            # before the last unit; those units are reported as unreviewed (its own policy).
-            parsed = parse_answer(generation.text, units, allow_uncovered=True)
-        except InvalidAnswer as e:
-            review = Review(trace_id=trace_id, reviewer=self.name, units=units, status="failed", error=f"invalid_answer: {e}",
+            # Every line up to the step cap is required, so units go uncovered only when the
+            # trace is longer than the token budget allows: then the review fails (uncovered_units).
+            parsed = parse_answer(generation.text, units)
+        except InvalidAnswer as e:  # uncovered units: a trace longer than the answer budget's step limit
+            kind = "uncovered_units" if str(e).startswith("uncovered units") else "invalid_answer"
+            review = Review(trace_id=trace_id, reviewer=self.name, units=units, status="failed", error=f"{kind}: {e}",
                             unreviewed_units=[u.index for u in units], usage=usage,
-                            metadata={**metadata, "failure": "invalid_answer", "answer_excerpt": generation.text[:1000]})  # fmt: skip
+                            metadata={**metadata, "failure": kind, "answer_excerpt": generation.text[:1000]})  # fmt: skip
         else:
             review = Review(trace_id=trace_id, reviewer=self.name, units=units, steps=parsed.steps,
                             unreviewed_units=parsed.unreviewed_units, usage=usage, metadata=metadata)  # fmt: skip
