@@ -181,5 +181,5 @@ def test_dca_review_with_a_local_reviewer(tmp_path, capsys):
     assert sorted((r.trace_id, r.reviewer) for r in reviews) == sorted((t.id, n) for t in TRACES for n in ("oracle", "smollm"))
     smollm = json.loads((tmp_path / "summary.json").read_text())["reviewers"]["smollm"]
     assert smollm["new_calls"] >= 2 and smollm["input_tokens"] > 0 and smollm["cost_usd"] == 0
-    assert smollm["ok"] + smollm["failed"] == 2 and set(smollm["failed_by_reason"]) <= {"invalid_answer"}
+    assert smollm["ok"] + smollm["failed"] == 2 and set(smollm["failed_by_reason"]) <= {"invalid_answer", "uncovered_units"}
     assert "smollm" in capsys.readouterr().out
