@@ -13,36 +13,22 @@ Writes ``problems.jsonl``, ``traces.jsonl`` and ``reviews.jsonl`` (reviewer ``or
 from __future__ import annotations
 
 import argparse
-import random
+import sys
 from pathlib import Path
 
-from dca.problems import SyntheticConfig, generate_problems, render_gold_cot
-from dca.problems.gold import format_number
-from dca.records import Trace, write_jsonl
-from dca.review import OracleReviewer
-from dca.segment import segment
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the gold traces shared with the tests
+
+from gold_traces import gold_traces, review_all  # noqa: E402
+
+from dca.records import write_jsonl  # noqa: E402
+from dca.review import OracleReviewer  # noqa: E402
 
 
 def build(n: int, seed: int, wrong_share: float, irrelevant_rate: float):
-    config = SyntheticConfig(min_operations=1, max_operations=3, distractors=(1, 2), max_value=20, seed=seed)
-    rng = random.Random(seed)
-    problems, traces = generate_problems(n, config), []
-    for problem in problems:
-        cot = render_gold_cot(problem, irrelevant_rate=irrelevant_rate, rng=rng)
-        answer, wrong = problem.answer, rng.random() < wrong_share
-        if wrong:  # the last computation's result is off by one, and the answer follows it
-            bad = format_number(float(problem.answer) + 1)
-            last = max(j for j, s in enumerate(cot.steps) if s.role == "computation")
-            cot.steps[last].text = cot.steps[last].text.replace(f"= {problem.answer}", f"= {bad}")
-            cot.steps[-1].text = f"Answer: {bad}"
-            cot.text = " ".join(s.text for s in cot.steps[:-1]) + "\n" + cot.steps[-1].text
-            answer = bad
-        traces.append(Trace(id=f"{problem.id}/gold", problem_id=problem.id, prompt=problem.question, completion=cot.text,
-                            answer=answer, outcome="wrong" if wrong else "correct", reward=0.0 if wrong else 1.0))  # fmt: skip
-    oracle = OracleReviewer()
-    by_id = {p.id: p for p in problems}
-    reviews = [oracle.review(by_id[t.problem_id], t.completion, segment(t.completion), trace_id=t.id) for t in traces]
-    return problems, traces, reviews
+    """Problems, gold traces (a share made wrong) and the oracle's reviews of them."""
+    golds = gold_traces(n, seed=seed, wrong_share=wrong_share, irrelevant_rate=irrelevant_rate)
+    reviews = review_all(golds, [OracleReviewer()])
+    return [g.problem for g in golds], [g.trace for g in golds], reviews
 
 
 def main() -> None:

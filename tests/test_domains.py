@@ -116,15 +116,9 @@ def test_cli_domains_and_problems(tmp_path):
 # ---------------------------------------------------------------------------------------------
 # reasoning-gym puzzles
 
-# reasoning-gym is a declared dependency (CI has it); a working copy set up before it was added
-# needs `pip install -e .` again.
-needs_reasoning_gym = pytest.mark.skipif(
-    __import__("importlib").util.find_spec("reasoning_gym") is None, reason="reasoning-gym not installed: pip install -e ."
-)
 PUZZLES = ["knights-knaves", "syllogism", "propositional-logic", "zebra-puzzles", "family-relationships"]
 
 
-@needs_reasoning_gym
 @pytest.mark.parametrize("name", PUZZLES)
 def test_reasoning_gym_domains_score_with_their_own_scorer(name):
     from dca.domains.sources import generate
@@ -140,7 +134,6 @@ def test_reasoning_gym_domains_score_with_their_own_scorer(name):
         assert check(p, p.answer).outcome == "format_failure"  # no Answer: line
 
 
-@needs_reasoning_gym
 def test_reasoning_gym_rebuilds_the_entry_or_falls_back_to_the_stored_copy():
     from dca.domains.sources import generate
 
@@ -155,7 +148,6 @@ def _knights_problem():
     return next(p for p in generate("knights-knaves", 6, 2) if len(p.metadata["entry"]["names"]) == 2)
 
 
-@needs_reasoning_gym
 def test_knights_knaves_oracle_labels_from_the_solution():
     from dca.review import OracleReviewer
     from dca.segment import segment
@@ -234,7 +226,6 @@ def test_strategyqa_loader_reward_and_reviewer_reference(tmp_path):
     assert missing.returncode == 2 and "does not exist" in missing.stderr
 
 
-@needs_reasoning_gym
 def test_cross_domain_eval_gives_one_column_per_domain(tmp_path, tiny_model_dir, capsys):
     from dca.cli import main
     from dca.evaluate import table_rows

@@ -162,8 +162,6 @@ def _dca(*args: str, env=None) -> subprocess.CompletedProcess:
 def test_dca_generate_against_a_local_server(tmp_path):
     import os
 
-    pytest.importorskip("dca.llm", reason="needs the one LLM client (dca.llm)")
-
     from llm_server import ScriptedServer, reviewers_yaml
 
     earlier = tmp_path / "earlier.jsonl"

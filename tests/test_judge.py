@@ -78,7 +78,6 @@ def _judge_answer(request: dict):
 
 
 def test_judge_rewards_through_the_llm_client(tmp_path, monkeypatch):
-    pytest.importorskip("dca.llm", reason="needs the one LLM client (dca.llm)")
     from llm_server import ScriptedServer, reviewers_yaml
 
     from dca.domains.judge import Judge, use_judge

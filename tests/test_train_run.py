@@ -86,7 +86,6 @@ def test_bad_trl_settings_are_one_line_exit_2_and_make_no_run(tmp_path, tiny_mod
 
 
 def test_report_to_tensorboard_receives_dca_metrics(tmp_path, tiny_model_dir):
-    pytest.importorskip("tensorboard")
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     out = tmp_path / "run"

@@ -172,20 +172,18 @@ def planted_gsm8k(problems: list[Problem], *, seed: int = 0) -> list[BenchItem]:
         planted = _plant_gsm8k(problem, rng)
         if planted is None:
             continue
-        steps, index, details = planted
         correct = [s.text for s in problem.reference_steps] + [f"#### {problem.answer}"]
-        items.append(BenchItem(id=f"{problem.id}/correct", source="planted-gsm8k", problem=problem, steps=correct, label=-1))
-        items.append(
-            BenchItem(
-                id=f"{problem.id}/planted",
-                source="planted-gsm8k",
-                problem=problem,
-                steps=steps,
-                label=index,
-                planted={"step": index, **details},
-            )
-        )
+        items += _twins(problem, "planted-gsm8k", correct, planted)
     return items
+
+
+def _twins(problem: Problem, source: str, correct: list[str], planted: tuple[list[str], int, dict[str, Any]]) -> list[BenchItem]:
+    """The correct solution (label -1) and its planted twin (label = the planted step)."""
+    steps, index, details = planted
+    return [
+        BenchItem(id=f"{problem.id}/correct", source=source, problem=problem, steps=correct, label=-1),
+        BenchItem(id=f"{problem.id}/planted", source=source, problem=problem, steps=steps, label=index, planted={"step": index, **details}),
+    ]
 
 
 def _plant_gsm8k(problem: Problem, rng: random.Random) -> tuple[list[str], int, dict[str, Any]] | None:
@@ -241,18 +239,7 @@ def planted_synthetic(problems: list[Problem], *, seed: int = 0, irrelevant_rate
         planted = _plant_synthetic(problem, correct, [s.role for s in gold.steps], rng)
         if planted is None:
             continue
-        steps, index, details = planted
-        items.append(BenchItem(id=f"{problem.id}/correct", source="planted-synthetic", problem=problem, steps=correct, label=-1))
-        items.append(
-            BenchItem(
-                id=f"{problem.id}/planted",
-                source="planted-synthetic",
-                problem=problem,
-                steps=steps,
-                label=index,
-                planted={"step": index, **details},
-            )
-        )
+        items += _twins(problem, "planted-synthetic", correct, planted)
     return items
 
 

@@ -400,7 +400,7 @@ def _lines_object(text: str) -> dict:
     return {"steps": steps}
 
 
-def parse_answer(text: str, units: list[Unit], *, mode: str = "units", completion: str = "", allow_uncovered: bool = False) -> ParsedAnswer:
+def parse_answer(text: str, units: list[Unit], *, mode: str = "units", completion: str = "") -> ParsedAnswer:
     """Validate a reviewer's answer against the units; raises `InvalidAnswer` with the reason.
 
     In unit mode the answer may be in either format (JSON when it opens with ``{``, after an
@@ -427,10 +427,10 @@ def parse_answer(text: str, units: list[Unit], *, mode: str = "units", completio
             ranges.append((first, last))
     else:
         ranges, unaligned = align_quotes([s.quote for s in answer.steps], units, completion)
-    return _steps(answer.steps, ranges, units, unaligned, allow_uncovered=allow_uncovered)
+    return _steps(answer.steps, ranges, units, unaligned)
 
 
-def _steps(answers, ranges, units: list[Unit], unaligned: list[str], *, allow_uncovered: bool = False) -> ParsedAnswer:
+def _steps(answers, ranges, units: list[Unit], unaligned: list[str]) -> ParsedAnswer:
     """Check order, overlap and dependencies; build Steps (steps whose quote was not found are
     dropped, and dependencies are renumbered onto the kept steps)."""
     kept: dict[int, int] = {}  # answer position -> Step index
@@ -462,8 +462,6 @@ def _steps(answers, ranges, units: list[Unit], unaligned: list[str], *, allow_un
         )
     covered = {i for s in steps for i in range(s.first_unit, s.last_unit + 1)}
     uncovered = [u.index for u in units if u.index not in covered]
-    if uncovered and allow_uncovered:  # a caller that reports them itself (see the policy above)
-        return ParsedAnswer(steps=steps, unreviewed_units=uncovered, unaligned_quotes=unaligned)
     if uncovered:
         found = f" (quotes not found: {'; '.join(repr(q[:40]) for q in unaligned)})" if unaligned else ""
         raise InvalidAnswer(f"uncovered units {_ranges(uncovered)}: every unit must belong to one step{found}")

@@ -225,10 +225,8 @@ def run_persona_train(
 ) -> dict:
     """Add the persona tokens to `model`, SFT them toward the labels, save the checkpoint to
     `out` (whole or not at all) and return the summary written to ``out/persona_train.json``."""
-    from transformers import TrainerCallback
-
     from ..model import load_model
-    from .sft import sft_trainer
+    from .sft import loss_logger, sft_trainer
 
     targets_by_persona: dict[str, list[Target]] = {}
     for persona in personas:
@@ -242,12 +240,7 @@ def run_persona_train(
     out.parent.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix=".partial-", dir=out.parent))
     losses: list[dict] = []
-
-    class _Progress(TrainerCallback):
-        def on_log(self, args, state, control, logs=None, **kwargs):
-            if logs and "loss" in logs:
-                losses.append({"step": state.global_step, "loss": float(logs["loss"])})
-                log(f"  persona-train step {state.global_step}/{settings.max_steps}  loss {float(logs['loss']):.3f}")
+    progress = loss_logger("persona-train", settings.max_steps, log, losses)
 
     try:
         base, tokenizer = load_model(model)
@@ -271,7 +264,7 @@ def run_persona_train(
             raise ValueError("no training row: every target is empty (does the first unit have a label?)")
         summary["rows"] = len(rows)
         del base
-        trainer = sft_trainer(rows, str(scratch / "base"), scratch / "trainer", settings, callbacks=[_Progress()])
+        trainer = sft_trainer(rows, str(scratch / "base"), scratch / "trainer", settings, callbacks=[progress])
         log(f"persona-train: {settings.max_steps} steps on {len(rows)} rows ({'LoRA' if settings.lora else 'all weights'})")
         trainer.train()
         trained = trainer.model.merge_and_unload() if settings.lora else trainer.model

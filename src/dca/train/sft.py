@@ -27,7 +27,7 @@ from ..edit import edit_figures
 from ..records import Edit
 from ..model import load_model, trainer_device_arguments
 
-__all__ = ["SFTSettings", "build_sft_trainer", "run_sft", "sft_rows"]
+__all__ = ["SFTSettings", "build_sft_trainer", "loss_logger", "run_sft", "sft_rows"]
 
 
 @dataclass(kw_only=True)
@@ -115,6 +115,24 @@ def sft_trainer(rows: list[dict], model: str, out_dir: str | os.PathLike, settin
     return trainer
 
 
+def loss_logger(label: str, max_steps: int, log: Callable[[str], None], losses: list[dict] | None = None, every: int = 1):
+    """A TrainerCallback that prints ``  LABEL step S/MAX  loss L`` every `every` steps and, when
+    `losses` is given, appends ``{"step", "loss"}`` to it at every logged step."""
+    from transformers import TrainerCallback
+
+    class _LossLogger(TrainerCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if not logs or "loss" not in logs:
+                return
+            loss = float(logs["loss"])
+            if losses is not None:
+                losses.append({"step": state.global_step, "loss": loss})
+            if state.global_step % every == 0:
+                log(f"  {label} step {state.global_step}/{max_steps}  loss {loss:.3f}")
+
+    return _LossLogger()
+
+
 def run_sft(
     edits: list[Edit],
     model: str,
@@ -127,21 +145,14 @@ def run_sft(
 ) -> dict:
     """Fine-tune `model` on the edit set and save the checkpoint to `out` (written whole or
     not at all); returns the summary also written to ``out/sft.json``."""
-    from transformers import TrainerCallback
-
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix=".partial-", dir=out.parent))
     losses: list[dict] = []
-
-    class _Progress(TrainerCallback):
-        def on_log(self, args, state, control, logs=None, **kwargs):
-            if logs and "loss" in logs:
-                losses.append({"step": state.global_step, "loss": float(logs["loss"])})
-                log(f"  sft step {state.global_step}/{settings.max_steps}  loss {float(logs['loss']):.3f}")
+    progress = loss_logger("sft", settings.max_steps, log, losses)
 
     try:
-        trainer = build_sft_trainer(edits, model, scratch / "trainer", settings, callbacks=[_Progress(), *callbacks])
+        trainer = build_sft_trainer(edits, model, scratch / "trainer", settings, callbacks=[progress, *callbacks])
         rows = len(trainer.train_dataset)
         arms = sorted({e.arm for e in edits})
         log(f"sft: {settings.max_steps} steps on {rows} {'/'.join(arms)} completions ({'LoRA' if settings.lora else 'all weights'})")

@@ -27,7 +27,7 @@ from ..domains import domain_of
 from ..domains.sources import DomainSettings, ProblemsSettings, domain_problems, load_problems
 from ..prompting import chat_messages
 from .config import WarmstartSettings
-from .sft import SFTSettings, sft_trainer
+from .sft import SFTSettings, loss_logger, sft_trainer
 
 
 def warmstart_key(base_model: str, settings: WarmstartSettings) -> str:
@@ -68,15 +68,8 @@ def warmstart(base_model: str, settings: WarmstartSettings, *, log: Callable[[st
         log(f"warm start: cached at {target}")
         return target
 
-    from transformers import TrainerCallback
-
     log(f"warm start: {settings.steps} SFT steps on gold CoTs (cached afterwards at {target})")
-    every = max(1, settings.steps // 10)
-
-    class _Progress(TrainerCallback):
-        def on_log(self, args, state, control, logs=None, **kwargs):
-            if logs and "loss" in logs and state.global_step % every == 0:
-                log(f"  warm start step {state.global_step}/{settings.steps}  loss {float(logs['loss']):.3f}")
+    progress = loss_logger("warm start", settings.steps, log, every=max(1, settings.steps // 10))
 
     target.parent.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix=".partial-", dir=target.parent))
@@ -87,7 +80,7 @@ def warmstart(base_model: str, settings: WarmstartSettings, *, log: Callable[[st
             learning_rate=settings.learning_rate,
             seed=settings.problems.seed,
         )
-        trainer = sft_trainer(gold_dataset_rows(settings), base_model, scratch / "trainer", sft, callbacks=[_Progress()])
+        trainer = sft_trainer(gold_dataset_rows(settings), base_model, scratch / "trainer", sft, callbacks=[progress])
         trainer.train()
         shutil.rmtree(scratch / "trainer", ignore_errors=True)
         # Under `accelerate launch` every process trained its share; the main process saves.
