@@ -157,6 +157,7 @@ def test_the_policy_reviews_its_own_completions_in_training_without_touching_the
         assert credit.sequence_advantage == trace.advantage
     _, tokenizer = load_model(str(run.file("checkpoint")))
     assert "<|review:strict|>" in tokenizer.get_vocab()  # the persona token is saved with the trained policy
+    assert [p.name for p in load_personas(run.file("checkpoint"))] == ["strict"]  # and declared in personas.json
     assert json.loads(run.file("run.json").read_text())["status"] == "finished"
 
 

@@ -63,8 +63,10 @@ __all__ = [
     "build_persona_reviewer",
     "load_personas",
     "persona_prompt",
+    "policy_personas",
     "resolve_personas",
     "save_persona_checkpoint",
+    "write_personas",
 ]
 
 PERSONA_FILE = "personas.json"
@@ -170,8 +172,29 @@ def save_persona_checkpoint(model: Any, tokenizer: Any, personas: Sequence[Perso
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
-    (out / PERSONA_FILE).write_text(json.dumps({"personas": [asdict(p) for p in personas]}, indent=2) + "\n", encoding="utf-8")
+    write_personas(out, personas)
     return out
+
+
+def write_personas(directory: str | Path, personas: Sequence[Persona]) -> None:
+    """Write ``personas.json`` into the checkpoint `directory` (the tokens are in its tokenizer)."""
+    path = Path(directory) / PERSONA_FILE
+    tmp = path.with_name(path.name + ".partial")
+    tmp.write_text(json.dumps({"personas": [asdict(p) for p in personas]}, indent=2) + "\n", encoding="utf-8")
+    tmp.replace(path)
+
+
+def policy_personas(reviewers: Sequence[Any], model: Any, start_checkpoint: str | Path | None = None) -> list[Persona]:
+    """The personas a trained policy checkpoint declares: those of `start_checkpoint`'s
+    ``personas.json`` plus those of the persona reviewers that reviewed with `model` itself
+    (in order, each name once)."""
+    found: dict[str, Persona] = {}
+    if start_checkpoint is not None and Path(start_checkpoint).is_dir():
+        found.update((p.name, p) for p in load_personas(start_checkpoint))
+    for reviewer in reviewers:
+        if isinstance(reviewer, PersonaReviewer) and reviewer.model is model:
+            found.setdefault(reviewer.persona.name, reviewer.persona)
+    return list(found.values())
 
 
 def load_personas(directory: str | Path) -> list[Persona]:
@@ -240,6 +263,7 @@ class PersonaReviewer:
 
         add_persona_tokens(model, tokenizer, [persona])  # no-op when the checkpoint has it
         self.name = name
+        self.model = model
         self.persona = persona
         self.tokenizer = tokenizer
         spec = ReviewerSpec(name=name, backend="hf", model=model_name, params={**PERSONA_PARAMS, **(params or {})})

@@ -498,7 +498,12 @@ def _train(
     model.config.use_cache = True  # TRL turns it off for training; generation wants it back
     trainer.save_model(str(run.file("checkpoint")))  # writes on the main process only
     if run.writer:
+        from ..review.persona import policy_personas, write_personas
+
         tokenizer.save_pretrained(run.file("checkpoint"))
+        personas = policy_personas(reviewers, model, model_path)
+        if personas:  # the policy reviewed itself: its checkpoint declares the persona tokens it learnt
+            write_personas(run.file("checkpoint"), personas)
 
     if eval_problems and processes.is_main:
         summary["eval_after"] = evaluate(model, tokenizer, eval_problems, max_new_tokens=g.max_completion_length, path=run.file("eval_after.jsonl"))
