@@ -5,6 +5,7 @@ The experiment directory::
     spec.yaml                  the validated spec that produced it
     experiment.json            status, command, commit, machine, wall time
     start/start.json           the shared start checkpoint and what it measured (testbed figures)
+    start/curve.jsonl          the start model on the curve sets: every run's step 0
     eval-sets/<name>.jsonl     the held-out problems, written once
     rollouts/seed-<s>/         the start model's rollouts shared by the SFT arms of seed s
     runs/<arm>/seed-<s>/       one ordinary run directory per arm and seed (`dca.train.run`)
@@ -14,7 +15,8 @@ Each run directory holds, besides what `dca train` writes (or, for SFT arms, ``c
 ``checkpoint/``, ``summary.json``):
 
 - ``curve.jsonl``: the along-training evaluation every ``eval.every`` steps (step 0 = the start
-  model), per set: accuracy, mean CoT tokens, tokens per insight, irrelevant share;
+  model, evaluated once for all runs in ``start/curve.jsonl``), per set: accuracy, mean CoT
+  tokens, tokens per insight, irrelevant share;
 - ``steps.jsonl``: wall seconds of each optimizer step (evaluations excluded);
 - ``eval/``: `dca eval` of the final checkpoint (traces, reviews, faithfulness probes) and per
   set ``<set>.measures.jsonl`` (`dca.experiment.measures.TraceMeasure`);
@@ -147,11 +149,40 @@ class _Evaluator:
         return rows
 
 
-def _curve_callback(evaluator: _Evaluator, tokenizer, every: int, limit: int, run_dir: Path, log: Log):
+def _log_curve(rows: list[dict], log: Log) -> None:
+    step = rows[0]["step"] if rows else 0
+    log("  eval @ step {}: ".format(step) + ", ".join(f"{r['set']} {r['accuracy']:.0%}" for r in rows if r["accuracy"] is not None))
+
+
+def start_curve(evaluator: _Evaluator, start: str, limit: int, start_dir: Path, log: Log) -> list[dict]:
+    """The step-0 rows of every run's curve: the start model is the same for every arm and
+    seed (and greedy decoding is deterministic), so it is evaluated once, in
+    ``start/curve.jsonl``."""
+    from ..model import load_model
+
+    path = start_dir / "curve.jsonl"
+    if path.exists():
+        return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    model, tokenizer = load_model(start)
+    rows = evaluator.curve_rows(model, tokenizer, 0, limit)
+    tmp = path.with_name(path.name + ".partial")
+    tmp.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    os.replace(tmp, path)
+    _log_curve(rows, log)
+    return rows
+
+
+def _curve_callback(evaluator: _Evaluator, tokenizer, every: int, limit: int, run_dir: Path, log: Log, *, before: list[dict]):
+    """`before`: the start model's rows (`start_curve`), written as the run's step 0."""
     from transformers import TrainerCallback
 
+    def write(rows: list[dict]) -> None:
+        with (run_dir / "curve.jsonl").open("a", encoding="utf-8") as f:
+            for row in rows:
+                f.write(json.dumps(row) + "\n")
+
     class CurveCallback(TrainerCallback):
-        """Evaluates every `every` steps (and before the first), and times each step."""
+        """Evaluates every `every` steps (step 0: the shared start rows), and times each step."""
 
         def __init__(self):
             self.step_started = None
@@ -164,14 +195,12 @@ def _curve_callback(evaluator: _Evaluator, tokenizer, every: int, limit: int, ru
             finally:
                 model.config.use_cache = use_cache
                 model.train(training)
-            with (run_dir / "curve.jsonl").open("a", encoding="utf-8") as f:
-                for row in rows:
-                    f.write(json.dumps(row) + "\n")
-            log("  eval @ step {}: ".format(step) + ", ".join(f"{r['set']} {r['accuracy']:.0%}" for r in rows if r["accuracy"] is not None))
+            write(rows)
+            _log_curve(rows, log)
 
         def on_train_begin(self, args, state, control, model=None, **kwargs):
-            if every and state.global_step == 0:  # a resumed run has its earlier rows
-                self._evaluate(model, 0)
+            if state.global_step == 0:  # a resumed run has its earlier rows
+                write(before)
 
         def on_step_begin(self, args, state, control, **kwargs):
             self.step_started = (time.time(), time.process_time())
@@ -312,7 +341,9 @@ def _truncate_own_files(run_dir: Path, step: int) -> None:
             path.write_text("".join(json.dumps(r) + "\n" for r in kept), encoding="utf-8")
 
 
-def run_grpo_arm(spec: ExperimentSpec, key: RunKey, start: str, run_dir: Path, evaluator: _Evaluator, log: Log, *, resume: bool = False) -> None:
+def run_grpo_arm(
+    spec: ExperimentSpec, key: RunKey, start: str, run_dir: Path, evaluator: _Evaluator, log: Log, *, before: list[dict], resume: bool = False
+) -> None:
     """Train one GRPO arm; with `resume`, continue from the run's last TRL checkpoint (`dca train
     --resume`; the arm's ``trl: {save_steps: N}`` makes checkpoints)."""
     from ..model import load_tokenizer
@@ -322,7 +353,7 @@ def run_grpo_arm(spec: ExperimentSpec, key: RunKey, start: str, run_dir: Path, e
     tokenizer = load_tokenizer(start)
     if resume:
         _truncate_own_files(run_dir, resumable_step(run_dir) or 0)
-    callback = _curve_callback(evaluator, tokenizer, spec.eval.every, spec.eval.curve_limit, run_dir, log)
+    callback = _curve_callback(evaluator, tokenizer, spec.eval.every, spec.eval.curve_limit, run_dir, log, before=before)
     run_training(config, run_dir, overwrite=not resume, resume=resume, log=lambda m: log("  " + m), callbacks=[callback])
 
 
@@ -372,7 +403,7 @@ def shared_rollouts(spec: ExperimentSpec, root: Path, seed: int, start: str, log
     return target
 
 
-def run_sft_arm(spec: ExperimentSpec, root: Path, key: RunKey, start: str, run_dir: Path, evaluator: _Evaluator, log: Log) -> None:
+def run_sft_arm(spec: ExperimentSpec, root: Path, key: RunKey, start: str, run_dir: Path, evaluator: _Evaluator, log: Log, *, before: list[dict]) -> None:
     from ..edit import EditConfig, edit_traces
     from ..files import prepare_output_dir
     from ..model import load_tokenizer
@@ -418,11 +449,12 @@ def run_sft_arm(spec: ExperimentSpec, root: Path, key: RunKey, start: str, run_d
         trained_on = sum(e.status != "skipped" for e in edits)
         log(f"  {arm.edit}: {trained_on} of {len(traces)} rollouts trained on")
         if trained_on:
-            callback = _curve_callback(evaluator, tokenizer, spec.eval.every, spec.eval.curve_limit, run_dir, log)
+            callback = _curve_callback(evaluator, tokenizer, spec.eval.every, spec.eval.curve_limit, run_dir, log, before=before)
             sft = run_sft(edits, start, run_dir / "checkpoint", settings, edits_path=str(run_dir / "edits.jsonl"), log=lambda m: log("  " + m), callbacks=[callback])
             append_jsonl(run_dir / "metrics.jsonl", sft["losses"])
         else:  # nothing solved: nothing to fine-tune on, so the arm's model is the start model (0 steps)
             log(f"  no rollout of the start model was solved: {key.arm} trains 0 steps and keeps the start checkpoint")
+            (run_dir / "curve.jsonl").write_text("".join(json.dumps(r) + "\n" for r in before), encoding="utf-8")
             shutil.copytree(start, run_dir / "checkpoint", ignore=shutil.ignore_patterns("trainer", "*.partial"))
             sft = {"edit_figures": None, "losses": []}
         summary = {
@@ -527,6 +559,7 @@ def run_experiment(
             )  # fmt: skip
         _write_json(root / "start" / "start.json", start_record)
         evaluator = _Evaluator(sets, max_new_tokens=spec.eval.max_new_tokens)
+        before: list[dict] | None = None
         durations: dict[str, list[float]] = {}
         for n, key in enumerate(keys, 1):
             path = key.path(root)
@@ -537,6 +570,8 @@ def run_experiment(
                 continue
             method = spec.arms[key.arm].method
             started = time.time()
+            if state != "trained" and before is None:
+                before = start_curve(evaluator, start, spec.eval.curve_limit, root / "start", log)
             if state != "trained":
                 resume_at = resumable_step(path) if state == "started" and method == "grpo" else None
                 if resume_at is not None:
@@ -544,9 +579,9 @@ def run_experiment(
                 else:
                     log(f"{prefix}: {'restarting an interrupted run' if state == 'started' else 'starting'} -> {path}")
                 if method == "grpo":
-                    run_grpo_arm(spec, key, start, path, evaluator, log, resume=resume_at is not None)
+                    run_grpo_arm(spec, key, start, path, evaluator, log, before=before, resume=resume_at is not None)
                 else:
-                    run_sft_arm(spec, root, key, start, path, evaluator, log)
+                    run_sft_arm(spec, root, key, start, path, evaluator, log, before=before)
             else:
                 log(f"{prefix}: training finished earlier; final evaluation")
             final = final_evaluation(spec, root, path, evaluator, log)
