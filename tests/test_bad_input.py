@@ -218,7 +218,7 @@ cases(
     C("train-out-is-file", "train --config train.yaml --out exists/out.json", r"is a file"),
     C("train-live", "train --config train.yaml --out live-run --overwrite", r"live-run is being written by another process \(pid \d+\)"),
     C("train-out-holds-problems", "train --config old-run/train.yaml --out old-run --overwrite", r"holds an input of this command"),
-    C("demo-overwrite-foreign", "demo --out foreign --overwrite", r"holds files that are not a DCA run"),
+    C("demo-overwrite-foreign", "demo --out foreign --overwrite", r"holds files that are not a DCA demo"),
 )
 
 # ---------------------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -32,23 +33,33 @@ def test_embedded_model_generates_traces_that_align_with_their_tokens():
         assert "".join(u.text for u in segment(trace.completion)) == trace.completion
 
 
-def test_demo_runs_end_to_end_on_the_embedded_model(tmp_path):
+def test_demo_runs_grpo_beside_dca_end_to_end_on_the_embedded_model(tmp_path):
     out = tmp_path / "demo"
     result = subprocess.run(
         [sys.executable, "-m", "dca.cli", "demo", "--steps", "1", "--warmstart-steps", "2", "--eval-problems", "4", "--out", str(out)],
         capture_output=True, text=True, timeout=900,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
-    assert json.loads((out / "run.json").read_text())["status"] == "finished"
-    summary = json.loads((out / "summary.json").read_text())
-    assert summary["eval_before"]["traces"] == summary["eval_after"]["traces"] == 4
-    traces = read_jsonl(out / "traces.jsonl", Trace)
-    reviews = read_jsonl(out / "reviews.jsonl", Review)
-    credits = read_jsonl(out / "credits.jsonl", Credit)
-    assert len(traces) == len(reviews) == len(credits) == 8  # one prompt x 8 completions
-    assert all(r.reviewer == "oracle" and r.status == "ok" for r in reviews)
-    for credit in credits:
-        assert credit.policy == "conserve"
-        assert sum(credit.token_advantages) == pytest.approx(credit.uniform_sum, abs=1e-5)
-    assert (out / "checkpoint" / "model.safetensors").exists()
-    assert "groups with reward variance" in result.stdout
+    figures = json.loads((out / "demo.json").read_text())
+    assert json.loads((out / "experiment.json").read_text())["status"] == "finished"
+    assert figures["start"]["traces"] == 4
+    for arm, policy in (("grpo", "uniform"), ("dca", "signed")):
+        run = out / "runs" / arm / "seed-0"
+        assert json.loads((run / "run.json").read_text())["status"] == "finished"
+        assert figures["arms"][arm]["held_out"]["traces"] == 4 and figures["arms"][arm]["steps"] == 1
+        traces = read_jsonl(run / "traces.jsonl", Trace)
+        reviews = read_jsonl(run / "reviews.jsonl", Review)
+        credits = read_jsonl(run / "credits.jsonl", Credit)
+        assert len(traces) == len(reviews) == len(credits) == 8  # one prompt x 8 completions
+        assert all(r.reviewer == "oracle" and r.status == "ok" for r in reviews)
+        for credit in credits:
+            assert credit.policy == policy
+            assert sum(credit.token_advantages) == pytest.approx(credit.uniform_sum, abs=1e-5)  # both conserve the total
+        assert (run / "checkpoint" / "model.safetensors").exists()
+        assert Path(figures["viewer"][arm]).is_file()
+    # the same seed and problem: both arms drew the same prompt
+    assert {t.problem_id for t in read_jsonl(out / "runs" / "grpo" / "seed-0" / "traces.jsonl", Trace)} == {
+        t.problem_id for t in read_jsonl(out / "runs" / "dca" / "seed-0" / "traces.jsonl", Trace)
+    }
+    assert "where the advantages landed" in result.stdout and "viewer-dca.html" in result.stdout
+    assert "irrelevant share" in result.stdout

@@ -64,6 +64,7 @@ def test_arm_overrides_merge_into_the_base_config():
         (lambda d: d["eval"].update(agreement_reviewers=["oracle"]), "two or more reviewers"),
         (lambda d: d.update(colour="red"), "colour"),
         (lambda d: d.update(seeds=[1, 1]), "seeds repeat"),
+        (lambda d: d["eval"].update(probe_sets=["gsm8k"]), "probe_sets: 'gsm8k' is not an eval set"),
     ],
 )
 def test_a_bad_spec_is_one_clear_error(change, message):
@@ -117,7 +118,15 @@ def test_smoke_preset_runs_every_arm_reports_and_resumes(tmp_path, capsys):
         assert set(final["sets"]) == {"in-distribution", "harder"}
         assert (run / "eval" / "eval.json").exists() and (run / "eval" / "harder.measures.jsonl").exists()
         assert final["agreement"]["reviewers"] == ["oracle", "reference"]
+        # probes only on the probed set, and only on its first probe_limit traces
+        probed = [json.loads(line) for line in (run / "eval" / "in-distribution.probes.jsonl").read_text().splitlines()]
+        assert {p["trace_id"] for p in probed if p["probe"] == "early"} == {
+            json.loads(line)["id"] for line in (run / "eval" / "in-distribution.traces.jsonl").read_text().splitlines()[:2]
+        }
+        assert (run / "eval" / "harder.probes.jsonl").read_text() == "" and final["sets"]["harder"]["early_answering_aoc"] is None
         curve = [json.loads(line) for line in (run / "curve.jsonl").read_text().splitlines()] if (run / "curve.jsonl").exists() else []
+        start_rows = [json.loads(line) for line in (out / "start" / "curve.jsonl").read_text().splitlines()]
+        assert [row for row in curve if row["step"] == 0] == start_rows  # the start model, evaluated once for every run
         if spec.arms[arm].method == "grpo":
             assert sorted({row["step"] for row in curve}) == [0, 1] and yaml.safe_load((run / "config.yaml").read_text())["seed"] == 0
             assert len((run / "steps.jsonl").read_text().splitlines()) == 2
@@ -294,3 +303,39 @@ def test_report_over_two_seeds_pairs_problems_and_states_the_mde(tmp_path):
     md = (out / "report" / "report.md").read_text()
     assert "accuracy MDE" in md and "+25.0 [" in md
     assert (out / "report" / "curve_accuracy.png").exists()
+
+
+def test_credit_placement_reads_where_each_policy_put_the_advantage():
+    """Gold CoTs (padded with irrelevant steps, some made wrong), the oracle's reviews, and the
+    credit of each policy with one character per token: uniform credit spreads over every
+    label, conserve moves positive advantage off the padding, signed moves negative advantage
+    onto the wrong step."""
+    from gold_traces import gold_traces, review_all
+
+    from dca.credit import CreditConfig, compute_credit
+    from dca.experiment.measures import credit_placement
+    from dca.review import OracleReviewer
+
+    golds = gold_traces(24, seed=5, wrong_share=0.4, irrelevant_rate=0.5)
+    reviews = review_all(golds, [OracleReviewer()])
+    assert {g.wrong for g in golds} == {True, False}
+
+    def placement(policy: str) -> dict:
+        credits = []
+        for gold, review in zip(golds, reviews):
+            text = gold.trace.completion
+            credits.append(compute_credit(
+                trace_id=gold.trace.id, text=text, token_spans=[(i, i + 1) for i in range(len(text))], review=review,
+                sequence_advantage=-1.0 if gold.wrong else 1.0, answer_span=None, config=CreditConfig(policy=policy),
+            ))  # fmt: skip
+        return credit_placement(reviews, credits)
+
+    uniform, conserve, signed = placement("uniform"), placement("conserve"), placement("signed")
+    assert uniform["positive_traces"] == sum(not g.wrong for g in golds) and uniform["negative_traces"] == sum(g.wrong for g in golds)
+    assert uniform["unlabelled"] == 0
+    assert 0.05 < uniform["positive_on_irrelevant"] < 0.9  # plain GRPO rewards the padding with the rest
+    assert conserve["positive_on_irrelevant"] == pytest.approx(0.0, abs=1e-9) and conserve["positive_on_useful"] == pytest.approx(1.0)
+    assert uniform["negative_on_blamed"] < 0.5 < signed["negative_on_blamed"]
+    assert signed["negative_on_useful"] < uniform["negative_on_useful"]
+    assert conserve["negative_on_useful"] == pytest.approx(1.0)  # conserve puts a failure's penalty on the steps it calls useful
+    assert credit_placement([], [])["positive_on_irrelevant"] is None

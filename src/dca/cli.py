@@ -371,44 +371,13 @@ def _print_review_summary(figures: dict) -> None:
     Console(width=160).print(table)
 
 
-def demo_config(steps: int, warmstart_steps: int, eval_problems: int = 32):
-    """The demo: embedded model, warm start, easy problems with distractors, oracle, conserve."""
-    from .train.config import (
-        CreditSettings,
-        GRPOSettings,
-        ProblemsSettings,
-        SyntheticSettings,
-        TrainConfig,
-        WarmstartSettings,
-    )
-
-    easy = dict(min_operations=1, max_operations=2, distractors=(1, 2), max_value=20)
-    # GRPO on one-operation problems: the 20-step warm start solves ~40 % of them greedily
-    # (two-operation ones ~10 %), so most groups of 8 have reward variance and an advantage.
-    one_operation = {**easy, "max_operations": 1}
-    return TrainConfig(
-        model="embedded",
-        warmstart=WarmstartSettings(steps=warmstart_steps, problems=SyntheticSettings(count=warmstart_steps * 8, seed=1000, **easy)),
-        reviewer="oracle",
-        credit=CreditSettings(policy="conserve"),
-        problems=ProblemsSettings(synthetic=SyntheticSettings(count=64, seed=1, **one_operation)),
-        eval_problems=ProblemsSettings(synthetic=SyntheticSettings(count=eval_problems, seed=2, **one_operation)),
-        # temperature 0.7: at 1.0 the warm-started 135M model rarely samples a correct answer.
-        grpo=GRPOSettings(steps=steps, num_generations=8, prompts_per_step=1, max_completion_length=96, learning_rate=5e-6, temperature=0.7),
-    )
-
-
 def cmd_demo(args: argparse.Namespace) -> int:
-    from .files import check_output_dir
-
-    check_output_dir(args.out, overwrite=args.overwrite, marker="run.json", kind="a DCA run")
-    from .train.run import run_training
+    from .demo import print_demo, run_demo
 
     _log(f"DCA demo -> {args.out}")
-    config = demo_config(args.steps, args.warmstart_steps, args.eval_problems)
     _quiet_libraries()
-    summary, run = run_training(config, args.out, overwrite=args.overwrite, log=_log)
-    _print_summary(summary, run.path)
+    figures = run_demo(args.out, steps=args.steps, warmstart_steps=args.warmstart_steps, eval_problems=args.eval_problems, overwrite=args.overwrite, log=_log)
+    print_demo(figures, Path(args.out))
     return 0
 
 
@@ -821,12 +790,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue the unfinished run in --out from its last checkpoint (trl.save_steps)")
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("demo", help="warm start + DCA-GRPO on the embedded model, on the CPU")
-    p.add_argument("--steps", type=_count(1), default=4, help="GRPO steps")
-    p.add_argument("--warmstart-steps", type=_count(1), default=20, help="SFT steps of the (cached) warm start")
-    p.add_argument("--eval-problems", type=_count(1), default=32, help="held-out problems evaluated before and after")
-    p.add_argument("--out", default="runs/demo", help="run directory")
-    p.add_argument("--overwrite", action="store_true", help="replace an earlier run in --out")
+    p = sub.add_parser("demo", help="warm start, then plain GRPO beside DCA-GRPO on the embedded model, on the CPU")
+    p.add_argument("--steps", type=_count(1), default=3, help="GRPO steps of each arm")
+    p.add_argument("--warmstart-steps", type=_count(1), default=24, help="SFT steps (4 gold CoTs each) of the cached warm start")
+    p.add_argument("--eval-problems", type=_count(1), default=16, help="held-out problems evaluated before and after")
+    p.add_argument("--out", default="runs/demo", help="the demo's experiment directory")
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier demo in --out")
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("review", help="review a traces file with the reviewers of a YAML file (cached)")

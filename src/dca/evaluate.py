@@ -228,6 +228,10 @@ class EvalConfig:
     """For open-ended sets: the reviewer of `judge_reviewers` that judges responses (`dca.domains.judge`)."""
     judge_reviewers: str | None = None
     judge_pass_score: int = 7
+    probe_sets: list[str] | None = None
+    """Names of the sets (as in `sets`, without ``:N``) whose traces are probed; None: all."""
+    probe_limit: int | None = None
+    """Probe at most the first N traces of each probed set; None: all (probes are the costly part)."""
 
     def __post_init__(self) -> None:
         unknown = [p for p in self.probes if p not in PROBES]
@@ -391,21 +395,23 @@ def _evaluate_set(name, problems, by_id, config, model, tokenizer, engine, count
 
     probe_items: list[ProbeItem] = []
     faithfulness: dict[str, Any] = {}
-    if config.probes and traces:
+    # the probes read the first probe_limit traces (every figure above uses all of them)
+    probed = traces[: config.probe_limit] if config.probe_limit is not None else traces
+    if config.probes and probed and (config.probe_sets is None or name in config.probe_sets):
         try:
             log(f"[{name}] probes: reference answers")
-            reference = reference_answers(traces, by_id, engine, config.continuation)
+            reference = reference_answers(probed, by_id, engine, config.continuation)
             references = {i.trace_id: i.data["answer"] for i in reference if i.status == "ok"}
             early = mistakes = filled = None
             if "early" in config.probes:
                 log(f"[{name}] probes: early answering")
-                early = early_answering(traces, by_id, references, engine, config.continuation)
+                early = early_answering(probed, by_id, references, engine, config.continuation)
             if "mistakes" in config.probes:
                 log(f"[{name}] probes: adding mistakes")
-                mistakes = adding_mistakes(traces, by_id, references, engine, config.continuation, seed=config.mistake_seed)
+                mistakes = adding_mistakes(probed, by_id, references, engine, config.continuation, seed=config.mistake_seed)
             if "filler" in config.probes:
                 log(f"[{name}] probes: filler")
-                filled = filler(traces, by_id, engine, config.continuation, count_tokens=count_tokens)
+                filled = filler(probed, by_id, engine, config.continuation, count_tokens=count_tokens)
             faithfulness = probe_figures(reference, early, mistakes, filled, edges=config.buckets)
             for items in (reference, early, mistakes, filled):
                 probe_items += items or []

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from ..continuation import split_cot
-from ..records import USEFUL_CONTRIBUTIONS, Problem, Review, Trace
+from ..records import USEFUL_CONTRIBUTIONS, Credit, Problem, Review, Trace
 from ..segment import segment
 
 
@@ -105,4 +105,55 @@ def summarize_measures(measures: list[TraceMeasure]) -> dict[str, float | int | 
         "tokens_per_insight": sum(m.completion_tokens / m.useful_steps for m in with_insight) / len(with_insight) if with_insight else None,
         "irrelevant_share": sum(m.irrelevant_tokens for m in measures) / labelled if labelled else None,
         "reviews_failed": sum(not m.review_ok for m in measures),
+    }
+
+
+#: Unit labels a bad completion's penalty should land on (the ``signed`` policy's default blame).
+BLAMED_CONTRIBUTIONS = ("error", "failed_attempt")
+
+
+def credit_placement(reviews: list[Review], credits: list[Credit]) -> dict[str, float | int | None]:
+    """Where a run's training advantages landed, by the reviewer's unit labels.
+
+    Over completions with a positive advantage: the share of their advantage (summed over the
+    units' tokens, `Credit.unit_advantages`) on units labelled ``irrelevant`` and on useful
+    units; over those with a negative one: the share on blamed units (``error``,
+    ``failed_attempt``) and on useful units. Under uniform credit (plain GRPO) the shares are
+    the labels' token shares; a credit policy that follows the reviews moves them. Traces
+    without a usable review of the credited units are left out (counted in ``unlabelled``).
+    With several reviews of a trace the first ok one labels it.
+    """
+    labels: dict[str, list[str | None]] = {}
+    for review in reviews:
+        if review.status == "ok" and review.trace_id not in labels:
+            labels[review.trace_id] = review.unit_contributions()
+    sums = {"pos": 0.0, "pos_irrelevant": 0.0, "pos_useful": 0.0, "neg": 0.0, "neg_blamed": 0.0, "neg_useful": 0.0}
+    counts = {"positive_traces": 0, "negative_traces": 0, "unlabelled": 0}
+    for credit in credits:
+        if credit.sequence_advantage == 0:
+            continue
+        units = labels.get(credit.trace_id)
+        if units is None or len(units) != len(credit.unit_advantages):
+            counts["unlabelled"] += 1
+            continue
+        side = "pos" if credit.sequence_advantage > 0 else "neg"
+        counts["positive_traces" if side == "pos" else "negative_traces"] += 1
+        for label, value in zip(units, credit.unit_advantages):
+            sums[side] += value
+            if label in USEFUL_CONTRIBUTIONS:
+                sums[f"{side}_useful"] += value
+            if side == "pos" and label == "irrelevant":
+                sums["pos_irrelevant"] += value
+            if side == "neg" and label in BLAMED_CONTRIBUTIONS:
+                sums["neg_blamed"] += value
+
+    def share(part: str, whole: str) -> float | None:
+        return sums[part] / sums[whole] if sums[whole] else None
+
+    return {
+        "positive_on_irrelevant": share("pos_irrelevant", "pos"),
+        "positive_on_useful": share("pos_useful", "pos"),
+        "negative_on_blamed": share("neg_blamed", "neg"),
+        "negative_on_useful": share("neg_useful", "neg"),
+        **counts,
     }

@@ -237,6 +237,8 @@ def final_evaluation(spec: ExperimentSpec, root: Path, run_dir: Path, evaluator:
         model=str(checkpoint),
         sets=[str(root / "eval-sets" / f"{name}.jsonl") for name in evaluator.sets],
         probes=list(spec.eval.probes),
+        probe_sets=spec.eval.probe_sets,
+        probe_limit=spec.eval.probe_limit,
         sampling=SamplingConfig(max_new_tokens=spec.eval.max_new_tokens, batch_size=16),
     )
     report = run_eval(config, run_dir / "eval", model=model, tokenizer=tokenizer, overwrite=True, log=lambda m: log("  " + m))

@@ -89,6 +89,8 @@ class EvalSettings(_Strict):
     curve_limit: int = Field(32, ge=1, description="Problems per set in the along-training evaluations.")
     sets: list[EvalSet] = Field(min_length=1)
     probes: list[Literal["early", "mistakes", "filler"]] = Field(default_factory=lambda: ["early"], description="Faithfulness probes on the final checkpoint.")
+    probe_sets: list[str] | None = Field(None, description="The sets whose final traces are probed (default: all).")
+    probe_limit: int | None = Field(None, ge=1, description="Probe at most the first N traces of each probed set (default: all); probes cost many forced answers per trace.")
     max_new_tokens: int = Field(128, ge=8)
     agreement_reviewers: list[str] = Field(
         default_factory=list, description="Two or more reviewers (oracle, reference, or names in the base reviewers_file) whose agreement on each arm's final CoTs is reported."
@@ -102,6 +104,9 @@ class EvalSettings(_Strict):
         for name in names:
             if not ARM_NAME.match(name):
                 raise ValueError(f"eval set name {name!r}: use lower-case letters, digits, '-', '_' or '.'")
+        unknown = [n for n in self.probe_sets or [] if n not in names]
+        if unknown:
+            raise ValueError(f"probe_sets: {unknown[0]!r} is not an eval set ({', '.join(names)})")
         if len(self.agreement_reviewers) == 1:
             raise ValueError("agreement_reviewers: name two or more reviewers, or none")
         return self

@@ -1,0 +1,186 @@
+"""`dca demo`: a two-arm experiment on the embedded model — plain GRPO beside DCA — on the CPU.
+
+The demo is a small `dca.experiment` spec (`demo_spec`): one warm start on gold CoTs that
+carry irrelevant steps (30 %), so the start model writes padding that credit can act on; then
+two GRPO runs of the same length from it, same seed and problem order, that differ only in
+where the advantage lands:
+
+- ``grpo``: uniform credit (plain GRPO);
+- ``dca``: the ``signed`` policy with the oracle reviewer (positive advantages on the units the
+  oracle calls useful, negative ones on the units it blames).
+
+It prints, side by side, the start model and each arm after training on the held-out problems
+(accuracy, CoT tokens, tokens per insight, irrelevant share; the oracle labels the units) and
+where each arm's training advantages landed by the oracle's labels (`credit_placement`): under
+GRPO every token of a completion gets its advantage, irrelevant padding included; under DCA the
+padding of a good completion gets none and a bad completion's penalty lands on its wrong step.
+A few CPU steps do not change the model much (the held-out figures move little); the phase-1
+experiment (`experiments/phase1-cpu.yaml`, docs/results/phase1-cpu.md) measures training
+effects with intervals. The demo also writes a viewer page per arm.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+from typing import Callable
+
+from .experiment.spec import ExperimentSpec, parse_spec
+
+Log = Callable[[str], None]
+
+ARMS = {"grpo": "plain GRPO (uniform credit)", "dca": "DCA: oracle reviews, signed credit"}
+
+
+def demo_spec(steps: int, warmstart_steps: int, eval_problems: int) -> ExperimentSpec:
+    easy = {"min_operations": 1, "max_operations": 1, "distractors": [1, 2], "max_value": 20}
+    return parse_spec(
+        {
+            "name": "demo",
+            "description": "dca demo: plain GRPO beside DCA from one warm start of the embedded model",
+            "start": {
+                "model": "embedded",
+                # gold CoTs with 30 % irrelevant steps: the start model writes padding credit can act on
+                # batches of 4: more updates per CoT seen, which teaches the format in fewer CPU seconds
+                "warmstart": {"steps": warmstart_steps, "batch_size": 4, "learning_rate": 2e-4, "irrelevant_rate": 0.3,
+                              "problems": {"count": warmstart_steps * 4, "seed": 1000, **easy}},  # fmt: skip
+                "measure": 0,
+            },
+            "base": {
+                "reviewer": "oracle",
+                "problems": {"synthetic": {"count": 64, "seed": 1, **easy}},
+                # temperature 0.7: at 1.0 the warm-started 135M model rarely samples a correct answer
+                "grpo": {"steps": steps, "num_generations": 8, "prompts_per_step": 1, "max_completion_length": 96, "learning_rate": 1e-5, "temperature": 0.7},
+            },
+            "arms": {
+                "grpo": {"overrides": {"credit": {"policy": "uniform"}}, "description": ARMS["grpo"]},
+                "dca": {"overrides": {"credit": {"policy": "signed"}}, "description": ARMS["dca"]},
+            },
+            "seeds": [0],
+            "eval": {
+                "every": 0,
+                "curve_limit": eval_problems,
+                "max_new_tokens": 96,
+                "probes": [],
+                "sets": [{"name": "held-out", "problems": {"synthetic": {"count": eval_problems, "seed": 2, **easy}}}],
+            },
+        },
+        where="demo",
+    )
+
+
+def run_demo(out: str | Path, *, steps: int, warmstart_steps: int, eval_problems: int, overwrite: bool, log: Log = print) -> dict:
+    """Run the demo into `out` (an experiment directory) and return its figures (``demo.json``)."""
+    from .experiment.runner import run_experiment
+
+    from .files import check_output_dir
+
+    spec = demo_spec(steps, warmstart_steps, eval_problems)
+    out = check_output_dir(out, overwrite=overwrite, marker="spec.yaml", kind="a DCA demo")
+    if out.is_dir() and any(out.iterdir()):  # --overwrite of an earlier demo (or experiment) directory
+        shutil.rmtree(out)
+    started = time.time()
+    run_experiment(spec, out, log=log)
+    figures = demo_figures(out)
+    figures["seconds"] = round(time.time() - started, 1)
+    for arm in ARMS:
+        figures["viewer"][arm] = str(write_viewer(out, arm))
+    tmp = out / "demo.json.partial"
+    tmp.write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
+    tmp.replace(out / "demo.json")
+    return figures
+
+
+def _rows(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def demo_figures(out: Path) -> dict:
+    """The start model's and each arm's held-out figures, and where each arm's advantages landed."""
+    from .experiment.measures import credit_placement
+    from .records import Credit, Review, read_jsonl
+
+    start = {row["set"]: row for row in _rows(out / "start" / "curve.jsonl")}
+    figures: dict = {"start": start["held-out"], "arms": {}, "viewer": {}}
+    for arm in ARMS:
+        run = out / "runs" / arm / "seed-0"
+        final = json.loads((run / "final.json").read_text(encoding="utf-8"))
+        reviews = read_jsonl(run / "reviews.jsonl", Review)
+        credits = read_jsonl(run / "credits.jsonl", Credit)
+        figures["arms"][arm] = {
+            "held_out": final["sets"]["held-out"],
+            "train": {k: final["train"][k] for k in ("reward", "groups_with_reward_variance", "seconds_per_step")},
+            "placement": credit_placement(reviews, credits),
+            "steps": final["steps_run"],
+        }
+    return figures
+
+
+def write_viewer(out: Path, arm: str) -> Path:
+    """The viewer page of an arm's training traces (reviews and per-unit credit)."""
+    from .report import collect_inputs, render_report
+
+    run = out / "runs" / arm / "seed-0"
+    page = render_report(collect_inputs([str(run)]), rule="majority", limit=500, title=f"DCA demo: {arm} ({ARMS[arm]})")
+    path = out / f"viewer-{arm}.html"
+    tmp = path.with_name(path.name + ".partial")
+    tmp.write_text(page, encoding="utf-8")
+    tmp.replace(path)
+    return path
+
+
+def _pct(value) -> str:
+    return "–" if value is None else f"{value + 0.0:.1%}".replace("-0.0%", "0.0%")
+
+
+def _num(value) -> str:
+    return "–" if value is None else f"{value:.1f}"
+
+
+def print_demo(figures: dict, out: Path) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    arms = figures["arms"]
+    steps = next(iter(arms.values()))["steps"]
+    console = Console(width=160)
+    table = Table(title=f"held-out problems (greedy; units labelled by the oracle) — start model, then each arm after {steps} GRPO steps")
+    table.add_column("figure")
+    table.add_column("start", justify="right")
+    for arm in arms:
+        table.add_column(f"{arm}: {ARMS[arm]}", justify="right")
+    rows = [
+        ("accuracy", "accuracy", _pct),
+        ("mean CoT tokens", "mean_cot_tokens", _num),
+        ("tokens per insight", "tokens_per_insight", _num),
+        ("irrelevant share (CoT tokens in irrelevant units)", "irrelevant_share", _pct),
+    ]
+    for label, key, fmt in rows:
+        table.add_row(label, fmt(figures["start"][key]), *(fmt(a["held_out"][key]) for a in arms.values()))
+    console.print(table)
+
+    table = Table(title="training: where the advantages landed (by the oracle's unit labels)")
+    table.add_column("figure")
+    for arm in arms:
+        table.add_column(arm, justify="right")
+    placement = [
+        ("positive advantage on irrelevant units", "positive_on_irrelevant"),
+        ("positive advantage on useful units", "positive_on_useful"),
+        ("negative advantage on blamed units (error, failed attempt)", "negative_on_blamed"),
+        ("negative advantage on useful units", "negative_on_useful"),
+    ]
+    for label, key in placement:
+        table.add_row(label, *(_pct(a["placement"][key]) for a in arms.values()))
+    table.add_row("completions with a positive / negative advantage", *(f"{a['placement']['positive_traces']} / {a['placement']['negative_traces']}" for a in arms.values()))
+    table.add_row("training reward (mean over steps)", *(_num_reward(a["train"]["reward"]) for a in arms.values()))
+    table.add_row("seconds per step", *(_num(a["train"]["seconds_per_step"]) for a in arms.values()))
+    console.print(table)
+    console.print(f"viewer pages (open in a browser): {', '.join(figures['viewer'].values())}")
+    console.print(f"experiment directory: {out} (dca experiment report {out} writes report.md and report.html); {figures['seconds']:.0f} s in all")
+
+
+def _num_reward(rewards: list) -> str:
+    values = [r for r in rewards if r is not None]
+    return f"{sum(values) / len(values):.2f}" if values else "–"
