@@ -99,20 +99,17 @@ def _rows(path: Path) -> list[dict]:
 
 def demo_figures(out: Path) -> dict:
     """The start model's and each arm's held-out figures, and where each arm's advantages landed."""
-    from .experiment.measures import credit_placement
-    from .records import Credit, Review, read_jsonl
+    from .experiment.measures import run_credit_placement
 
     start = {row["set"]: row for row in _rows(out / "start" / "curve.jsonl")}
     figures: dict = {"start": start["held-out"], "arms": {}, "viewer": {}}
     for arm in ARMS:
         run = out / "runs" / arm / "seed-0"
         final = json.loads((run / "final.json").read_text(encoding="utf-8"))
-        reviews = read_jsonl(run / "reviews.jsonl", Review)
-        credits = read_jsonl(run / "credits.jsonl", Credit)
         figures["arms"][arm] = {
             "held_out": final["sets"]["held-out"],
             "train": {k: final["train"][k] for k in ("reward", "groups_with_reward_variance", "seconds_per_step")},
-            "placement": credit_placement(reviews, credits),
+            "placement": run_credit_placement(run),
             "steps": final["steps_run"],
         }
     return figures

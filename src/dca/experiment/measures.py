@@ -14,10 +14,11 @@ answer statement (`dca.continuation.split_cot`).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 from ..continuation import split_cot
-from ..records import USEFUL_CONTRIBUTIONS, Credit, Problem, Review, Trace
+from ..records import USEFUL_CONTRIBUTIONS, Credit, Problem, Review, Trace, read_jsonl
 from ..segment import segment
 
 
@@ -157,3 +158,10 @@ def credit_placement(reviews: list[Review], credits: list[Credit]) -> dict[str, 
         "negative_on_useful": share("neg_useful", "neg"),
         **counts,
     }
+
+
+def run_credit_placement(run_dir: Path) -> dict[str, float | int | None] | None:
+    """`credit_placement` of a GRPO run directory's reviews and credits (None: no credits)."""
+    if not (run_dir / "credits.jsonl").exists() or not (run_dir / "reviews.jsonl").exists():
+        return None
+    return credit_placement(read_jsonl(run_dir / "reviews.jsonl", Review), read_jsonl(run_dir / "credits.jsonl", Credit))

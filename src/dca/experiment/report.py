@@ -28,7 +28,7 @@ import yaml
 
 from ..errors import UserError
 from ..records import Problem, read_jsonl
-from .measures import TraceMeasure
+from .measures import TraceMeasure, run_credit_placement
 from .spec import ExperimentSpec, parse_spec
 from .stats import MDE_FACTOR, bootstrap, mde, nanmean, per_seed_sd, ratio_of_sums, relative_difference
 
@@ -67,6 +67,7 @@ def load_experiment(root: str | Path) -> dict[str, Any]:
                 "measures": measures,
                 "curve": _jsonl(path / "curve.jsonl"),
                 "metrics": _jsonl(path / "metrics.jsonl"),
+                "placement": run_credit_placement(path),
             }
     problem_ids = {}
     for s in spec.eval.sets:
@@ -169,6 +170,10 @@ def training_table(exp: dict) -> list[dict]:
                 "reviews_failed": sum(u["reviews_failed"] for u in usage),
                 "cost_usd": sum(u["cost_usd"] for u in usage),
                 "agreement": [f["agreement"] for f in finals if f.get("agreement")],
+                **{
+                    key: _mean([r["placement"][key] for r in by_seed.values() if r.get("placement")])
+                    for key in ("positive_on_irrelevant", "negative_on_blamed", "negative_on_useful")
+                },
             }
         )
     return rows
@@ -239,7 +244,11 @@ def set_rows(rows: list[dict], baseline: str) -> list[list[str]]:
 
 
 def training_rows(rows: list[dict]) -> list[list[str]]:
-    header = ["arm", "method", "completions sampled", "reviews", "optimizer steps", "training reward (last 5 steps)", "groups with reward variance", "s / step (CPU s; load avg)", "s / run", "reviews (failed)", "review cost $"]
+    header = [
+        "arm", "method", "completions sampled", "reviews", "optimizer steps", "training reward (last 5 steps)", "groups with reward variance",
+        "positive adv. on irrelevant units", "negative adv. on blamed / useful units",
+        "s / step (CPU s; load avg)", "s / run", "reviews (failed)", "review cost $",
+    ]  # fmt: skip
     table = [header]
     for r in rows:
         b = r["budget"]
@@ -248,6 +257,7 @@ def training_rows(rows: list[dict]) -> list[list[str]]:
                 r["arm"], b["method"], str(b["completions_sampled"]), str(b["reviews"]),
                 str(b["optimizer_steps"]) + ("" if r["steps_run"] in ([], [b["optimizer_steps"]]) else f" (run: {', '.join(map(str, r['steps_run']))})"),
                 _num(r["final_reward"], 2), _pct(r["groups_with_variance"], 0),
+                _pct(r["positive_on_irrelevant"]), f"{_pct(r['negative_on_blamed'])} / {_pct(r['negative_on_useful'])}",
                 f"{_num(r['seconds_per_step'], 2)} ({_num(r['cpu_seconds_per_step'], 2)}; {_num(r['load_average'], 1)})",
                 _num(r["run_seconds"], 0), f"{r['reviews']} ({r['reviews_failed']})", f"{r['cost_usd']:.4f}",
             ]
@@ -427,6 +437,9 @@ def _notes(spec: ExperimentSpec) -> list[str]:
         "Intervals: 95 % percentile bootstrap resampling seeds and problems (2000 draws); paired differences are taken on the same problem under the same seed. "
         f"Minimum detectable effect = {MDE_FACTOR:.2f} x the bootstrap SE of the paired difference (two-sided 5 %, 80 % power).",
         "Tokens per insight: completion tokens / steps the reviewer labels useful (traces with at least one). Irrelevant share: share of labelled tokens in units labelled irrelevant (oracle on synthetic sets, reference reviewer on GSM8K). CoT tokens: before the answer statement.",
+        "Where the advantages landed (GRPO arms, from each run's reviews.jsonl and credits.jsonl, mean over seeds): the share of the training advantage of "
+        "better-than-group completions on units the training reviewer labelled irrelevant, and the share of worse-than-group completions' penalty on units "
+        "labelled error or failed_attempt / on useful units (`dca.experiment.measures.credit_placement`). Under uniform credit they are the labels' token shares.",
         "Evaluation is greedy; every number comes from the run directories under runs/.",
     ]
 
