@@ -219,6 +219,7 @@ cases(
     C("train-live", "train --config train.yaml --out live-run --overwrite", r"live-run is being written by another process \(pid \d+\)"),
     C("train-out-holds-problems", "train --config old-run/train.yaml --out old-run --overwrite", r"holds an input of this command"),
     C("demo-overwrite-foreign", "demo --out foreign --overwrite", r"holds files that are not a DCA demo"),
+    C("demo-overwrite-experiment", "demo --out an-experiment --overwrite", r"holds an experiment that is not a demo"),
 )
 
 # ---------------------------------------------------------------------------------------------
@@ -474,6 +475,8 @@ def _build_world(root: Path, model_dir: Path) -> None:
     (old_sft / "model" / "config.json").write_text("{}")
     (old_sft / "sft.json").write_text("{}")
     write_jsonl(old_sft / "edits.jsonl", edits)
+    (root / "an-experiment").mkdir()
+    (root / "an-experiment" / "spec.yaml").write_text("name: phase1-cpu\n")
     old_run = root / "old-run"
     old_run.mkdir()
     (old_run / "run.json").write_text('{"status": "finished"}')
