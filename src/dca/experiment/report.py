@@ -138,6 +138,12 @@ def set_table(exp: dict, set_name: str) -> list[dict]:
                 cb = _matrix(exp, base, set_name, paired, lambda m: float(m.cot_tokens))
                 row["cot_tokens_rel_diff"] = bootstrap(relative_difference, ca, cb)
                 row["cot_tokens_rel_diff"]["mde"] = mde(row["cot_tokens_rel_diff"]["se"])
+                # the hypothesis under test: reviewer credit removes irrelevant steps (share-point difference)
+                row["irrelevant_share_diff"] = bootstrap(
+                    lambda ia, la, ib, lb: ratio_of_sums(ia, la) - ratio_of_sums(ib, lb),
+                    *(_matrix(exp, who, set_name, paired, lambda m, k=k: float(getattr(m, k))) for who in (arm, base) for k in ("irrelevant_tokens", "labelled_tokens")),
+                )  # fmt: skip
+                row["irrelevant_share_diff"]["mde"] = mde(row["irrelevant_share_diff"]["se"])
                 row["paired_seeds"] = len(paired)
         rows.append(row)
     return rows
@@ -224,7 +230,10 @@ def _signed_pct(value: float) -> str:
 
 
 def set_rows(rows: list[dict], baseline: str) -> list[list[str]]:
-    header = ["arm", "seeds", "accuracy [95% CI]", f"Δ acc vs {baseline} (points) [CI]", "CoT tokens [CI]", f"Δ CoT tokens vs {baseline} (%) [CI]", "tokens / insight [CI]", "irrelevant share [CI]", "early-answering AOC"]
+    header = [
+        "arm", "seeds", "accuracy [95% CI]", f"Δ acc vs {baseline} (points) [CI]", "CoT tokens [CI]", f"Δ CoT tokens vs {baseline} (%) [CI]",
+        "tokens / insight [CI]", "irrelevant share [CI]", f"Δ irrelevant share vs {baseline} (points) [CI]", "early-answering AOC",
+    ]  # fmt: skip
     table = [header]
     for r in rows:
         table.append(
@@ -237,6 +246,7 @@ def set_rows(rows: list[dict], baseline: str) -> list[list[str]]:
                 _ci(r.get("cot_tokens_rel_diff"), _signed_pct) if r["arm"] != baseline else "(baseline)",
                 _ci(r["tokens_per_insight"], _num),
                 _ci(r["irrelevant_share"], _pct),
+                _ci(r.get("irrelevant_share_diff"), _signed_pct) if r["arm"] != baseline else "(baseline)",
                 _num(r["aoc"], 3),
             ]
         )
@@ -275,6 +285,8 @@ def mde_lines(exp: dict, tables: dict[str, list[dict]]) -> list[str]:
         parts = [f"**{set_name}**:"]
         parts.append(f"accuracy MDE {100 * _mean(acc):.1f} points" if acc else "accuracy MDE – (needs the baseline and another arm)")
         parts.append(f"CoT-token MDE {100 * _mean(tok):.1f} %" if tok else "CoT-token MDE –")
+        irr = [r["irrelevant_share_diff"]["mde"] for r in rows if (r.get("irrelevant_share_diff") or {}).get("mde") is not None]
+        parts.append(f"irrelevant-share MDE {100 * _mean(irr):.1f} points" if irr else "irrelevant-share MDE –")
         parts.append(f"seed-to-seed SD of accuracy {100 * _mean(sds):.1f} points" if sds else "seed-to-seed SD – (one seed)")
         lines.append(" ".join(parts[:1]) + " " + "; ".join(parts[1:]) + ".")
     return lines
