@@ -98,15 +98,11 @@ def run_demo(out: str | Path, *, steps: int, warmstart_steps: int, eval_problems
     return figures
 
 
-def _rows(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-
-
 def demo_figures(out: Path) -> dict:
     """The start model's and each arm's held-out figures, and where each arm's advantages landed."""
-    from .experiment.measures import run_credit_placement
+    from .experiment.measures import read_rows, run_credit_placement
 
-    start = {row["set"]: row for row in _rows(out / "start" / "curve.jsonl")}
+    start = {row["set"]: row for row in read_rows(out / "start" / "curve.jsonl")}
     figures: dict = {"start": start["held-out"], "arms": {}, "viewer": {}}
     for arm in ARMS:
         run = out / "runs" / arm / "seed-0"

@@ -160,6 +160,15 @@ def credit_placement(reviews: list[Review], credits: list[Credit]) -> dict[str, 
     }
 
 
+def read_rows(path: Path) -> list[dict]:
+    """The rows of a JSON-lines file of plain dicts (curve, steps, metrics); [] when it is missing."""
+    import json
+
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
 def run_credit_placement(run_dir: Path) -> dict[str, float | int | None] | None:
     """`credit_placement` of a GRPO run directory's reviews and credits (None: no credits)."""
     if not (run_dir / "credits.jsonl").exists() or not (run_dir / "reviews.jsonl").exists():

@@ -28,7 +28,7 @@ import yaml
 
 from ..errors import UserError
 from ..records import Problem, read_jsonl
-from .measures import TraceMeasure, run_credit_placement
+from .measures import TraceMeasure, read_rows, run_credit_placement
 from .spec import ExperimentSpec, parse_spec
 from .stats import MDE_FACTOR, bootstrap, mde, nanmean, per_seed_sd, ratio_of_sums, relative_difference
 
@@ -37,12 +37,6 @@ PALETTE = ("#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860", "#d
 
 # ---------------------------------------------------------------------------------------------
 # Loading
-
-
-def _jsonl(path: Path) -> list[dict]:
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
 def load_experiment(root: str | Path) -> dict[str, Any]:
@@ -65,8 +59,8 @@ def load_experiment(root: str | Path) -> dict[str, Any]:
             runs.setdefault(arm, {})[seed] = {
                 "final": json.loads((path / "final.json").read_text(encoding="utf-8")),
                 "measures": measures,
-                "curve": _jsonl(path / "curve.jsonl"),
-                "metrics": _jsonl(path / "metrics.jsonl"),
+                "curve": read_rows(path / "curve.jsonl"),
+                "metrics": read_rows(path / "metrics.jsonl"),
                 "placement": run_credit_placement(path),
             }
     problem_ids = {}

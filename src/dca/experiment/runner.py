@@ -50,7 +50,7 @@ import yaml
 
 from ..errors import UserError
 from ..records import Problem, Review, Trace, append_jsonl, read_jsonl, to_dict, write_jsonl
-from .measures import auto_reviewer, review_traces, summarize_measures, trace_measures
+from .measures import auto_reviewer, read_rows, review_traces, summarize_measures, trace_measures
 from .spec import ExperimentSpec
 
 Log = Callable[[str], None]
@@ -162,7 +162,7 @@ def start_curve(evaluator: _Evaluator, start: str, limit: int, start_dir: Path, 
 
     path = start_dir / "curve.jsonl"
     if path.exists():
-        return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        return read_rows(path)
     model, tokenizer = load_model(start)
     rows = evaluator.curve_rows(model, tokenizer, 0, limit)
     tmp = path.with_name(path.name + ".partial")
@@ -307,8 +307,8 @@ def _review_usage(reviews: list[Review]) -> dict:
 
 def _train_figures(run_dir: Path) -> dict:
     """Training reward, groups with reward variance and seconds per step from the run's files."""
-    metrics = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()] if (run_dir / "metrics.jsonl").exists() else []
-    steps = [json.loads(line) for line in (run_dir / "steps.jsonl").read_text().splitlines()] if (run_dir / "steps.jsonl").exists() else []
+    metrics = read_rows(run_dir / "metrics.jsonl")
+    steps = read_rows(run_dir / "steps.jsonl")
     reviews = read_jsonl(run_dir / "reviews.jsonl", Review) if (run_dir / "reviews.jsonl").exists() else []
     seconds = [s["seconds"] for s in steps]
     cpu = [s["cpu_seconds"] for s in steps if "cpu_seconds" in s]
@@ -338,7 +338,7 @@ def _truncate_own_files(run_dir: Path, step: int) -> None:
     for name in ("curve.jsonl", "steps.jsonl"):
         path = run_dir / name
         if path.exists():
-            rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+            rows = read_rows(path)
             kept = [r for r in rows if r["step"] <= step]
             path.write_text("".join(json.dumps(r) + "\n" for r in kept), encoding="utf-8")
 

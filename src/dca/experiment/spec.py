@@ -179,13 +179,16 @@ def deep_merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any
     return merged
 
 
+def _first_problem(e: ValidationError) -> str:
+    first = e.errors()[0]
+    return f"{'.'.join(str(p) for p in first['loc']) or '(top level)'}: {first['msg']}"
+
+
 def _train_config(data: dict[str, Any], where: str) -> TrainConfig:
     try:
         return TrainConfig.model_validate(data)
     except ValidationError as e:
-        first = e.errors()[0]
-        loc = ".".join(str(p) for p in first["loc"]) or "(top level)"
-        raise ValueError(f"{where}: {loc}: {first['msg']}") from None
+        raise ValueError(f"{where}: {_first_problem(e)}") from None
 
 
 def load_spec(path: str | Path) -> ExperimentSpec:
@@ -206,6 +209,4 @@ def parse_spec(data: dict[str, Any], *, where: str = "spec") -> ExperimentSpec:
     try:
         return ExperimentSpec.model_validate(data)
     except ValidationError as e:
-        first = e.errors()[0]
-        loc = ".".join(str(p) for p in first["loc"]) or "(top level)"
-        raise UserError(f"{where}: {loc}: {first['msg']} ({e.error_count()} problem(s) in all)") from e
+        raise UserError(f"{where}: {_first_problem(e)} ({e.error_count()} problem(s) in all)") from e
