@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import random
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +15,7 @@ import yaml
 
 from dca.cli import main
 from dca.errors import UserError
+from dca.files import LOCK_NAME, unlock_dir
 from dca.experiment.runner import prepare_experiment_dir, run_state, training_order
 from dca.experiment.spec import deep_merge, load_spec, parse_spec
 from dca.experiment.stats import MDE_FACTOR, bootstrap, nanmean, relative_difference
@@ -252,6 +255,32 @@ def test_an_experiment_directory_keeps_its_spec(tmp_path, capsys):
     assert "no spec.yaml" in capsys.readouterr().err
     shutil.rmtree(other)
     assert data["name"] == "phase1-smoke"
+
+
+def test_an_experiment_directory_has_one_writer(tmp_path, capsys):
+    """A second `experiment run` on a directory another process is writing is refused with the
+    holder's pid, before it reads or writes anything there; the lock goes with its holder."""
+    out = tmp_path / "exp"
+    spec = load_spec(SMOKE)
+    prepare_experiment_dir(spec, out)  # this process now holds the lock
+    unlock_dir(out)
+    assert not (out / LOCK_NAME).exists() and (out / "spec.yaml").exists()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from pathlib import Path; from dca.files import lock_dir\n"
+         "lock_dir(Path(sys.argv[1])); print('locked', flush=True); time.sleep(120)", str(out)],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        before = sorted(p.name for p in out.iterdir())
+        assert main(["experiment", "run", str(SMOKE), "--out", str(out)]) == 2
+        assert f"is being written by another process (pid {holder.pid})" in capsys.readouterr().err
+        assert sorted(p.name for p in out.iterdir()) == before
+    finally:
+        holder.kill()
+        holder.wait()
+    prepare_experiment_dir(spec, out)  # the holder is gone: the directory can be taken again
+    unlock_dir(out)
 
 
 def test_report_over_two_seeds_pairs_problems_and_states_the_mde(tmp_path):

@@ -233,7 +233,7 @@ def _busy(directory: Path) -> UserError:
     )
 
 
-def _check_unlocked(directory: Path) -> None:
+def check_unlocked(directory: Path) -> None:
     """A UserError when another process holds `directory`'s lock (nothing is taken)."""
     lock = directory / LOCK_NAME
     if not lock.is_file():
@@ -282,7 +282,7 @@ def check_output_dir(
         if source is not None and Path(source).exists() and _inside(Path(source), out):
             raise UserError(f"--out {out} holds an input of this command ({source}); choose another --out")
     if out.is_dir() and out.resolve() not in _HELD:
-        _check_unlocked(out)
+        check_unlocked(out)
     if out.is_dir() and _entries(out):
         if not overwrite:
             raise UserError(f"--out {out} is not empty; choose a new directory or pass --overwrite")

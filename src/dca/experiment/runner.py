@@ -49,6 +49,7 @@ from typing import Callable
 import yaml
 
 from ..errors import UserError
+from ..files import check_unlocked, lock_dir, unlock_dir
 from ..records import Problem, Review, Trace, append_jsonl, read_jsonl, to_dict, write_jsonl
 from .measures import auto_reviewer, read_rows, review_traces, summarize_measures, trace_measures
 from .spec import ExperimentSpec
@@ -501,19 +502,24 @@ def select_runs(spec: ExperimentSpec, *, only: list[str] | None = None, seeds: l
 
 
 def prepare_experiment_dir(spec: ExperimentSpec, out: Path) -> None:
-    """Create `out`, or check that an existing one belongs to the same spec."""
+    """Create `out`, or check that an existing one belongs to the same spec, and lock it for
+    this process (`dca.files.lock_dir`: a second ``experiment run`` on the same directory is
+    refused, naming the holder's pid; the caller unlocks)."""
     text = yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False)
     spec_file = out / "spec.yaml"
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} is a file; give a directory")
     if out.is_dir() and any(out.iterdir()):
+        check_unlocked(out)  # before reading anything another run may be writing
         if not spec_file.exists():
             raise UserError(f"--out {out} is not empty and holds no experiment; choose a new directory")
         if spec_file.read_text(encoding="utf-8") != text:
             raise UserError(f"--out {out} holds an experiment with a different spec; choose a new directory (a changed spec would mix results)")
+        lock_dir(out)
         return
     try:
         out.mkdir(parents=True, exist_ok=True)
+        lock_dir(out)
         spec_file.write_text(text, encoding="utf-8")
     except OSError as e:
         raise UserError(f"cannot write to --out {out}: {e.strerror or e}") from e
@@ -533,12 +539,21 @@ def run_experiment(
 ) -> dict:
     """Run (or resume) the selected runs of `spec` in `out`; returns experiment.json's content."""
     from ..train.run import load_problems
-    from .testbed import measure_start, prepare_start
 
     root = Path(out)
     keys = select_runs(spec, only=only, seeds=seeds)
     sets = {s.name: load_problems(s.problems) for s in spec.eval.sets}
     prepare_experiment_dir(spec, root)
+    try:
+        return _run_locked(spec, root, keys, sets, log)
+    finally:
+        unlock_dir(root)
+
+
+def _run_locked(spec: ExperimentSpec, root: Path, keys: list[RunKey], sets: dict[str, list[Problem]], log: Log) -> dict:
+    """`run_experiment` once its directory is prepared and locked."""
+    from .testbed import measure_start, prepare_start
+
     status_file = root / "experiment.json"
     record = json.loads(status_file.read_text()) if status_file.exists() else {"invocations": []}
     invocation = {"argv": sys.argv[1:], "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "commit": git_commit(), "machine": machine(), "load_average_start": os.getloadavg()[0]}
