@@ -316,6 +316,8 @@ cases(
     C("eval-cf-threshold-2", "eval --model {M} --cf-threshold 2 --out out/eval", r"argument --cf-threshold"),
     C("eval-cf-samples-zero", "eval --model {M} --cf-samples 0 --out out/eval", r"argument --cf-samples"),
     C("eval-probe-bogus", "eval --model {M} --probes early,banana --out out/eval", r"banana"),
+    C("eval-probe-limit-zero", "eval --model {M} --probe-limit 0 --out out/eval", r"argument --probe-limit: must be at least 1"),
+    C("eval-probe-set-not-evaluated", "eval --model {M} --sets synthetic-easy:2 --probe-sets gsm8k-test --out out/eval", r"probe set\(s\) \['gsm8k-test'\] are not among the evaluated sets"),
     C("eval-max-new-tokens-zero", "eval --model {M} --max-new-tokens 0 --out out/eval", r"argument --max-new-tokens"),
     C("eval-model-hub-offline", "eval --model nobody-here/no-model --sets synthetic-easy:2 --out out/eval", r"not in the local Hugging Face cache"),
     C("eval-reviewer-bogus", "eval --model {M} --reviewer gpt --out out/eval", r"unknown reviewer 'gpt'"),

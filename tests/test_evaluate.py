@@ -98,7 +98,8 @@ def test_lenient_answer_forms_are_counted_apart():
 def test_eval_help_and_bad_input(tmp_path, capsys):
     result = dca("eval", "--help")  # one real subprocess: the console command is wired up
     assert result.returncode == 0 and "usage: dca eval" in result.stdout
-    for args in (["--sets", "nonsense"], ["--probes", "early,psychic"], ["--sets", "synthetic-easy:0"]):
+    for args in (["--sets", "nonsense"], ["--probes", "early,psychic"], ["--sets", "synthetic-easy:0"],
+                 ["--sets", "synthetic-easy:1", "--probe-sets", "gsm8k-test"]):  # fmt: skip
         assert main(["eval", "--model", "embedded", *args, "--out", str(tmp_path / "o")]) == 2
         err = capsys.readouterr().err
         assert err.startswith("dca: error:") and len(err.strip().splitlines()) == 1
@@ -129,3 +130,18 @@ def test_eval_on_a_tiny_model_is_reproducible(tmp_path, tiny_model_dir, capsys):
     # an earlier evaluation is replaced only with --overwrite
     assert main([*args, "--out", str(tmp_path / "a")]) == 2
     assert main([*args, "--probes", "", "--sets", "synthetic-easy:1", "--out", str(tmp_path / "a"), "--overwrite"]) == 0
+
+
+def test_eval_probes_only_the_chosen_sets_and_traces(tmp_path, tiny_model_dir):
+    args = ["eval", "--model", str(tiny_model_dir), "--sets", "synthetic-easy:3,synthetic-medium:2", "--max-new-tokens", "8",
+            "--probes", "early", "--probe-sets", "synthetic-easy", "--probe-limit", "2", "--out", str(tmp_path / "e")]  # fmt: skip
+    assert main(args) == 0
+    report = json.loads((tmp_path / "e" / "eval.json").read_text())
+    assert report["config"]["probe_sets"] == ["synthetic-easy"] and report["config"]["probe_limit"] == 2
+    assert report["results"]["synthetic-easy"]["traces"] == 3 and report["results"]["synthetic-medium"]["traces"] == 2
+    traces = [json.loads(line)["id"] for line in (tmp_path / "e" / "synthetic-easy.traces.jsonl").read_text().splitlines()]
+    probed = [json.loads(line) for line in (tmp_path / "e" / "synthetic-easy.probes.jsonl").read_text().splitlines()]
+    assert {row["trace_id"] for row in probed if row["probe"] == "early"} == set(traces[:2])
+    assert "early" in report["results"]["synthetic-easy"]["faithfulness"]
+    assert "early" not in report["results"]["synthetic-medium"].get("faithfulness", {})
+    assert (tmp_path / "e" / "synthetic-medium.probes.jsonl").read_text() == ""

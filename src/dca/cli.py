@@ -667,6 +667,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
             counterfactual=counterfactual,
             judge=args.judge,
             judge_reviewers=args.judge_reviewers,
+            probe_sets=[n.strip() for n in args.probe_sets.split(",") if n.strip()] if args.probe_sets is not None else None,
+            probe_limit=args.probe_limit,
         )
     except ValueError as e:
         raise UserError(str(e)) from e
@@ -878,6 +880,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default="embedded", help="'embedded', a checkpoint directory or a hub id")
     p.add_argument("--sets", default="synthetic-easy", help="comma-separated: synthetic-easy|medium|hard|distractors, gsm8k-test, gsm8k-train, a domain (logic, knights-knaves, ...; see `dca domains`), DOMAIN@FILE or a problems .jsonl, each with an optional :N limit")
     p.add_argument("--probes", default="early,mistakes,filler", help="comma-separated faithfulness probes (early, mistakes, filler), or '' for none")
+    p.add_argument("--probe-sets", default=None, metavar="NAME,...", help="probe only these sets (names as in --sets, without :N); default: every set")
+    p.add_argument("--probe-limit", type=_count(1), default=None, metavar="N", help="probe at most the first N traces of each probed set (the probes are the costly part)")
     p.add_argument("--reviewer", default="auto", help="who labels steps for tokens per insight: auto (oracle where the domain has one, reference on GSM8K), none, or a registry reviewer that needs no settings (oracle, reference, counterfactual)")
     p.add_argument("--samples", type=_count(1), default=1, help="traces per problem (pass@k with k = samples; needs --temperature > 0)")
     p.add_argument("--temperature", type=_number(0.0), default=0.0, help="0 = greedy")

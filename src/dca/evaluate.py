@@ -241,6 +241,8 @@ class EvalConfig:
             raise UserError(f"unknown reviewer {self.reviewer!r}: choose from {', '.join(eval_reviewers())}")
         if not self.sets:
             raise UserError("give at least one problem set with --sets")
+        if self.probe_limit is not None and self.probe_limit < 1:
+            raise UserError(f"probe_limit must be at least 1 (got {self.probe_limit})")
         if self.reviewer == "counterfactual":
             from .review import CounterfactualConfig
 
@@ -303,6 +305,9 @@ def run_eval(config: EvalConfig, out: str | Path, *, model=None, tokenizer=None,
     names = [s.name for s in specs]
     if len(set(names)) != len(names):
         raise UserError(f"problem set names repeat in --sets: {names}")
+    unknown = [n for n in config.probe_sets or [] if n not in names]
+    if unknown:
+        raise UserError(f"probe set(s) {unknown} are not among the evaluated sets {names}")
     loaded = {s.name: load_set(s, seed=config.synthetic_seed) for s in specs}
     judge = _make_judge(config, [p for problems in loaded.values() for p in problems])
     inputs = [s.source.rpartition("@")[2] for s in specs] + [config.model]  # only existing paths count
