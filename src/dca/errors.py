@@ -13,3 +13,13 @@ class UserError(Exception):
 class Terminated(BaseException):
     """The process got SIGTERM while writing a run; raised by the run's signal handler so that
     its status is recorded (a BaseException, like KeyboardInterrupt: nothing should catch it)."""
+
+
+def validation_problem(error, *, top: str = "(top level)", loc: list | None = None) -> str:
+    """The first problem of a pydantic ``ValidationError`` as one line, ``where: message``:
+    `where` is its field path (`loc` replaces it when given; `top` when it is empty), and the
+    message loses pydantic's ``Value error,`` prefix (the validators' own words stay)."""
+    first = error.errors()[0]
+    path = list(first["loc"]) if loc is None else loc
+    where = ".".join(str(p) for p in path) or top
+    return f"{where}: {first['msg'].removeprefix('Value error, ')}"

@@ -36,7 +36,7 @@ from typing import Any, Iterator
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from ..errors import UserError
+from ..errors import UserError, validation_problem
 from ..problems.answer import AnswerCheck
 from ..records import Problem
 
@@ -306,8 +306,7 @@ def load_open_ended(path: str | None, limit: int | None = None) -> list[Problem]
         try:
             record = _TaskRecord.model_validate_json(line)
         except ValidationError as e:
-            first = e.errors()[0]
-            raise ValueError(f"{file}:{lineno}: not an open-ended task ({'.'.join(map(str, first['loc'])) or 'line'}: {first['msg']})") from e
+            raise ValueError(f"{file}:{lineno}: not an open-ended task ({validation_problem(e, top='line')})") from e
         rubric = [record.rubric] if isinstance(record.rubric, str) else record.rubric
         metadata: dict[str, Any] = {"rubric": rubric, "file": str(file), "line": lineno}
         if record.reference:

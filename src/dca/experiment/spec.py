@@ -41,7 +41,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from ..errors import UserError
+from ..errors import UserError, validation_problem
 from ..train.config import ProblemsSettings, TrainConfig, WarmstartSettings
 
 ARM_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
@@ -179,16 +179,11 @@ def deep_merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any
     return merged
 
 
-def _first_problem(e: ValidationError) -> str:
-    first = e.errors()[0]
-    return f"{'.'.join(str(p) for p in first['loc']) or '(top level)'}: {first['msg']}"
-
-
 def _train_config(data: dict[str, Any], where: str) -> TrainConfig:
     try:
         return TrainConfig.model_validate(data)
     except ValidationError as e:
-        raise ValueError(f"{where}: {_first_problem(e)}") from None
+        raise ValueError(f"{where}: {validation_problem(e)}") from None
 
 
 def load_spec(path: str | Path) -> ExperimentSpec:
@@ -209,4 +204,4 @@ def parse_spec(data: dict[str, Any], *, where: str = "spec") -> ExperimentSpec:
     try:
         return ExperimentSpec.model_validate(data)
     except ValidationError as e:
-        raise UserError(f"{where}: {_first_problem(e)} ({e.error_count()} problem(s) in all)") from e
+        raise UserError(f"{where}: {validation_problem(e)} ({e.error_count()} problem(s) in all)") from e

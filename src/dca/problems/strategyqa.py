@@ -22,7 +22,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from ..errors import UserError
+from ..errors import UserError, validation_problem
 from ..records import Problem
 
 FILE_VARIABLE = "DCA_STRATEGYQA_FILE"
@@ -79,8 +79,7 @@ def load_strategyqa(path: str | os.PathLike | None = None, limit: int | None = N
         try:
             item = StrategyQARecord.model_validate(record)
         except ValidationError as e:
-            first = e.errors()[0]
-            raise ValueError(f"{location}: not a StrategyQA record ({'.'.join(map(str, first['loc']))}: {first['msg']})") from e
+            raise ValueError(f"{location}: not a StrategyQA record ({validation_problem(e)})") from e
         problems.append(
             Problem(
                 id=f"strategyqa-{item.qid}",

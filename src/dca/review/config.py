@@ -61,7 +61,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
-from ..errors import UserError
+from ..errors import UserError, validation_problem
 from ..llm import LLM_BACKENDS, LLMSpec, Price
 from .dialogue import DialogueSpec
 from .protocol import ANSWER_FORMATS, MODES
@@ -214,16 +214,13 @@ def load_reviewers(path: str | Path, only: list[str] | None = None) -> list[Revi
     try:
         specs = ReviewersFile.model_validate(data).reviewers
     except ValidationError as e:
-        first = e.errors()[0]
-        loc = list(first["loc"])
+        loc = list(e.errors()[0]["loc"])
         if len(loc) >= 2 and loc[0] == "reviewers" and isinstance(loc[1], int):
             entries = data.get("reviewers") or []
             entry = entries[loc[1]] if loc[1] < len(entries) else None
             name = entry.get("name") if isinstance(entry, dict) else None
             loc = [f"reviewers[{loc[1]}]" + (f" ({name})" if name else ""), *loc[2:]]
-        where = ".".join(str(p) for p in loc) or "(top level)"
-        message = first["msg"].removeprefix("Value error, ")
-        raise UserError(f"{path}: {where}: {message}") from e
+        raise UserError(f"{path}: {validation_problem(e, loc=loc)}") from e
     if only:
         by_name = {s.name: s for s in specs}
         missing = [n for n in only if n not in by_name]

@@ -56,6 +56,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from ..errors import validation_problem
 from ..records import CONTRIBUTIONS, FUNCTIONS, Problem, Step, Trace, Unit
 
 __all__ = [
@@ -350,10 +351,7 @@ def _json_object(text: str) -> dict:
 
 
 def _describe(error: ValidationError) -> str:
-    first = error.errors()[0]
-    where = ".".join(str(p) for p in first["loc"]) or "answer"
-    message = first["msg"]
-    return f"{where}: {message}" + (f" ({error.error_count()} problems in all)" if error.error_count() > 1 else "")
+    return validation_problem(error, top="answer") + (f" ({error.error_count()} problems in all)" if error.error_count() > 1 else "")
 
 
 def _clean_reason(reason: str) -> str:

@@ -28,7 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from ..consensus import check_rule
 from ..credit import BLAME_CONTRIBUTIONS, CreditConfig
-from ..errors import UserError
+from ..errors import UserError, validation_problem
 from ..domains.sources import DomainSettings, ProblemsSettings, SyntheticSettings
 from ..records import CONTRIBUTIONS, USEFUL_CONTRIBUTIONS
 
@@ -219,7 +219,4 @@ def load_train_config(path: str | Path) -> TrainConfig:
     try:
         return TrainConfig.model_validate(data)
     except ValidationError as e:
-        first = e.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "(top level)"
-        message = first["msg"].removeprefix("Value error, ")
-        raise UserError(f"{path}: {where}: {message} ({e.error_count()} problem(s) in all)") from e
+        raise UserError(f"{path}: {validation_problem(e)} ({e.error_count()} problem(s) in all)") from e
