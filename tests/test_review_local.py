@@ -149,6 +149,23 @@ def test_the_runner_accounts_and_caches_local_reviews(tiny_model_dir, tmp_path):
     assert (again.status, again.steps) == (review.status, review.steps)
 
 
+def test_a_local_review_that_times_out_fails_at_once_with_a_hint(tiny_model_dir):
+    """A timeout is retried for an API, not for a local model (the same work at the same speed)."""
+    spec = hf_spec(tiny_model_dir, params={"max_new_tokens": 300}, timeout=0.001, max_attempts=4)
+
+    async def go():
+        runner = ReviewRunner([spec])
+        try:
+            return await runner.review_all(ITEMS[:1]), runner.stats["local"]
+        finally:
+            await runner.aclose()
+
+    (review,), stats = asyncio.run(go())
+    assert review.status == "failed" and review.metadata["failure"] == "timeout"
+    assert "raise the reviewer's timeout" in review.error and "after 1 attempt" in review.error
+    assert stats.requests == 1
+
+
 # --- the real embedded SmolLM2 ---------------------------------------------------------------
 
 

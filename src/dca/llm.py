@@ -7,7 +7,8 @@ generation, LLM judges and dialogue reviews):
 - **rate limits**: at most ``requests_per_minute`` request starts per minute, spaced evenly;
 - **concurrency**: at most ``concurrency`` requests in flight (the slot is held only while a
   request is in flight, never while backing off);
-- **timeouts**: ``timeout`` seconds per request;
+- **timeouts**: ``timeout`` seconds per request (retried, except on a backend that computes
+  locally, ``local_compute``: the local ``hf`` model would redo the same work at the same speed);
 - **retries**: a retryable error (timeout, 429, 5xx, dropped connection) waits
   ``backoff_base * 2**(attempt-1)`` seconds with jitter (uniform between half and all of it),
   at least the server's ``Retry-After``, at most ``backoff_max``; at most ``max_attempts`` tries.
@@ -335,7 +336,9 @@ class LLMClient:
                 try:
                     generation = await asyncio.wait_for(self.backend.generate(messages, json_schema=json_schema), spec.timeout)
                 except asyncio.TimeoutError:
-                    error = CallError("timeout", True, f"no answer within {spec.timeout:g} s")
+                    local = getattr(self.backend, "local_compute", False)  # the same work again on the same machine
+                    hint = f"; a local model: raise the reviewer's timeout (now {spec.timeout:g} s)" if local else ""
+                    error = CallError("timeout", not local, f"no answer within {spec.timeout:g} s{hint}")
                 except Exception as e:  # noqa: BLE001 - the backend classifies it
                     error = self.backend.classify(e)
                 else:

@@ -222,6 +222,11 @@ def _fingerprint(model: str) -> str:
 class HFBackend:
     """A local chat model behind the backend interface (see the module docstring)."""
 
+    #: A timed-out call is not retried (`dca.llm.LLMClient`): greedy decoding on the same
+    #: machine would redo the same work at the same speed, so a review that does not fit in the
+    #: reviewer's ``timeout`` fails at once (kind ``timeout``), with a hint to raise it.
+    local_compute = True
+
     def __init__(self, spec: ReviewerSpec, *, model: Any = None, tokenizer: Any = None):
         """`model` and `tokenizer`: an already loaded model to decode with (the `persona`
         reviewer passes the policy itself) instead of loading ``spec.model``."""
