@@ -82,6 +82,34 @@ def test_persona_reviews_of_a_random_model_always_parse(tmp_path, seed):
         assert all(d < s.index for s in review.steps for d in s.depends_on)
 
 
+def test_persona_reviews_are_decoded_in_batches_of_different_lengths(tiny_model_dir):
+    """Five traces of different lengths in batches of 3 and 2 (left-padded, one grammar per
+    row): every review parses and covers its own units, counts its own prompt tokens, and a
+    trace with no units fails alone."""
+    from dca.review import ReviewItem
+
+    model, tokenizer = load_model(str(tiny_model_dir))
+    persona = resolve_personas(["strict"])[0]
+    batched = PersonaReviewer("self", persona, model, tokenizer, params={"max_reason_chars": 2, "batch_size": 3})
+    single = PersonaReviewer("self", persona, model, tokenizer, params={"max_reason_chars": 2, "batch_size": 1})
+    golds = gold_traces(5, seed=4)
+    items = [ReviewItem(problem=g.problem, trace=g.trace, units=segment(g.trace.completion)) for g in golds]
+    items[3] = ReviewItem(problem=items[3].problem, trace=items[3].trace, units=[])
+    assert len({len(item.units) for item in items}) > 2  # rows of different lengths share a batch
+    reviews = batched.review_items(items)
+    assert [r.trace_id for r in reviews] == [item.trace.id for item in items]
+    assert reviews[3].status == "failed" and reviews[3].metadata["failure"] == "reviewer_error"
+    for item, review, alone in zip(items, reviews, single.review_items(items)):
+        if not item.units:
+            continue
+        assert review.status == "ok", review.error
+        assert [(s.first_unit, s.last_unit) for s in review.steps] == [(i, i) for i in range(len(item.units))]
+        assert review.usage["input_tokens"] == alone.usage["input_tokens"]  # its own prompt, not the padding
+        assert 0 < review.usage["output_tokens"] <= 1024 and review.usage["seconds"] > 0
+    with pytest.raises(UserError, match="batch_size must be a positive integer"):
+        PersonaReviewer("self", persona, model, tokenizer, params={"batch_size": 0})
+
+
 def test_the_persona_never_sees_the_outcome_or_the_reward(tiny_model_dir):
     model, tokenizer = load_model(str(tiny_model_dir))
     persona = resolve_personas(["lenient"])[0]

@@ -340,23 +340,40 @@ class HFBackend:
     def decode(self, prompt: str, units: int):
         """A constrained answer for a raw prompt `prompt` about `units` units (no chat template;
         the `persona` reviewer's path): a `Generation`."""
+        return self.decode_batch([prompt], [units])[0]
+
+    def decode_batch(self, prompts: list[str], units: list[int]):
+        """Constrained answers for several raw prompts in one ``generate`` call (left-padded,
+        one grammar per row, each row's unit count its own): a `Generation` per prompt. A
+        batch of one is exactly `decode`; in a larger batch greedy answers may differ from
+        unbatched ones in rare near-ties (padding changes the float arithmetic), never in format."""
         with self._lock:
             self._load()
-            return self._decode(prompt, max(units, 1))
+            return self._decode_batch(prompts, [max(u, 1) for u in units])
 
     def _decode(self, prompt: str, units: int, *, questions: bool = False):
         """Generate for `prompt` (the caller holds the lock)."""
+        return self._decode_batch([prompt], [units], questions=questions)[0]
+
+    def _decode_batch(self, prompts: list[str], units: list[int], *, questions: bool = False):
+        """Generate for each of `prompts` in one batch (the caller holds the lock)."""
         import torch
 
         from ..llm import Generation
 
         p = self.params
         tokenizer, model = self._tokenizer, self._model
-        inputs = tokenizer(prompt, return_tensors="pt", add_special_tokens=False).to(model.device)
+        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        encoded = [tokenizer(prompt, add_special_tokens=False)["input_ids"] for prompt in prompts]
+        width = max(len(ids) for ids in encoded)
+        inputs = {  # padded on the left, so every row's answer starts at the same position
+            "input_ids": torch.tensor([[pad] * (width - len(ids)) + ids for ids in encoded], device=model.device),
+            "attention_mask": torch.tensor([[0] * (width - len(ids)) + [1] * len(ids) for ids in encoded], device=model.device),
+        }
         options: dict[str, Any] = {
             "max_new_tokens": p["max_new_tokens"],
             "max_time": self.spec.timeout,  # the worker ends soon after the runner gives up
-            "pad_token_id": tokenizer.pad_token_id,
+            "pad_token_id": pad,
         }
         if p["temperature"] > 0:
             options.update(do_sample=True, temperature=float(p["temperature"]))
@@ -369,8 +386,8 @@ class HFBackend:
         if p["constrained"]:
             from xgrammar.contrib.hf import LogitsProcessor
 
-            # One processor per call: it holds the grammar matcher's state.
-            options["logits_processor"] = [LogitsProcessor(self._grammar(units, questions))]
+            # One processor per call (it holds the grammar matchers' state), one grammar per row.
+            options["logits_processor"] = [LogitsProcessor([self._grammar(u, questions) for u in units])]
         training = model.training
         model.eval()  # a policy mid-training: no dropout while it reviews
         try:
@@ -378,10 +395,17 @@ class HFBackend:
                 output = model.generate(**inputs, **options)
         finally:
             model.train(training)
-        new = output[0, inputs["input_ids"].shape[1] :]
-        return Generation(
-            text=tokenizer.decode(new, skip_special_tokens=True),
-            input_tokens=int(inputs["input_ids"].shape[1]),
-            output_tokens=int(new.shape[0]),
-            model=self.spec.model,
-        )
+        stops = model.generation_config.eos_token_id
+        stops = {stops} if isinstance(stops, int) else set(stops or [tokenizer.eos_token_id])
+        generations = []
+        for row, ids in enumerate(encoded):
+            new = output[row, width:].tolist()
+            # A finished row is padded to the batch's length: its answer ends at its first stop token.
+            end = next((i + 1 for i, token in enumerate(new) if token in stops), len(new))
+            generations.append(Generation(
+                text=tokenizer.decode(new[:end], skip_special_tokens=True),
+                input_tokens=len(ids),
+                output_tokens=end,
+                model=self.spec.model,
+            ))  # fmt: skip
+        return generations

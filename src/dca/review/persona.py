@@ -55,6 +55,7 @@ from .protocol import InvalidAnswer, parse_answer
 __all__ = [
     "DEFAULT_PERSONAS",
     "PERSONA_FILE",
+    "PERSONA_BATCH_SIZE",
     "PERSONA_PARAMS",
     "PERSONA_PROTOCOL",
     "Persona",
@@ -76,6 +77,9 @@ PERSONA_PROTOCOL = "dca-persona/1"
 #: Constrained-decoding parameters of a persona review (any `dca.review.local` parameter may
 #: be overridden): short reasons keep a review a few tokens per unit.
 PERSONA_PARAMS: dict[str, Any] = {"one_step_per_unit": True, "max_reason_chars": 8, "max_new_tokens": 1024, "max_depends": 2}
+#: Reviews a persona decodes in one batched ``generate`` call unless ``params.batch_size`` says
+#: otherwise (`PersonaReviewer`).
+PERSONA_BATCH_SIZE = 8
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 
@@ -250,9 +254,12 @@ def build_persona_reviewer(spec: Any, context: Any) -> "PersonaReviewer":
 class PersonaReviewer:
     """A persona of a loaded (policy) model behind the `dca.review.base.Reviewer` interface.
 
-    Runs inline, one review at a time, in the caller's thread (the model is the caller's).
-    A review whose answer does not parse (possible only with ``one_step_per_unit`` off) or
-    whose generation raises is a failed review, never an exception.
+    Runs inline, in the caller's thread (the model is the caller's), and decodes up to
+    ``batch_size`` reviews in one batched ``generate`` call (`HFBackend.decode_batch`; param
+    ``batch_size``, default `PERSONA_BATCH_SIZE`; 1 reviews one trace at a time). A review
+    whose answer does not parse (possible only with ``one_step_per_unit`` off) or whose
+    generation raises is a failed review, never an exception. ``usage["seconds"]`` of a review
+    is its batch's wall time divided by the batch's reviews.
     """
 
     inline = True
@@ -261,21 +268,27 @@ class PersonaReviewer:
         from .config import ReviewerSpec
         from .local import HFBackend
 
+        params = {**PERSONA_PARAMS, **(params or {})}
+        self.batch_size = params.pop("batch_size", PERSONA_BATCH_SIZE)
+        if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1:
+            raise UserError(f"reviewer '{name}': params.batch_size must be a positive integer (got {self.batch_size!r})")
         add_persona_tokens(model, tokenizer, [persona])  # no-op when the checkpoint has it
         self.name = name
         self.model = model
         self.persona = persona
         self.tokenizer = tokenizer
-        spec = ReviewerSpec(name=name, backend="hf", model=model_name, params={**PERSONA_PARAMS, **(params or {})})
+        spec = ReviewerSpec(name=name, backend="hf", model=model_name, params=params)
         self.backend = HFBackend(spec, model=model, tokenizer=tokenizer)
 
-    def review(self, problem: Problem, trace_completion: str, units: list[Unit], *, trace_id: str, prompt: str | None = None) -> Review:
-        started = time.perf_counter()
-        metadata = {"backend": "persona", "persona": self.persona.name, "protocol": PERSONA_PROTOCOL}
-        if not units:
-            return Review(trace_id=trace_id, reviewer=self.name, units=units, status="failed", error="no units to review",
-                          metadata={**metadata, "failure": "reviewer_error"})  # fmt: skip
-        generation = self.backend.decode(persona_prompt(self.tokenizer, problem, units, self.persona), len(units))
+    def _metadata(self) -> dict[str, Any]:
+        return {"backend": "persona", "persona": self.persona.name, "protocol": PERSONA_PROTOCOL}
+
+    def _failed(self, trace_id: str, units: list[Unit], kind: str, error: str, **extra: Any) -> Review:
+        return Review(trace_id=trace_id, reviewer=self.name, units=units, status="failed", error=f"{kind}: {error}"[:500],
+                      unreviewed_units=[u.index for u in units], usage=extra.pop("usage", {}),
+                      metadata={**self._metadata(), "failure": kind, **extra})  # fmt: skip
+
+    def _review_from(self, generation: Any, trace_id: str, units: list[Unit]) -> Review:
         usage = {"input_tokens": generation.input_tokens, "output_tokens": generation.output_tokens, "cost_usd": 0.0, "requests": 1}
         try:
             # Every line up to the step cap is required, so units go uncovered only when the
@@ -283,27 +296,47 @@ class PersonaReviewer:
             parsed = parse_answer(generation.text, units)
         except InvalidAnswer as e:  # uncovered units: a trace longer than the answer budget's step limit
             kind = "uncovered_units" if str(e).startswith("uncovered units") else "invalid_answer"
-            review = Review(trace_id=trace_id, reviewer=self.name, units=units, status="failed", error=f"{kind}: {e}",
-                            unreviewed_units=[u.index for u in units], usage=usage,
-                            metadata={**metadata, "failure": kind, "answer_excerpt": generation.text[:1000]})  # fmt: skip
-        else:
-            review = Review(trace_id=trace_id, reviewer=self.name, units=units, steps=parsed.steps,
-                            unreviewed_units=parsed.unreviewed_units, usage=usage, metadata=metadata)  # fmt: skip
-        review.usage["seconds"] = round(time.perf_counter() - started, 4)
-        return review
+            return self._failed(trace_id, units, kind, str(e), usage=usage, answer_excerpt=generation.text[:1000])
+        return Review(trace_id=trace_id, reviewer=self.name, units=units, steps=parsed.steps,
+                      unreviewed_units=parsed.unreviewed_units, usage=usage, metadata=self._metadata())  # fmt: skip
+
+    def _review_batch(self, batch: Sequence[tuple[Problem, list[Unit], str]]) -> list[Review]:
+        """Reviews of (problem, units, trace id) triples, decoded together; any failure of the
+        batch's generation is a failed review of each of its traces."""
+        started = time.perf_counter()
+        reviews: list[Review | None] = [None] * len(batch)
+        todo = []
+        for i, (problem, units, trace_id) in enumerate(batch):
+            if units:
+                todo.append(i)
+            else:
+                reviews[i] = self._failed(trace_id, units, "reviewer_error", "no units to review")
+        if todo:
+            try:
+                prompts = [persona_prompt(self.tokenizer, batch[i][0], batch[i][1], self.persona) for i in todo]
+                generations = self.backend.decode_batch(prompts, [len(batch[i][1]) for i in todo])
+            except Exception as e:  # noqa: BLE001 - a reviewer failure is data, never a crash
+                for i in todo:
+                    reviews[i] = self._failed(batch[i][2], batch[i][1], "reviewer_error", f"{type(e).__name__}: {e}")
+            else:
+                for i, generation in zip(todo, generations):
+                    reviews[i] = self._review_from(generation, batch[i][2], batch[i][1])
+        seconds = round((time.perf_counter() - started) / len(batch), 4)
+        for review in reviews:
+            review.usage["seconds"] = seconds
+        return reviews  # type: ignore[return-value]
+
+    def review(self, problem: Problem, trace_completion: str, units: list[Unit], *, trace_id: str, prompt: str | None = None) -> Review:
+        """One review (a batch of one)."""
+        return self._review_batch([(problem, units, trace_id)])[0]
 
     def review_items(self, items: Sequence[Any]) -> list[Review]:
-        """Reviews of `dca.review.runner.ReviewItem`-like items (problem, trace, units); a
-        failure of one is a failed review."""
-        reviews = []
-        for item in items:
-            try:
-                review = self.review(item.problem, item.trace.completion, item.units, trace_id=item.trace.id)
-            except Exception as e:  # noqa: BLE001 - a reviewer failure is data, never a crash
-                review = Review(trace_id=item.trace.id, reviewer=self.name, units=item.units, status="failed",
-                                error=f"reviewer_error: {type(e).__name__}: {e}"[:500], unreviewed_units=[u.index for u in item.units],
-                                metadata={"backend": "persona", "persona": self.persona.name, "failure": "reviewer_error"})  # fmt: skip
-            reviews.append(review)
+        """Reviews of `dca.review.runner.ReviewItem`-like items (problem, trace, units), in
+        batches of ``batch_size``; a failure of one is a failed review."""
+        triples = [(item.problem, item.units, item.trace.id) for item in items]
+        reviews: list[Review] = []
+        for start in range(0, len(triples), self.batch_size):
+            reviews += self._review_batch(triples[start : start + self.batch_size])
         return reviews
 
     async def review_many(self, items: Sequence[Any]) -> list[Review]:

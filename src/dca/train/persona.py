@@ -42,6 +42,7 @@ from typing import Any, Callable
 
 from ..consensus import build_consensus, group_reviews
 from ..records import Consensus, Problem, Review, Step, Trace
+from ..review.base import ReviewItem
 from ..review.local import REASON_CHARS
 from ..review.persona import PERSONA_PARAMS, Persona, PersonaReviewer, add_persona_tokens, persona_prompt, save_persona_checkpoint
 from .sft import SFTSettings
@@ -158,7 +159,7 @@ def measure_personas(model: Any, tokenizer: Any, personas: list[Persona], target
         targets = targets_by_persona[persona.name]
         reviewer = PersonaReviewer(f"persona-{persona.name}", persona, model, tokenizer)
         started = time.perf_counter()
-        reviews = [reviewer.review(t.problem, t.trace.completion, t.review.units, trace_id=t.trace.id) for t in targets]
+        reviews = reviewer.review_items([ReviewItem(problem=t.problem, trace=t.trace, units=t.review.units) for t in targets])
         seconds = time.perf_counter() - started
         truth = [dataclasses.replace(t.review, reviewer="target") for t in targets]
         report = agreement_report(reviews + truth, truth="target")
