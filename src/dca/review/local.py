@@ -33,7 +33,8 @@ question, the grammar admits either an answer or one line ``QUESTION <unit>: <te
 numbers within the prompt's units, at most 120 characters of the reason alphabet).
 
 The `persona` reviewer (`dca.review.persona`) decodes with this class too, on a model it
-passes in (the policy) and a raw prompt (`HFBackend.decode`), with ``one_step_per_unit``:
+passes in (the policy) and raw prompts, several per ``generate`` call (`HFBackend.decode_batch`:
+left-padded, one grammar per row), with ``one_step_per_unit``:
 line i must label unit i alone, so its answers always parse (in order, no overlap).
 
 Parameters (``params`` in the reviewers YAML): ``max_new_tokens`` (512), ``temperature`` (0:
