@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import collections
 import json
-import random
 import sys
 import time
 from pathlib import Path
@@ -34,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from synthetic_review_set import build  # noqa: E402
 
-from dca.agreement import project_traces, reviewer_quality  # noqa: E402
+from dca.agreement import compare_reviewers, project_traces, reviewer_quality  # noqa: E402
 from dca.records import write_jsonl  # noqa: E402
 from dca.review import BuildContext, ReviewCache, ReviewItem, ReviewerSpec, build_reviewers, close_reviewers, review_batch  # noqa: E402
 from dca.segment import segment  # noqa: E402
@@ -60,34 +59,6 @@ COMPARED = {
 
 def _figure(quality: dict, path: tuple[str, str]):
     return quality[path[0]][path[1]]
-
-
-def paired_differences(projected: list, draws: int = 2000, seed: int = 0) -> dict[str, dict]:
-    """Dialogue - one-shot for each `COMPARED` figure, with a 95 % percentile interval from a
-    bootstrap over traces (each draw resamples the same traces for both modes)."""
-    def differences(traces: list) -> dict[str, float | None]:
-        quality = reviewer_quality(traces, "oracle")["reviewers"]
-        out = {}
-        for key, path in COMPARED.items():
-            a, b = _figure(quality["dialogue"], path), _figure(quality["one-shot"], path)
-            out[key] = None if a is None or b is None else a - b
-        return out
-
-    value = differences(projected)
-    rng = random.Random(seed)
-    samples: dict[str, list[float]] = {key: [] for key in COMPARED}
-    for _ in range(draws):
-        for key, d in differences([rng.choice(projected) for _ in projected]).items():
-            if d is not None:
-                samples[key].append(d)
-    result = {}
-    for key in COMPARED:
-        drawn = sorted(samples[key])
-        if value[key] is None or len(drawn) < draws // 2:
-            result[key] = {"value": value[key], "low": None, "high": None}
-        else:
-            result[key] = {"value": value[key], "low": drawn[int(0.025 * len(drawn))], "high": drawn[int(0.975 * len(drawn)) - 1]}
-    return result
 
 
 def constant_baselines(projected: list) -> dict[str, float | None]:
@@ -177,11 +148,12 @@ def main() -> None:
         print(f"{'baseline ' + key:40s}{_fmt(value)}")
     for name, reviews in [("oracle", oracle), *by_mode.items()]:
         print(f"labels {name}: {label_shares(reviews)}")
-    differences = paired_differences(projected)
-    print("dialogue - one-shot (95 % interval, bootstrap over traces):")
+    comparison = compare_reviewers(projected, "oracle", "one-shot", "dialogue")
+    differences = comparison["figures"]
+    print(f"dialogue - one-shot, paired on {comparison['traces']} traces (95 % interval, bootstrap over traces):")
     for key, d in differences.items():
         interval = f" [{d['low']:+.3f}, {d['high']:+.3f}]" if d["low"] is not None else ""
-        print(f"  {key:26s}{'n/a' if d['value'] is None else format(d['value'], '+.3f')}{interval}")
+        print(f"  {key:26s}{'n/a' if d['difference'] is None else format(d['difference'], '+.3f')}{interval}")
     for name in names:
         if errors[name]:
             print(f"{name} failures:")
@@ -189,7 +161,7 @@ def main() -> None:
                 print(f"  {count} x {kind}")
     if out is not None:
         figures = {"settings": vars(args), "traces": len(items), "with_error": sum(t.outcome != "correct" for t in traces),
-                   "modes": rows, "differences": differences, "baselines": baselines,
+                   "modes": rows, "comparison": comparison, "baselines": baselines,
                    "labels": {name: label_shares(reviews) for name, reviews in [("oracle", oracle), *by_mode.items()]}, "failures": {n: dict(errors[n]) for n in names}}  # fmt: skip
         (out / "figures.json").write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
     print(f"ratio={rows['dialogue']['tokens_per_review'] / rows['one-shot']['tokens_per_review']:.2f}")

@@ -59,6 +59,29 @@ def test_agreement_prints_tables_and_writes_json(run_dir, tmp_path):
         assert text in result.stdout
 
 
+def test_agreement_compares_two_reviewers_paired_with_intervals(run_dir, tmp_path):
+    """The gold-role reviewer against the noisy one (30 % of labels flipped), both against the
+    oracle: gold-roles is the better reviewer and the interval of the difference excludes 0."""
+    out = tmp_path / "compare.json"
+    result = dca("agreement", "--reviews", str(run_dir / "reviews.jsonl"), "--truth", "oracle",
+                 "--compare", "noisy,gold-roles", "--draws", "300", "--out", str(out))  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    report = json.loads(out.read_text())
+    c = report["comparison"]
+    assert (c["truth"], c["a"], c["b"], c["traces"], c["draws"]) == ("oracle", "noisy", "gold-roles", 40, 300)
+    quality = report["truth"]["reviewers"]
+    for figure, key in (("useful_f1", "useful"), ("error_f1", "error")):
+        f = c["figures"][figure]
+        assert f["a"] == pytest.approx(quality["noisy"][key]["f1"]) and f["b"] == pytest.approx(quality["gold-roles"][key]["f1"])
+    alpha = c["figures"]["alpha"]
+    assert alpha["difference"] == pytest.approx(alpha["b"] - alpha["a"]) and alpha["difference"] > 0
+    assert 0 < alpha["low"] <= alpha["difference"] <= alpha["high"]
+    assert "gold-roles against noisy, paired on 40 traces" in result.stdout
+    again = dca("agreement", "--reviews", str(run_dir / "reviews.jsonl"), "--truth", "oracle",
+                "--compare", "noisy,gold-roles", "--draws", "300", "--out", str(out), "--overwrite")  # fmt: skip
+    assert json.loads(out.read_text())["comparison"] == c  # seeded: the same intervals run to run
+
+
 def test_show_writes_a_page(run_dir, tmp_path):
     out = tmp_path / "report.html"
     result = dca("show", str(run_dir), "--out", str(out), "--limit", "10")
@@ -76,6 +99,10 @@ def test_show_writes_a_page(run_dir, tmp_path):
         (["consensus", "--reviews", "{reviews}", "--rule", "most", "--out", "c.jsonl"], "unknown consensus rule 'most'"),
         (["agreement", "--reviews", "{reviews}", "--truth", "gpt", "--out", "{tmp}/a.json"], "no reviews by 'gpt'"),
         (["agreement", "--reviews", "{problems}"], "not a valid Review record"),
+        (["agreement", "--reviews", "{reviews}", "--compare", "noisy,oracle", "--out", "{tmp}/a.json"], "--compare needs --truth"),
+        (["agreement", "--reviews", "{reviews}", "--truth", "oracle", "--compare", "noisy", "--out", "{tmp}/a.json"], "--compare takes two reviewer names"),
+        (["agreement", "--reviews", "{reviews}", "--truth", "oracle", "--compare", "noisy,gpt", "--out", "{tmp}/a.json"], "no reviews by 'gpt'"),
+        (["agreement", "--reviews", "{reviews}", "--truth", "oracle", "--compare", "noisy,oracle", "--out", "{tmp}/a.json"], "compare two reviewers other than the truth"),
         (["show", "{tmp}/nothing", "--out", "{tmp}/r.html"], "does not exist"),
         (["show", "{reviews}", "--out", "{tmp}/no/such/dir/r.html"], "does not exist; create it"),
     ],

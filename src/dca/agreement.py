@@ -28,6 +28,11 @@ The figures an annotation study reports, computed over the reviews of a set of t
   traces), and per label: Fleiss' κ_j, and the label's specific agreement (of the times
   it was given, the share of the unit's other labels that agree with it).
 
+**Two reviewers compared** (`compare_reviewers`, ``dca agreement --compare A,B``): both
+against the truth on the traces all three reviewed, each figure (α with the truth, useful,
+error and first-error F1) for A and B and the difference B - A with a 95 % percentile
+interval from a bootstrap over those traces (paired: a draw resamples traces, not reviews).
+
 **Against a ground truth** (`reviewer_quality`): one reviewer's labels (the oracle on
 synthetic problems, the reference reviewer on GSM8K) are the truth. For each other
 reviewer, on the traces where both reviews succeeded: token-weighted precision, recall and
@@ -59,6 +64,7 @@ __all__ = [
     "ProjectedTrace",
     "agreement_report",
     "cohen_kappa",
+    "compare_reviewers",
     "fleiss_kappa",
     "krippendorff_alpha",
     "observed_agreement",
@@ -446,6 +452,70 @@ def reviewer_quality(traces: list[ProjectedTrace], truth: str) -> dict:
     return result
 
 
+#: The figures `compare_reviewers` pairs, each a function of (traces, truth, reviewer,
+#: reviewer_quality's entry for the reviewer).
+COMPARED_FIGURES = ("alpha", "useful_f1", "error_f1", "first_error_f1")
+
+
+def _compared(traces: list[ProjectedTrace], truth: str, names: tuple[str, ...]) -> dict[str, dict[str, float | None]]:
+    quality = reviewer_quality(traces, truth)["reviewers"]
+    weights = [w for t in traces for w in t.weights]
+    out = {}
+    for name in names:
+        q = quality[name]
+        items = [item for t in traces for item in t.unit_items([truth, name])]
+        out[name] = {
+            "alpha": krippendorff_alpha(items, weights),  # the reviewer's labels and the truth's, two coders
+            "useful_f1": q["useful"]["f1"],
+            "error_f1": q["error"]["f1"],
+            "first_error_f1": q["first_error"]["f1"],
+        }
+    return out
+
+
+def compare_reviewers(traces: list[ProjectedTrace], truth: str, a: str, b: str, *, draws: int = 2000, seed: int = 0) -> dict:
+    """Reviewer `b` against reviewer `a`, each scored against `truth`, paired: on the traces
+    that all three reviewed successfully, each `COMPARED_FIGURES` figure for `a` and for `b`
+    (α of the reviewer's labels with the truth's as two coders; useful, error and first-error
+    F1 as in `reviewer_quality`) and the difference b - a with a 95 % percentile interval
+    from a bootstrap over those traces (both reviewers resampled together; an interval is
+    None when fewer than half of the `draws` define the difference)."""
+    import random
+
+    names = sorted({r for t in traces for r in [*t.labels, *t.failed]})
+    for name in (truth, a, b):
+        if name not in names:
+            raise ValueError(f"no reviews by {name!r}; reviewers are {', '.join(names) or 'none'}")
+    if len({truth, a, b}) < 3:
+        raise ValueError(f"compare two reviewers other than the truth (got {a!r}, {b!r}, truth {truth!r})")
+    shared = [t for t in traces if all(n in t.labels for n in (truth, a, b))]
+    result: dict = {"truth": truth, "a": a, "b": b, "traces": len(shared), "draws": draws, "seed": seed, "figures": {}}
+    if not shared:
+        result["figures"] = {f: {"a": None, "b": None, "difference": None, "low": None, "high": None} for f in COMPARED_FIGURES}
+        return result
+
+    def differences(sample: list[ProjectedTrace]) -> tuple[dict, dict[str, float | None]]:
+        figures = _compared(sample, truth, (a, b))
+        diff = {f: None if figures[a][f] is None or figures[b][f] is None else figures[b][f] - figures[a][f] for f in COMPARED_FIGURES}
+        return figures, diff
+
+    figures, value = differences(shared)
+    rng = random.Random(seed)
+    drawn: dict[str, list[float]] = {f: [] for f in COMPARED_FIGURES}
+    for _ in range(draws):
+        _, diff = differences([shared[rng.randrange(len(shared))] for _ in shared])
+        for f, d in diff.items():
+            if d is not None and math.isfinite(d):
+                drawn[f].append(d)
+    for f in COMPARED_FIGURES:
+        samples = sorted(drawn[f])
+        low = high = None
+        if value[f] is not None and samples and len(samples) >= draws / 2:
+            low, high = samples[int(0.025 * len(samples))], samples[max(int(0.975 * len(samples)) - 1, 0)]
+        result["figures"][f] = {"a": figures[a][f], "b": figures[b][f], "difference": value[f], "low": low, "high": high}
+    return result
+
+
 # ---------------------------------------------------------------------------------------------
 # Printing
 
@@ -493,4 +563,12 @@ def format_report(report: dict) -> list[tuple[str, list[tuple[str, ...]]]]:
         rows.append(("first error: none on correct", *(_fmt(q["first_error"]["correct_accuracy"]) for q in judged.values())))
         rows.append(("first-error F1", *(_fmt(q["first_error"]["f1"]) for q in judged.values())))
         tables.append((f"against the truth ({report['truth']['reviewer']})", rows))
+    if "comparison" in report:
+        c = report["comparison"]
+        rows = [("figure (vs the truth)", c["a"], c["b"], f"{c['b']} - {c['a']}", "95% interval")]
+        for name, f in c["figures"].items():
+            interval = f"[{f['low']:+.3f}, {f['high']:+.3f}]" if f["low"] is not None else "n/a"
+            difference = "n/a" if f["difference"] is None else f"{f['difference']:+.3f}"
+            rows.append((name, _fmt(f["a"]), _fmt(f["b"]), difference, interval))
+        tables.append((f"{c['b']} against {c['a']}, paired on {c['traces']} traces ({c['draws']} bootstrap draws)", rows))
     return tables

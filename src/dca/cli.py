@@ -448,9 +448,16 @@ def cmd_agreement(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from .agreement import agreement_report, format_report
+    from .agreement import agreement_report, compare_reviewers, format_report, project_traces
     from .records import Problem, Review, Trace
 
+    compare = None
+    if args.compare is not None:
+        compare = [n.strip() for n in args.compare.split(",")]
+        if len(compare) != 2 or not all(compare):
+            raise UserError(f"--compare takes two reviewer names, A,B (got {args.compare!r})")
+        if args.truth is None:
+            raise UserError("--compare needs --truth: both reviewers are scored against it")
     traces_path = _beside(args.reviews, "traces.jsonl", args.traces)
     problems_path = _beside(args.reviews, "problems.jsonl", args.problems)
     out = _out_file(args.out or str(Path(args.reviews).with_suffix(".agreement.json")), args, args.reviews, traces_path, problems_path)
@@ -459,6 +466,9 @@ def cmd_agreement(args: argparse.Namespace) -> int:
     problems = _read_records(problems_path, Problem, "problems") if problems_path else None
     try:
         report = agreement_report(reviews, traces=traces, problems=problems, truth=args.truth, weighting=args.weighting)
+        if compare is not None:
+            projected = project_traces(reviews, weighting=args.weighting)
+            report["comparison"] = compare_reviewers(projected, args.truth, compare[0], compare[1], draws=args.draws)
     except ValueError as e:
         raise UserError(f"{args.reviews}: {e}") from e
     console = Console()
@@ -830,6 +840,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--traces", default=None, help="traces file for the by-outcome figures (default: traces.jsonl beside --reviews)")
     p.add_argument("--problems", default=None, help="problems file for the by-domain figures (default: problems.jsonl beside --reviews)")
     p.add_argument("--weighting", choices=("tokens", "units"), default="tokens", help="weight units by their tokens (words and punctuation) or count each once")
+    p.add_argument("--compare", default=None, metavar="A,B", help="with --truth: reviewer B against reviewer A, paired on the traces both reviewed, with 95%% bootstrap intervals of B - A")
+    p.add_argument("--draws", type=_count(100), default=2000, help="bootstrap draws for --compare")
     p.add_argument("--out", default=None, help="JSON file for all figures (default: <reviews>.agreement.json)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out (never an input)")
     p.set_defaults(func=cmd_agreement)
