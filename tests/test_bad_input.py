@@ -31,6 +31,7 @@ from dca.consensus import build_consensuses
 from dca.edit import EditConfig, edit_traces
 from dca.records import Edit, to_dict, write_jsonl
 from gold_traces import gold_traces, review_all, three_reviewers
+from lock_holder import held_locks
 
 
 @dataclass
@@ -516,18 +517,8 @@ class Outcome:
 def world(tmp_path_factory, tiny_model_dir):
     root = tmp_path_factory.mktemp("bad-input")
     _build_world(root, Path(tiny_model_dir))
-    holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from pathlib import Path; from dca.files import lock_dir\n"
-         "[lock_dir(Path(p)) for p in sys.argv[1:]]; print('locked', flush=True); time.sleep(900)",
-         str(root / "live-run"), str(root / "live-eval")],
-        stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    assert holder.stdout.readline().strip() == "locked"
-    try:
+    with held_locks(root / "live-run", root / "live-eval"):
         yield root
-    finally:
-        holder.kill()
-        holder.wait()
 
 
 @pytest.fixture(scope="module")

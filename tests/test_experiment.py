@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import random
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +14,7 @@ import yaml
 from dca.cli import main
 from dca.errors import UserError
 from dca.files import LOCK_NAME, unlock_dir
+from lock_holder import held_locks
 from dca.experiment.runner import prepare_experiment_dir, run_state, training_order
 from dca.experiment.spec import deep_merge, load_spec, parse_spec
 from dca.experiment.stats import MDE_FACTOR, bootstrap, nanmean, relative_difference
@@ -265,20 +264,11 @@ def test_an_experiment_directory_has_one_writer(tmp_path, capsys):
     prepare_experiment_dir(spec, out)  # this process now holds the lock
     unlock_dir(out)
     assert not (out / LOCK_NAME).exists() and (out / "spec.yaml").exists()
-    holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from pathlib import Path; from dca.files import lock_dir\n"
-         "lock_dir(Path(sys.argv[1])); print('locked', flush=True); time.sleep(120)", str(out)],
-        stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    try:
-        assert holder.stdout.readline().strip() == "locked"
+    with held_locks(out, seconds=120) as holder:
         before = sorted(p.name for p in out.iterdir())
         assert main(["experiment", "run", str(SMOKE), "--out", str(out)]) == 2
         assert f"is being written by another process (pid {holder.pid})" in capsys.readouterr().err
         assert sorted(p.name for p in out.iterdir()) == before
-    finally:
-        holder.kill()
-        holder.wait()
     prepare_experiment_dir(spec, out)  # the holder is gone: the directory can be taken again
     unlock_dir(out)
 

@@ -25,6 +25,7 @@ from dca.files import (
     write_text_atomic,
 )
 from dca.records import Trace, write_jsonl
+from lock_holder import held_locks
 
 
 def test_a_failed_write_leaves_the_old_file_and_no_partial(tmp_path):
@@ -121,19 +122,10 @@ def test_a_second_writer_is_refused_with_the_holders_pid(tmp_path):
     run = tmp_path / "run"
     run.mkdir()
     (run / "run.json").write_text("{}")
-    holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from pathlib import Path; from dca.files import lock_dir\n"
-         "lock_dir(Path(sys.argv[1])); print('locked', flush=True); time.sleep(60)", str(run)],
-        stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    try:
-        assert holder.stdout.readline().strip() == "locked"
+    with held_locks(run, seconds=60) as holder:
         with pytest.raises(UserError, match=rf"is being written by another process \(pid {holder.pid}\)"):
             prepare_output_dir(run, overwrite=True, marker="run.json", kind="a DCA run")
         assert (run / "run.json").exists()
-    finally:
-        holder.kill()
-        holder.wait()
     # The lock died with its holder (as after kill -9): the directory can be taken now.
     prepare_output_dir(run, overwrite=True, marker="run.json", kind="a DCA run")
     unlock_dir(run)
