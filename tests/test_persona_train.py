@@ -68,6 +68,10 @@ def test_persona_train_saves_a_trained_checkpoint_with_figures(labelled, tiny_mo
         assert figures["traces"] == 1 and figures["failed"] == 0 and figures["output_tokens_per_review"] > 0
         assert set(figures) >= {"alpha", "useful_f1", "error_f1", "first_error_f1", "seconds_per_review"}
     assert "oracle" in summary["external"]
+    # the policy's own greedy solutions, one per persona row, and the policy checked before/after
+    assert summary["policy_rows"] == summary["rows"] and summary["persona_settings"]["replay"] == 1.0
+    for phase in ("before", "after"):
+        assert summary["policy"][phase]["problems"] >= 1 and 0 <= summary["policy"][phase]["accuracy"] <= 1
     assert [p.name for p in load_personas(out)] == ["strict"]
     trained, tokenizer = load_model(str(out))
     base, _ = load_model(str(tiny_model_dir))
@@ -83,6 +87,7 @@ def test_persona_train_saves_a_trained_checkpoint_with_figures(labelled, tiny_mo
         (["--personas", "nobody"], "unknown persona"),
         (["--target", "causal=oracle"], "--target"),
         (["--held-out", "1.5"], "held_out"),
+        (["--replay", "-1"], "replay must be between 0 and 10"),
     ],
 )
 def test_persona_train_mistakes_are_one_line_errors(labelled, tiny_model_dir, tmp_path, capsys, extra, message):
@@ -103,3 +108,19 @@ def test_segment_is_what_targets_hold(labelled):
     reviews = read_jsonl(labelled / "reviews.jsonl", Review)
     traces = {t.id: t for t in read_jsonl(labelled / "traces.jsonl", Trace)}
     assert all(r.units == segment(traces[r.trace_id].completion) for r in reviews)
+
+
+def test_policy_rows_are_the_models_own_solutions_without_a_persona_token(labelled, tiny_model_dir):
+    from dca.review.persona import add_persona_tokens, resolve_personas
+    from dca.rollout import render_prompt
+    from dca.train.persona import policy_rows
+
+    problems = read_jsonl(labelled / "problems.jsonl", Problem)[:3]
+    model, tokenizer = load_model(str(tiny_model_dir))
+    add_persona_tokens(model, tokenizer, resolve_personas(["strict"]))
+    rows = policy_rows(model, tokenizer, problems, 5, 8)
+    assert len(rows) == 5 and [r["prompt"] for r in rows[:3]] == [render_prompt(tokenizer, p) for p in problems]
+    assert rows[3] == rows[0] and all("<|review:" not in r["prompt"] + r["completion"] for r in rows)
+    again = policy_rows(model, tokenizer, problems, 3, 8)
+    assert [r["completion"] for r in again] == [r["completion"] for r in rows[:3]]  # greedy: the model's own answer
+    assert policy_rows(model, tokenizer, problems, 0, 8) == []

@@ -72,7 +72,7 @@ def cmd_persona_train(args: argparse.Namespace) -> int:
             max_steps=args.max_steps, batch_size=args.batch_size, learning_rate=args.learning_rate, max_length=args.max_length,
             lora=args.lora, lora_rank=args.lora_rank, lora_alpha=args.lora_alpha, seed=args.seed,
         )  # fmt: skip
-        persona_settings = PersonaTrainSettings(held_out=args.held_out, targets=targets, measure=not args.no_measure, max_measure=args.max_measure)
+        persona_settings = PersonaTrainSettings(held_out=args.held_out, targets=targets, measure=not args.no_measure, max_measure=args.max_measure, replay=args.replay)
     except ValueError as e:
         raise UserError(str(e)) from e
     if args.max_measure is not None and args.max_measure < 1:
@@ -90,7 +90,11 @@ def cmd_persona_train(args: argparse.Namespace) -> int:
         for name, f in summary.get(phase, {}).items():
             _log(f"{phase:6s} {name}: alpha {_fmt(f['alpha'])}  useful F1 {_fmt(f['useful_f1'])}  error F1 {_fmt(f['error_f1'])}  "
                  f"first-error F1 {_fmt(f['first_error_f1'])}  failed {f['failed']}/{f['traces']}")  # fmt: skip
-    _log(f"persona checkpoint: {out} ({summary['rows']} rows, {settings.max_steps} steps; figures in persona_train.json)")
+    policy = summary.get("policy", {})
+    if "after" in policy:
+        _log(f"policy (no persona token): accuracy {policy['before']['accuracy']:.1%} -> {policy['after']['accuracy']:.1%} "
+             f"on {policy['after']['problems']} held-out problem(s)")  # fmt: skip
+    _log(f"persona checkpoint: {out} ({summary['rows']} persona rows + {summary['policy_rows']} policy rows, {settings.max_steps} steps; figures in persona_train.json)")
     return 0
 
 
@@ -110,6 +114,7 @@ def add_parsers(sub) -> None:
     p.add_argument("--held-out", type=float, default=0.25, help="share of traces kept out of training to measure agreement")
     p.add_argument("--max-measure", type=int, default=None, help="review at most this many held-out traces per measurement")
     p.add_argument("--no-measure", action="store_true", help="skip the before/after agreement measurement")
+    p.add_argument("--replay", type=float, default=1.0, help="policy rows per persona row: the model's own greedy solutions (no persona token), so the policy keeps solving; 0 for none")
     p.add_argument("--max-steps", type=int, default=40)
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--learning-rate", type=float, default=1e-4)

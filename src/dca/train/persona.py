@@ -18,12 +18,21 @@ characters and length, dependencies mapped onto the last unit of each step depen
 the saved checkpoint). Departure: under LoRA the persona tokens' embeddings stay at their
 initialisation (PEFT adapts linear layers only); the adapter learns the behaviour.
 
+Policy rows (``replay``, default one per persona row). The same weights must still solve
+problems when no persona token is present. Trained on persona rows alone they do not: on
+the embedded model's warm start, 24 steps took greedy accuracy on 64 problems from 67 % to
+55 % (all weights) and to 0 % (LoRA at learning rate 2e-3: every prompt answered with a
+review). So the base model's own greedy solutions of the training problems, under their
+ordinary prompt, are mixed in (`policy_rows`): the policy is asked to stay what it was.
+
 Measured on the held-out traces, for each persona, before training (the base model with the
 tokens just added) and after: agreement with the target (Krippendorff's α of the two
 label sets, token-weighted; `dca.agreement`), useful-unit and error-unit F1 and the first-error
 F1 with the target as truth, failed reviews, reviewer tokens (prompt, answer) and seconds per
 review; beside them the same cost figures of the external reviewers where their reviews
-record them. Everything goes to ``persona_train.json`` in the output checkpoint.
+record them; and the policy itself, without a persona token, before and after (`policy_check`:
+greedy accuracy on up to 32 held-out problems). Everything goes to ``persona_train.json`` in
+the output checkpoint.
 """
 
 from __future__ import annotations
@@ -47,7 +56,7 @@ from ..review.local import REASON_CHARS
 from ..review.persona import PERSONA_PARAMS, Persona, PersonaReviewer, add_persona_tokens, persona_prompt, save_persona_checkpoint
 from .sft import SFTSettings
 
-__all__ = ["PersonaTrainSettings", "Target", "measure_personas", "persona_rows", "run_persona_train", "targets_from_labels"]
+__all__ = ["PersonaTrainSettings", "Target", "measure_personas", "persona_rows", "policy_check", "policy_rows", "run_persona_train", "targets_from_labels"]
 
 _REASON = re.compile(REASON_CHARS)
 
@@ -65,10 +74,21 @@ class PersonaTrainSettings:
     """Measure agreement on the held-out traces before and after training."""
     max_measure: int | None = None
     """At most this many held-out traces are reviewed per measurement (None: all)."""
+    replay: float = 1.0
+    """Policy rows per persona row (`policy_rows`): the base model's own greedy solution of a
+    training trace's problem, under its ordinary prompt (no persona token), so that the policy
+    keeps solving where no persona token is present. 0 trains on persona rows only: the
+    policy then tends to answer every prompt with a review."""
+    replay_tokens: int = 160
+    """Longest replayed solution (and policy check), in tokens."""
 
     def __post_init__(self) -> None:
         if not 0 < self.held_out < 1:
             raise ValueError("held_out must be between 0 and 1 (a share of the traces)")
+        if not 0 <= self.replay <= 10:
+            raise ValueError("replay must be between 0 and 10 (policy rows per persona row)")
+        if self.replay_tokens < 1:
+            raise ValueError("replay_tokens must be at least 1")
 
 
 @dataclass(kw_only=True)
@@ -144,6 +164,52 @@ def persona_rows(targets: list[Target], personas: list[Persona], tokenizer: Any,
             if answer:
                 rows.append({"prompt": persona_prompt(tokenizer, t.problem, t.review.units, persona), "completion": answer})
     return rows
+
+
+def _interleave(a: list, b: list) -> list:
+    """`a` and `b` mixed evenly, each keeping its order (the trainer shuffles anyway)."""
+    if not b:
+        return list(a)
+    out, total = [], len(a) + len(b)
+    i = j = 0
+    for k in range(total):
+        if j < len(b) and (i >= len(a) or (j + 1) * total <= (k + 1) * len(b)):
+            out.append(b[j])
+            j += 1
+        else:
+            out.append(a[i])
+            i += 1
+    return out
+
+
+def _greedy(model: Any, tokenizer: Any, problems: list[Problem], max_new_tokens: int) -> list[Trace]:
+    from ..rollout import SamplingConfig, rollout
+
+    return rollout(model, tokenizer, problems, SamplingConfig(max_new_tokens=max_new_tokens, batch_size=16))
+
+
+def policy_rows(model: Any, tokenizer: Any, problems: list[Problem], count: int, max_new_tokens: int) -> list[dict]:
+    """`count` SFT rows of the policy's own behaviour: its ordinary prompt for a problem
+    (`dca.rollout.render_prompt`, no persona token) and its own greedy completion, cycling over
+    `problems` (distinct ones first). Mixed into persona training, they keep the weights that
+    serve both roles solving when no persona token asks for a review."""
+    from ..rollout import render_prompt
+
+    if count <= 0 or not problems:
+        return []
+    chosen = [problems[i % len(problems)] for i in range(min(count, len(problems)))]
+    solved = _greedy(model, tokenizer, chosen, max_new_tokens)
+    rows = [{"prompt": render_prompt(tokenizer, p), "completion": t.completion} for p, t in zip(chosen, solved) if t.completion]
+    return [rows[i % len(rows)] for i in range(count)] if rows else []
+
+
+def policy_check(model: Any, tokenizer: Any, problems: list[Problem], max_new_tokens: int) -> dict:
+    """Greedy accuracy and format failures of the policy (no persona token) on `problems`."""
+    from ..rollout import summarize
+
+    traces = _greedy(model, tokenizer, problems, max_new_tokens)
+    figures = summarize(traces)
+    return {"problems": len(problems), "accuracy": figures["accuracy"], "format_failures": figures["format_failures"], "mean_tokens": figures["mean_tokens"]}
 
 
 def _mean(values: list[float]) -> float | None:
@@ -256,14 +322,24 @@ def run_persona_train(
             "train_traces": {name: len(ts) for name, ts in train.items()},
             "held_out_traces": held_count,
         }
+        # The policy's own greedy solutions are checked on the held-out traces' problems.
+        check_problems = list({t.problem.id: t.problem for ts in targets_by_persona.values() for t in ts
+                               if is_held_out(t.trace.id, persona_settings.held_out)}.values())[:32]  # fmt: skip
         if persona_settings.measure and any(held_count.values()):
             log(f"persona-train: measuring before training on {max(held_count.values())} held-out trace(s)")
             summary["before"] = measure_personas(base, tokenizer, personas, held, log=log)
-        save_persona_checkpoint(base, tokenizer, personas, scratch / "base")
+            summary["policy"] = {"before": policy_check(base, tokenizer, check_problems, persona_settings.replay_tokens)}
         rows = persona_rows([], personas, tokenizer, train)
         if not rows:
             raise ValueError("no training row: every target is empty (does the first unit have a label?)")
+        train_problems = list({t.problem.id: t.problem for ts in train.values() for t in ts}.values())
+        replayed = policy_rows(base, tokenizer, train_problems, round(persona_settings.replay * len(rows)), persona_settings.replay_tokens)
         summary["rows"] = len(rows)
+        summary["policy_rows"] = len(replayed)
+        if replayed:
+            log(f"persona-train: {len(replayed)} policy row(s) (its own greedy solutions, no persona token) beside {len(rows)} persona row(s)")
+        rows = _interleave(rows, replayed)
+        save_persona_checkpoint(base, tokenizer, personas, scratch / "base")
         del base
         trainer = sft_trainer(rows, str(scratch / "base"), scratch / "trainer", settings, callbacks=[progress])
         log(f"persona-train: {settings.max_steps} steps on {len(rows)} rows ({'LoRA' if settings.lora else 'all weights'})")
@@ -272,6 +348,9 @@ def run_persona_train(
         if persona_settings.measure and any(held_count.values()):
             log("persona-train: measuring after training")
             summary["after"] = measure_personas(trained, tokenizer, personas, held, log=log)
+            summary["policy"]["after"] = policy_check(trained, tokenizer, check_problems, persona_settings.replay_tokens)
+            log(f"persona-train: the policy (no persona token) on {len(check_problems)} held-out problem(s): accuracy "
+                f"{summary['policy']['before']['accuracy']:.1%} before, {summary['policy']['after']['accuracy']:.1%} after")  # fmt: skip
             held_ids = {t.trace.id for ts in held.values() for t in ts}
             summary["external"] = external_costs(labels, held_ids)
         summary["losses"] = losses
