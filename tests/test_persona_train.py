@@ -57,7 +57,7 @@ def test_persona_train_saves_a_trained_checkpoint_with_figures(labelled, tiny_mo
         "persona-train", "--labels", str(labelled / "reviews.jsonl"), "--traces", str(labelled / "traces.jsonl"),
         "--problems", str(labelled / "problems.jsonl"), "--personas", "strict", "--target", "strict=oracle",
         "--model", str(tiny_model_dir), "--out", str(out), "--max-steps", "2", "--batch-size", "2",
-        "--held-out", "0.3", "--max-measure", "1",
+        "--held-out", "0.3", "--max-measure", "1", "--replay", "1",
     ])  # fmt: skip
     assert code == 0
     summary = json.loads((out / "persona_train.json").read_text())
@@ -69,7 +69,7 @@ def test_persona_train_saves_a_trained_checkpoint_with_figures(labelled, tiny_mo
         assert set(figures) >= {"alpha", "useful_f1", "error_f1", "first_error_f1", "seconds_per_review"}
     assert "oracle" in summary["external"]
     # the policy's own greedy solutions, one per persona row, and the policy checked before/after
-    assert summary["policy_rows"] == summary["rows"] and summary["persona_settings"]["replay"] == 1.0
+    assert summary["policy_rows"] == summary["rows"] and summary["persona_settings"]["replay"] == 1.0  # asked for with --replay 1
     for phase in ("before", "after"):
         assert summary["policy"][phase]["problems"] >= 1 and 0 <= summary["policy"][phase]["accuracy"] <= 1
     assert [p.name for p in load_personas(out)] == ["strict"]

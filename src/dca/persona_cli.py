@@ -114,7 +114,7 @@ def add_parsers(sub) -> None:
     p.add_argument("--held-out", type=float, default=0.25, help="share of traces kept out of training to measure agreement")
     p.add_argument("--max-measure", type=int, default=None, help="review at most this many held-out traces per measurement")
     p.add_argument("--no-measure", action="store_true", help="skip the before/after agreement measurement")
-    p.add_argument("--replay", type=float, default=1.0, help="policy rows per persona row: the model's own greedy solutions (no persona token), so the policy keeps solving; 0 for none")
+    p.add_argument("--replay", type=float, default=0.0, help="policy rows per persona row: the model's own greedy solutions (no persona token), meant to keep the policy solving (default 0: none)")
     p.add_argument("--max-steps", type=int, default=40)
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--learning-rate", type=float, default=1e-4)

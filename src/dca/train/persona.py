@@ -18,12 +18,17 @@ characters and length, dependencies mapped onto the last unit of each step depen
 the saved checkpoint). Departure: under LoRA the persona tokens' embeddings stay at their
 initialisation (PEFT adapts linear layers only); the adapter learns the behaviour.
 
-Policy rows (``replay``, default one per persona row). The same weights must still solve
-problems when no persona token is present. Trained on persona rows alone they do not: on
-the embedded model's warm start, 24 steps took greedy accuracy on 64 problems from 67 % to
-55 % (all weights) and to 0 % (LoRA at learning rate 2e-3: every prompt answered with a
-review). So the base model's own greedy solutions of the training problems, under their
-ordinary prompt, are mixed in (`policy_rows`): the policy is asked to stay what it was.
+The policy. The same weights must still solve problems when no persona token is present,
+and persona SFT damages them: on the embedded model's warm start (greedy accuracy 67.2 % on
+64 ``synthetic-easy`` problems), 24 steps took it to 54.7 % (all weights, learning rate 1e-4)
+and to 0.0 % (LoRA, learning rate 2e-3: every prompt answered with a review; at 1e-4 LoRA
+kept 64.1 % but the persona did not learn). So every run checks the policy without a persona
+token before and after (`policy_check`, in ``persona_train.json`` and printed). ``replay``
+mixes in the base model's own greedy solutions under their ordinary prompt (`policy_rows`);
+measured at one per persona row (all weights, 24 steps) it did not help: 53.1 %, and the
+persona learnt less (α 0.251 against 0.447 on 8 held-out traces). Off by default. A persona
+adapter switched on only after the persona token, as in split-personality training, is the
+next thing to try.
 
 Measured on the held-out traces, for each persona, before training (the base model with the
 tokens just added) and after: agreement with the target (Krippendorff's α of the two
@@ -74,11 +79,11 @@ class PersonaTrainSettings:
     """Measure agreement on the held-out traces before and after training."""
     max_measure: int | None = None
     """At most this many held-out traces are reviewed per measurement (None: all)."""
-    replay: float = 1.0
+    replay: float = 0.0
     """Policy rows per persona row (`policy_rows`): the base model's own greedy solution of a
-    training trace's problem, under its ordinary prompt (no persona token), so that the policy
-    keeps solving where no persona token is present. 0 trains on persona rows only: the
-    policy then tends to answer every prompt with a review."""
+    training trace's problem, under its ordinary prompt (no persona token), meant to keep the
+    policy solving where no persona token is present. 0 (the default): persona rows only.
+    Measured, 1 did not keep the policy (see the module docstring)."""
     replay_tokens: int = 160
     """Longest replayed solution (and policy check), in tokens."""
 
