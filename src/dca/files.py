@@ -234,7 +234,10 @@ def _busy(directory: Path) -> UserError:
 
 
 def check_unlocked(directory: Path) -> None:
-    """A UserError when another process holds `directory`'s lock (nothing is taken)."""
+    """A UserError when another process holds `directory`'s lock (nothing is taken; the lock
+    this process holds is no obstacle)."""
+    if directory.resolve() in _HELD:
+        return
     lock = directory / LOCK_NAME
     if not lock.is_file():
         return
@@ -281,7 +284,7 @@ def check_output_dir(
     for source in inputs:
         if source is not None and Path(source).exists() and _inside(Path(source), out):
             raise UserError(f"--out {out} holds an input of this command ({source}); choose another --out")
-    if out.is_dir() and out.resolve() not in _HELD:
+    if out.is_dir():
         check_unlocked(out)
     if out.is_dir() and _entries(out):
         if not overwrite:
