@@ -196,8 +196,9 @@ def _greedy(model: Any, tokenizer: Any, problems: list[Problem], max_new_tokens:
 def policy_rows(model: Any, tokenizer: Any, problems: list[Problem], count: int, max_new_tokens: int) -> list[dict]:
     """`count` SFT rows of the policy's own behaviour: its ordinary prompt for a problem
     (`dca.rollout.render_prompt`, no persona token) and its own greedy completion, cycling over
-    `problems` (distinct ones first). Mixed into persona training, they keep the weights that
-    serve both roles solving when no persona token asks for a review."""
+    `problems` (distinct ones first). Mixed into persona training, they ask the weights that
+    serve both roles to keep solving when no persona token asks for a review (measured at one
+    per persona row, they did not suffice: see the module docstring)."""
     from ..rollout import render_prompt
 
     if count <= 0 or not problems:
