@@ -294,12 +294,16 @@ def agreement_report(
     problems: list[Problem] | None = None,
     truth: str | None = None,
     weighting: str = "tokens",
+    compare: tuple[str, str] | None = None,
+    draws: int = 2000,
 ) -> dict:
     """All agreement figures as a JSON-ready dict (see the module docstring).
 
     `traces` give outcomes (and, with `problems`, domains) for the breakdowns; `truth` names
-    the reviewer whose labels are the ground truth for `reviewer_quality`. Undefined figures
-    are None. Raises ValueError on inconsistent reviews or an unknown truth reviewer.
+    the reviewer whose labels are the ground truth for `reviewer_quality`; `compare` (A, B),
+    with a truth, adds ``comparison``: `compare_reviewers` with `draws` bootstrap draws.
+    Undefined figures are None. Raises ValueError on inconsistent reviews or an unknown
+    truth reviewer.
     """
     projected = project_traces(reviews, weighting=weighting)
     reviewers = sorted({r.reviewer for r in reviews})
@@ -369,6 +373,8 @@ def agreement_report(
             report["by_domain"] = _breakdown(projected, reviewers, domain_of)
     if truth is not None:
         report["truth"] = reviewer_quality(projected, truth)
+        if compare is not None:
+            report["comparison"] = compare_reviewers(projected, truth, *compare, draws=draws)
     return report
 
 

@@ -448,14 +448,15 @@ def cmd_agreement(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from .agreement import agreement_report, compare_reviewers, format_report, project_traces
+    from .agreement import agreement_report, format_report
     from .records import Problem, Review, Trace
 
     compare = None
     if args.compare is not None:
-        compare = [n.strip() for n in args.compare.split(",")]
-        if len(compare) != 2 or not all(compare):
+        names = [n.strip() for n in args.compare.split(",")]
+        if len(names) != 2 or not all(names):
             raise UserError(f"--compare takes two reviewer names, A,B (got {args.compare!r})")
+        compare = (names[0], names[1])
         if args.truth is None:
             raise UserError("--compare needs --truth: both reviewers are scored against it")
     traces_path = _beside(args.reviews, "traces.jsonl", args.traces)
@@ -465,10 +466,7 @@ def cmd_agreement(args: argparse.Namespace) -> int:
     traces = _read_records(traces_path, Trace, "traces") if traces_path else None
     problems = _read_records(problems_path, Problem, "problems") if problems_path else None
     try:
-        report = agreement_report(reviews, traces=traces, problems=problems, truth=args.truth, weighting=args.weighting)
-        if compare is not None:
-            projected = project_traces(reviews, weighting=args.weighting)
-            report["comparison"] = compare_reviewers(projected, args.truth, compare[0], compare[1], draws=args.draws)
+        report = agreement_report(reviews, traces=traces, problems=problems, truth=args.truth, weighting=args.weighting, compare=compare, draws=args.draws)
     except ValueError as e:
         raise UserError(f"{args.reviews}: {e}") from e
     console = Console()

@@ -279,7 +279,7 @@ class HFBackend:
 
         message = f"{type(error).__name__}: {error}"[:500]
         if isinstance(error, (asyncio.TimeoutError, TimeoutError)):
-            return CallError("timeout", True, message)
+            return CallError("timeout", not self.local_compute, message)  # as the client's own timeout
         return CallError("backend_error", False, message)
 
     async def aclose(self) -> None:
@@ -338,16 +338,12 @@ class HFBackend:
             prompt = self._tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
             return self._decode(prompt, _unit_count(messages), questions=_questions_allowed(messages))
 
-    def decode(self, prompt: str, units: int):
-        """A constrained answer for a raw prompt `prompt` about `units` units (no chat template;
-        the `persona` reviewer's path): a `Generation`."""
-        return self.decode_batch([prompt], [units])[0]
-
     def decode_batch(self, prompts: list[str], units: list[int]):
-        """Constrained answers for several raw prompts in one ``generate`` call (left-padded,
-        one grammar per row, each row's unit count its own): a `Generation` per prompt. A
-        batch of one is exactly `decode`; in a larger batch greedy answers may differ from
-        unbatched ones in rare near-ties (padding changes the float arithmetic), never in format."""
+        """Constrained answers for raw prompts (no chat template; the `persona` reviewer's path),
+        several in one ``generate`` call (left-padded, one grammar per row, each row's unit count
+        its own): a `Generation` per prompt. A batch of one is the unpadded call; in a larger
+        batch greedy answers may differ from unbatched ones in rare near-ties (padding changes
+        the float arithmetic), never in format."""
         with self._lock:
             self._load()
             return self._decode_batch(prompts, [max(u, 1) for u in units])

@@ -11,7 +11,7 @@ In the style of split-personality training, each reviewer style (``strict``, ``l
     <|review:strict|>
 
 and decodes a review in the protocol's line form (`dca.review.protocol`), grammar-constrained
-by the local ``hf`` backend's machinery (`dca.review.local.HFBackend.decode`) with
+by the local ``hf`` backend's machinery (`dca.review.local.HFBackend.decode_batch`) with
 ``one_step_per_unit``: line i labels unit i and every line is required, so every answer
 parses, whatever the weights, when the trace's units fit the answer budget (``max_new_tokens``
 1024 with 8-character reasons: about 20 units); a longer trace is a failed review
@@ -49,7 +49,8 @@ from typing import Any, Sequence
 
 from ..errors import UserError
 from ..prompting import chat_messages
-from ..records import Problem, Review, Unit
+from ..records import Problem, Review, Trace, Unit
+from .base import ReviewItem, failed_review
 from .protocol import InvalidAnswer, parse_answer
 
 __all__ = [
@@ -283,44 +284,37 @@ class PersonaReviewer:
     def _metadata(self) -> dict[str, Any]:
         return {"backend": "persona", "persona": self.persona.name, "protocol": PERSONA_PROTOCOL}
 
-    def _failed(self, trace_id: str, units: list[Unit], kind: str, error: str, **extra: Any) -> Review:
-        return Review(trace_id=trace_id, reviewer=self.name, units=units, status="failed", error=f"{kind}: {error}"[:500],
-                      unreviewed_units=[u.index for u in units], usage=extra.pop("usage", {}),
-                      metadata={**self._metadata(), "failure": kind, **extra})  # fmt: skip
-
-    def _review_from(self, generation: Any, trace_id: str, units: list[Unit]) -> Review:
+    def _review_from(self, generation: Any, item: ReviewItem) -> Review:
         usage = {"input_tokens": generation.input_tokens, "output_tokens": generation.output_tokens, "cost_usd": 0.0, "requests": 1}
         try:
             # Every line up to the step cap is required, so units go uncovered only when the
             # trace is longer than the token budget allows: then the review fails (uncovered_units).
-            parsed = parse_answer(generation.text, units)
+            parsed = parse_answer(generation.text, item.units)
         except InvalidAnswer as e:  # uncovered units: a trace longer than the answer budget's step limit
             kind = "uncovered_units" if str(e).startswith("uncovered units") else "invalid_answer"
-            return self._failed(trace_id, units, kind, str(e), usage=usage, answer_excerpt=generation.text[:1000])
-        return Review(trace_id=trace_id, reviewer=self.name, units=units, steps=parsed.steps,
+            return failed_review(self.name, item, kind, str(e), usage=usage, metadata={**self._metadata(), "answer_excerpt": generation.text[:1000]})
+        return Review(trace_id=item.trace.id, reviewer=self.name, units=item.units, steps=parsed.steps,
                       unreviewed_units=parsed.unreviewed_units, usage=usage, metadata=self._metadata())  # fmt: skip
 
-    def _review_batch(self, batch: Sequence[tuple[Problem, list[Unit], str]]) -> list[Review]:
-        """Reviews of (problem, units, trace id) triples, decoded together; any failure of the
-        batch's generation is a failed review of each of its traces."""
+    def _review_batch(self, batch: Sequence[ReviewItem]) -> list[Review]:
+        """Reviews of `batch`, decoded together; any failure of the batch's generation is a
+        failed review of each of its traces."""
         started = time.perf_counter()
         reviews: list[Review | None] = [None] * len(batch)
-        todo = []
-        for i, (problem, units, trace_id) in enumerate(batch):
-            if units:
-                todo.append(i)
-            else:
-                reviews[i] = self._failed(trace_id, units, "reviewer_error", "no units to review")
+        todo = [i for i, item in enumerate(batch) if item.units]
+        for i, item in enumerate(batch):
+            if not item.units:
+                reviews[i] = failed_review(self.name, item, "reviewer_error", "no units to review", metadata=self._metadata())
         if todo:
             try:
-                prompts = [persona_prompt(self.tokenizer, batch[i][0], batch[i][1], self.persona) for i in todo]
-                generations = self.backend.decode_batch(prompts, [len(batch[i][1]) for i in todo])
+                prompts = [persona_prompt(self.tokenizer, batch[i].problem, batch[i].units, self.persona) for i in todo]
+                generations = self.backend.decode_batch(prompts, [len(batch[i].units) for i in todo])
             except Exception as e:  # noqa: BLE001 - a reviewer failure is data, never a crash
                 for i in todo:
-                    reviews[i] = self._failed(batch[i][2], batch[i][1], "reviewer_error", f"{type(e).__name__}: {e}")
+                    reviews[i] = failed_review(self.name, batch[i], "reviewer_error", f"{type(e).__name__}: {e}", metadata=self._metadata())
             else:
                 for i, generation in zip(todo, generations):
-                    reviews[i] = self._review_from(generation, batch[i][2], batch[i][1])
+                    reviews[i] = self._review_from(generation, batch[i])
         seconds = round((time.perf_counter() - started) / len(batch), 4)
         for review in reviews:
             review.usage["seconds"] = seconds
@@ -328,15 +322,14 @@ class PersonaReviewer:
 
     def review(self, problem: Problem, trace_completion: str, units: list[Unit], *, trace_id: str, prompt: str | None = None) -> Review:
         """One review (a batch of one)."""
-        return self._review_batch([(problem, units, trace_id)])[0]
+        trace = Trace(id=trace_id, problem_id=problem.id, prompt=prompt or "", completion=trace_completion)
+        return self._review_batch([ReviewItem(problem=problem, trace=trace, units=units)])[0]
 
-    def review_items(self, items: Sequence[Any]) -> list[Review]:
-        """Reviews of `dca.review.runner.ReviewItem`-like items (problem, trace, units), in
-        batches of ``batch_size``; a failure of one is a failed review."""
-        triples = [(item.problem, item.units, item.trace.id) for item in items]
+    def review_items(self, items: Sequence[ReviewItem]) -> list[Review]:
+        """Reviews of `items`, in batches of ``batch_size``; a failure of one is a failed review."""
         reviews: list[Review] = []
-        for start in range(0, len(triples), self.batch_size):
-            reviews += self._review_batch(triples[start : start + self.batch_size])
+        for start in range(0, len(items), self.batch_size):
+            reviews += self._review_batch(items[start : start + self.batch_size])
         return reviews
 
     async def review_many(self, items: Sequence[Any]) -> list[Review]:

@@ -171,22 +171,6 @@ def persona_rows(targets: list[Target], personas: list[Persona], tokenizer: Any,
     return rows
 
 
-def _interleave(a: list, b: list) -> list:
-    """`a` and `b` mixed evenly, each keeping its order (the trainer shuffles anyway)."""
-    if not b:
-        return list(a)
-    out, total = [], len(a) + len(b)
-    i = j = 0
-    for k in range(total):
-        if j < len(b) and (i >= len(a) or (j + 1) * total <= (k + 1) * len(b)):
-            out.append(b[j])
-            j += 1
-        else:
-            out.append(a[i])
-            i += 1
-    return out
-
-
 def _greedy(model: Any, tokenizer: Any, problems: list[Problem], max_new_tokens: int) -> list[Trace]:
     from ..rollout import SamplingConfig, rollout
 
@@ -344,7 +328,7 @@ def run_persona_train(
         summary["policy_rows"] = len(replayed)
         if replayed:
             log(f"persona-train: {len(replayed)} policy row(s) (its own greedy solutions, no persona token) beside {len(rows)} persona row(s)")
-        rows = _interleave(rows, replayed)
+        rows += replayed  # the trainer shuffles the rows
         save_persona_checkpoint(base, tokenizer, personas, scratch / "base")
         del base
         trainer = sft_trainer(rows, str(scratch / "base"), scratch / "trainer", settings, callbacks=[progress])
