@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from synthetic_review_set import build  # noqa: E402
 
 from dca.agreement import compare_reviewers, project_traces, reviewer_quality  # noqa: E402
-from dca.records import write_jsonl  # noqa: E402
+from dca.files import write_jsonl  # noqa: E402
 from dca.review import BuildContext, ReviewCache, ReviewItem, ReviewerSpec, build_reviewers, close_reviewers, review_batch  # noqa: E402
 from dca.segment import segment  # noqa: E402
 

@@ -37,7 +37,8 @@ def main() -> None:
     from dca.experiment.spec import MicroSettings
     from dca.experiment.testbed import build_micro_model, parameter_count
     from dca.problems import SyntheticConfig, generate_problems
-    from dca.rollout import SamplingConfig, rollout, summarize
+    from dca.model import SamplingConfig
+    from dca.rollout import rollout, summarize
     from dca.train.config import SyntheticSettings, WarmstartSettings
     from dca.train.run import group_variance_fraction
     from dca.train.sft import SFTSettings, sft_trainer
@@ -96,7 +97,8 @@ def main() -> None:
 
 
 def greedy_example(trainer, problem, max_new_tokens: int) -> str:
-    from dca.rollout import SamplingConfig, rollout
+    from dca.model import SamplingConfig
+    from dca.rollout import rollout
 
     (trace,) = rollout(trainer.model, trainer.processing_class, [problem], SamplingConfig(max_new_tokens=max_new_tokens))
     return f"Q: {problem.question}\nA: {trace.completion}\n(gold {problem.answer}, {trace.outcome})"

@@ -42,7 +42,8 @@ def main() -> None:
     import yaml
 
     from dca.model import build_tiny_model
-    from dca.records import read_jsonl, Review
+    from dca.files import read_jsonl
+    from dca.records import Review
     from dca.train.config import TrainConfig
     from dca.train.run import run_training
 

@@ -25,7 +25,7 @@ from trl import GRPOConfig, GRPOTrainer
 from dca.credit import CreditConfig
 from dca.model import build_tiny_model, load_model, trainer_device_arguments
 from dca.problems import SyntheticConfig, generate_problems
-from dca.prompting import chat_messages
+from dca.domains import chat_messages
 from dca.review import OracleReviewer
 from dca.train.grpo_trainer import DCAGRPOTrainer, outcome_reward
 

@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the go
 
 from gold_traces import gold_traces, review_all  # noqa: E402
 
-from dca.records import write_jsonl  # noqa: E402
+from dca.files import write_jsonl  # noqa: E402
 from dca.review import OracleReviewer  # noqa: E402
 
 

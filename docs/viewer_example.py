@@ -25,7 +25,8 @@ from dca.credit import CreditConfig, compute_credit
 from dca.problems import SyntheticConfig, generate_problems, render_gold_cot
 from dca.problems.answer import extract_answer
 from dca.problems.gold import format_number
-from dca.records import Trace, write_jsonl
+from dca.records import Trace
+from dca.files import write_jsonl
 from dca.review import NoisyReviewer, OracleReviewer
 from dca.segment import segment
 

@@ -29,7 +29,8 @@ import yaml
 
 from dca.consensus import build_consensuses
 from dca.edit import EditConfig, edit_traces
-from dca.records import Edit, to_dict, write_jsonl
+from dca.records import Edit, to_dict
+from dca.files import write_jsonl
 from gold_traces import gold_traces, review_all, three_reviewers
 from lock_holder import held_locks
 

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from dca.records import Credit, Problem, Review, Trace, read_jsonl
+from dca.records import Credit, Problem, Review, Trace
+from dca.files import read_jsonl
 
 SUBCOMMANDS = ["problems", "rollout", "warmstart", "train", "demo"]
 

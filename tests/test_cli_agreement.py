@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from dca.records import Consensus, read_jsonl, write_jsonl
+from dca.records import Consensus
+from dca.files import read_jsonl, write_jsonl
 from gold_traces import gold_traces, review_all, three_reviewers
 
 

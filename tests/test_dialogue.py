@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 import json
 
-from dca.records import DialogueTurn, Review, read_jsonl, to_dict, write_jsonl
+from dca.records import DialogueTurn, Review, to_dict
+from dca.files import read_jsonl, write_jsonl
 from dca.report import ReportInputs, render_report
 from dca.review.dialogue import NO_MORE_QUESTIONS, Reply, converse, dialogue_instructions, parse_question
-from dca.review.local import lines_grammar, question_grammar, _questions_allowed
+from dca.llm.hf import lines_grammar, question_grammar, _questions_allowed
 from dca.segment import segment
 from gold_traces import gold_traces
 

@@ -25,7 +25,8 @@ from dca.edit import (
     validate_bridge,
 )
 from dca.problems.answer import check_answer, extract_answer
-from dca.records import Review, Step, read_jsonl, write_jsonl
+from dca.records import Review, Step
+from dca.files import read_jsonl, write_jsonl
 from dca.review import OracleReviewer, ReviewCache, ReviewerSpec
 from dca.segment import segment
 from gold_traces import gold_traces, review_all, three_reviewers

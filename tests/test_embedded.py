@@ -12,8 +12,10 @@ import pytest
 from dca.credit import token_char_spans
 from dca.model import embedded_checkpoint_dir, load_model
 from dca.problems import SyntheticConfig, generate_problems
-from dca.records import Credit, Review, Trace, read_jsonl
-from dca.rollout import SamplingConfig, rollout
+from dca.records import Credit, Review, Trace
+from dca.files import read_jsonl
+from dca.model import SamplingConfig
+from dca.rollout import rollout
 from dca.segment import segment
 
 pytestmark = pytest.mark.slow

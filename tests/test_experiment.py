@@ -177,7 +177,8 @@ def test_sft_arms_train_on_the_shared_rollouts(tmp_path):
     which a random start model cannot produce): edit-sft on the edited ones, rft on them unedited."""
     from dca.problems import render_gold_cot
     from dca.problems.answer import check_answer
-    from dca.records import Trace, read_jsonl, write_jsonl
+    from dca.records import Trace
+    from dca.files import read_jsonl, write_jsonl
     from dca.review import OracleReviewer
     from dca.segment import segment
     from dca.train.run import load_problems
@@ -278,7 +279,7 @@ def test_report_over_two_seeds_pairs_problems_and_states_the_mde(tmp_path):
     from dca.experiment.measures import TraceMeasure
     from dca.experiment.report import build_report
     from dca.experiment.runner import prepare_experiment_dir
-    from dca.records import write_jsonl
+    from dca.files import write_jsonl
     from dca.train.run import load_problems
 
     data = smoke_data()

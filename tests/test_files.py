@@ -24,7 +24,8 @@ from dca.files import (
     unlock_dir,
     write_text_atomic,
 )
-from dca.records import Trace, write_jsonl
+from dca.records import Trace
+from dca.files import write_jsonl
 from lock_holder import held_locks
 
 

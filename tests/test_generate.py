@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from dca.domains.generate import (
+from dca.generate import (
     ArithmeticSolution,
     DuplicateIndex,
     LogicSolution,
@@ -20,7 +20,8 @@ from dca.domains.generate import (
     execute_logic,
     parse_solution,
 )
-from dca.records import Problem, read_jsonl
+from dca.records import Problem
+from dca.files import read_jsonl
 from dca.review import OracleReviewer
 from dca.segment import segment
 
@@ -166,7 +167,7 @@ def test_dca_generate_against_a_local_server(tmp_path):
 
     earlier = tmp_path / "earlier.jsonl"
     earlier_question = "Mia picks 17 pears and gives away 7. Her brother has 20 plums. How many pears does Mia keep?"
-    from dca.records import write_jsonl
+    from dca.files import write_jsonl
 
     write_jsonl(earlier, [Problem(id="old-0", source="generated/old", question=earlier_question, answer="10")])
     env = {**os.environ, "DCA_TEST_KEY": "sk-test-secret-123", "DCA_CACHE_DIR": str(tmp_path / "cache")}

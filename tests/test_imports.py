@@ -5,6 +5,7 @@ the review protocol, consensus, agreement, credit and editing import without tor
 from __future__ import annotations
 
 import json
+from pathlib import Path
 import subprocess
 import sys
 
@@ -14,7 +15,7 @@ TORCH_FREE = [
     "dca.records",
     "dca.segment",
     "dca.review.protocol",
-    "dca.review.oracle",
+    "dca.domains.oracles.arithmetic",
     "dca.review.reference",
     "dca.consensus",
     "dca.agreement",
@@ -28,7 +29,7 @@ TORCH_FREE = [
     "dca.domains",
     "dca.domains.sources",
     "dca.problems.logic",
-    "dca.review.logic_oracle",
+    "dca.domains.oracles.logic",
 ]
 
 HEAVY = ("torch", "transformers", "trl")
@@ -63,3 +64,26 @@ def test_dca_problems_loads_no_torch(tmp_path, argv):
     code = f"from dca.cli import main\nassert main({argv + ['--out', str(out)]!r}) == 0"
     assert _loaded_after(code) == []
     assert len(out.read_text().splitlines()) == 3
+
+
+def test_layers_contract_holds():
+    """The one-way layers of pyproject.toml's import-linter contract (README: "The layout"),
+    checked on every import, those inside functions included, with no ignored imports."""
+    root = Path(__file__).resolve().parents[1]
+    assert "ignore_imports" not in (root / "pyproject.toml").read_text().split("[tool.importlinter]", 1)[1]
+    lint = Path(sys.executable).with_name("lint-imports")
+    result = subprocess.run([str(lint), "--no-cache"], cwd=root, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+
+
+def test_no_import_cycle_between_modules():
+    """No module reaches itself through imports (any import, at any depth of a function)."""
+    import grimp
+
+    graph = grimp.build_graph("dca", cache_dir=None)
+    cycles = []
+    for module in sorted(graph.modules):
+        for imported in graph.find_modules_directly_imported_by(module):
+            if graph.chain_exists(importer=imported, imported=module):
+                cycles.append(f"{module} -> {imported}")
+    assert cycles == []

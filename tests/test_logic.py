@@ -12,7 +12,7 @@ from dca.domains import check
 from dca.problems.logic import LogicConfig, forward_chain, generate_logic_problems, render_logic_gold_cot
 from dca.records import Problem
 from dca.review import OracleReviewer
-from dca.review.logic_oracle import LogicOracleReviewer
+from dca.domains.oracles.logic import LogicOracleReviewer
 from dca.segment import segment
 
 
@@ -201,7 +201,8 @@ def test_oracle_on_a_problem_without_a_proof_fails_cleanly():
 
 
 def test_dca_training_on_logic_with_the_oracle(tmp_path, tiny_model_dir):
-    from dca.records import Review, Trace, read_jsonl
+    from dca.records import Review, Trace
+    from dca.files import read_jsonl
     from dca.train.config import TrainConfig
     from dca.train.run import run_training
     from dca.train.warmstart import gold_dataset_rows

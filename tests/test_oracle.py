@@ -8,7 +8,7 @@ from dca.problems.gsm8k import load_gsm8k
 from dca.problems.synthetic import SyntheticConfig, generate_problems
 from dca.records import CONTRIBUTIONS, FUNCTIONS, USEFUL_CONTRIBUTIONS, Unit
 from dca.review import OracleReviewer
-from dca.review.oracle import _numbers
+from dca.domains.oracles.arithmetic import _numbers
 from dca.segment import segment
 
 PROBLEMS = generate_problems(200, SyntheticConfig(seed=0))

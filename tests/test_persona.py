@@ -9,7 +9,7 @@ import torch
 
 from dca.errors import UserError
 from dca.model import load_model
-from dca.review.local import lines_grammar
+from dca.llm.hf import lines_grammar
 from dca.review.persona import (
     DEFAULT_PERSONAS,
     Persona,
@@ -162,7 +162,8 @@ def test_the_policy_reviews_its_own_completions_in_training_without_touching_the
 
     import yaml
 
-    from dca.records import Credit, Review, Trace, read_jsonl
+    from dca.records import Credit, Review, Trace
+    from dca.files import read_jsonl
     from dca.train.config import TrainConfig
     from dca.train.run import run_training
 

@@ -9,7 +9,8 @@ import torch
 
 from dca.cli import main
 from dca.model import load_model
-from dca.records import Problem, Review, Trace, read_jsonl, write_jsonl
+from dca.records import Problem, Review, Trace
+from dca.files import read_jsonl, write_jsonl
 from dca.review.persona import load_personas, resolve_personas
 from dca.segment import segment
 from dca.train.persona import is_held_out, persona_answer, persona_rows, targets_from_labels

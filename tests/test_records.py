@@ -8,20 +8,8 @@ import pytest
 
 from dca.errors import UserError
 from dca.model import resolve_model_path
-from dca.records import (
-    Consensus,
-    Credit,
-    Problem,
-    ReferenceStep,
-    Review,
-    Step,
-    Trace,
-    Unit,
-    append_jsonl,
-    from_dict,
-    read_jsonl,
-    write_jsonl,
-)
+from dca.records import Consensus, Credit, Problem, ReferenceStep, Review, Step, Trace, Unit, from_dict
+from dca.files import append_jsonl, read_jsonl, write_jsonl
 
 UNITS = [Unit(index=0, start=0, end=9, text="3 + 4 = 7"), Unit(index=1, start=9, end=19, text="\nAnswer: 7")]
 STEPS = [

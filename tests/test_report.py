@@ -9,7 +9,8 @@ import tempfile
 
 import pytest
 
-from dca.records import Credit, Review, write_jsonl
+from dca.records import Credit, Review
+from dca.files import write_jsonl
 from dca.report import ReportInputs, collect_inputs, render_report
 from gold_traces import gold_traces, review_all, three_reviewers
 

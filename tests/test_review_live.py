@@ -24,7 +24,8 @@ import pytest
 import yaml
 
 from dca.cli import main as dca_main
-from dca.records import Review, read_jsonl, write_jsonl
+from dca.records import Review
+from dca.files import read_jsonl, write_jsonl
 from dca.review import ReviewCache, ReviewItem, ReviewRunner
 from dca.review.config import ReviewerSpec
 from dca.segment import segment

@@ -18,11 +18,12 @@ import yaml
 
 from dca.cli import main as dca_main
 from dca.errors import UserError
-from dca.records import Review, read_jsonl, write_jsonl
+from dca.records import Review
+from dca.files import read_jsonl, write_jsonl
 from dca.review import InvalidAnswer, ReviewCache, ReviewItem, ReviewRunner, parse_answer
-from dca.review.backends import make_backend
+from dca.llm.backends import make_backend
 from dca.review.config import ReviewerSpec
-from dca.review.local import HFBackend, answer_grammar_bound
+from dca.llm.hf import HFBackend, answer_grammar_bound
 from dca.review.protocol import ReviewAnswer, _lines_object, build_messages
 from dca.segment import segment
 from review_servers import make_traces

@@ -12,7 +12,8 @@ import yaml
 
 from dca.cli import main as dca_main
 from dca.errors import UserError
-from dca.records import Review, read_jsonl
+from dca.records import Review
+from dca.files import read_jsonl
 from dca.review import (
     REGISTRY,
     BuildContext,
@@ -27,7 +28,7 @@ from dca.review import (
     load_reviewers,
     review_batch,
 )
-from dca.review.local import HFBackend
+from dca.llm.hf import HFBackend
 from dca.review.registry import ProgrammaticReviewer
 from dca.segment import segment
 from review_servers import ReviewServer, make_traces
@@ -99,7 +100,7 @@ def test_the_registry_builds_every_backend_from_yaml(tmp_path, tiny_model_dir, m
     ],
 )
 def test_a_bad_declaration_is_one_line_and_exit_2(tmp_path, capsys, entry, message):
-    from dca.records import write_jsonl
+    from dca.files import write_jsonl
 
     write_jsonl(tmp_path / "problems.jsonl", PROBLEMS)
     write_jsonl(tmp_path / "traces.jsonl", TRACES)
@@ -118,7 +119,7 @@ def test_a_bad_declaration_is_one_line_and_exit_2(tmp_path, capsys, entry, messa
 
 
 def test_dca_review_runs_noisy_and_llm_reviewers_declared_in_yaml(tmp_path, capsys, monkeypatch):
-    from dca.records import write_jsonl
+    from dca.files import write_jsonl
 
     monkeypatch.setenv("DCA_TEST_KEY", "sk-test-key")
     write_jsonl(tmp_path / "problems.jsonl", PROBLEMS)

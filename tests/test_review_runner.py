@@ -19,9 +19,10 @@ import yaml
 
 from dca.cli import main as dca_main
 from dca.errors import UserError
-from dca.records import Review, read_jsonl, write_jsonl
+from dca.records import Review
+from dca.files import read_jsonl, write_jsonl
 from dca.review import BuildContext, LLMReviewer, ReviewCache, ReviewItem, ReviewRunner, build_reviewer
-from dca.review.cache import cache_key
+from dca.llm.cache import cache_key
 from dca.review.config import ReviewerSpec
 from dca.segment import segment
 from review_servers import FAULTS, ReviewServer, fault_of, fault_plan, first_user_text, is_repair, make_traces, persistent

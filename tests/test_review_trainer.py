@@ -11,7 +11,8 @@ import yaml
 from pydantic import ValidationError
 
 from dca.errors import UserError
-from dca.records import Credit, Review, read_jsonl
+from dca.records import Credit, Review
+from dca.files import read_jsonl
 from dca.review import LLMReviewer, OracleReviewer, ReferenceReviewer, close_reviewers
 from dca.train.config import TrainConfig, load_train_config
 from dca.train.run import make_reviewers, run_training

@@ -11,7 +11,8 @@ import torch
 from dca.cli import main
 from dca.edit import Edit, EditConfig, edit_trace
 from dca.model import load_model
-from dca.records import Review, read_jsonl, write_jsonl
+from dca.records import Review
+from dca.files import read_jsonl, write_jsonl
 from dca.review import OracleReviewer
 from dca.train.sft import SFTSettings, build_sft_trainer, run_sft, sft_rows
 from gold_traces import gold_traces, review_all

@@ -19,7 +19,7 @@ from trl import GRPOConfig, GRPOTrainer
 from dca.credit import CreditConfig, token_char_spans
 from dca.model import load_model, trainer_device_arguments
 from dca.problems import SyntheticConfig, check_answer, generate_problems, render_gold_cot
-from dca.prompting import chat_messages
+from dca.domains import chat_messages
 from dca.review import NoisyReviewer, OracleReviewer
 from dca.train.grpo_trainer import DCAGRPOTrainer, outcome_reward
 

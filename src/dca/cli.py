@@ -108,7 +108,7 @@ def _number(minimum: float | None = None, maximum: float | None = None, *, above
 
 def cmd_problems(args: argparse.Namespace) -> int:
     from .domains.sources import ProblemsSettings, SyntheticSettings, load_problems
-    from .records import write_jsonl
+    from .files import write_jsonl
 
     out = _out_file(args.out, args, args.gsm8k if args.gsm8k and Path(args.gsm8k).exists() else None, args.file)
     if args.domain:
@@ -198,7 +198,7 @@ def cmd_domains(args: argparse.Namespace) -> int:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    from .domains.generate import run_generate
+    from .generate import run_generate
     from .review import default_cache_path
 
     out = _out_file(args.out, args, args.reviewers, *(args.against or []))
@@ -219,8 +219,9 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 def cmd_rollout(args: argparse.Namespace) -> int:
     from .model import load_model
-    from .records import write_jsonl
-    from .rollout import SamplingConfig, rollout, summarize
+    from .files import write_jsonl
+    from .model import SamplingConfig
+    from .rollout import rollout, summarize
     from .files import read_problems_file
 
     from .model import resolve_model_path
@@ -315,7 +316,7 @@ def cmd_review(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from .records import write_jsonl
+    from .files import write_jsonl
     from .review import ReviewCache, default_cache_path, load_reviewers
     from .review.batch import load_review_items, review_items, summary
 
@@ -411,7 +412,8 @@ def _read_records(path: str, cls, what: str) -> list:
 
 def cmd_consensus(args: argparse.Namespace) -> int:
     from .consensus import build_consensuses, check_rule
-    from .records import Review, write_jsonl
+    from .records import Review
+    from .files import write_jsonl
 
     try:
         check_rule(args.rule)
@@ -574,7 +576,8 @@ def cmd_edit(args: argparse.Namespace) -> int:
     import json
 
     from .edit import EditConfig, LLMBridgeWriter, edit_figures, edit_traces
-    from .records import Problem, Trace, write_jsonl
+    from .records import Problem, Trace
+    from .files import write_jsonl
 
     if bool(args.consensus) == bool(args.reviews):
         raise UserError("give the labels with exactly one of --consensus FILE or --reviews FILE")
@@ -661,7 +664,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     resolve_model_path(args.model)
     from .continuation import ContinuationSettings
     from .evaluate import EvalConfig, print_table, run_eval
-    from .rollout import SamplingConfig
+    from .model import SamplingConfig
 
     counterfactual = {"samples": args.cf_samples, "threshold": args.cf_threshold, "mode": args.cf_mode, "max_new_tokens": args.max_new_tokens, "seed": args.seed}
     try:

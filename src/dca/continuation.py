@@ -42,9 +42,9 @@ from typing import Callable, Protocol
 from .measures import word_count
 from .problems.answer import check_answer, extract_answer
 from .problems.labels import check_against_gold
-from .prompting import ANSWER_PREFIX
+from .problems.answer import ANSWER_PREFIX
 from .records import Unit
-from .rollout import SamplingConfig, generate_batch
+from .model import SamplingConfig, generate_batch
 from .segment import segment
 
 EDIT_KINDS = ("none", "truncate", "delete", "replace", "filler")

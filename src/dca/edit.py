@@ -57,7 +57,7 @@ from typing import Any, Callable, Protocol
 
 from .measures import numbers, tokens_per_insight, useful_steps, word_token_count
 from .problems.answer import extract_answer
-from .prompting import chat_messages
+from .domains import chat_messages
 from .records import Consensus, Edit, EditSpan, Problem, Review, Step, Trace, Unit  # noqa: F401 - Edit, EditSpan re-exported (they live in records)
 
 __all__ = [

@@ -67,8 +67,10 @@ from .faithfulness import (
 from .domains import check, domain_of
 from .domains.judge import use_judge
 from .domains.sources import DEFAULT_SYNTHETIC_COUNT, EVAL_SEED, SYNTHETIC_SETS, SetSpec, load_set, parse_set_spec
-from .records import Problem, Review, Trace, to_dict, write_jsonl
-from .rollout import SamplingConfig, rollout
+from .records import Problem, Review, Trace, to_dict
+from .files import write_jsonl
+from .model import SamplingConfig
+from .rollout import rollout
 from .segment import segment
 
 Log = Callable[[str], None]

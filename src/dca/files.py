@@ -8,7 +8,7 @@ give them the same checks and the same messages (a `UserError`: one line, exit 2
   file are errors that name the path.
 * `check_output_file` refuses an existing output unless ``--overwrite``, and always refuses an
   output that is one of the command's inputs (compared as resolved paths, so ``./t.jsonl``
-  and ``t.jsonl`` are the same file); `write_text_atomic` and `dca.records.write_jsonl`
+  and ``t.jsonl`` are the same file); `write_text_atomic` and `dca.files.write_jsonl`
   write a temporary file beside the target and rename it, removing it on any failure.
 * `prepare_output_dir` locks the directory for this process (``.dca-lock`` holding the pid;
   a second writer gets an error naming the holder) before ``--overwrite`` may empty it, and
@@ -19,14 +19,15 @@ give them the same checks and the same messages (a `UserError`: one line, exit 2
 from __future__ import annotations
 
 import errno
+import json
 import fcntl
 import os
 import shutil
 from pathlib import Path
-from typing import Iterable, TypeVar
+from typing import Any, Iterable, Iterator, TypeVar
 
 from .errors import UserError
-from .records import Problem, read_jsonl
+from .records import Problem, RecordError, from_dict, to_dict
 
 R = TypeVar("R")
 
@@ -326,3 +327,53 @@ def prepare_output_dir(
             shutil.rmtree(out, ignore_errors=True)
         raise
     return out
+
+
+# ---------------------------------------------------------------------------------------------
+# JSON-lines records
+
+
+def write_jsonl(path: str | os.PathLike, records: Iterable[Any]) -> int:
+    """Write records atomically (a temporary file beside `path`, then a rename), so a crash
+    never leaves half a file; on any failure the temporary file is removed."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    n = 0
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            for record in records:
+                f.write(json.dumps(to_dict(record), ensure_ascii=False) + "\n")
+                n += 1
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return n
+
+
+def append_jsonl(path: str | os.PathLike, records: Iterable[Any]) -> None:
+    """Append records to a growing log (per-step metrics, traces during training)."""
+    with open(path, "a", encoding="utf-8") as f:
+        for record in records:
+            data = record if isinstance(record, dict) else to_dict(record)
+            f.write(json.dumps(data, ensure_ascii=False) + "\n")
+
+
+def iter_jsonl(path: str | os.PathLike, cls: type[R]) -> Iterator[R]:
+    """Yield records of type `cls`; raises ValueError naming the line on bad input."""
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                data = json.loads(line)
+            except ValueError as e:
+                raise RecordError(f"{path}:{lineno}: not JSON ({e})") from e
+            try:
+                yield from_dict(cls, data)
+            except (ValueError, TypeError) as e:
+                raise RecordError(f"{path}:{lineno}: not a valid {cls.__name__} record: {e}") from e
+
+
+def read_jsonl(path: str | os.PathLike, cls: type[R]) -> list[R]:
+    return list(iter_jsonl(path, cls))

@@ -16,12 +16,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import types
 import typing
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Iterable, Iterator, TypeVar
+from typing import Any, Iterable, TypeVar
 
 # ---------------------------------------------------------------------------------------------
 # Label vocabularies (the review protocol's closed sets)
@@ -565,49 +563,3 @@ def from_dict(cls: type[R], data: dict[str, Any]) -> R:
     if not isinstance(data, dict):
         raise RecordError(f"a {cls.__name__} record is a JSON object, not {_type_name(data)}")
     return _from_dict(cls, data)
-
-
-def write_jsonl(path: str | os.PathLike, records: Iterable[Any]) -> int:
-    """Write records atomically (a temporary file beside `path`, then a rename), so a crash
-    never leaves half a file; on any failure the temporary file is removed."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.partial")
-    n = 0
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            for record in records:
-                f.write(json.dumps(to_dict(record), ensure_ascii=False) + "\n")
-                n += 1
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return n
-
-
-def append_jsonl(path: str | os.PathLike, records: Iterable[Any]) -> None:
-    """Append records to a growing log (per-step metrics, traces during training)."""
-    with open(path, "a", encoding="utf-8") as f:
-        for record in records:
-            data = record if isinstance(record, dict) else to_dict(record)
-            f.write(json.dumps(data, ensure_ascii=False) + "\n")
-
-
-def iter_jsonl(path: str | os.PathLike, cls: type[R]) -> Iterator[R]:
-    """Yield records of type `cls`; raises ValueError naming the line on bad input."""
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                data = json.loads(line)
-            except ValueError as e:
-                raise RecordError(f"{path}:{lineno}: not JSON ({e})") from e
-            try:
-                yield from_dict(cls, data)
-            except (ValueError, TypeError) as e:
-                raise RecordError(f"{path}:{lineno}: not a valid {cls.__name__} record: {e}") from e
-
-
-def read_jsonl(path: str | os.PathLike, cls: type[R]) -> list[R]:
-    return list(iter_jsonl(path, cls))

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from ..errors import UserError
 from ..problems.answer import AnswerCheck
-from ..records import Problem
+from ..records import Problem, Review, Unit
 from .base import Domain
 from .builtin import builtin_domains
 
@@ -48,10 +48,39 @@ def system_prompt(problem: Problem) -> str:
     return domain_of(problem).system_prompt
 
 
+def user_message(problem: Problem) -> str:
+    return problem.question
+
+
+def chat_messages(problem: Problem) -> list[dict[str, str]]:
+    """The conversational prompt (TRL's conversational dataset format), with the system
+    prompt of the problem's domain (`SYSTEM_PROMPT` of `dca.domains.prompts` for arithmetic)."""
+    return [
+        {"role": "system", "content": system_prompt(problem)},
+        {"role": "user", "content": user_message(problem)},
+    ]
+
+
 def oracle_for(problem: Problem):
     """The oracle reviewer of the problem's domain, or None where it has none."""
     domain = domain_of(problem)
     return domain.oracle() if domain.oracle is not None else None
+
+
+class OracleReviewer:
+    """The ``oracle`` reviewer: hands each trace to the oracle of its problem's domain (exact
+    labels from the problem's known structure: arithmetic, logic, knights-and-knaves); a problem
+    whose domain has no oracle goes to the arithmetic one, which fails the review when the
+    problem carries no structure (e.g. GSM8K)."""
+
+    name = "oracle"
+
+    def review(self, problem: Problem, trace_completion: str, units: list[Unit], *, trace_id: str) -> Review:
+        domain = domain_of(problem)
+        oracle = domain.oracle() if domain.oracle is not None else DOMAINS["arithmetic"].oracle()
+        review = oracle.review(problem, trace_completion, units, trace_id=trace_id)
+        review.reviewer = self.name
+        return review
 
 
 def register(domain: Domain) -> None:
@@ -61,4 +90,4 @@ def register(domain: Domain) -> None:
     DOMAINS[domain.name] = domain
 
 
-__all__ = ["DOMAINS", "Domain", "check", "domain_of", "get_domain", "oracle_for", "register", "system_prompt"]
+__all__ = ["DOMAINS", "Domain", "OracleReviewer", "chat_messages", "check", "domain_of", "get_domain", "oracle_for", "register", "system_prompt", "user_message"]

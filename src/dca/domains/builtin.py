@@ -6,7 +6,8 @@ import dataclasses
 import random
 from typing import Any
 
-from ..prompting import ANSWER_PREFIX, SYSTEM_PROMPT  # noqa: F401 (ANSWER_PREFIX: prompts below)
+from ..problems.answer import ANSWER_PREFIX
+from .prompts import SYSTEM_PROMPT  # noqa: F401 (ANSWER_PREFIX: prompts below)
 from ..records import Problem
 from .base import Domain
 
@@ -42,9 +43,9 @@ def _arithmetic_gold(problem: Problem, irrelevant_rate: float, rng: random.Rando
 
 
 def _arithmetic_oracle():
-    from ..review.oracle import OracleReviewer
+    from .oracles.arithmetic import ArithmeticOracleReviewer
 
-    return OracleReviewer()
+    return ArithmeticOracleReviewer()
 
 
 def _gsm8k_load(path_or_split: str | None, limit: int | None) -> list[Problem]:
@@ -81,7 +82,7 @@ def _logic_gold(problem: Problem, irrelevant_rate: float, rng: random.Random):
 
 
 def _logic_oracle():
-    from ..review.logic_oracle import LogicOracleReviewer
+    from .oracles.logic import LogicOracleReviewer
 
     return LogicOracleReviewer()
 
@@ -118,7 +119,7 @@ def _reasoning_gym_check(problem: Problem, completion: str):
 
 
 def _knights_oracle():
-    from ..review.knights_oracle import KnightsKnavesOracleReviewer
+    from .oracles.knights import KnightsKnavesOracleReviewer
 
     return KnightsKnavesOracleReviewer()
 

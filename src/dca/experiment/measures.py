@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Callable
 
 from ..continuation import split_cot
-from ..records import USEFUL_CONTRIBUTIONS, Credit, Problem, Review, Trace, read_jsonl
+from ..records import USEFUL_CONTRIBUTIONS, Credit, Problem, Review, Trace
+from ..files import read_jsonl
 from ..segment import segment
 
 

@@ -27,7 +27,8 @@ import numpy as np
 import yaml
 
 from ..errors import UserError
-from ..records import Problem, read_jsonl
+from ..records import Problem
+from ..files import read_jsonl
 from .measures import TraceMeasure, read_rows, run_credit_placement
 from .spec import ExperimentSpec, parse_spec
 from .stats import MDE_FACTOR, bootstrap, mde, nanmean, per_seed_sd, ratio_of_sums, relative_difference

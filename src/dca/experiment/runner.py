@@ -50,7 +50,8 @@ import yaml
 
 from ..errors import UserError
 from ..files import check_unlocked, lock_dir, unlock_dir
-from ..records import Problem, Review, Trace, append_jsonl, read_jsonl, to_dict, write_jsonl
+from ..records import Problem, Review, Trace, to_dict
+from ..files import append_jsonl, read_jsonl, write_jsonl
 from .measures import auto_reviewer, read_rows, review_traces, summarize_measures, trace_measures
 from .spec import ExperimentSpec
 
@@ -133,7 +134,8 @@ class _Evaluator:
         self.reviewers = {name: auto_reviewer(problems) for name, problems in sets.items()}
 
     def curve_rows(self, model, tokenizer, step: int, limit: int) -> list[dict]:
-        from ..rollout import SamplingConfig, rollout
+        from ..model import SamplingConfig
+        from ..rollout import rollout
 
         def count(text: str) -> int:
             return len(tokenizer(text, add_special_tokens=False)["input_ids"])
@@ -227,7 +229,7 @@ def final_evaluation(spec: ExperimentSpec, root: Path, run_dir: Path, evaluator:
     """`dca eval` on the run's checkpoint (sets, probes) plus per-trace measures and agreement."""
     from ..evaluate import EvalConfig, run_eval
     from ..model import load_model
-    from ..rollout import SamplingConfig
+    from ..model import SamplingConfig
 
     checkpoint = run_dir / "checkpoint"
     partial = run_dir / "eval"
@@ -364,7 +366,8 @@ def shared_rollouts(spec: ExperimentSpec, root: Path, seed: int, start: str, log
     """The start model's rollouts for the SFT arms of `seed`, reviewed by the base reviewer(s)."""
     from ..consensus import build_consensuses
     from ..model import load_model
-    from ..rollout import SamplingConfig, rollout
+    from ..model import SamplingConfig
+    from ..rollout import rollout
     from ..train.run import load_problems, make_reviewers
 
     target = root / "rollouts" / f"seed-{seed}"

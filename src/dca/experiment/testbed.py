@@ -24,7 +24,8 @@ from pathlib import Path
 from typing import Callable
 
 from ..model import build_tiny_model, load_model, load_tokenizer, resolve_model_path
-from ..records import Problem, write_jsonl
+from ..records import Problem
+from ..files import write_jsonl
 from .spec import ExperimentSpec, MicroSettings
 
 Log = Callable[[str], None]
@@ -112,7 +113,8 @@ def measure_start(
     checkpoint: str, problems: list[Problem], *, temperature: float, group_size: int, max_new_tokens: int, out_dir: Path, log: Log = print
 ) -> dict:
     """Greedy and sampled accuracy of the start model, and the share of groups with reward variance."""
-    from ..rollout import SamplingConfig, rollout, summarize
+    from ..model import SamplingConfig
+    from ..rollout import rollout, summarize
     from ..train.run import group_variance_fraction
 
     model, tokenizer = load_model(checkpoint)

@@ -3,7 +3,7 @@
 Two steps, kept apart:
 
 1. **Locate** the final-answer statement with a regex for its marker. The asked form
-   (`dca.prompting`) is a line starting with ``Answer:`` ("strict"); the forms small models
+   (`ANSWER_PREFIX`) is a line starting with ``Answer:`` ("strict"); the forms small models
    write instead are accepted as "lenient": ``answer: 8`` / ``**Answer:** 8`` anywhere in a
    line, ``The answer is 8.``, ``The final answer is 8``, ``\\boxed{8}``, ``#### 8``
    (GSM8K's form) and ``A: 8`` at the start of a line (question-answer style CoTs).
@@ -30,6 +30,9 @@ import re
 import threading
 from dataclasses import dataclass
 from typing import Any
+
+#: The asked form of the final line: ``Answer: <value>`` (every domain's prompt asks for it).
+ANSWER_PREFIX = "Answer:"
 
 
 #: Longest statement text handed to math_verify (guards against pathological inputs).

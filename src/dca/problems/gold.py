@@ -20,7 +20,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from ..prompting import ANSWER_PREFIX
+from .answer import ANSWER_PREFIX
 from ..records import Fact, Operation, Problem
 
 #: Roles of gold steps; the first three are useful, the next three irrelevant.

@@ -24,7 +24,7 @@ constructed, and no person may be derivably both ``a`` and ``not a`` (else it re
 The theory's sentences are shuffled.
 
 `Problem.metadata["logic"]` records the structure the oracle reviewer
-(`dca.review.logic_oracle`) and the gold-CoT renderer read:
+(`dca.domains.oracles.logic`) and the gold-CoT renderer read:
 
 - ``people`` and ``attributes``: the closed vocabulary of the theory;
 - ``facts``: ``{id, person, attribute, negated, text, distractor}``;
@@ -49,7 +49,7 @@ import random
 from dataclasses import dataclass
 from typing import Any
 
-from ..prompting import ANSWER_PREFIX
+from .answer import ANSWER_PREFIX
 from ..records import Problem
 from .gold import GoldCoT, GoldStep
 

@@ -16,7 +16,7 @@ unambiguous.
 
 The generator retries (a bounded number of times) until no number is stated twice and no
 stated number equals an intermediate value, so that a value in a chain of thought points
-to one source. This is what lets the oracle reviewer (`dca.review.oracle`) label steps by
+to one source. This is what lets the oracle reviewer (`dca.domains.oracles.arithmetic`) label steps by
 the numbers they mention.
 
 Besides the `Problem` fields, `Problem.metadata` holds:

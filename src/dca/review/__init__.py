@@ -18,11 +18,11 @@
 from __future__ import annotations
 
 from .base import Reviewer, ReviewItem, failed_review, review_all, review_batch
-from .cache import ReviewCache
+from ..llm.cache import ReviewCache
 from .config import ReviewerSpec, load_reviewers
 from .counterfactual import CounterfactualConfig, CounterfactualReviewer
 from .noisy import NoisyReviewer
-from .oracle import OracleReviewer
+from ..domains import OracleReviewer
 from .protocol import PROTOCOL_VERSION, InvalidAnswer, build_messages, parse_answer
 from .reference import ReferenceReviewer
 from .registry import REGISTRY, BuildContext, build_reviewer, build_reviewers, builtin_spec, close_reviewers

@@ -18,7 +18,7 @@ from ..errors import UserError
 from ..files import read_records
 from ..records import Problem, Review, Trace
 from ..segment import segment
-from .cache import ReviewCache
+from ..llm.cache import ReviewCache
 from .config import ReviewerSpec
 from .runner import ReviewItem, ReviewRunner, ReviewerStats
 

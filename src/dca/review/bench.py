@@ -42,7 +42,7 @@ from ..errors import UserError
 from ..measures import NUMBER, evaluate, format_number, number_value
 from ..problems.answer import check_answer
 from ..records import Operation, Problem, Review, Trace, Unit
-from .cache import ReviewCache
+from ..llm.cache import ReviewCache
 from .config import ReviewerSpec
 from .runner import ReviewItem
 

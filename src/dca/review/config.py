@@ -26,7 +26,7 @@ Example::
         params: {max_tokens: 800}
         price: {input: 3, output: 15}
       - name: smollm
-        backend: hf                  # a local chat model, grammar-constrained (dca.review.local)
+        backend: hf                  # a local chat model, grammar-constrained (dca.llm.hf)
         model: embedded              # or a checkpoint directory or a hub id
         params: {max_new_tokens: 256, temperature: 0}
       - name: noisy-gpt

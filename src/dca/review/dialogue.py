@@ -64,7 +64,7 @@ DIALOGUE_PROTOCOL_VERSION = "dca-review/2"
 #: A question or reply is cut to this many characters (model text is untrusted).
 MAX_QUESTION_CHARS = 300
 MAX_REPLY_CHARS = 600
-#: Marker the `hf` backend reads to allow a question line in its grammar (`dca.review.local`).
+#: Marker the `hf` backend reads to allow a question line in its grammar (`dca.llm.hf`).
 QUESTION_PREFIX = "QUESTION"
 NO_MORE_QUESTIONS = "No more questions may be asked: answer now, in the requested format only."
 

@@ -11,7 +11,7 @@ In the style of split-personality training, each reviewer style (``strict``, ``l
     <|review:strict|>
 
 and decodes a review in the protocol's line form (`dca.review.protocol`), grammar-constrained
-by the local ``hf`` backend's machinery (`dca.review.local.HFBackend.decode_batch`) with
+by the local ``hf`` backend's machinery (`dca.llm.hf.HFBackend.decode_batch`) with
 ``one_step_per_unit``: line i labels unit i and every line is required, so every answer
 parses, whatever the weights, when the trace's units fit the answer budget (``max_new_tokens``
 1024 with 8-character reasons: about 20 units); a longer trace is a failed review
@@ -48,7 +48,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ..errors import UserError
-from ..prompting import chat_messages
+from ..domains import chat_messages
 from ..records import Problem, Review, Trace, Unit
 from .base import ReviewItem, failed_review
 from .protocol import InvalidAnswer, parse_answer
@@ -75,7 +75,7 @@ PERSONA_FILE = "personas.json"
 #: Recorded in every persona review's metadata; change it when `persona_prompt` changes.
 PERSONA_PROTOCOL = "dca-persona/1"
 
-#: Constrained-decoding parameters of a persona review (any `dca.review.local` parameter may
+#: Constrained-decoding parameters of a persona review (any `dca.llm.hf` parameter may
 #: be overridden): short reasons keep a review a few tokens per unit.
 PERSONA_PARAMS: dict[str, Any] = {"one_step_per_unit": True, "max_reason_chars": 8, "max_new_tokens": 1024, "max_depends": 2}
 #: Reviews a persona decodes in one batched ``generate`` call unless ``params.batch_size`` says
@@ -267,7 +267,7 @@ class PersonaReviewer:
 
     def __init__(self, name: str, persona: Persona, model: Any, tokenizer: Any, *, params: dict[str, Any] | None = None, model_name: str = "policy"):
         from .config import ReviewerSpec
-        from .local import HFBackend
+        from ..llm.hf import HFBackend
 
         params = {**PERSONA_PARAMS, **(params or {})}
         self.batch_size = params.pop("batch_size", PERSONA_BATCH_SIZE)

@@ -44,7 +44,15 @@ from collections import Counter
 from ..measures import BACKTRACKING, VERIFICATION, equations, numbers
 from ..problems.answer import check_answer
 from ..records import Problem, Review, Unit
-from .oracle import _TASK_WORDS, _WORD, COMMON_CONSTANTS, _group, _Label, mark_failed_attempts, question_values
+from ..domains.oracles.arithmetic import (
+    _TASK_WORDS,
+    _WORD,
+    COMMON_CONSTANTS,
+    _group,
+    _Label,
+    mark_failed_attempts,
+    question_values,
+)
 
 __all__ = ["ReferenceReviewer"]
 

@@ -33,7 +33,7 @@ from .base import ReviewItem, failed_review
 if TYPE_CHECKING:
     from ..llm import LLMBackend
     from .base import Reviewer
-    from .cache import ReviewCache
+    from ..llm.cache import ReviewCache
     from .config import ReviewerSpec
 
 __all__ = ["REGISTRY", "BuildContext", "ProgrammaticReviewer", "build_reviewer", "build_reviewers", "builtin_spec", "close_reviewers"]
@@ -44,7 +44,7 @@ class BuildContext:
     """What building a reviewer may need beyond its spec."""
 
     cache: ReviewCache | None = None
-    """The LLM call cache (`dca.review.cache.ReviewCache`); None: no cache."""
+    """The LLM call cache (`dca.llm.cache.ReviewCache`); None: no cache."""
     engine: Any = None
     """counterfactual: a `dca.continuation.ContinuationEngine` (e.g. the evaluated policy)."""
     render_prompt: Callable[[Problem], str] | None = None
@@ -102,7 +102,7 @@ class ProgrammaticReviewer:
 
 
 def _oracle(spec: ReviewerSpec, context: BuildContext) -> Reviewer:
-    from .oracle import OracleReviewer
+    from ..domains import OracleReviewer
 
     return ProgrammaticReviewer(spec, OracleReviewer())
 

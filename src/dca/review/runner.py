@@ -34,7 +34,7 @@ from typing import Any, Callable, Iterable, Sequence
 from ..llm import LLMCallFailed, LLMClient, run_sync
 from ..records import Problem, Review, Trace, Unit
 from .base import ReviewItem, failed_review, review_all
-from .cache import ReviewCache
+from ..llm.cache import ReviewCache
 from .config import ReviewerSpec
 from ..redact import redact_url
 from .dialogue import DIALOGUE_PROTOCOL_VERSION, converse, with_dialogue

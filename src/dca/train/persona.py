@@ -57,7 +57,7 @@ from typing import Any, Callable
 from ..consensus import build_consensus, group_reviews
 from ..records import Consensus, Problem, Review, Step, Trace
 from ..review.base import ReviewItem
-from ..review.local import REASON_CHARS
+from ..llm.hf import REASON_CHARS
 from ..review.persona import PERSONA_PARAMS, Persona, PersonaReviewer, add_persona_tokens, persona_prompt, save_persona_checkpoint
 from .sft import SFTSettings
 
@@ -172,7 +172,8 @@ def persona_rows(targets: list[Target], personas: list[Persona], tokenizer: Any,
 
 
 def _greedy(model: Any, tokenizer: Any, problems: list[Problem], max_new_tokens: int) -> list[Trace]:
-    from ..rollout import SamplingConfig, rollout
+    from ..model import SamplingConfig
+    from ..rollout import rollout
 
     return rollout(model, tokenizer, problems, SamplingConfig(max_new_tokens=max_new_tokens, batch_size=16))
 

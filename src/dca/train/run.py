@@ -45,9 +45,11 @@ from ..errors import Terminated, UserError
 from ..files import lock_dir, prepare_output_dir, unlock_dir, write_text_atomic
 from ..model import load_model, resolve_model_path, trainer_device_arguments
 from ..domains.sources import load_problems  # noqa: F401 (re-exported: one home for problem sources)
-from ..prompting import chat_messages
-from ..records import Consensus, Credit, Problem, Review, Trace, append_jsonl, from_dict, write_jsonl
-from ..rollout import SamplingConfig, rollout, summarize
+from ..domains import chat_messages
+from ..records import Consensus, Credit, Problem, Review, Trace, from_dict
+from ..files import append_jsonl, write_jsonl
+from ..model import SamplingConfig
+from ..rollout import rollout, summarize
 from .config import TrainConfig
 from .resume import last_checkpoint, read_json_lines, truncate_run_files
 from .warmstart import warmstart

@@ -25,7 +25,7 @@ from typing import Callable
 from ..model import cache_dir, resolve_model_path
 from ..domains import domain_of
 from ..domains.sources import DomainSettings, ProblemsSettings, domain_problems, load_problems
-from ..prompting import chat_messages
+from ..domains import chat_messages
 from .config import WarmstartSettings
 from .sft import SFTSettings, loss_logger, sft_trainer
 

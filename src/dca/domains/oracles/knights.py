@@ -28,8 +28,9 @@ from __future__ import annotations
 
 import re
 
-from ..records import Problem, Review, Unit
-from .logic_oracle import _Label, group_labels
+from ...problems.reasoning_gym import check_reasoning_gym
+from ...records import Problem, Review, Unit
+from .logic import _Label, group_labels
 
 _QUOTED = re.compile(r"\"[^\"]*\"|“[^”]*”")
 _SUPPOSE = re.compile(r"\b(?:if|suppose|supposing|assume|assuming|would|case|let's say|hypothetically)\b", re.IGNORECASE)
@@ -50,9 +51,7 @@ class KnightsKnavesOracleReviewer:
                 error=f"problem {problem.id} has no knights-and-knaves solution in its metadata",
                 unreviewed_units=[u.index for u in units],
             )  # fmt: skip
-        from ..domains import check
-
-        answer = check(problem, trace_completion)
+        answer = check_reasoning_gym(problem, trace_completion)
         names = [str(n) for n in entry["names"]]
         solution = dict(zip(names, _solution(entry["solution"])))
         terms = entry.get("knight_knave_terms", {})

@@ -44,13 +44,13 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 
-from ..measures import BACKTRACKING as _BACKTRACKING
-from ..measures import VERIFICATION as _VERIFICATION
-from ..measures import Equation as _Equation
-from ..measures import equations as _equations
-from ..measures import numbers as _numbers
-from ..problems.answer import check_answer
-from ..records import Operation, Problem, Review, Step, Unit
+from ...measures import BACKTRACKING as _BACKTRACKING
+from ...measures import VERIFICATION as _VERIFICATION
+from ...measures import Equation as _Equation
+from ...measures import equations as _equations
+from ...measures import numbers as _numbers
+from ...problems.answer import check_answer
+from ...records import Operation, Problem, Review, Step, Unit
 
 _TASK_WORDS = re.compile(
     r"\b(?:how many|how much|what is|we need to|need to find|find out|the question)\b",
@@ -98,23 +98,16 @@ def question_values(question: str) -> set[float]:
     return {round(v, 4) for v in values}
 
 
-class OracleReviewer:
-    """Reviews traces on synthetic problems from their known causal structure; on a problem
-    of another domain with its own oracle (`dca.domains`: logic, knights-and-knaves), hands
-    the trace to that oracle."""
+class ArithmeticOracleReviewer:
+    """Reviews traces on synthetic arithmetic problems from their known causal structure.
+    The ``oracle`` reviewer (`dca.domains.OracleReviewer`) routes each problem to its domain's
+    oracle; this is the arithmetic domain's (and the fallback for problems of no known domain)."""
 
     name = "oracle"
 
     def review(
         self, problem: Problem, trace_completion: str, units: list[Unit], *, trace_id: str
     ) -> Review:
-        from ..domains import domain_of
-
-        domain = domain_of(problem)
-        if domain.name != "arithmetic" and domain.oracle is not None:  # the domain's own oracle (logic, puzzles)
-            review = domain.oracle().review(problem, trace_completion, units, trace_id=trace_id)
-            review.reviewer = self.name
-            return review
         if not problem.operations:
             return Review(
                 trace_id=trace_id,

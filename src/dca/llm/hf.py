@@ -61,8 +61,8 @@ from typing import Any
 
 from ..errors import UserError
 from ..records import CONTRIBUTIONS, FUNCTIONS
-from .config import ReviewerSpec
-from .protocol import answer_json_schema, prompt_unit_count
+from ..review.config import ReviewerSpec
+from ..review.protocol import answer_json_schema, prompt_unit_count
 
 __all__ = ["HFBackend", "answer_grammar_bound", "lines_grammar", "json_answer_schema"]
 
@@ -165,7 +165,7 @@ def question_grammar(answer_grammar: str) -> str:
 def _questions_allowed(messages: list[dict[str, str]]) -> bool:
     """Whether the request lets the reviewer ask a question now (a dialogue review's first turn,
     or a reply that says questions are left); written by `dca.review.dialogue`."""
-    from .dialogue import QUESTION_PREFIX
+    from ..review.dialogue import QUESTION_PREFIX
 
     users = [m["content"] for m in messages if m["role"] == "user"]
     if not users or f"{QUESTION_PREFIX} <unit number>:" not in users[0]:
@@ -275,7 +275,7 @@ class HFBackend:
         return await asyncio.to_thread(self._generate, messages)
 
     def classify(self, error: BaseException):
-        from ..llm import CallError
+        from .spec import CallError
 
         message = f"{type(error).__name__}: {error}"[:500]
         if isinstance(error, (asyncio.TimeoutError, TimeoutError)):
@@ -356,7 +356,7 @@ class HFBackend:
         """Generate for each of `prompts` in one batch (the caller holds the lock)."""
         import torch
 
-        from ..llm import Generation
+        from .spec import Generation
 
         p = self.params
         tokenizer, model = self._tokenizer, self._model

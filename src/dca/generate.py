@@ -53,8 +53,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from ..measures import numbers
-from ..records import Fact, Operation, Problem
+from .measures import numbers
+from .records import Fact, Operation, Problem
 
 GENERATE_PROTOCOL = "generate-v1"
 DOMAINS = ("arithmetic", "logic")
@@ -234,7 +234,7 @@ def execute_arithmetic(solution: ArithmeticSolution, problem_id: str, source: st
 
 def execute_logic(solution: LogicSolution, problem_id: str, source: str) -> Problem:
     """A logic Problem (text rendered from the structure, proof DAG traced), or Rejected."""
-    from ..problems.logic import forward_chain, literal_text, rule_text
+    from .problems.logic import forward_chain, literal_text, rule_text
 
     word = re.compile(r"^[a-z][a-z-]*$")
     people = sorted({f.person for f in solution.facts} | {solution.statement.person})
@@ -353,7 +353,7 @@ def generate_problems_with(client, domain: str, count: int, *, index: DuplicateI
                            model_name: str = "") -> GenerationResult:  # fmt: skip
     """Ask `client` (a `dca.llm.LLMClient`) for `count` problems concurrently, execute and
     deduplicate them in request order. Never raises for a bad answer: it is counted."""
-    from ..llm import LLMCallFailed, run_sync
+    from .llm import LLMCallFailed, run_sync
 
     if domain not in DOMAINS:
         raise ValueError(f"dca generate writes {' or '.join(DOMAINS)} problems, not {domain!r}")
@@ -413,8 +413,8 @@ def _check_duplicate(index: DuplicateIndex, question: str, threshold: float, ite
 
 def build_index(*, gsm8k: bool, against: list[str]) -> DuplicateIndex:
     """GSM8K train and test (when `gsm8k`) and every problems file in `against`."""
-    from ..files import read_problems_file
-    from .sources import load
+    from .files import read_problems_file
+    from .domains.sources import load
 
     index = DuplicateIndex()
     if gsm8k:
@@ -434,10 +434,10 @@ def run_generate(*, reviewers: str, generator: str, domain: str, count: int, out
     import os
     from pathlib import Path
 
-    from ..errors import UserError
-    from ..llm import LLMClient
-    from ..records import write_jsonl
-    from ..review import ReviewCache, load_reviewers
+    from .errors import UserError
+    from .llm import LLMClient
+    from .files import write_jsonl
+    from .review import ReviewCache, load_reviewers
 
     if domain not in DOMAINS:
         raise UserError(f"dca generate writes {' or '.join(DOMAINS)} problems, not {domain!r}")

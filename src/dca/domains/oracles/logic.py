@@ -38,8 +38,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from ..problems.labels import extract_label
-from ..records import Problem, Review, Step, Unit
+from ...problems.labels import extract_label
+from ...records import Problem, Review, Step, Unit
 
 _PRONOUNS = ("they", "she", "he", "it")
 _HEDGE = re.compile(

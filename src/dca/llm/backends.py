@@ -12,7 +12,7 @@ cost live once, in `dca.llm.LLMClient`, around every backend.
   ``response_format`` with a 400 is asked again without it, and plain JSON is parsed from then on.
 - `AnthropicBackend`: the Messages API through the official ``anthropic`` SDK (the answer
   format is asked for in the prompt; the system prompt goes in ``system``).
-- `dca.review.local.HFBackend` (``hf``): a local Hugging Face chat model in-process, with
+- `dca.llm.hf.HFBackend` (``hf``): a local Hugging Face chat model in-process, with
   grammar-constrained decoding (xgrammar), so even a small model answers in the review
   protocol's format. A local model can also review through ``transformers serve`` (an
   OpenAI-compatible server; see tests/test_review_live.py).
@@ -33,7 +33,7 @@ import time
 from typing import Any
 
 from ..errors import UserError
-from ..llm import CallError, Generation, LLMBackend, LLMSpec
+from .spec import CallError, Generation, LLMBackend, LLMSpec
 
 __all__ = ["AnthropicBackend", "OpenAIBackend", "make_backend", "scrub"]
 
@@ -204,7 +204,7 @@ def make_backend(spec: LLMSpec) -> LLMBackend:
     if spec.backend == "anthropic":
         return AnthropicBackend(spec)
     if spec.backend == "hf":
-        from .local import HFBackend  # torch and xgrammar load only for this backend
+        from .hf import HFBackend  # torch and xgrammar load only for this backend
 
         return HFBackend(spec)
     raise ValueError(f"backend {spec.backend!r} is not an LLM backend")
