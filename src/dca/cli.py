@@ -18,7 +18,9 @@
     dca eval       accuracy, tokens per insight, faithfulness probes and performative-reasoning figures per problem set
     dca experiment run the arms x seeds of an experiment spec (resumable), and report them with intervals
 
-A user mistake prints one line (``dca: error: ...``) and exits with code 2.
+A user mistake prints one line (``dca: error: ...``) and exits with code 2; an output the
+environment refused (a full disk, a read-only filesystem) prints one line naming the path and
+the cause and exits with code 3 (docs/hostile-environments.md).
 """
 
 from __future__ import annotations
@@ -930,9 +932,17 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except UserError as e:
+    except UserError as e:  # an OutputFailure (full disk, read-only filesystem) exits 3
         print(f"dca: error: {e}", file=sys.stderr)
-        return 2
+        return getattr(e, "exit_code", 2)
+    except Exception as e:
+        from .durable import ENVIRONMENT_EXIT_CODE, failure_line
+
+        line = failure_line(e)  # an OS error on output that no command named: still one line
+        if line is None:
+            raise
+        print(f"dca: error: {line}", file=sys.stderr)
+        return ENVIRONMENT_EXIT_CODE
     except KeyboardInterrupt:
         print("dca: interrupted", file=sys.stderr)
         return 130

@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator, TypeVar
 
+from .durable import output_failure, replace_durably
+
 # ---------------------------------------------------------------------------------------------
 # Label vocabularies (the review protocol's closed sets)
 
@@ -568,29 +570,39 @@ def from_dict(cls: type[R], data: dict[str, Any]) -> R:
 
 
 def write_jsonl(path: str | os.PathLike, records: Iterable[Any]) -> int:
-    """Write records atomically (a temporary file beside `path`, then a rename), so a crash
-    never leaves half a file; on any failure the temporary file is removed."""
+    """Write records atomically (a temporary file beside `path`, fsynced, then a rename), so a
+    crash never leaves half a file; on any failure the temporary file is removed, and an OS
+    error (a full disk) is an `OutputFailure` naming `path`."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.partial")
     n = 0
     try:
-        with open(tmp, "w", encoding="utf-8") as f:
+        f = open(tmp, "w", encoding="utf-8")
+        try:
             for record in records:
                 f.write(json.dumps(to_dict(record), ensure_ascii=False) + "\n")
                 n += 1
-        os.replace(tmp, path)
-    except BaseException:
+            replace_durably(f, tmp, path)
+        finally:
+            f.close()
+    except BaseException as e:
         tmp.unlink(missing_ok=True)
+        if isinstance(e, OSError):  # a full disk, a read-only filesystem: one line naming the file
+            raise output_failure(path, e) from e
         raise
     return n
 
 
 def append_jsonl(path: str | os.PathLike, records: Iterable[Any]) -> None:
-    """Append records to a growing log (per-step metrics, traces during training)."""
-    with open(path, "a", encoding="utf-8") as f:
-        for record in records:
-            data = record if isinstance(record, dict) else to_dict(record)
-            f.write(json.dumps(data, ensure_ascii=False) + "\n")
+    """Append records to a growing log (per-step metrics, traces during training); an OS error
+    is an `OutputFailure` naming `path` (a torn last line is what `--resume` drops)."""
+    try:
+        with open(path, "a", encoding="utf-8") as f:
+            for record in records:
+                data = record if isinstance(record, dict) else to_dict(record)
+                f.write(json.dumps(data, ensure_ascii=False) + "\n")
+    except OSError as e:
+        raise output_failure(path, e) from e
 
 
 def iter_jsonl(path: str | os.PathLike, cls: type[R]) -> Iterator[R]:
