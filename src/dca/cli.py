@@ -928,9 +928,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: Commands whose --out is a directory they lock (`dca.files.lock_dir`) while they write it.
+_LOCKING_COMMANDS = ("cmd_train", "cmd_sft", "cmd_eval", "cmd_demo", "cmd_experiment_run", "cmd_persona_train")
+
+
+def _refuse_a_second_writer(args: argparse.Namespace) -> None:
+    """A directory another process is writing is refused first, before any config is read or
+    library imported (in well under a second; benchmarks/refusal_latency.py)."""
+    out = getattr(args, "out", None)
+    if getattr(args.func, "__name__", "") in _LOCKING_COMMANDS and out and Path(out).is_dir():
+        from .files import check_unlocked
+
+        check_unlocked(Path(out))
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        _refuse_a_second_writer(args)
         return args.func(args)
     except UserError as e:  # an OutputFailure (full disk, read-only filesystem) exits 3
         print(f"dca: error: {e}", file=sys.stderr)
