@@ -302,11 +302,14 @@ def test_dca_review_with_faults_in_30_percent_of_calls(tmp_path, monkeypatch, ca
         assert llm["ok"] + llm["failed"] == llm["reviews"] == 200
     assert first["reviewers"]["llm"]["new_calls"] == sum(r["action"] in ANSWERED for r in first_requests)
     assert first["reviewers"]["llm"]["requests"] == len(first_requests)
-    # The re-run pays for nothing already answered; it only retries calls that never got an answer.
+    # The re-run pays for nothing answered validly; it retries calls that never got an answer and
+    # asks again each call whose answer did not parse (a failure is never cached as an answer).
     transport = sum(n for kind, n in expected.items() if kind != "invalid_answer")
-    assert second["reviewers"]["llm"]["new_calls"] == 0
-    assert second["reviewers"]["llm"]["cached_calls"] == first["reviewers"]["llm"]["new_calls"]
-    assert len(second_requests) == 3 * transport and not any(r["action"] in ANSWERED for r in second_requests)
+    invalid = sum(r["action"] in ("invalid_json", "out_of_range") for r in first_requests)
+    assert invalid and second["reviewers"]["llm"]["new_calls"] == invalid
+    assert second["reviewers"]["llm"]["cached_calls"] == first["reviewers"]["llm"]["new_calls"] - invalid
+    assert len(second_requests) == 3 * transport + invalid
+    assert not any(r["action"] == "ok" for r in second_requests)  # every valid answer came from the cache
     assert second["reviewers"]["llm"]["requests"] == len(second_requests)
     assert "wrote 400 reviews" in out.out and SECRET not in out.out + out.err
     for path in tmp_path.iterdir():

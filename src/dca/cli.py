@@ -18,7 +18,9 @@
     dca eval       accuracy, tokens per insight, faithfulness probes and performative-reasoning figures per problem set
     dca experiment run the arms x seeds of an experiment spec (resumable), and report them with intervals
 
-A user mistake prints one line (``dca: error: ...``) and exits with code 2.
+A user mistake prints one line (``dca: error: ...``) and exits with code 2; an output the
+environment refused (a full disk, a read-only filesystem) prints one line naming the path and
+the cause and exits with code 3 (docs/hostile-environments.md).
 """
 
 from __future__ import annotations
@@ -929,13 +931,36 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: Commands whose --out is a directory they lock (`dca.files.lock_dir`) while they write it.
+_LOCKING_COMMANDS = ("cmd_train", "cmd_sft", "cmd_eval", "cmd_demo", "cmd_experiment_run", "cmd_persona_train")
+
+
+def _refuse_a_second_writer(args: argparse.Namespace) -> None:
+    """A directory another process is writing is refused first, before any config is read or
+    library imported (in well under a second; benchmarks/refusal_latency.py)."""
+    out = getattr(args, "out", None)
+    if getattr(args.func, "__name__", "") in _LOCKING_COMMANDS and out and Path(out).is_dir():
+        from .files import check_unlocked
+
+        check_unlocked(Path(out))
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        _refuse_a_second_writer(args)
         return args.func(args)
-    except UserError as e:
+    except UserError as e:  # an OutputFailure (full disk, read-only filesystem) exits 3
         print(f"dca: error: {e}", file=sys.stderr)
-        return 2
+        return getattr(e, "exit_code", 2)
+    except Exception as e:
+        from .durable import ENVIRONMENT_EXIT_CODE, failure_line
+
+        line = failure_line(e)  # an OS error on output that no command named: still one line
+        if line is None:
+            raise
+        print(f"dca: error: {line}", file=sys.stderr)
+        return ENVIRONMENT_EXIT_CODE
     except KeyboardInterrupt:
         print("dca: interrupted", file=sys.stderr)
         return 130

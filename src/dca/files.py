@@ -26,6 +26,7 @@ import shutil
 from pathlib import Path
 from typing import Any, Iterable, Iterator, TypeVar
 
+from .durable import NO_SPACE_ERRNOS, output_failure, replace_durably, rewrite_in_place
 from .errors import UserError
 from .records import Problem, RecordError, from_dict, to_dict
 
@@ -170,17 +171,46 @@ def temp_path(path: Path) -> Path:
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:
-    """Write `text` to a temporary file beside `path`, then rename it over `path`; on any
-    failure the temporary file is removed and `path` is unchanged."""
+    """Write `text` to a temporary file beside `path`, fsync it, then rename it over `path`; on
+    any failure the temporary file is removed and `path` is unchanged. An OS error (a full
+    disk, a read-only filesystem) is an `OutputFailure` naming `path`."""
     path = Path(path)
     tmp = temp_path(path)
     try:
-        with open(tmp, "w", encoding="utf-8") as f:
+        f = open(tmp, "w", encoding="utf-8")
+        try:
             f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
+            replace_durably(f, tmp, path)
+        finally:
+            f.close()
+    except BaseException as e:
         tmp.unlink(missing_ok=True)
+        if isinstance(e, OSError):
+            raise output_failure(path, e) from e
         raise
+
+
+def write_run_state(path: str | os.PathLike, state: dict) -> None:
+    """Write a run's state file (``run.json``) durably; on a full disk, overwrite the old one in
+    the blocks it already owns, the ``error`` shortened as needed, so that a run that fails for
+    want of space still records ``failed`` and why. Raises `OutputFailure` when neither works."""
+    import json
+
+    path = Path(path)
+    try:
+        write_text_atomic(path, json.dumps(state, indent=2, ensure_ascii=False) + "\n")
+        return
+    except UserError as e:
+        cause = e.__cause__
+        if not (isinstance(cause, OSError) and cause.errno in NO_SPACE_ERRNOS):
+            raise
+        failure = e
+    error = str(state.get("error", ""))
+    for limit in (len(error), 400, 100, 0):
+        compact = {**state, "error": error[:limit]} if "error" in state else state
+        if rewrite_in_place(path, (json.dumps(compact, ensure_ascii=False, separators=(",", ":")) + "\n").encode()):
+            return
+    raise failure
 
 
 # ---------------------------------------------------------------------------------------------
@@ -254,6 +284,32 @@ def check_unlocked(directory: Path) -> None:
         raise
     finally:
         os.close(fd)
+
+
+def is_locked(directory: Path) -> bool:
+    """Whether a live process (this one included) holds `directory`'s lock."""
+    try:
+        check_unlocked(directory)
+    except UserError:
+        return True
+    return directory.resolve() in _HELD
+
+
+def read_state(path: str | os.PathLike) -> dict:
+    """A run's or an experiment's state file (``run.json``, ``experiment.json``) as written, except
+    that ``running`` becomes ``interrupted`` when no live process holds its directory's lock: the
+    writer was killed (kill -9, a power cut) or could not even record its failure. {} when the
+    file is missing or unreadable."""
+    import json
+
+    path = Path(path)
+    try:
+        state = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    if isinstance(state, dict) and state.get("status") == "running" and not is_locked(path.parent):
+        state = {**state, "status": "interrupted", "recorded_status": "running"}
+    return state if isinstance(state, dict) else {}
 
 
 def unlock_dir(directory: Path) -> None:
@@ -334,29 +390,39 @@ def prepare_output_dir(
 
 
 def write_jsonl(path: str | os.PathLike, records: Iterable[Any]) -> int:
-    """Write records atomically (a temporary file beside `path`, then a rename), so a crash
-    never leaves half a file; on any failure the temporary file is removed."""
+    """Write records atomically (a temporary file beside `path`, fsynced, then a rename), so a
+    crash never leaves half a file; on any failure the temporary file is removed, and an OS
+    error (a full disk) is an `OutputFailure` naming `path`."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.partial")
     n = 0
     try:
-        with open(tmp, "w", encoding="utf-8") as f:
+        f = open(tmp, "w", encoding="utf-8")
+        try:
             for record in records:
                 f.write(json.dumps(to_dict(record), ensure_ascii=False) + "\n")
                 n += 1
-        os.replace(tmp, path)
-    except BaseException:
+            replace_durably(f, tmp, path)
+        finally:
+            f.close()
+    except BaseException as e:
         tmp.unlink(missing_ok=True)
+        if isinstance(e, OSError):  # a full disk, a read-only filesystem: one line naming the file
+            raise output_failure(path, e) from e
         raise
     return n
 
 
 def append_jsonl(path: str | os.PathLike, records: Iterable[Any]) -> None:
-    """Append records to a growing log (per-step metrics, traces during training)."""
-    with open(path, "a", encoding="utf-8") as f:
-        for record in records:
-            data = record if isinstance(record, dict) else to_dict(record)
-            f.write(json.dumps(data, ensure_ascii=False) + "\n")
+    """Append records to a growing log (per-step metrics, traces during training); an OS error
+    is an `OutputFailure` naming `path` (a torn last line is what `--resume` drops)."""
+    try:
+        with open(path, "a", encoding="utf-8") as f:
+            for record in records:
+                data = record if isinstance(record, dict) else to_dict(record)
+                f.write(json.dumps(data, ensure_ascii=False) + "\n")
+    except OSError as e:
+        raise output_failure(path, e) from e
 
 
 def iter_jsonl(path: str | os.PathLike, cls: type[R]) -> Iterator[R]:

@@ -431,12 +431,11 @@ def run_generate(*, reviewers: str, generator: str, domain: str, count: int, out
                  against: list[str] | None = None, gsm8k: bool = True, cache_path=None, log=print) -> GenerationResult:  # fmt: skip
     """`dca generate`: load the generator spec, compare against GSM8K and earlier sets, ask,
     execute, write ``out`` (accepted problems) and ``<out>.report.json``."""
-    import os
     from pathlib import Path
 
     from .errors import UserError
+    from .files import write_jsonl, write_text_atomic
     from .llm import LLMClient
-    from .files import write_jsonl
     from .review import ReviewCache, load_reviewers
 
     if domain not in DOMAINS:
@@ -458,7 +457,5 @@ def run_generate(*, reviewers: str, generator: str, domain: str, count: int, out
     finally:
         client.close()
     write_jsonl(out, result.problems)
-    tmp = report_path.with_name(report_path.name + ".partial")
-    tmp.write_text(json.dumps(result.report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(tmp, report_path)
+    write_text_atomic(report_path, json.dumps(result.report, indent=2, ensure_ascii=False) + "\n")
     return result

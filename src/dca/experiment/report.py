@@ -27,8 +27,8 @@ import numpy as np
 import yaml
 
 from ..errors import UserError
+from ..files import read_jsonl, read_state
 from ..records import Problem
-from ..files import read_jsonl
 from .measures import TraceMeasure, read_rows, run_credit_placement
 from .spec import ExperimentSpec, parse_spec
 from .stats import MDE_FACTOR, bootstrap, mde, nanmean, per_seed_sd, ratio_of_sums, relative_difference
@@ -68,7 +68,7 @@ def load_experiment(root: str | Path) -> dict[str, Any]:
     for s in spec.eval.sets:
         file = root / "eval-sets" / f"{s.name}.jsonl"
         problem_ids[s.name] = [p.id for p in read_jsonl(file, Problem)] if file.exists() else []
-    experiment = json.loads((root / "experiment.json").read_text()) if (root / "experiment.json").exists() else {}
+    experiment = read_state(root / "experiment.json")  # "running" with no live writer reads "interrupted"
     start = json.loads((root / "start" / "start.json").read_text()) if (root / "start" / "start.json").exists() else {}
     return {"root": root, "spec": spec, "runs": runs, "missing": missing, "problem_ids": problem_ids, "experiment": experiment, "start": start}
 

@@ -49,9 +49,8 @@ from typing import Callable
 import yaml
 
 from ..errors import UserError
-from ..files import check_unlocked, lock_dir, unlock_dir
+from ..files import append_jsonl, check_unlocked, lock_dir, read_jsonl, unlock_dir, write_jsonl, write_run_state, write_text_atomic
 from ..records import Problem, Review, Trace, to_dict
-from ..files import append_jsonl, read_jsonl, write_jsonl
 from .measures import auto_reviewer, read_rows, review_traces, summarize_measures, trace_measures
 from .spec import ExperimentSpec
 
@@ -84,9 +83,7 @@ def run_state(path: Path) -> str:
 
 
 def _write_json(path: Path, data: dict) -> None:
-    tmp = path.with_name(path.name + ".partial")
-    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    write_run_state(path, data)  # fsynced; on a full disk a failure is still recorded in place
 
 
 def git_commit() -> str | None:
@@ -168,9 +165,7 @@ def start_curve(evaluator: _Evaluator, start: str, limit: int, start_dir: Path, 
         return read_rows(path)
     model, tokenizer = load_model(start)
     rows = evaluator.curve_rows(model, tokenizer, 0, limit)
-    tmp = path.with_name(path.name + ".partial")
-    tmp.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    os.replace(tmp, path)
+    write_text_atomic(path, "".join(json.dumps(r) + "\n" for r in rows))
     _log_curve(rows, log)
     return rows
 

@@ -20,7 +20,13 @@ cost live once, in `dca.llm.LLMClient`, around every backend.
 Both SDKs' own retries are switched off (``max_retries=0``): the client owns retries, so a
 call is never retried twice over. API keys are read from the environment variable the spec
 names, only when the client is built; they are never part of a request record, a cache
-entry or an error message (`scrub` masks them in error text).
+entry or an error message: each backend registers its secrets (the key, the URL's password,
+key-like query values; `dca.redact`) and `scrub` masks them, in every form, in error text.
+
+A ``base_url`` is taken apart (`dca.redact.split_endpoint`): its query parameters go through the
+SDK's ``default_query`` and its user-info becomes an HTTP Basic header, in ``Authorization``
+without an API key and in ``Proxy-Authorization`` beside one (so a gateway login and a
+provider key work together).
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ import time
 from typing import Any
 
 from ..errors import UserError
+from ..redact import Endpoint, redact, register_secret, split_endpoint
 from .spec import CallError, Generation, LLMBackend, LLMSpec
 
 __all__ = ["AnthropicBackend", "OpenAIBackend", "make_backend", "scrub"]
@@ -45,11 +52,11 @@ _KEY_PATTERN = re.compile(r"\b(sk-[A-Za-z0-9_\-*]{4,}|sk-ant-[A-Za-z0-9_\-*]{4,}
 
 
 def scrub(text: str, secrets: list[str] = ()) -> str:
-    """Error text with API keys (the given ones, and anything shaped like one) masked."""
+    """Error text with secrets masked: the given ones and every registered one, in all their
+    forms (`dca.redact.redact`), and anything shaped like an API key."""
     for secret in secrets:
-        if secret and len(secret) >= 4:
-            text = text.replace(secret, "***")
-    return _KEY_PATTERN.sub("sk-***", text)
+        register_secret(secret)
+    return _KEY_PATTERN.sub("sk-***", redact(text))
 
 
 def _retry_after(headers: Any) -> float | None:
@@ -72,9 +79,9 @@ def _retry_after(headers: Any) -> float | None:
         return None
 
 
-def _classify_sdk_error(sdk: Any, error: BaseException, secrets: list[str]) -> CallError:
+def _classify_sdk_error(sdk: Any, error: BaseException) -> CallError:
     """Shared by the openai and anthropic SDKs, whose exception hierarchies match."""
-    message = scrub(f"{type(error).__name__}: {error}", secrets)[:500]
+    message = scrub(f"{type(error).__name__}: {error}")[:500]
     if isinstance(error, (asyncio.TimeoutError, TimeoutError, sdk.APITimeoutError)):
         return CallError("timeout", True, message)
     if isinstance(error, sdk.APIConnectionError):
@@ -105,6 +112,21 @@ def _api_key(spec: LLMSpec, *, required: bool) -> str | None:
     return key
 
 
+def _endpoint(spec: LLMSpec) -> tuple[Endpoint, str | None, dict[str, Any]]:
+    """The endpoint, the API key and the SDK client's keyword arguments for `spec`; every secret
+    among them is registered for redaction before any request is made."""
+    endpoint = split_endpoint(spec.base_url)
+    key = _api_key(spec, required=spec.base_url is None)
+    for secret in [key, *endpoint.secrets()]:
+        register_secret(secret)
+    options: dict[str, Any] = {
+        # A local endpoint without a key still needs a non-empty string for the SDK.
+        "api_key": key or "no-key", "base_url": endpoint.url, "max_retries": 0, "timeout": spec.timeout,
+        "default_query": endpoint.query or None, "default_headers": endpoint.headers(has_key=key is not None) or None,
+    }  # fmt: skip
+    return endpoint, key, options
+
+
 class OpenAIBackend:
     """Chat completions on any OpenAI-compatible endpoint."""
 
@@ -115,12 +137,8 @@ class OpenAIBackend:
             raise UserError("the openai backend needs the openai SDK: pip install openai") from e
         self._sdk = openai
         self.spec = spec
-        key = _api_key(spec, required=spec.base_url is None)
-        self._secrets = [key] if key else []
-        # A local endpoint without a key still needs a non-empty string for the SDK.
-        self.client = openai.AsyncOpenAI(
-            api_key=key or "no-key", base_url=spec.base_url, max_retries=0, timeout=spec.timeout
-        )
+        self.endpoint, _, options = _endpoint(spec)
+        self.client = openai.AsyncOpenAI(**options)
         self._structured = spec.structured_output  # off for good once the endpoint refuses it
 
     def cache_params(self) -> dict[str, Any]:
@@ -151,7 +169,7 @@ class OpenAIBackend:
         )
 
     def classify(self, error: BaseException) -> CallError:
-        return _classify_sdk_error(self._sdk, error, self._secrets)
+        return _classify_sdk_error(self._sdk, error)
 
     async def aclose(self) -> None:
         await self.client.close()
@@ -167,11 +185,8 @@ class AnthropicBackend:
             raise UserError("the anthropic backend needs the anthropic SDK: pip install anthropic") from e
         self._sdk = anthropic
         self.spec = spec
-        key = _api_key(spec, required=spec.base_url is None)
-        self._secrets = [key] if key else []
-        self.client = anthropic.AsyncAnthropic(
-            api_key=key or "no-key", base_url=spec.base_url, max_retries=0, timeout=spec.timeout
-        )
+        self.endpoint, _, options = _endpoint(spec)
+        self.client = anthropic.AsyncAnthropic(**options)
 
     def cache_params(self) -> dict[str, Any]:
         return dict(self.spec.params)
@@ -191,7 +206,7 @@ class AnthropicBackend:
         )
 
     def classify(self, error: BaseException) -> CallError:
-        return _classify_sdk_error(self._sdk, error, self._secrets)
+        return _classify_sdk_error(self._sdk, error)
 
     async def aclose(self) -> None:
         await self.client.close()

@@ -8,9 +8,10 @@ request body and the generated text with its token usage.
 
 Each answered call is committed on its own, in WAL mode, so a run killed with ``kill -9``
 keeps every answer it had received; the resumed run finds them and calls again only what was
-never answered. Failed calls (timeouts, 5xx) are not cached: a re-run retries them. Invalid
-answers *are* cached like any other answer (the reviewer said it), so a re-run reproduces the
-same failed review for free.
+never answered. Failures are not cached as answers: failed calls (timeouts, 5xx) are never
+stored, and an answer the caller could not parse (an invalid review) is not stored either
+(`dca.llm.LLMClient.generate`'s ``accept``), so a re-run asks the reviewer again. Every stored
+text has been redacted (`dca.redact`): a credential a server echoed never reaches the file.
 """
 
 from __future__ import annotations

@@ -38,7 +38,8 @@ API::
 ``messages`` are chat messages (``[{"role": "system"|"user"|"assistant", "content": str}]``).
 ``namespace`` names the caller's prompt protocol (``review-v3``, ``bridge-v1``, ...) and is part
 of the cache key with the backend, endpoint, model, generation parameters, the messages and
-the JSON schema. ``json_schema`` asks for structured output where the backend supports it
+the JSON schema. Only answers are cached, and only those the caller's ``accept`` check passes
+(a failed call or an answer that did not parse is asked again next time). ``json_schema`` asks for structured output where the backend supports it
 (OpenAI-compatible endpoints; an endpoint that rejects it is asked again without it and plain
 JSON is expected from then on; Anthropic and local models get the format from the prompt).
 A call that fails for good raises `LLMCallFailed` (``kind``: ``timeout``, ``rate_limited``,
@@ -58,9 +59,9 @@ import asyncio
 import random
 import threading
 import time
-from typing import Any, Awaitable, Coroutine, TypeVar
+from typing import Any, Awaitable, Callable, Coroutine, TypeVar
 
-from ..redact import redact_url
+from ..redact import redact, redact_url
 from .backends import make_backend
 from .cache import cache_key
 from .spec import LLM_BACKENDS, CallError, CallStats, Generation, LLMBackend, LLMCallFailed, LLMSpec, Price
@@ -180,14 +181,21 @@ class LLMClient:
             params=params, protocol=namespace, messages=messages,
         )  # fmt: skip
 
-    async def generate(self, messages: list[dict[str, str]], *, namespace: str, json_schema: dict | None = None) -> Generation:
-        """One answer to `messages`, from the cache or the backend; raises `LLMCallFailed`."""
+    async def generate(
+        self, messages: list[dict[str, str]], *, namespace: str, json_schema: dict | None = None, accept: Callable[[str], bool] | None = None
+    ) -> Generation:
+        """One answer to `messages`, from the cache or the backend; raises `LLMCallFailed`.
+
+        The answer's text and model name are redacted (`dca.redact.redact`: a server may echo a
+        credential). `accept`, when given, is the caller's check of an answer (it parses): an
+        answer it refuses is returned but not cached, so a re-run asks again rather than
+        replaying the failure."""
         spec, stats = self.spec, self.stats
         stats.calls += 1
         key = self.key(messages, namespace=namespace, json_schema=json_schema)
         if self.cache is not None:
             hit = self.cache.get(key)
-            if hit is not None:
+            if hit is not None and (accept is None or accept(hit["text"])):  # an entry it refuses (an older cache's failure) heals
                 stats.cached += 1
                 return Generation(**hit, cached=True)
         if self._semaphore is None:
@@ -207,14 +215,16 @@ class LLMClient:
                     error = CallError("timeout", not local, f"no answer within {spec.timeout:g} s{hint}")
                 except Exception as e:  # noqa: BLE001 - the backend classifies it
                     error = self.backend.classify(e)
+                    error.message = redact(error.message)  # whatever a server echoed back
                 else:
+                    generation.text, generation.model = redact(generation.text), redact(generation.model)
                     generation.cost = spec.price.cost(generation.input_tokens, generation.output_tokens)
                     generation.requests, generation.retries = attempt, retries
                     stats.answered += 1
                     stats.input_tokens += generation.input_tokens
                     stats.output_tokens += generation.output_tokens
                     stats.cost += generation.cost
-                    if self.cache is not None:
+                    if self.cache is not None and (accept is None or accept(generation.text)):
                         request = {"backend": spec.backend, "base_url": redact_url(spec.base_url), "model": spec.model, "namespace": namespace, "messages": messages}
                         self.cache.put(key, request, generation.cache_record())
                     return generation
@@ -229,9 +239,11 @@ class LLMClient:
             await asyncio.sleep(backoff_delay(spec, attempt, error.retry_after, self.rng))
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def generate_sync(self, messages: list[dict[str, str]], *, namespace: str, json_schema: dict | None = None) -> Generation:
+    def generate_sync(
+        self, messages: list[dict[str, str]], *, namespace: str, json_schema: dict | None = None, accept: Callable[[str], bool] | None = None
+    ) -> Generation:
         """`generate` from synchronous code (on the background loop, `run_sync`)."""
-        return run_sync(self.generate(messages, namespace=namespace, json_schema=json_schema))
+        return run_sync(self.generate(messages, namespace=namespace, json_schema=json_schema, accept=accept))
 
     async def aclose(self) -> None:
         await self.backend.aclose()

@@ -63,6 +63,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
 
 from ..errors import UserError, validation_problem
 from ..llm import LLM_BACKENDS, LLMSpec, Price
+from ..redact import redact_url
 from .dialogue import DialogueSpec
 from .protocol import ANSWER_FORMATS, MODES
 
@@ -164,8 +165,12 @@ class ReviewerSpec(LLMSpec):
         return self
 
     def public_dict(self) -> dict[str, Any]:
-        """The spec as recorded in review metadata (no secrets: the file holds none)."""
-        return self.model_dump(mode="json", include={"name", "backend", "model", "base_url", "params", "mode", "answer_format", "show_reference_answer"})
+        """The spec as recorded in review metadata (no secrets: the file holds no key, and a
+        ``base_url``'s user-info and key-like query values are left out)."""
+        data = self.model_dump(mode="json", include={"name", "backend", "model", "base_url", "params", "mode", "answer_format", "show_reference_answer"})
+        if data.get("base_url"):
+            data["base_url"] = redact_url(data["base_url"])
+        return data
 
 
 class ReviewersFile(BaseModel):

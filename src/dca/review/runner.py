@@ -36,8 +36,8 @@ from ..records import Problem, Review, Trace, Unit
 from .base import ReviewItem, failed_review, review_all
 from ..llm.cache import ReviewCache
 from .config import ReviewerSpec
-from ..redact import redact_url
-from .dialogue import DIALOGUE_PROTOCOL_VERSION, converse, with_dialogue
+from ..redact import redact, redact_url
+from .dialogue import DIALOGUE_PROTOCOL_VERSION, converse, parse_question, with_dialogue
 from .protocol import PROTOCOL_VERSION, InvalidAnswer, answer_json_schema, build_messages, parse_answer, repair_message, unreviewable
 
 __all__ = ["LLMReviewer", "ReviewItem", "ReviewRunner", "ReviewerStats", "default_cache_path"]
@@ -176,8 +176,18 @@ class LLMReviewer:
             messages = with_dialogue(messages, self.max_questions)
         transcript: list = []
 
+        def usable(text: str) -> bool:
+            """Cached only when it parses (or is a dialogue question): a failure is asked again."""
+            if self.max_questions and parse_question(text, item.units) is not None:
+                return True
+            try:
+                parse_answer(text, item.units, mode=spec.mode, completion=item.trace.completion)
+            except InvalidAnswer:
+                return False
+            return True
+
         async def call(request: list[dict[str, str]]):
-            generation = await self.client.generate(request, namespace=self._namespace, json_schema=self._schema)
+            generation = await self.client.generate(request, namespace=self._namespace, json_schema=self._schema, accept=usable)
             usage.add(generation)
             return generation
 
@@ -242,6 +252,7 @@ class LLMReviewer:
         url = self.spec.base_url
         if url and redact_url(url) != url:  # an error message may quote the URL with its credentials
             error = error.replace(url, redact_url(url) or "")
+        error = redact(error)  # and any secret in any form, wherever it was echoed
         review = failed_review(self.name, item, kind, error, usage=usage.as_dict(), metadata=self._metadata())
         review.dialogue = list(transcript or [])
         return review

@@ -10,7 +10,7 @@ generated at global step ``s`` (``Trace.step``) belongs to the optimizer step ``
 from checkpoint ``N`` replays the steps after ``N``, so `truncate_run_files` keeps the traces
 with ``step < N`` (and the reviews, credits and consensuses of those traces) and the metrics
 lines with ``step <= N``. A last line cut short by the kill is dropped (it was being written
-after the checkpoint); a broken line anywhere else is an error. Torch-free.
+after the checkpoint, and counted under ``dropped``); a broken line anywhere else is an error. Torch-free.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import re
 from pathlib import Path
 
 from ..errors import UserError
+from ..files import write_text_atomic
 
 #: Written last into each complete checkpoint folder: ``{"global_step", "generation_round"}``.
 DCA_STATE_FILE = "dca_state.json"
@@ -49,8 +50,13 @@ def last_checkpoint(trainer_dir: str | os.PathLike) -> tuple[Path, int] | None:
 
 def read_json_lines(path: Path) -> list[dict]:
     """The JSON objects of a growing log; a last line cut short by a kill is left out."""
+    return read_json_lines_torn(path)[0]
+
+
+def read_json_lines_torn(path: Path) -> tuple[list[dict], int]:
+    """`read_json_lines` and how many torn last lines it left out (0 or 1)."""
     if not path.is_file():
-        return []
+        return [], 0
     lines = path.read_text(encoding="utf-8").splitlines()
     rows = []
     for lineno, line in enumerate(lines, 1):
@@ -60,17 +66,13 @@ def read_json_lines(path: Path) -> list[dict]:
             rows.append(json.loads(line))
         except json.JSONDecodeError as e:
             if lineno == len(lines):
-                break  # the line being written when the run was killed
+                return rows, 1  # the line being written when the run was killed
             raise UserError(f"{path}:{lineno}: broken record ({e.msg}); the run directory cannot be resumed") from e
-    return rows
+    return rows, 0
 
 
 def _rewrite(path: Path, rows: list[dict]) -> None:
-    tmp = path.with_name(path.name + ".partial")
-    with open(tmp, "w", encoding="utf-8") as f:
-        for row in rows:
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
-    os.replace(tmp, path)
+    write_text_atomic(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))  # fsynced before the rename
 
 
 def truncate_run_files(run_dir: str | os.PathLike, step: int) -> dict[str, int]:
@@ -78,23 +80,23 @@ def truncate_run_files(run_dir: str | os.PathLike, step: int) -> dict[str, int]:
     records each file lost."""
     run_dir = Path(run_dir)
     dropped: dict[str, int] = {}
-    traces = read_json_lines(run_dir / "traces.jsonl")
+    traces, torn = read_json_lines_torn(run_dir / "traces.jsonl")
     kept = [t for t in traces if t.get("step") is not None and t["step"] < step]
     keep_ids = {t["id"] for t in kept}
     if (run_dir / "traces.jsonl").exists():
         _rewrite(run_dir / "traces.jsonl", kept)
-        dropped["traces.jsonl"] = len(traces) - len(kept)
+        dropped["traces.jsonl"] = len(traces) + torn - len(kept)
     for name in BY_TRACE:
         path = run_dir / name
         if path.exists():
-            rows = read_json_lines(path)
+            rows, torn = read_json_lines_torn(path)
             keep = [r for r in rows if r.get("trace_id") in keep_ids]
             _rewrite(path, keep)
-            dropped[name] = len(rows) - len(keep)
+            dropped[name] = len(rows) + torn - len(keep)  # a torn last line counts as dropped
     metrics = run_dir / "metrics.jsonl"
     if metrics.exists():
-        rows = read_json_lines(metrics)
+        rows, torn = read_json_lines_torn(metrics)
         keep = [r for r in rows if r.get("step", 0) <= step]
         _rewrite(metrics, keep)
-        dropped["metrics.jsonl"] = len(rows) - len(keep)
+        dropped["metrics.jsonl"] = len(rows) + torn - len(keep)
     return dropped

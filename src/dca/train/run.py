@@ -41,8 +41,9 @@ from typing import Callable, Iterable
 
 from ..credit import credit_statistics
 from ..domains.judge import use_judge
+from ..durable import OutputFailure, environment_failure
 from ..errors import Terminated, UserError
-from ..files import lock_dir, prepare_output_dir, unlock_dir, write_text_atomic
+from ..files import lock_dir, prepare_output_dir, unlock_dir, write_run_state, write_text_atomic
 from ..model import load_model, resolve_model_path, trainer_device_arguments
 from ..domains.sources import load_problems  # noqa: F401 (re-exported: one home for problem sources)
 from ..domains import chat_messages
@@ -176,7 +177,7 @@ class RunDirectory:
 
     def start(self, config: TrainConfig) -> None:
         if self.writer:
-            self.file("config.yaml").write_text(config.to_yaml(), encoding="utf-8")
+            write_text_atomic(self.file("config.yaml"), config.to_yaml())
             self._status("running", pid=os.getpid())
 
     def resume(self, *, step: int, checkpoint: str | None, dropped: dict[str, int]) -> None:
@@ -204,7 +205,9 @@ class RunDirectory:
             elif isinstance(error, KeyboardInterrupt):
                 self._status("interrupted", error="KeyboardInterrupt")
             else:
-                self._status("failed", error=f"{type(error).__name__}: {error}")
+                reason = f"{type(error).__name__}: {error}"
+                cause = environment_failure(error, self.path)  # torch's "file write failed" hides a full disk
+                self._status("failed", error=reason if cause is None or cause in reason else f"{cause}: {reason}")
         self._close()
 
     def _close(self) -> None:
@@ -216,7 +219,14 @@ class RunDirectory:
 
     def _status(self, status: str, **extra) -> None:
         resumed = {"resumed": self.resumed} if self.resumed else {}
-        write_json(self.file("run.json"), {"status": status, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **resumed, **extra})
+        state = {"status": status, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **resumed, **extra}
+        try:
+            write_run_state(self.file("run.json"), state)  # on a full disk: in place, in the blocks it owns
+        except UserError:
+            if status == "running":
+                raise
+            # Not even that: run.json stays "running" with a dead pid and a free lock, which every
+            # reader reports as interrupted (`dca.files.run_status`); the run's error is raised.
 
 
 def _raise_terminated(signum, frame) -> None:
@@ -361,6 +371,9 @@ def run_training(
             summary["judge"] = judge.stats.as_dict()
     except BaseException as e:
         run.fail(e)
+        cause = None if isinstance(e, UserError) or not isinstance(e, Exception) else environment_failure(e, run.path)
+        if cause is not None:  # a full disk mid-run: one line, exit 3 (run.json says failed, and why)
+            raise OutputFailure(f"cannot write the run in {out}: {cause}; free space, then --resume") from e
         raise
     finally:
         if judge is not None:
