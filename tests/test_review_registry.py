@@ -27,7 +27,7 @@ from dca.review import (
     load_reviewers,
     review_batch,
 )
-from dca.review.local import HFBackend
+from dca.llm_hf import HFBackend
 from dca.review.registry import ProgrammaticReviewer
 from dca.segment import segment
 from review_servers import ReviewServer, make_traces

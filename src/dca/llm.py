@@ -16,13 +16,13 @@ generation, LLM judges and dialogue reviews):
   retry loop;
 - **cost**: tokens priced per million (``price``), summed per call and per client (`CallStats`).
 
-Provider backends (`dca.review.backends`: OpenAI-compatible, Anthropic; `dca.review.local`:
+Provider backends (`dca.review.backends`: OpenAI-compatible, Anthropic; `dca.llm_hf`:
 a local Hugging Face model) implement only `LLMBackend`: ``generate`` one answer and
 ``classify`` an exception (what kind, retryable or not, ``Retry-After``).
 
 API::
 
-    from dca.llm import LLMClient, LLMSpec, LLMCallFailed, run_sync
+    from dca.llm import Grammar, LLMClient, LLMSpec, LLMCallFailed, run_sync
 
     spec = LLMSpec(backend="openai", model="gpt-4o-mini", concurrency=8, requests_per_minute=500,
                    price={"input": 0.15, "output": 0.6})
@@ -32,15 +32,21 @@ API::
     generation.text, generation.input_tokens, generation.cost, generation.cached
     # synchronous code: the same call on the process's background event loop
     generation = client.generate_sync(messages, namespace="bridge-v1")
+    # a decoding constraint for a backend that decodes locally (hf); others ignore it:
+    generation = await client.generate(messages, namespace="review-v3", grammar=Grammar("ebnf", 'root ::= "yes" | "no"'))
     client.stats              # CallStats: requests, answered, cached, retries, failed, tokens, cost
     await client.aclose()     # or client.close() from synchronous code
 
 ``messages`` are chat messages (``[{"role": "system"|"user"|"assistant", "content": str}]``).
 ``namespace`` names the caller's prompt protocol (``review-v3``, ``bridge-v1``, ...) and is part
 of the cache key with the backend, endpoint, model, generation parameters, the messages and
-the JSON schema. ``json_schema`` asks for structured output where the backend supports it
-(OpenAI-compatible endpoints; an endpoint that rejects it is asked again without it and plain
-JSON is expected from then on; Anthropic and local models get the format from the prompt).
+the JSON schema and grammar. ``json_schema`` asks for structured output where the backend
+supports it (OpenAI-compatible endpoints; an endpoint that rejects it is asked again without it
+and plain JSON is expected from then on; Anthropic and local models get the format from the
+prompt). ``grammar`` (a `Grammar`: EBNF text or a JSON schema) constrains decoding token by
+token where the backend decodes itself (``hf``); remote backends ignore it. The caller decides
+the grammar (the review layer builds the review answer's, `dca.review.grammar`); without one a
+local model decodes unconstrained (the judge, problem generation, bridge edits).
 A call that fails for good raises `LLMCallFailed` (``kind``: ``timeout``, ``rate_limited``,
 ``server_error``, ``connection_error``, ``client_error``, ``backend_error``); callers turn it
 into their own failed record (a failed review, a template bridge), never a crash.
@@ -69,6 +75,7 @@ __all__ = [
     "CallError",
     "CallStats",
     "Generation",
+    "Grammar",
     "LLMBackend",
     "LLMCallFailed",
     "LLMClient",
@@ -126,9 +133,37 @@ class LLMSpec(_Strict):
         if self.api_key_env is None and self.backend in _DEFAULT_KEY_ENV:
             self.api_key_env = _DEFAULT_KEY_ENV[self.backend]
 
+    def caller_params(self) -> tuple[str, ...]:
+        """Names in ``params`` that the caller reads and the backend does not take (none here;
+        a reviewer's grammar bounds, `dca.review.config.ReviewerSpec`)."""
+        return ()
+
+    def backend_params(self) -> dict[str, Any]:
+        """``params`` without `caller_params`: what the backend generates with."""
+        caller = self.caller_params()
+        return {k: v for k, v in self.params.items() if k not in caller}
+
 
 # ---------------------------------------------------------------------------------------------
 # What a backend implements
+
+
+@dataclass(frozen=True)
+class Grammar:
+    """A decoding constraint a caller gives with a request (`LLMClient.generate`).
+
+    ``kind`` ``ebnf``: ``text`` is an xgrammar EBNF grammar (start rule ``root``); ``json_schema``:
+    ``text`` is a JSON schema, and the answer is compact JSON valid for it (no whitespace between
+    tokens, no properties the schema does not name). A backend that decodes locally (``hf``)
+    masks every token the grammar does not allow; remote backends ignore it.
+    """
+
+    kind: Literal["ebnf", "json_schema"]
+    text: str
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("ebnf", "json_schema"):
+            raise ValueError(f"grammar kind must be 'ebnf' or 'json_schema', not {self.kind!r}")
 
 
 @dataclass
@@ -162,13 +197,18 @@ class CallError:
 
 
 class LLMBackend(Protocol):
-    """A provider: one answer per request, and whether an error is worth retrying."""
+    """A provider: one answer per request, and whether an error is worth retrying.
+
+    A backend that honours `Grammar` may name its grammar engine and version in an attribute
+    ``grammar_engine`` (part of the cache key of a call with a grammar)."""
 
     def cache_params(self) -> dict[str, Any]:
         """The generation parameters that change the answer (part of the cache key)."""
         ...
 
-    async def generate(self, messages: list[dict[str, str]], *, json_schema: dict | None = None) -> Generation: ...
+    async def generate(
+        self, messages: list[dict[str, str]], *, json_schema: dict | None = None, grammar: Grammar | None = None
+    ) -> Generation: ...
 
     def classify(self, error: BaseException) -> CallError: ...
 
@@ -302,23 +342,28 @@ class LLMClient:
             backend = make_backend(spec)
         return cls(backend, spec, cache=cache, rng=rng)
 
-    def key(self, messages: list[dict[str, str]], *, namespace: str, json_schema: dict | None = None) -> str:
+    def key(self, messages: list[dict[str, str]], *, namespace: str, json_schema: dict | None = None, grammar: Grammar | None = None) -> str:
         """The cache key of a call."""
         from .review.cache import cache_key
 
         params = self.backend.cache_params()
         if json_schema is not None:
             params = {**params, "json_schema": json_schema}
+        if grammar is not None:
+            engine = getattr(self.backend, "grammar_engine", None)
+            params = {**params, "grammar": {"kind": grammar.kind, "text": grammar.text, "engine": engine}}
         return cache_key(
             backend=self.spec.backend, base_url=self.spec.base_url, model=self.spec.model,
             params=params, protocol=namespace, messages=messages,
         )  # fmt: skip
 
-    async def generate(self, messages: list[dict[str, str]], *, namespace: str, json_schema: dict | None = None) -> Generation:
+    async def generate(
+        self, messages: list[dict[str, str]], *, namespace: str, json_schema: dict | None = None, grammar: Grammar | None = None
+    ) -> Generation:
         """One answer to `messages`, from the cache or the backend; raises `LLMCallFailed`."""
         spec, stats = self.spec, self.stats
         stats.calls += 1
-        key = self.key(messages, namespace=namespace, json_schema=json_schema)
+        key = self.key(messages, namespace=namespace, json_schema=json_schema, grammar=grammar)
         if self.cache is not None:
             hit = self.cache.get(key)
             if hit is not None:
@@ -334,7 +379,7 @@ class LLMClient:
                 stats.in_flight += 1
                 stats.max_in_flight = max(stats.max_in_flight, stats.in_flight)
                 try:
-                    generation = await asyncio.wait_for(self.backend.generate(messages, json_schema=json_schema), spec.timeout)
+                    generation = await asyncio.wait_for(self.backend.generate(messages, json_schema=json_schema, grammar=grammar), spec.timeout)
                 except asyncio.TimeoutError:
                     local = getattr(self.backend, "local_compute", False)  # the same work again on the same machine
                     hint = f"; a local model: raise the reviewer's timeout (now {spec.timeout:g} s)" if local else ""
@@ -363,9 +408,11 @@ class LLMClient:
             await asyncio.sleep(backoff_delay(spec, attempt, error.retry_after, self.rng))
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def generate_sync(self, messages: list[dict[str, str]], *, namespace: str, json_schema: dict | None = None) -> Generation:
+    def generate_sync(
+        self, messages: list[dict[str, str]], *, namespace: str, json_schema: dict | None = None, grammar: Grammar | None = None
+    ) -> Generation:
         """`generate` from synchronous code (on the background loop, `run_sync`)."""
-        return run_sync(self.generate(messages, namespace=namespace, json_schema=json_schema))
+        return run_sync(self.generate(messages, namespace=namespace, json_schema=json_schema, grammar=grammar))
 
     async def aclose(self) -> None:
         await self.backend.aclose()

@@ -12,10 +12,13 @@ cost live once, in `dca.llm.LLMClient`, around every backend.
   ``response_format`` with a 400 is asked again without it, and plain JSON is parsed from then on.
 - `AnthropicBackend`: the Messages API through the official ``anthropic`` SDK (the answer
   format is asked for in the prompt; the system prompt goes in ``system``).
-- `dca.review.local.HFBackend` (``hf``): a local Hugging Face chat model in-process, with
-  grammar-constrained decoding (xgrammar), so even a small model answers in the review
-  protocol's format. A local model can also review through ``transformers serve`` (an
-  OpenAI-compatible server; see tests/test_review_live.py).
+- `dca.llm_hf.HFBackend` (``hf``): a local Hugging Face chat model in-process, decoding
+  under the grammar its caller gives (xgrammar), or unconstrained without one. A local model
+  can also review through ``transformers serve`` (an OpenAI-compatible server; see
+  tests/test_review_live.py).
+
+A `dca.llm.Grammar` given with a request is for backends that decode themselves (``hf``);
+these two ignore it (the answer format is in the prompt, and ``json_schema`` where supported).
 
 Both SDKs' own retries are switched off (``max_retries=0``): the client owns retries, so a
 call is never retried twice over. API keys are read from the environment variable the spec
@@ -33,7 +36,7 @@ import time
 from typing import Any
 
 from ..errors import UserError
-from ..llm import CallError, Generation, LLMBackend, LLMSpec
+from ..llm import CallError, Generation, Grammar, LLMBackend, LLMSpec
 
 __all__ = ["AnthropicBackend", "OpenAIBackend", "make_backend", "scrub"]
 
@@ -132,7 +135,8 @@ class OpenAIBackend:
             request["response_format"] = {"type": "json_schema", "json_schema": {"name": "answer", "schema": json_schema}}
         return request
 
-    async def generate(self, messages: list[dict[str, str]], *, json_schema: dict | None = None) -> Generation:
+    async def generate(self, messages: list[dict[str, str]], *, json_schema: dict | None = None, grammar: Grammar | None = None) -> Generation:
+        """`grammar` is not sent (no OpenAI-compatible API takes one); `json_schema` is."""
         try:
             response = await self.client.chat.completions.create(**self._request(messages, json_schema))
         except self._sdk.BadRequestError as e:
@@ -176,8 +180,8 @@ class AnthropicBackend:
     def cache_params(self) -> dict[str, Any]:
         return dict(self.spec.params)
 
-    async def generate(self, messages: list[dict[str, str]], *, json_schema: dict | None = None) -> Generation:
-        """`json_schema` is not sent: the Messages API gets the answer format from the prompt."""
+    async def generate(self, messages: list[dict[str, str]], *, json_schema: dict | None = None, grammar: Grammar | None = None) -> Generation:
+        """`json_schema` and `grammar` are not sent: the Messages API gets the answer format from the prompt."""
         system = "\n\n".join(m["content"] for m in messages if m["role"] == "system")
         turns = [m for m in messages if m["role"] != "system"]
         params = {"max_tokens": 1024, **self.spec.params}
@@ -204,7 +208,7 @@ def make_backend(spec: LLMSpec) -> LLMBackend:
     if spec.backend == "anthropic":
         return AnthropicBackend(spec)
     if spec.backend == "hf":
-        from .local import HFBackend  # torch and xgrammar load only for this backend
+        from ..llm_hf import HFBackend  # torch and xgrammar load only for this backend
 
         return HFBackend(spec)
     raise ValueError(f"backend {spec.backend!r} is not an LLM backend")
