@@ -252,9 +252,10 @@ async def converse(
 ) -> Conversation:
     """Let the reviewer ask up to `max_questions` questions; `call(messages, questions)` makes
     one reviewer call (a `Generation` with ``.text``), `questions` saying whether the reviewer
-    may still ask one (an ``hf`` reviewer's grammar admits a question line only then). Returns when the reviewer's message is not a
-    question, or after the last question allowed has been answered and the reviewer has spoken
-    again (whatever it said: the caller validates it as the answer)."""
+    may still ask one (an ``hf`` reviewer's grammar admits a question line only then). Returns
+    when the reviewer's message is not a question, or after the last question allowed has been
+    answered and the reviewer has spoken again (whatever it said: the caller validates it as the
+    answer)."""
     conversation = Conversation(generation=None, messages=messages, transcript=[])
     asked = 0
     while True:

@@ -12,10 +12,11 @@ In the style of split-personality training, each reviewer style (``strict``, ``l
 
 and decodes a review in the protocol's line form (`dca.review.protocol`), under the review
 answer's grammar (`dca.review.grammar`, one per row) through the local ``hf`` backend
-(`dca.llm_hf.HFBackend.decode_batch`) with ``one_step_per_unit``: line i labels unit i and every line is required, so every answer
-parses, whatever the weights, when the trace's units fit the answer budget (``max_new_tokens``
-1024 with 8-character reasons: about 20 units); a longer trace is a failed review
-(``uncovered_units``: the project never credits a partly reviewed trace as if reviewed).
+(`dca.llm_hf.HFBackend.decode_batch`) with ``one_step_per_unit``: line i labels unit i and
+every line is required, so every answer parses, whatever the weights, when the trace's units
+fit the answer budget (``max_new_tokens`` 1024 with 8-character reasons: about 20 units); a
+longer trace is a failed review (``uncovered_units``: the project never credits a partly
+reviewed trace as if reviewed).
 
 **Embedding initialisation** (`add_persona_tokens`). A new token's input embedding is the
 mean of the input embeddings of its persona's description (``"a strict reviewer: ..."``,
@@ -260,11 +261,11 @@ class PersonaReviewer:
 
     Runs inline, in the caller's thread (the model is the caller's), and decodes up to
     ``batch_size`` reviews in one batched ``generate`` call (`dca.llm_hf.HFBackend.decode_batch`,
-    a review grammar per row; param
-    ``batch_size``, default `PERSONA_BATCH_SIZE`; 1 reviews one trace at a time). A review
-    whose answer does not parse (possible only with ``one_step_per_unit`` off) or whose
-    generation raises is a failed review, never an exception. ``usage["seconds"]`` of a review
-    is its batch's wall time divided by the batch's reviews.
+    a review grammar per row; param ``batch_size``, default `PERSONA_BATCH_SIZE`; 1 reviews
+    one trace at a time). A review whose answer does not parse (possible only with
+    ``one_step_per_unit`` off) or whose generation raises is a failed review, never an
+    exception. ``usage["seconds"]`` of a review is its batch's wall time divided by the batch's
+    reviews.
     """
 
     inline = True
