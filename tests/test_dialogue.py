@@ -7,9 +7,10 @@ import json
 
 from dca.records import DialogueTurn, Review, to_dict
 from dca.files import read_jsonl, write_jsonl
+from dca.review.config import ReviewerSpec
 from dca.report import ReportInputs, render_report
-from dca.review.dialogue import NO_MORE_QUESTIONS, Reply, converse, dialogue_instructions, parse_question
-from dca.llm.hf import lines_grammar, question_grammar, _questions_allowed
+from dca.review.dialogue import NO_MORE_QUESTIONS, Reply, converse, parse_question
+from dca.review.grammar import ReviewGrammar, lines_grammar, question_grammar
 from dca.segment import segment
 from gold_traces import gold_traces
 
@@ -48,14 +49,17 @@ def test_questions_are_read_and_bounded():
 def test_the_turn_limit_holds_when_the_reviewer_keeps_asking():
     gold, units = _gold()
     calls: list[list[dict]] = []
+    may_ask: list[bool] = []
 
-    async def always_asks(messages):
+    async def always_asks(messages, questions):
         calls.append(messages)
+        may_ask.append(questions)
         return _Generation("QUESTION 0: and why that?")
 
     answerer = _EchoAnswerer()
     conversation = asyncio.run(converse(always_asks, [{"role": "user", "content": "review"}], gold.problem, gold.trace, units, max_questions=2, answerer=answerer))
     assert len(calls) == 3 and len(answerer.asked) == 2  # two questions answered, then it must answer
+    assert may_ask == [True, True, False]  # what an hf reviewer's grammar admits at each turn
     assert [t.role for t in conversation.transcript] == ["reviewer", "assistant", "reviewer", "assistant"]
     assert conversation.generation.text.startswith("QUESTION")  # the caller rejects this as an answer
     assert NO_MORE_QUESTIONS in conversation.messages[-1]["content"]
@@ -66,7 +70,7 @@ def test_a_question_about_a_missing_unit_counts_and_is_not_forwarded():
     gold, units = _gold()
     replies = iter(["QUESTION 99: what?", "0 given_fact indirect | ok"])
 
-    async def call(messages):
+    async def call(messages, questions):
         return _Generation(next(replies))
 
     answerer = _EchoAnswerer()
@@ -74,16 +78,13 @@ def test_a_question_about_a_missing_unit_counts_and_is_not_forwarded():
     assert answerer.asked == [] and conversation.transcript[0].unit is None and "no such unit" in conversation.transcript[1].text
 
 
-def test_the_hf_grammar_admits_a_question_only_while_questions_are_left():
-    first = [{"role": "system", "content": "s"}, {"role": "user", "content": "Solution, in 3 units (0 to 2):\n" + dialogue_instructions(2)}]
-    assert _questions_allowed(first)
-    later = [*first, {"role": "assistant", "content": "QUESTION 0: x"}, {"role": "user", "content": "The student replies: y\nYou may ask 1 more question(s), or answer now."}]
-    assert _questions_allowed(later)
-    done = [*first, {"role": "assistant", "content": "QUESTION 0: x"}, {"role": "user", "content": f"The student replies: y\n{NO_MORE_QUESTIONS}"}]
-    assert not _questions_allowed(done)
-    assert not _questions_allowed([{"role": "user", "content": "Solution, in 3 units (0 to 2):"}])
+def test_the_hf_grammar_admits_a_question_only_when_asked_to():
     grammar = question_grammar(lines_grammar(3, 3, 2, 8))
     assert grammar.startswith("root ::= answer | question") and "answer ::= line0" in grammar
+    spec = ReviewerSpec(name="asker", backend="hf", model="m", dialogue={"max_questions": 2})
+    review_grammar = ReviewGrammar.from_spec(spec)
+    assert review_grammar.build(3, questions=True).text == question_grammar(review_grammar.build(3).text)
+    assert "QUESTION" not in review_grammar.build(3).text
 
 
 def _dialogue_review(units) -> Review:

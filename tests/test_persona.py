@@ -9,7 +9,7 @@ import torch
 
 from dca.errors import UserError
 from dca.model import load_model
-from dca.llm.hf import lines_grammar
+from dca.review.grammar import lines_grammar
 from dca.review.persona import (
     DEFAULT_PERSONAS,
     Persona,

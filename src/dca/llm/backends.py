@@ -12,10 +12,13 @@ cost live once, in `dca.llm.LLMClient`, around every backend.
   ``response_format`` with a 400 is asked again without it, and plain JSON is parsed from then on.
 - `AnthropicBackend`: the Messages API through the official ``anthropic`` SDK (the answer
   format is asked for in the prompt; the system prompt goes in ``system``).
-- `dca.llm.hf.HFBackend` (``hf``): a local Hugging Face chat model in-process, with
-  grammar-constrained decoding (xgrammar), so even a small model answers in the review
-  protocol's format. A local model can also review through ``transformers serve`` (an
-  OpenAI-compatible server; see tests/test_review_live.py).
+- `dca.llm.hf.HFBackend` (``hf``): a local Hugging Face chat model in-process, decoding
+  under the grammar its caller gives (xgrammar), or unconstrained without one. A local model
+  can also review through ``transformers serve`` (an OpenAI-compatible server; see
+  tests/test_review_live.py).
+
+A `dca.llm.Grammar` given with a request is for backends that decode themselves (``hf``);
+these two ignore it (the answer format is in the prompt, and ``json_schema`` where supported).
 
 Both SDKs' own retries are switched off (``max_retries=0``): the client owns retries, so a
 call is never retried twice over. API keys are read from the environment variable the spec
@@ -40,7 +43,7 @@ from typing import Any
 
 from ..errors import UserError
 from ..redact import Endpoint, redact, register_secret, split_endpoint
-from .spec import CallError, Generation, LLMBackend, LLMSpec
+from .spec import CallError, Generation, Grammar, LLMBackend, LLMSpec
 
 __all__ = ["AnthropicBackend", "OpenAIBackend", "make_backend", "scrub"]
 
@@ -97,16 +100,11 @@ def _classify_sdk_error(sdk: Any, error: BaseException) -> CallError:
     return CallError("backend_error", False, message)
 
 
-def _who(spec: LLMSpec) -> str:
-    name = getattr(spec, "name", None)
-    return f"reviewer '{name}'" if name else f"the {spec.backend} model {spec.model!r}"
-
-
 def _api_key(spec: LLMSpec, *, required: bool) -> str | None:
     key = os.environ.get(spec.api_key_env or "") or None
     if key is None and required:
         raise UserError(
-            f"{_who(spec)} needs an API key: set the environment variable {spec.api_key_env} "
+            f"{spec.who()} needs an API key: set the environment variable {spec.api_key_env} "
             f"(or give base_url for a local endpoint that needs none)"
         )
     return key
@@ -150,7 +148,8 @@ class OpenAIBackend:
             request["response_format"] = {"type": "json_schema", "json_schema": {"name": "answer", "schema": json_schema}}
         return request
 
-    async def generate(self, messages: list[dict[str, str]], *, json_schema: dict | None = None) -> Generation:
+    async def generate(self, messages: list[dict[str, str]], *, json_schema: dict | None = None, grammar: Grammar | None = None) -> Generation:
+        """`grammar` is not sent (no OpenAI-compatible API takes one); `json_schema` is."""
         try:
             response = await self.client.chat.completions.create(**self._request(messages, json_schema))
         except self._sdk.BadRequestError as e:
@@ -191,8 +190,8 @@ class AnthropicBackend:
     def cache_params(self) -> dict[str, Any]:
         return dict(self.spec.params)
 
-    async def generate(self, messages: list[dict[str, str]], *, json_schema: dict | None = None) -> Generation:
-        """`json_schema` is not sent: the Messages API gets the answer format from the prompt."""
+    async def generate(self, messages: list[dict[str, str]], *, json_schema: dict | None = None, grammar: Grammar | None = None) -> Generation:
+        """`json_schema` and `grammar` are not sent: the Messages API gets the answer format from the prompt."""
         system = "\n\n".join(m["content"] for m in messages if m["role"] == "system")
         turns = [m for m in messages if m["role"] != "system"]
         params = {"max_tokens": 1024, **self.spec.params}

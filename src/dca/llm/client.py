@@ -22,7 +22,7 @@ a local Hugging Face model) implement only `LLMBackend`: ``generate`` one answer
 
 API::
 
-    from dca.llm import LLMClient, LLMSpec, LLMCallFailed, run_sync
+    from dca.llm import Grammar, LLMClient, LLMSpec, LLMCallFailed, run_sync
 
     spec = LLMSpec(backend="openai", model="gpt-4o-mini", concurrency=8, requests_per_minute=500,
                    price={"input": 0.15, "output": 0.6})
@@ -32,13 +32,19 @@ API::
     generation.text, generation.input_tokens, generation.cost, generation.cached
     # synchronous code: the same call on the process's background event loop
     generation = client.generate_sync(messages, namespace="bridge-v1")
+    # a decoding constraint for a backend that decodes locally (hf); others ignore it:
+    generation = await client.generate(messages, namespace="review-v3", grammar=Grammar("ebnf", 'root ::= "yes" | "no"'))
     client.stats              # CallStats: requests, answered, cached, retries, failed, tokens, cost
     await client.aclose()     # or client.close() from synchronous code
 
 ``messages`` are chat messages (``[{"role": "system"|"user"|"assistant", "content": str}]``).
 ``namespace`` names the caller's prompt protocol (``review-v3``, ``bridge-v1``, ...) and is part
 of the cache key with the backend, endpoint, model, generation parameters, the messages and
-the JSON schema. Only answers are cached, and only those the caller's ``accept`` check passes
+the JSON schema and grammar. ``grammar`` (a `Grammar`: EBNF text or a JSON schema) constrains
+decoding token by token where the backend decodes itself (``hf``); remote backends ignore it.
+The caller decides the grammar (the review layer builds the review answer's,
+`dca.review.grammar`); without one a local model decodes unconstrained (the judge, problem
+generation, bridge edits). Only answers are cached, and only those the caller's ``accept`` check passes
 (a failed call or an answer that did not parse is asked again next time). ``json_schema`` asks for structured output where the backend supports it
 (OpenAI-compatible endpoints; an endpoint that rejects it is asked again without it and plain
 JSON is expected from then on; Anthropic and local models get the format from the prompt).
@@ -64,13 +70,14 @@ from typing import Any, Awaitable, Callable, Coroutine, TypeVar
 from ..redact import redact, redact_url
 from .backends import make_backend
 from .cache import cache_key
-from .spec import LLM_BACKENDS, CallError, CallStats, Generation, LLMBackend, LLMCallFailed, LLMSpec, Price
+from .spec import LLM_BACKENDS, CallError, CallStats, Generation, Grammar, LLMBackend, LLMCallFailed, LLMSpec, Price
 
 __all__ = [
     "LLM_BACKENDS",
     "CallError",
     "CallStats",
     "Generation",
+    "Grammar",
     "LLMBackend",
     "LLMCallFailed",
     "LLMClient",
@@ -171,18 +178,22 @@ class LLMClient:
             backend = make_backend(spec)
         return cls(backend, spec, cache=cache, rng=rng)
 
-    def key(self, messages: list[dict[str, str]], *, namespace: str, json_schema: dict | None = None) -> str:
+    def key(self, messages: list[dict[str, str]], *, namespace: str, json_schema: dict | None = None, grammar: Grammar | None = None) -> str:
         """The cache key of a call."""
         params = self.backend.cache_params()
         if json_schema is not None:
             params = {**params, "json_schema": json_schema}
+        if grammar is not None:
+            engine = getattr(self.backend, "grammar_engine", None)
+            params = {**params, "grammar": {"kind": grammar.kind, "text": grammar.text, "engine": engine}}
         return cache_key(
             backend=self.spec.backend, base_url=self.spec.base_url, model=self.spec.model,
             params=params, protocol=namespace, messages=messages,
         )  # fmt: skip
 
     async def generate(
-        self, messages: list[dict[str, str]], *, namespace: str, json_schema: dict | None = None, accept: Callable[[str], bool] | None = None
+        self, messages: list[dict[str, str]], *, namespace: str, json_schema: dict | None = None, grammar: Grammar | None = None,
+        accept: Callable[[str], bool] | None = None
     ) -> Generation:
         """One answer to `messages`, from the cache or the backend; raises `LLMCallFailed`.
 
@@ -192,7 +203,7 @@ class LLMClient:
         replaying the failure."""
         spec, stats = self.spec, self.stats
         stats.calls += 1
-        key = self.key(messages, namespace=namespace, json_schema=json_schema)
+        key = self.key(messages, namespace=namespace, json_schema=json_schema, grammar=grammar)
         if self.cache is not None:
             hit = self.cache.get(key)
             if hit is not None and (accept is None or accept(hit["text"])):  # an entry it refuses (an older cache's failure) heals
@@ -208,7 +219,7 @@ class LLMClient:
                 stats.in_flight += 1
                 stats.max_in_flight = max(stats.max_in_flight, stats.in_flight)
                 try:
-                    generation = await asyncio.wait_for(self.backend.generate(messages, json_schema=json_schema), spec.timeout)
+                    generation = await asyncio.wait_for(self.backend.generate(messages, json_schema=json_schema, grammar=grammar), spec.timeout)
                 except asyncio.TimeoutError:
                     local = getattr(self.backend, "local_compute", False)  # the same work again on the same machine
                     hint = f"; a local model: raise the reviewer's timeout (now {spec.timeout:g} s)" if local else ""
@@ -240,10 +251,11 @@ class LLMClient:
         raise AssertionError("unreachable")  # pragma: no cover
 
     def generate_sync(
-        self, messages: list[dict[str, str]], *, namespace: str, json_schema: dict | None = None, accept: Callable[[str], bool] | None = None
+        self, messages: list[dict[str, str]], *, namespace: str, json_schema: dict | None = None, grammar: Grammar | None = None,
+        accept: Callable[[str], bool] | None = None
     ) -> Generation:
         """`generate` from synchronous code (on the background loop, `run_sync`)."""
-        return run_sync(self.generate(messages, namespace=namespace, json_schema=json_schema, accept=accept))
+        return run_sync(self.generate(messages, namespace=namespace, json_schema=json_schema, grammar=grammar, accept=accept))
 
     async def aclose(self) -> None:
         await self.backend.aclose()

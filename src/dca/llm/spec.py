@@ -55,9 +55,42 @@ class LLMSpec(_Strict):
         if self.api_key_env is None and self.backend in _DEFAULT_KEY_ENV:
             self.api_key_env = _DEFAULT_KEY_ENV[self.backend]
 
+    def who(self) -> str:
+        """How messages name this model: the reviewer's name where it has one."""
+        name = getattr(self, "name", None)
+        return f"reviewer '{name}'" if name else f"the {self.backend} model {self.model!r}"
+
+    def caller_params(self) -> tuple[str, ...]:
+        """Names in ``params`` that the caller reads and the backend does not take (none here;
+        a reviewer's grammar bounds, `dca.review.config.ReviewerSpec`)."""
+        return ()
+
+    def backend_params(self) -> dict[str, Any]:
+        """``params`` without `caller_params`: what the backend generates with."""
+        caller = self.caller_params()
+        return {k: v for k, v in self.params.items() if k not in caller}
+
 
 # ---------------------------------------------------------------------------------------------
 # What a backend implements
+
+
+@dataclass(frozen=True)
+class Grammar:
+    """A decoding constraint a caller gives with a request (`LLMClient.generate`).
+
+    ``kind`` ``ebnf``: ``text`` is an xgrammar EBNF grammar (start rule ``root``); ``json_schema``:
+    ``text`` is a JSON schema, and the answer is compact JSON valid for it (no whitespace between
+    tokens, no properties the schema does not name). A backend that decodes locally (``hf``)
+    masks every token the grammar does not allow; remote backends ignore it.
+    """
+
+    kind: Literal["ebnf", "json_schema"]
+    text: str
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("ebnf", "json_schema"):
+            raise ValueError(f"grammar kind must be 'ebnf' or 'json_schema', not {self.kind!r}")
 
 
 @dataclass
@@ -91,13 +124,18 @@ class CallError:
 
 
 class LLMBackend(Protocol):
-    """A provider: one answer per request, and whether an error is worth retrying."""
+    """A provider: one answer per request, and whether an error is worth retrying.
+
+    A backend that honours `Grammar` may name its grammar engine and version in an attribute
+    ``grammar_engine`` (part of the cache key of a call with a grammar)."""
 
     def cache_params(self) -> dict[str, Any]:
         """The generation parameters that change the answer (part of the cache key)."""
         ...
 
-    async def generate(self, messages: list[dict[str, str]], *, json_schema: dict | None = None) -> Generation: ...
+    async def generate(
+        self, messages: list[dict[str, str]], *, json_schema: dict | None = None, grammar: Grammar | None = None
+    ) -> Generation: ...
 
     def classify(self, error: BaseException) -> CallError: ...
 

@@ -4,8 +4,8 @@
   `CounterfactualReviewer` measures each unit's causal effect with the policy model itself;
   `NoisyReviewer` flips a seeded share of another reviewer's labels (tests, demos);
 - LLM reviewers answer the versioned review protocol (`protocol`) through a backend
-  (`backends`: OpenAI-compatible, Anthropic; `local`: a Hugging Face model with
-  grammar-constrained decoding);
+  (`backends`: OpenAI-compatible, Anthropic; `dca.llm.hf`: a Hugging Face model, decoding
+  under the review answer's grammar that `grammar` builds);
 - every reviewer is built by one registry (`registry.REGISTRY`, keyed by backend name:
   oracle, reference, noisy, counterfactual, hf, openai, anthropic) from a `ReviewerSpec`
   declared in YAML (`config.load_reviewers`); each implements `Reviewer` (``review`` and the

@@ -26,7 +26,7 @@ Example::
         params: {max_tokens: 800}
         price: {input: 3, output: 15}
       - name: smollm
-        backend: hf                  # a local chat model, grammar-constrained (dca.llm.hf)
+        backend: hf                  # a local chat model, grammar-constrained (dca.review.grammar)
         model: embedded              # or a checkpoint directory or a hub id
         params: {max_new_tokens: 256, temperature: 0}
       - name: noisy-gpt
@@ -65,6 +65,7 @@ from ..errors import UserError, validation_problem
 from ..llm import LLM_BACKENDS, LLMSpec, Price
 from ..redact import redact_url
 from .dialogue import DialogueSpec
+from .grammar import GRAMMAR_PARAMS
 from .protocol import ANSWER_FORMATS, MODES
 
 __all__ = ["LLM_BACKENDS", "Price", "ReviewerSpec", "ReviewersFile", "load_reviewers"]
@@ -145,6 +146,11 @@ class ReviewerSpec(LLMSpec):
     @property
     def is_llm(self) -> bool:
         return self.backend in LLM_BACKENDS
+
+    def caller_params(self) -> tuple[str, ...]:
+        """An ``hf`` reviewer's grammar parameters (`dca.review.grammar`): read by the review
+        layer, never passed to the backend (a judge or bridge writer with this spec ignores them)."""
+        return GRAMMAR_PARAMS if self.backend == "hf" else ()
 
     @property
     def inner_spec(self) -> "ReviewerSpec | None":

@@ -64,7 +64,7 @@ DIALOGUE_PROTOCOL_VERSION = "dca-review/2"
 #: A question or reply is cut to this many characters (model text is untrusted).
 MAX_QUESTION_CHARS = 300
 MAX_REPLY_CHARS = 600
-#: Marker the `hf` backend reads to allow a question line in its grammar (`dca.llm.hf`).
+#: How a question line starts (also in the `hf` reviewer's question grammar, `dca.review.grammar`).
 QUESTION_PREFIX = "QUESTION"
 NO_MORE_QUESTIONS = "No more questions may be asked: answer now, in the requested format only."
 
@@ -241,7 +241,7 @@ class Conversation:
 
 
 async def converse(
-    call: Callable[[list[dict[str, str]]], Awaitable[Any]],
+    call: Callable[[list[dict[str, str]], bool], Awaitable[Any]],
     messages: list[dict[str, str]],
     problem: Problem,
     trace: Trace,
@@ -250,14 +250,16 @@ async def converse(
     max_questions: int,
     answerer: Answerer,
 ) -> Conversation:
-    """Let the reviewer ask up to `max_questions` questions; `call(messages)` makes one reviewer
-    call (a `Generation` with ``.text``). Returns when the reviewer's message is not a
-    question, or after the last question allowed has been answered and the reviewer has spoken
-    again (whatever it said: the caller validates it as the answer)."""
+    """Let the reviewer ask up to `max_questions` questions; `call(messages, questions)` makes
+    one reviewer call (a `Generation` with ``.text``), `questions` saying whether the reviewer
+    may still ask one (an ``hf`` reviewer's grammar admits a question line only then). Returns
+    when the reviewer's message is not a question, or after the last question allowed has been
+    answered and the reviewer has spoken again (whatever it said: the caller validates it as the
+    answer)."""
     conversation = Conversation(generation=None, messages=messages, transcript=[])
     asked = 0
     while True:
-        generation = await call(conversation.messages)
+        generation = await call(conversation.messages, asked < max_questions)
         conversation.generation = generation
         question = parse_question(generation.text, units) if asked < max_questions else None
         if question is None:

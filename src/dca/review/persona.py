@@ -10,12 +10,13 @@ In the style of split-personality training, each reviewer style (``strict``, ``l
     ...
     <|review:strict|>
 
-and decodes a review in the protocol's line form (`dca.review.protocol`), grammar-constrained
-by the local ``hf`` backend's machinery (`dca.llm.hf.HFBackend.decode_batch`) with
-``one_step_per_unit``: line i labels unit i and every line is required, so every answer
-parses, whatever the weights, when the trace's units fit the answer budget (``max_new_tokens``
-1024 with 8-character reasons: about 20 units); a longer trace is a failed review
-(``uncovered_units``: the project never credits a partly reviewed trace as if reviewed).
+and decodes a review in the protocol's line form (`dca.review.protocol`), under the review
+answer's grammar (`dca.review.grammar`, one per row) through the local ``hf`` backend
+(`dca.llm.hf.HFBackend.decode_batch`) with ``one_step_per_unit``: line i labels unit i and
+every line is required, so every answer parses, whatever the weights, when the trace's units
+fit the answer budget (``max_new_tokens`` 1024 with 8-character reasons: about 20 units); a
+longer trace is a failed review (``uncovered_units``: the project never credits a partly
+reviewed trace as if reviewed).
 
 **Embedding initialisation** (`add_persona_tokens`). A new token's input embedding is the
 mean of the input embeddings of its persona's description (``"a strict reviewer: ..."``,
@@ -48,9 +49,12 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ..errors import UserError
+from ..llm.hf import HFBackend
 from ..domains import chat_messages
 from ..records import Problem, Review, Trace, Unit
 from .base import ReviewItem, failed_review
+from .config import ReviewerSpec
+from .grammar import ReviewGrammar
 from .protocol import InvalidAnswer, parse_answer
 
 __all__ = [
@@ -75,8 +79,8 @@ PERSONA_FILE = "personas.json"
 #: Recorded in every persona review's metadata; change it when `persona_prompt` changes.
 PERSONA_PROTOCOL = "dca-persona/1"
 
-#: Constrained-decoding parameters of a persona review (any `dca.llm.hf` parameter may
-#: be overridden): short reasons keep a review a few tokens per unit.
+#: Constrained-decoding parameters of a persona review (any `dca.review.grammar` or `dca.llm.hf`
+#: parameter may be overridden): short reasons keep a review a few tokens per unit.
 PERSONA_PARAMS: dict[str, Any] = {"one_step_per_unit": True, "max_reason_chars": 8, "max_new_tokens": 1024, "max_depends": 2}
 #: Reviews a persona decodes in one batched ``generate`` call unless ``params.batch_size`` says
 #: otherwise (`PersonaReviewer`).
@@ -256,19 +260,17 @@ class PersonaReviewer:
     """A persona of a loaded (policy) model behind the `dca.review.base.Reviewer` interface.
 
     Runs inline, in the caller's thread (the model is the caller's), and decodes up to
-    ``batch_size`` reviews in one batched ``generate`` call (`HFBackend.decode_batch`; param
-    ``batch_size``, default `PERSONA_BATCH_SIZE`; 1 reviews one trace at a time). A review
-    whose answer does not parse (possible only with ``one_step_per_unit`` off) or whose
-    generation raises is a failed review, never an exception. ``usage["seconds"]`` of a review
-    is its batch's wall time divided by the batch's reviews.
+    ``batch_size`` reviews in one batched ``generate`` call (`dca.llm.hf.HFBackend.decode_batch`,
+    a review grammar per row; param ``batch_size``, default `PERSONA_BATCH_SIZE`; 1 reviews
+    one trace at a time). A review whose answer does not parse (possible only with
+    ``one_step_per_unit`` off) or whose generation raises is a failed review, never an
+    exception. ``usage["seconds"]`` of a review is its batch's wall time divided by the batch's
+    reviews.
     """
 
     inline = True
 
     def __init__(self, name: str, persona: Persona, model: Any, tokenizer: Any, *, params: dict[str, Any] | None = None, model_name: str = "policy"):
-        from .config import ReviewerSpec
-        from ..llm.hf import HFBackend
-
         params = {**PERSONA_PARAMS, **(params or {})}
         self.batch_size = params.pop("batch_size", PERSONA_BATCH_SIZE)
         if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1:
@@ -280,6 +282,7 @@ class PersonaReviewer:
         self.tokenizer = tokenizer
         spec = ReviewerSpec(name=name, backend="hf", model=model_name, params=params)
         self.backend = HFBackend(spec, model=model, tokenizer=tokenizer)
+        self.grammar = ReviewGrammar.from_spec(spec)  # None with constrained: false
 
     def _metadata(self) -> dict[str, Any]:
         return {"backend": "persona", "persona": self.persona.name, "protocol": PERSONA_PROTOCOL}
@@ -308,7 +311,8 @@ class PersonaReviewer:
         if todo:
             try:
                 prompts = [persona_prompt(self.tokenizer, batch[i].problem, batch[i].units, self.persona) for i in todo]
-                generations = self.backend.decode_batch(prompts, [len(batch[i].units) for i in todo])
+                grammars = [self.grammar.build(len(batch[i].units)) if self.grammar is not None else None for i in todo]
+                generations = self.backend.decode_batch(prompts, grammars)
             except Exception as e:  # noqa: BLE001 - a reviewer failure is data, never a crash
                 for i in todo:
                     reviews[i] = failed_review(self.name, batch[i], "reviewer_error", f"{type(e).__name__}: {e}", metadata=self._metadata())

@@ -8,7 +8,9 @@ invalid answer gets up to ``repair_attempts`` more turns that show the validatio
 ``review_many`` starts every item's review at once; the client's limits decide how many calls
 are in flight. With ``dialogue`` in its spec (protocol ``dca-review/2``, `dca.review.dialogue`)
 the reviewer may first ask up to ``max_questions`` questions, each answered by its answerer;
-every reviewer turn is one cached client call, and the transcript is kept in the review.
+every reviewer turn is one cached client call, and the transcript is kept in the review. An
+``hf`` reviewer's calls carry the review answer's grammar (`dca.review.grammar`), built from
+the trace's unit count and, in a dialogue, whether the reviewer may still ask a question.
 
 A review that still fails is a `Review` with ``status="failed"``, its ``error`` and
 ``metadata["failure"]`` (the kind: ``timeout``, ``rate_limited``, ``server_error``,
@@ -38,6 +40,7 @@ from ..llm.cache import ReviewCache
 from .config import ReviewerSpec
 from ..redact import redact, redact_url
 from .dialogue import DIALOGUE_PROTOCOL_VERSION, converse, parse_question, with_dialogue
+from .grammar import ReviewGrammar
 from .protocol import PROTOCOL_VERSION, InvalidAnswer, answer_json_schema, build_messages, parse_answer, repair_message, unreviewable
 
 __all__ = ["LLMReviewer", "ReviewItem", "ReviewRunner", "ReviewerStats", "default_cache_path"]
@@ -139,6 +142,7 @@ class LLMReviewer:
         self.max_questions = spec.dialogue.max_questions if (spec.dialogue is not None and answerer is not None) else 0
         self.name = spec.name
         self._schema = answer_json_schema(spec.mode) if (spec.answer_format == "json" or spec.mode == "quotes") else None
+        self._grammar = ReviewGrammar.from_spec(spec)  # None: the backend decodes the answer unconstrained
 
     async def review_many(self, items: Sequence[ReviewItem]) -> list[Review]:
         return list(await asyncio.gather(*(self.areview(item) for item in items)))
@@ -186,8 +190,11 @@ class LLMReviewer:
                 return False
             return True
 
-        async def call(request: list[dict[str, str]]):
-            generation = await self.client.generate(request, namespace=self._namespace, json_schema=self._schema, accept=usable)
+        async def call(request: list[dict[str, str]], questions: bool = False):
+            grammar = self._grammar.build(len(item.units), questions=questions) if self._grammar is not None else None
+            generation = await self.client.generate(
+                request, namespace=self._namespace, json_schema=self._schema, grammar=grammar, accept=usable
+            )
             usage.add(generation)
             return generation
 

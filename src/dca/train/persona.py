@@ -57,7 +57,7 @@ from typing import Any, Callable
 from ..consensus import build_consensus, group_reviews
 from ..records import Consensus, Problem, Review, Step, Trace
 from ..review.base import ReviewItem
-from ..llm.hf import REASON_CHARS
+from ..review.grammar import REASON_CHARS
 from ..review.persona import PERSONA_PARAMS, Persona, PersonaReviewer, add_persona_tokens, persona_prompt, save_persona_checkpoint
 from .sft import SFTSettings
 
