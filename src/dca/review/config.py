@@ -71,11 +71,16 @@ from .protocol import ANSWER_FORMATS, MODES
 __all__ = ["LLM_BACKENDS", "Price", "ReviewerSpec", "ReviewersFile", "load_reviewers"]
 
 
+#: Every reviewer kind a spec may name, in the order error messages list them; the registry
+#: (`dca.review.registry.REGISTRY`) has one builder for each (checked when it is imported).
+REVIEWER_BACKENDS = ("oracle", "reference", "noisy", "counterfactual", "persona", "hf", "openai", "anthropic")
+
+
 class ReviewerSpec(LLMSpec):
     """One configured reviewer: the `dca.llm.LLMSpec` call settings (LLM backends) plus how it reviews."""
 
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.\-]+$", description="Names the reviewer in reviews and summaries.")
-    backend: str = Field(description="A key of dca.review.registry.REGISTRY.")
+    backend: str = Field(description="One of REVIEWER_BACKENDS (each built by dca.review.registry.REGISTRY).")
     mode: str = Field("units", description="'units' (answer with unit indices) or 'quotes' (quote each step).")
     answer_format: str = Field("lines", description="'lines' (one short line per step; cheapest) or 'json' (unit mode).")
     show_reference_answer: bool = Field(False, description="Show the gold answer in the prompt.")
@@ -106,10 +111,8 @@ class ReviewerSpec(LLMSpec):
     @field_validator("backend")
     @classmethod
     def _registered(cls, backend: str) -> str:
-        from .registry import REGISTRY
-
-        if backend not in REGISTRY:
-            raise ValueError(f"unknown backend {backend!r}; choose from {', '.join(REGISTRY)}")
+        if backend not in REVIEWER_BACKENDS:
+            raise ValueError(f"unknown backend {backend!r}; choose from {', '.join(REVIEWER_BACKENDS)}")
         return backend
 
     @model_validator(mode="after")

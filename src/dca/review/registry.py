@@ -30,6 +30,8 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 from ..records import Problem, Review, Unit
 from .base import ReviewItem, failed_review
 
+from .config import REVIEWER_BACKENDS
+
 if TYPE_CHECKING:
     from ..llm import LLMBackend
     from .base import Reviewer
@@ -174,6 +176,7 @@ REGISTRY: dict[str, Callable[[ReviewerSpec, BuildContext], Reviewer]] = {
     "openai": _llm,
     "anthropic": _llm,
 }
+assert tuple(REGISTRY) == REVIEWER_BACKENDS, "every reviewer kind of dca.review.config has one builder here"
 
 
 def build_reviewer(spec: ReviewerSpec, context: BuildContext | None = None) -> Reviewer:
