@@ -27,9 +27,8 @@ import time
 from pathlib import Path
 from typing import Callable
 
-import yaml
-
 from .errors import UserError
+from .files import check_output_dir, read_yaml
 from .experiment.spec import ExperimentSpec, parse_spec
 
 Log = Callable[[str], None]
@@ -77,12 +76,11 @@ def demo_spec(steps: int, warmstart_steps: int, eval_problems: int) -> Experimen
 def run_demo(out: str | Path, *, steps: int, warmstart_steps: int, eval_problems: int, overwrite: bool, log: Log = print) -> dict:
     """Run the demo into `out` (an experiment directory) and return its figures (``demo.json``)."""
     from .experiment.runner import run_experiment
-    from .files import check_output_dir
 
     spec = demo_spec(steps, warmstart_steps, eval_problems)
     out = check_output_dir(out, overwrite=overwrite, marker="spec.yaml", kind="a DCA demo")
     if out.is_dir() and any(out.iterdir()):  # --overwrite of an earlier demo, never of another experiment
-        earlier = yaml.safe_load((out / "spec.yaml").read_text(encoding="utf-8"))
+        earlier = read_yaml(out / "spec.yaml", what="demo spec")
         if not isinstance(earlier, dict) or earlier.get("name") != "demo":
             raise UserError(f"--out {out} holds an experiment that is not a demo; refusing to overwrite it")
         shutil.rmtree(out)
