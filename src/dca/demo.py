@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Callable
 
 from .errors import UserError
-from .files import check_output_dir, read_yaml
+from .files import check_output_dir, read_yaml, write_json, write_text_atomic
 from .experiment.spec import ExperimentSpec, parse_spec
 
 Log = Callable[[str], None]
@@ -90,9 +90,7 @@ def run_demo(out: str | Path, *, steps: int, warmstart_steps: int, eval_problems
     figures["seconds"] = round(time.time() - started, 1)
     for arm in ARMS:
         figures["viewer"][arm] = str(write_viewer(out, arm))
-    tmp = out / "demo.json.partial"
-    tmp.write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
-    tmp.replace(out / "demo.json")
+    write_json(out / "demo.json", figures)
     return figures
 
 
@@ -121,9 +119,7 @@ def write_viewer(out: Path, arm: str) -> Path:
     run = out / "runs" / arm / "seed-0"
     page = render_report(collect_inputs([str(run)]), rule="majority", limit=500, title=f"DCA demo: {arm} ({ARMS[arm]})")
     path = out / f"viewer-{arm}.html"
-    tmp = path.with_name(path.name + ".partial")
-    tmp.write_text(page, encoding="utf-8")
-    tmp.replace(path)
+    write_text_atomic(path, page)
     return path
 
 

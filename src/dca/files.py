@@ -8,8 +8,9 @@ give them the same checks and the same messages (a `UserError`: one line, exit 2
   file are errors that name the path.
 * `check_output_file` refuses an existing output unless ``--overwrite``, and always refuses an
   output that is one of the command's inputs (compared as resolved paths, so ``./t.jsonl``
-  and ``t.jsonl`` are the same file); `write_text_atomic` and `dca.records.write_jsonl`
-  write a temporary file beside the target and rename it, removing it on any failure.
+  and ``t.jsonl`` are the same file); `write_text_atomic`, `write_json` and
+  `dca.records.write_jsonl` write a temporary file beside the target and rename it, removing
+  it on any failure (all through `dca.records.atomic_writer`, the one atomic write).
 * `prepare_output_dir` locks the directory for this process (``.dca-lock`` holding the pid;
   a second writer gets an error naming the holder) before ``--overwrite`` may empty it, and
   it empties only a directory that holds the command's marker file (``run.json``,
@@ -20,13 +21,14 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import json
 import os
 import shutil
 from pathlib import Path
 from typing import Iterable, TypeVar
 
 from .errors import UserError
-from .records import Problem, read_jsonl
+from .records import Problem, atomic_writer, read_jsonl
 
 R = TypeVar("R")
 
@@ -163,23 +165,16 @@ def check_output_file(
     return out
 
 
-def temp_path(path: Path) -> Path:
-    """The temporary name a file is written under before it is renamed to `path`."""
-    return path.with_name(f".{path.name}.{os.getpid()}.partial")
-
-
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:
     """Write `text` to a temporary file beside `path`, then rename it over `path`; on any
-    failure the temporary file is removed and `path` is unchanged."""
-    path = Path(path)
-    tmp = temp_path(path)
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    failure the temporary file is removed and `path` is unchanged (`dca.records.atomic_writer`)."""
+    with atomic_writer(path) as f:
+        f.write(text)
+
+
+def write_json(path: str | os.PathLike, data: object) -> None:
+    """`data` as indented JSON (UTF-8, not ASCII-escaped), written atomically."""
+    write_text_atomic(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
 
 
 # ---------------------------------------------------------------------------------------------

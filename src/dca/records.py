@@ -14,6 +14,7 @@ spans are half-open ``[start, end)``. Unit and step indices are 0-based.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -567,21 +568,30 @@ def from_dict(cls: type[R], data: dict[str, Any]) -> R:
     return _from_dict(cls, data)
 
 
-def write_jsonl(path: str | os.PathLike, records: Iterable[Any]) -> int:
-    """Write records atomically (a temporary file beside `path`, then a rename), so a crash
-    never leaves half a file; on any failure the temporary file is removed."""
+@contextlib.contextmanager
+def atomic_writer(path: str | os.PathLike) -> Iterator[typing.TextIO]:
+    """A text file that replaces `path` when the block ends: it is written under a temporary
+    name beside `path` (``.NAME.PID.partial``) and renamed over it, so a crash never leaves half
+    a file; on any failure the temporary file is removed and `path` is unchanged. The one
+    atomic write (`dca.files.write_text_atomic` and `write_json` are its short forms)."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.partial")
-    n = 0
     try:
         with open(tmp, "w", encoding="utf-8") as f:
-            for record in records:
-                f.write(json.dumps(to_dict(record), ensure_ascii=False) + "\n")
-                n += 1
+            yield f
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def write_jsonl(path: str | os.PathLike, records: Iterable[Any]) -> int:
+    """Write records atomically (`atomic_writer`); returns how many."""
+    n = 0
+    with atomic_writer(path) as f:
+        for record in records:
+            f.write(json.dumps(to_dict(record), ensure_ascii=False) + "\n")
+            n += 1
     return n
 
 

@@ -53,6 +53,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from ..files import write_json
 from ..measures import numbers
 from ..records import Fact, Operation, Problem
 
@@ -431,7 +432,6 @@ def run_generate(*, reviewers: str, generator: str, domain: str, count: int, out
                  against: list[str] | None = None, gsm8k: bool = True, cache_path=None, log=print) -> GenerationResult:  # fmt: skip
     """`dca generate`: load the generator spec, compare against GSM8K and earlier sets, ask,
     execute, write ``out`` (accepted problems) and ``<out>.report.json``."""
-    import os
     from pathlib import Path
 
     from ..errors import UserError
@@ -458,7 +458,5 @@ def run_generate(*, reviewers: str, generator: str, domain: str, count: int, out
     finally:
         client.close()
     write_jsonl(out, result.problems)
-    tmp = report_path.with_name(report_path.name + ".partial")
-    tmp.write_text(json.dumps(result.report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(tmp, report_path)
+    write_json(report_path, result.report)
     return result

@@ -49,7 +49,7 @@ from typing import Callable
 import yaml
 
 from ..errors import UserError
-from ..files import check_unlocked, lock_dir, unlock_dir
+from ..files import check_unlocked, lock_dir, unlock_dir, write_json, write_text_atomic
 from ..records import Problem, Review, Trace, append_jsonl, read_jsonl, to_dict, write_jsonl
 from .measures import auto_reviewer, read_rows, review_traces, summarize_measures, trace_measures
 from .spec import ExperimentSpec
@@ -80,12 +80,6 @@ def run_state(path: Path) -> str:
     if (path / "summary.json").exists() and (path / "checkpoint" / "config.json").exists():
         return "trained"
     return "started" if path.exists() else "new"
-
-
-def _write_json(path: Path, data: dict) -> None:
-    tmp = path.with_name(path.name + ".partial")
-    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def git_commit() -> str | None:
@@ -166,9 +160,7 @@ def start_curve(evaluator: _Evaluator, start: str, limit: int, start_dir: Path, 
         return read_rows(path)
     model, tokenizer = load_model(start)
     rows = evaluator.curve_rows(model, tokenizer, 0, limit)
-    tmp = path.with_name(path.name + ".partial")
-    tmp.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    os.replace(tmp, path)
+    write_text_atomic(path, "".join(json.dumps(r) + "\n" for r in rows))
     _log_curve(rows, log)
     return rows
 
@@ -341,7 +333,7 @@ def _truncate_own_files(run_dir: Path, step: int) -> None:
         if path.exists():
             rows = read_rows(path)
             kept = [r for r in rows if r["step"] <= step]
-            path.write_text("".join(json.dumps(r) + "\n" for r in kept), encoding="utf-8")
+            write_text_atomic(path, "".join(json.dumps(r) + "\n" for r in kept))
 
 
 def run_grpo_arm(
@@ -402,7 +394,7 @@ def shared_rollouts(spec: ExperimentSpec, root: Path, seed: int, start: str, log
     write_jsonl(target / "reviews.jsonl", reviews)
     if len(config.reviewer_names) > 1:
         write_jsonl(target / "consensus.jsonl", build_consensuses(reviews, rule=config.consensus_rule))
-    _write_json(target / "done.json", {"traces": len(traces), "seconds": round(time.time() - started, 1)})
+    write_json(target / "done.json", {"traces": len(traces), "seconds": round(time.time() - started, 1)})
     return target
 
 
@@ -428,7 +420,7 @@ def run_sft_arm(spec: ExperimentSpec, root: Path, key: RunKey, start: str, run_d
     )
     run_config = {"method": "sft", "arm": key.arm, "start": start, "edit": arm.edit, "edit_mode": arm.edit_mode, "sft": settings.__dict__, "base": config.model_dump(mode="json")}
     (run_dir / "config.yaml").write_text(yaml.safe_dump(run_config, sort_keys=False), encoding="utf-8")
-    _write_json(run_dir / "run.json", {"status": "running", "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+    write_json(run_dir / "run.json", {"status": "running", "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
     try:
         source = shared_rollouts(spec, root, key.seed, start, log)
         # rft trains on the unedited solved traces: the reviews are the edit arms' cost, not its own
@@ -474,10 +466,10 @@ def run_sft_arm(spec: ExperimentSpec, root: Path, key: RunKey, start: str, run_d
             },
             "seconds": round(time.time() - started, 1),
         }
-        _write_json(run_dir / "summary.json", summary)
-        _write_json(run_dir / "run.json", {"status": "finished", "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+        write_json(run_dir / "summary.json", summary)
+        write_json(run_dir / "run.json", {"status": "finished", "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
     except BaseException as e:
-        _write_json(run_dir / "run.json", {"status": "failed", "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "error": f"{type(e).__name__}: {e}"})
+        write_json(run_dir / "run.json", {"status": "failed", "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "error": f"{type(e).__name__}: {e}"})
         raise
 
 
@@ -559,7 +551,7 @@ def _run_locked(spec: ExperimentSpec, root: Path, keys: list[RunKey], sets: dict
     invocation = {"argv": sys.argv[1:], "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "commit": git_commit(), "machine": machine(), "load_average_start": os.getloadavg()[0]}
     record["invocations"].append(invocation)
     record["status"] = "running"
-    _write_json(status_file, record)
+    write_json(status_file, record)
     wall = time.time()
     try:
         (root / "eval-sets").mkdir(exist_ok=True)
@@ -574,7 +566,7 @@ def _run_locked(spec: ExperimentSpec, root: Path, keys: list[RunKey], sets: dict
                 start, first[: spec.start.measure], temperature=g.temperature, group_size=g.num_generations,
                 max_new_tokens=g.max_completion_length, out_dir=root / "start", log=log,
             )  # fmt: skip
-        _write_json(root / "start" / "start.json", start_record)
+        write_json(root / "start" / "start.json", start_record)
         evaluator = _Evaluator(sets, max_new_tokens=spec.eval.max_new_tokens)
         before: list[dict] | None = None
         durations: dict[str, list[float]] = {}
@@ -605,7 +597,7 @@ def _run_locked(spec: ExperimentSpec, root: Path, keys: list[RunKey], sets: dict
             summary = json.loads((path / "summary.json").read_text(encoding="utf-8"))
             final.update(arm=key.arm, seed=key.seed, method=method, budget=spec.budget(key.arm), steps_run=summary.get("steps"), train=_train_figures(path))
             final["seconds"] = round(time.time() - started, 1)
-            _write_json(path / "final.json", final)
+            write_json(path / "final.json", final)
             durations.setdefault(method, []).append(final["seconds"])
             left = [k for k in keys[n:] if run_state(k.path(root)) != "finished"]
             every = [d for ds in durations.values() for d in ds]
@@ -622,14 +614,14 @@ def _run_locked(spec: ExperimentSpec, root: Path, keys: list[RunKey], sets: dict
         record["status"] = "interrupted" if isinstance(e, KeyboardInterrupt) else "failed"
         invocation["error"] = f"{type(e).__name__}: {e}"
         invocation["seconds"] = round(time.time() - wall, 1)
-        _write_json(status_file, record)
+        write_json(status_file, record)
         raise
     invocation["seconds"] = round(time.time() - wall, 1)
     invocation["load_average_end"] = os.getloadavg()[0]
     all_keys = select_runs(spec)
     record["status"] = "finished" if all(run_state(k.path(root)) == "finished" for k in all_keys) else "partial"
     record["wall_seconds"] = round(sum(i.get("seconds", 0) for i in record["invocations"]), 1)
-    _write_json(status_file, record)
+    write_json(status_file, record)
     return record
 
 

@@ -40,6 +40,7 @@ from trl import GRPOTrainer
 
 from ..credit import CreditConfig, compute_credit, credit_statistics, token_char_spans
 from ..domains import check as check_domain
+from ..files import write_text_atomic
 from ..problems.answer import check_answer
 from ..consensus import build_consensus, check_rule
 from ..records import Consensus, Credit, Problem, Review, Trace
@@ -236,9 +237,7 @@ class DCAGRPOTrainer(GRPOTrainer):
         if self.accelerator.is_main_process:
             folder = Path(self._get_output_dir(trial=trial)) / f"checkpoint-{self.state.global_step}"
             state = {"global_step": self.state.global_step, "generation_round": self._generation_round}
-            tmp = folder / (DCA_STATE_FILE + ".partial")
-            tmp.write_text(json.dumps(state) + "\n", encoding="utf-8")
-            os.replace(tmp, folder / DCA_STATE_FILE)
+            write_text_atomic(folder / DCA_STATE_FILE, json.dumps(state) + "\n")
 
     def train(self, resume_from_checkpoint: str | bool | None = None, **kwargs: Any):
         if isinstance(resume_from_checkpoint, (str, os.PathLike)):

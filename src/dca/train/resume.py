@@ -21,6 +21,7 @@ import re
 from pathlib import Path
 
 from ..errors import UserError
+from ..records import atomic_writer
 
 #: Written last into each complete checkpoint folder: ``{"global_step", "generation_round"}``.
 DCA_STATE_FILE = "dca_state.json"
@@ -66,11 +67,9 @@ def read_json_lines(path: Path) -> list[dict]:
 
 
 def _rewrite(path: Path, rows: list[dict]) -> None:
-    tmp = path.with_name(path.name + ".partial")
-    with open(tmp, "w", encoding="utf-8") as f:
+    with atomic_writer(path) as f:
         for row in rows:
             f.write(json.dumps(row, ensure_ascii=False) + "\n")
-    os.replace(tmp, path)
 
 
 def truncate_run_files(run_dir: str | os.PathLike, step: int) -> dict[str, int]:

@@ -42,7 +42,7 @@ from typing import Callable, Iterable
 from ..credit import credit_statistics
 from ..domains.judge import use_judge
 from ..errors import Terminated, UserError
-from ..files import lock_dir, prepare_output_dir, unlock_dir, write_text_atomic
+from ..files import lock_dir, prepare_output_dir, unlock_dir, write_json
 from ..model import load_model, resolve_model_path, trainer_device_arguments
 from ..domains.sources import load_problems  # noqa: F401 (re-exported: one home for problem sources)
 from ..prompting import chat_messages
@@ -219,10 +219,6 @@ class RunDirectory:
 
 def _raise_terminated(signum, frame) -> None:
     raise Terminated(f"terminated by signal {signal.Signals(signum).name}")
-
-
-def write_json(path: Path, data: dict) -> None:
-    write_text_atomic(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
 
 
 class RunRecorder:
