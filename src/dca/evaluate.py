@@ -51,7 +51,7 @@ from typing import Any, Callable
 from .continuation import ContinuationSettings, HFContinuationEngine, split_cot
 from .errors import UserError
 from .files import prepare_output_dir, unlock_dir
-from .measures import tokens_per_insight, useful_steps
+from .measures import token_counter, tokens_per_insight, useful_steps
 from .faithfulness import (
     BACKTRACKING,
     DEFAULT_BUCKETS,
@@ -318,9 +318,7 @@ def run_eval(config: EvalConfig, out: str | Path, *, model=None, tokenizer=None,
         model, tokenizer = load_model(config.model)
     engine = HFContinuationEngine(model, tokenizer, name=config.model)
 
-    def count_tokens(text: str) -> int:
-        return len(tokenizer(text, add_special_tokens=False)["input_ids"])
-
+    count_tokens = token_counter(tokenizer)
     report: dict[str, Any] = {
         "config": _config_dict(config),
         "sets": [

@@ -27,8 +27,9 @@ their own and removed from the visible text, so the equation they annotate is re
 **Counts**: `word_count` (whitespace-separated words, used where no tokenizer is given to
 count generated text), `word_token_count` (words and punctuation marks, the "words"
 tokenizer of `dca eval`/`dca edit`), `useful_steps` (steps labelled with a
-`USEFUL_CONTRIBUTIONS` label: the insights) and `tokens_per_insight` (tokens ÷ useful steps,
-averaged over the traces that have at least one).
+`USEFUL_CONTRIBUTIONS` label: the insights), `tokens_per_insight` (tokens ÷ useful steps,
+averaged over the traces that have at least one) and `token_counter` (a text's tokens under a
+model's tokenizer, no special tokens).
 
 This module is part of the torch-free core.
 """
@@ -38,7 +39,7 @@ from __future__ import annotations
 import ast
 import re
 from dataclasses import dataclass, field
-from typing import Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 from .records import USEFUL_CONTRIBUTIONS, Consensus, Review, Step
 
@@ -54,6 +55,7 @@ __all__ = [
     "number_matches",
     "number_value",
     "numbers",
+    "token_counter",
     "tokens_per_insight",
     "useful_steps",
     "word_count",
@@ -339,6 +341,17 @@ _WORD_OR_MARK = re.compile(r"\w+|[^\w\s]")
 def word_token_count(text: str) -> int:
     """Words and punctuation marks: the token count used where no tokenizer is given."""
     return len(_WORD_OR_MARK.findall(text))
+
+
+def token_counter(tokenizer: Any) -> Callable[[str], int]:
+    """The count of a text's tokens under a Hugging Face `tokenizer` (no special tokens added):
+    the one way a text is measured in model tokens (completion and CoT tokens in `dca eval`,
+    the experiment's measures, `dca edit --tokenizer`)."""
+
+    def count(text: str) -> int:
+        return len(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    return count
 
 
 def useful_steps(labels: Review | Consensus | Sequence[Step]) -> int:

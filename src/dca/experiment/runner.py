@@ -49,6 +49,7 @@ from typing import Callable
 import yaml
 
 from ..errors import UserError
+from ..measures import token_counter
 from ..files import check_unlocked, lock_dir, unlock_dir, write_json, write_text_atomic
 from ..records import Problem, Review, Trace, append_jsonl, read_jsonl, to_dict, write_jsonl
 from .measures import auto_reviewer, read_rows, review_traces, summarize_measures, trace_measures
@@ -129,8 +130,7 @@ class _Evaluator:
     def curve_rows(self, model, tokenizer, step: int, limit: int) -> list[dict]:
         from ..rollout import SamplingConfig, rollout
 
-        def count(text: str) -> int:
-            return len(tokenizer(text, add_special_tokens=False)["input_ids"])
+        count = token_counter(tokenizer)
 
         rows = []
         for name, problems in self.sets.items():
@@ -236,8 +236,7 @@ def final_evaluation(spec: ExperimentSpec, root: Path, run_dir: Path, evaluator:
     )
     report = run_eval(config, run_dir / "eval", model=model, tokenizer=tokenizer, overwrite=True, log=lambda m: log("  " + m))
 
-    def count(text: str) -> int:
-        return len(tokenizer(text, add_special_tokens=False)["input_ids"])
+    count = token_counter(tokenizer)
 
     sets = {}
     for name in evaluator.sets:
@@ -436,8 +435,7 @@ def run_sft_arm(spec: ExperimentSpec, root: Path, key: RunKey, start: str, run_d
             labels = {r.trace_id: r for r in read_jsonl(source / "reviews.jsonl", Review)}
         tokenizer = load_tokenizer(start)
 
-        def count(text: str) -> int:
-            return len(tokenizer(text, add_special_tokens=False)["input_ids"])
+        count = token_counter(tokenizer)
 
         edits = edit_traces(traces, problems, labels, EditConfig(arm=arm.edit, mode="drop" if arm.edit == "rft" else arm.edit_mode, seed=key.seed), count_tokens=count)
         write_jsonl(run_dir / "edits.jsonl", edits)
