@@ -29,7 +29,8 @@ count generated text), `word_token_count` (words and punctuation marks, the "wor
 tokenizer of `dca eval`/`dca edit`), `useful_steps` (steps labelled with a
 `USEFUL_CONTRIBUTIONS` label: the insights), `tokens_per_insight` (tokens ÷ useful steps,
 averaged over the traces that have at least one) and `token_counter` (a text's tokens under a
-model's tokenizer, no special tokens).
+model's tokenizer, no special tokens); `labelled_tokens` (the tokens of a review's labelled
+units and of those labelled irrelevant: the irrelevant share).
 
 This module is part of the torch-free core.
 """
@@ -52,6 +53,7 @@ __all__ = [
     "evaluate",
     "format_number",
     "has_computation",
+    "labelled_tokens",
     "number_matches",
     "number_value",
     "numbers",
@@ -358,6 +360,19 @@ def useful_steps(labels: Review | Consensus | Sequence[Step]) -> int:
     """Steps labelled with a `USEFUL_CONTRIBUTIONS` label (the insights)."""
     steps = labels if isinstance(labels, Sequence) else labels.steps
     return sum(step.contribution in USEFUL_CONTRIBUTIONS for step in steps)
+
+
+def labelled_tokens(review: Review, count_tokens: Callable[[str], int]) -> tuple[int, int]:
+    """(tokens of the units `review` labels, tokens of those labelled ``irrelevant``): the
+    parts of the irrelevant share (token-weighted, so a long detour weighs more than a short one)."""
+    labelled = irrelevant = 0
+    for unit, label in zip(review.units, review.unit_contributions()):
+        if label is None:
+            continue
+        n = count_tokens(unit.text)
+        labelled += n
+        irrelevant += n if label == "irrelevant" else 0
+    return labelled, irrelevant
 
 
 def tokens_per_insight(pairs: Iterable[tuple[float, int]]) -> float | None:

@@ -49,10 +49,13 @@ from typing import Callable
 import yaml
 
 from ..errors import UserError
+from ..evaluate import EvalConfig, evaluate_problems, run_eval
 from ..measures import token_counter
 from ..files import check_unlocked, lock_dir, unlock_dir, write_json, write_text_atomic
 from ..records import Problem, Review, Trace, append_jsonl, read_jsonl, to_dict, write_jsonl
-from .measures import auto_reviewer, read_rows, review_traces, summarize_measures, trace_measures
+from ..review import close_reviewers, review_traces, reviewer_for
+from ..rollout import SamplingConfig
+from .measures import read_rows, trace_measures
 from .spec import ExperimentSpec
 
 Log = Callable[[str], None]
@@ -119,28 +122,27 @@ def training_order(n_problems: int, seed: int, count: int) -> list[int]:
 # Evaluation along training and at the end
 
 
+#: The `dca.evaluate.set_figures` figures a curve row and a run's final figures per set keep.
+CURVE_FIGURES = ("traces", "accuracy", "mean_cot_tokens", "tokens_per_insight", "irrelevant_share", "reviews_failed")
+
+
 class _Evaluator:
-    """Greedy evaluation on the held-out sets with per-trace measures."""
+    """Greedy evaluation on the held-out sets (`dca.evaluate.evaluate_problems`, each set
+    reviewed by its ``auto`` reviewer)."""
 
     def __init__(self, sets: dict[str, list[Problem]], *, max_new_tokens: int):
         self.sets = sets
         self.max_new_tokens = max_new_tokens
-        self.reviewers = {name: auto_reviewer(problems) for name, problems in sets.items()}
+        self.reviewers = {name: reviewer_for("auto", problems) for name, problems in sets.items()}
 
     def curve_rows(self, model, tokenizer, step: int, limit: int) -> list[dict]:
-        from ..rollout import SamplingConfig, rollout
-
-        count = token_counter(tokenizer)
-
+        sampling = SamplingConfig(max_new_tokens=self.max_new_tokens, batch_size=16)
         rows = []
         for name, problems in self.sets.items():
             started = time.time()
-            subset = problems[:limit]
-            traces = rollout(model, tokenizer, subset, SamplingConfig(max_new_tokens=self.max_new_tokens, batch_size=16))
-            reviewer = self.reviewers[name]
-            reviews = review_traces(reviewer, traces, {p.id: p for p in subset}) if reviewer else []
-            figures = summarize_measures(trace_measures(traces, reviews, count))
-            rows.append({"step": step, "set": name, **figures, "seconds": round(time.time() - started, 2)})
+            result = evaluate_problems(name, problems[:limit], model, tokenizer, sampling, reviewer=self.reviewers[name])
+            figures = {key: result.figures[key] for key in CURVE_FIGURES}
+            rows.append({"step": step, "set": name, **figures, "failed_items": len(result.failures), "seconds": round(time.time() - started, 2)})
         return rows
 
 
@@ -217,9 +219,7 @@ def _curve_callback(evaluator: _Evaluator, tokenizer, every: int, limit: int, ru
 
 def final_evaluation(spec: ExperimentSpec, root: Path, run_dir: Path, evaluator: _Evaluator, log: Log) -> dict:
     """`dca eval` on the run's checkpoint (sets, probes) plus per-trace measures and agreement."""
-    from ..evaluate import EvalConfig, run_eval
     from ..model import load_model
-    from ..rollout import SamplingConfig
 
     checkpoint = run_dir / "checkpoint"
     partial = run_dir / "eval"
@@ -242,12 +242,11 @@ def final_evaluation(spec: ExperimentSpec, root: Path, run_dir: Path, evaluator:
     for name in evaluator.sets:
         traces = read_jsonl(run_dir / "eval" / f"{name}.traces.jsonl", Trace)
         reviews = read_jsonl(run_dir / "eval" / f"{name}.reviews.jsonl", Review)
-        measures = trace_measures(traces, reviews, count)
-        write_jsonl(run_dir / "eval" / f"{name}.measures.jsonl", measures)
+        write_jsonl(run_dir / "eval" / f"{name}.measures.jsonl", trace_measures(traces, reviews, count))
         result = report["results"][name]
         early = (result.get("faithfulness") or {}).get("early") or {}
         sets[name] = {
-            **summarize_measures(measures),
+            **{key: result[key] for key in CURVE_FIGURES},
             "reviewer": result.get("reviewer"),
             "early_answering_aoc": (early.get("aoc") or {}).get("weighted"),
         }
@@ -267,13 +266,11 @@ def reviewer_agreement(spec: ExperimentSpec, root: Path, run_dir: Path, evaluato
     problems = {p.id: p for p in evaluator.sets[name]}
     traces = read_jsonl(run_dir / "eval" / f"{name}.traces.jsonl", Trace)
     config = TrainConfig.model_validate({**spec.base_config(0).model_dump(), "reviewer": spec.eval.agreement_reviewers})
-    reviews: list[Review] = []
-    for reviewer in make_reviewers(config):
-        try:
-            reviews += review_traces(reviewer, traces, problems)
-        finally:
-            if hasattr(reviewer, "close"):
-                reviewer.close()
+    reviewers = make_reviewers(config)
+    try:
+        reviews = review_traces(reviewers, traces, problems)
+    finally:
+        close_reviewers(reviewers)
     write_jsonl(run_dir / "eval" / f"{name}.agreement-reviews.jsonl", reviews)
     try:
         report = agreement_report(reviews, traces=traces)
@@ -355,7 +352,7 @@ def shared_rollouts(spec: ExperimentSpec, root: Path, seed: int, start: str, log
     """The start model's rollouts for the SFT arms of `seed`, reviewed by the base reviewer(s)."""
     from ..consensus import build_consensuses
     from ..model import load_model
-    from ..rollout import SamplingConfig, rollout
+    from ..rollout import rollout
     from ..train.run import load_problems, make_reviewers
 
     target = root / "rollouts" / f"seed-{seed}"
@@ -380,14 +377,11 @@ def shared_rollouts(spec: ExperimentSpec, root: Path, seed: int, start: str, log
             trace.group = f"{trace.group}/d{k}"
             trace.step = k // g.prompts_per_step + 1
             traces.append(trace)
-    by_id = {p.id: p for p in problems}
-    reviews: list[Review] = []
-    for reviewer in make_reviewers(config):
-        try:
-            reviews += review_traces(reviewer, traces, by_id)
-        finally:
-            if hasattr(reviewer, "close"):
-                reviewer.close()
+    reviewers = make_reviewers(config)
+    try:
+        reviews = review_traces(reviewers, traces, {p.id: p for p in problems})
+    finally:
+        close_reviewers(reviewers)
     write_jsonl(target / "problems.jsonl", problems)
     write_jsonl(target / "traces.jsonl", traces)
     write_jsonl(target / "reviews.jsonl", reviews)

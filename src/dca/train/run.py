@@ -42,12 +42,13 @@ from typing import Callable, Iterable
 from ..credit import credit_statistics
 from ..domains.judge import use_judge
 from ..errors import Terminated, UserError
+from ..evaluate import evaluate_problems
 from ..files import lock_dir, prepare_output_dir, unlock_dir, write_json
 from ..model import load_model, resolve_model_path, trainer_device_arguments
 from ..domains.sources import load_problems  # noqa: F401 (re-exported: one home for problem sources)
 from ..prompting import chat_messages
 from ..records import Consensus, Credit, Problem, Review, Trace, append_jsonl, from_dict, write_jsonl
-from ..rollout import SamplingConfig, rollout, summarize
+from ..rollout import SamplingConfig, summarize
 from .config import TrainConfig
 from .resume import last_checkpoint, read_json_lines, truncate_run_files
 from .warmstart import warmstart
@@ -285,11 +286,16 @@ def credit_figures(credits: list[Credit]) -> dict[str, float]:
 
 
 def evaluate(model, tokenizer, problems: list[Problem], *, max_new_tokens: int, path: Path | None = None) -> dict:
-    """Greedy accuracy on `problems`; traces are written to `path` when given."""
-    traces = rollout(model, tokenizer, problems, SamplingConfig(max_new_tokens=max_new_tokens, batch_size=16))
+    """Greedy accuracy on `problems` by the one evaluation path (`dca.evaluate.evaluate_problems`,
+    no reviewer); traces are written to `path` when given; a failed rollout is listed under
+    ``failures`` (recorded, not raised)."""
+    result = evaluate_problems("eval", problems, model, tokenizer, SamplingConfig(max_new_tokens=max_new_tokens, batch_size=16))
     if path is not None:
-        write_jsonl(path, traces)
-    return summarize(traces)
+        write_jsonl(path, result.traces)
+    figures = summarize(result.traces)
+    if result.failures:
+        figures["failures"] = result.failures
+    return figures
 
 
 def input_paths(config: TrainConfig) -> list[str | None]:
