@@ -10,7 +10,8 @@ give them the same checks and the same messages (a `UserError`: one line, exit 2
   output that is one of the command's inputs (compared as resolved paths, so ``./t.jsonl``
   and ``t.jsonl`` are the same file); `write_text_atomic`, `write_json` and
   `dca.records.write_jsonl` write a temporary file beside the target and rename it, removing
-  it on any failure (all through `dca.records.atomic_writer`, the one atomic write).
+  it on any failure (all through `dca.records.atomic_writer`, the one atomic write);
+  `scratch_dir` and `publish_dir` do the same for a directory (a checkpoint).
 * `prepare_output_dir` locks the directory for this process (``.dca-lock`` holding the pid;
   a second writer gets an error naming the holder) before ``--overwrite`` may empty it, and
   it empties only a directory that holds the command's marker file (``run.json``,
@@ -19,13 +20,15 @@ give them the same checks and the same messages (a `UserError`: one line, exit 2
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import json
 import os
 import shutil
+import tempfile
 from pathlib import Path
-from typing import Iterable, TypeVar
+from typing import Iterable, Iterator, TypeVar
 
 from .errors import UserError
 from .records import Problem, atomic_writer, read_jsonl
@@ -181,6 +184,28 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> None:
 def write_json(path: str | os.PathLike, data: object) -> None:
     """`data` as indented JSON (UTF-8, not ASCII-escaped), written atomically."""
     write_text_atomic(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+
+
+@contextlib.contextmanager
+def scratch_dir(target: str | os.PathLike) -> Iterator[Path]:
+    """A fresh directory beside `target` (``.partial-*``, same file system) to build it in;
+    removed when the block ends, so nothing half-built is left. `publish_dir` inside the block
+    makes it `target`: a checkpoint (or any directory) appears whole or not at all."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=".partial-", dir=target.parent))
+    try:
+        yield scratch
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def publish_dir(scratch: Path, target: str | os.PathLike) -> None:
+    """Replace `target` (if any) by the finished `scratch` directory, with one rename."""
+    target = Path(target)
+    if target.exists():
+        shutil.rmtree(target)
+    os.replace(scratch, target)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -14,12 +14,10 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 from .errors import UserError
-from .files import cache_dir
+from .files import cache_dir, publish_dir, scratch_dir
 
 EMBEDDED_MODEL_NAMES = ("embedded", "smollm2-135m")
 """Names that select the embedded model instead of a path or hub id."""
@@ -74,14 +72,10 @@ def ensure_embedded_checkpoint() -> Path:
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.generation_config.eos_token_id = tokenizer.eos_token_id
 
-    # Write into a temporary sibling and rename, so a crash never leaves a half checkpoint.
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".partial-", dir=target.parent))
-    model.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    if target.exists():
-        shutil.rmtree(target)
-    os.replace(tmp, target)
+    with scratch_dir(target) as scratch:  # a crash never leaves a half checkpoint
+        model.save_pretrained(scratch)
+        tokenizer.save_pretrained(scratch)
+        publish_dir(scratch, target)
     return target
 
 
