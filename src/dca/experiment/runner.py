@@ -16,7 +16,8 @@ Each run directory holds, besides what `dca train` writes (or, for SFT arms, ``c
 
 - ``curve.jsonl``: the along-training evaluation every ``eval.every`` steps (step 0 = the start
   model, evaluated once for all runs in ``start/curve.jsonl``), per set: accuracy, mean CoT
-  tokens, tokens per insight, irrelevant share;
+  tokens, tokens per insight, irrelevant share, failed reviews (`CURVE_FIGURES` of
+  `dca.evaluate.evaluate_problems`, the evaluation ``dca eval`` runs) and failed items;
 - ``steps.jsonl``: wall seconds of each optimizer step (evaluations excluded);
 - ``eval/``: `dca eval` of the final checkpoint (traces, reviews, faithfulness probes) and per
   set ``<set>.measures.jsonl`` (`dca.experiment.measures.TraceMeasure`);
