@@ -83,8 +83,28 @@ def test_set_figures_tokens_per_insight_and_indicators():
     assert figures["tokens_per_insight"] == pytest.approx(8.5) and figures["tokens_per_insight_solved"] == pytest.approx(8.5)
     assert figures["performative"]["verification_phrases_per_trace"] == pytest.approx(0.25)
     assert figures["performative"]["backtracking_phrases_per_trace"] == pytest.approx(0.25)
-    assert figures["performative"]["fraction_units_irrelevant"] == 0.0
+    assert figures["performative"]["fraction_units_irrelevant"] == 0.0 and figures["irrelevant_share"] == 0.0
     assert figures["lenient_answers"] is None  # no problems given
+
+
+def test_irrelevant_share_weighs_units_by_their_tokens():
+    """The experiment's irrelevant share (tokens), beside the unit share of `dca eval`'s table."""
+    text = "I like apples. So 3 + 4 = 7.\nAnswer: 7"
+    units = segment(text)
+    review = Review(
+        trace_id="t0", reviewer="oracle", units=units,
+        steps=[
+            Step(index=0, first_unit=0, last_unit=0, function="other", contribution="irrelevant"),
+            Step(index=1, first_unit=1, last_unit=1, function="computation", contribution="solved"),
+        ],
+    )  # fmt: skip
+    failed = Review(trace_id="t1", reviewer="oracle", units=segment("x"), status="failed", error="reviewer_error: boom")
+    traces = [_trace(0, "a", "correct", text), _trace(1, "b", "wrong", "x")]
+    figures = set_figures(traces, [review, failed], samples=1, count_tokens=lambda t: len(t.split()))
+    # "I like apples." (3 words) of 3 + 6 labelled words; the unlabelled answer unit counts in neither
+    assert figures["irrelevant_share"] == pytest.approx(3 / 9)
+    assert figures["performative"]["fraction_units_irrelevant"] == pytest.approx(1 / 2)
+    assert figures["reviews_failed"] == 1 and figures["reviews_ok"] == 1
 
 
 def test_lenient_answer_forms_are_counted_apart():
@@ -93,6 +113,31 @@ def test_lenient_answer_forms_are_counted_apart():
     traces = [_trace(i, "p", "correct", t) for i, t in enumerate(texts)]
     figures = set_figures(traces, [], samples=1, count_tokens=lambda t: len(t.split()), problems={"p": problem})
     assert figures["lenient_answers"] == 0.75
+
+
+def test_one_evaluation_path_for_eval_the_experiment_and_training(tiny_model_dir):
+    """`evaluate_problems` is what `dca eval` runs per set, what the experiment's curve reports
+    (`CURVE_FIGURES`) and what training's evaluation samples; a failed rollout is recorded."""
+    from dca.evaluate import evaluate_problems
+    from dca.experiment.runner import CURVE_FIGURES, _Evaluator
+    from dca.model import load_model
+    from dca.review import reviewer_for
+    from dca.model import SamplingConfig
+    from dca.rollout import summarize
+    from dca.train.run import evaluate
+
+    problems = load_set(parse_set_spec("synthetic-easy:3"))
+    model, tokenizer = load_model(str(tiny_model_dir))
+    sampling = SamplingConfig(max_new_tokens=24, batch_size=16)
+    result = evaluate_problems("easy", problems, model, tokenizer, sampling, reviewer=reviewer_for("auto", problems))
+    assert len(result.traces) == 3 and [r.reviewer for r in result.reviews] == ["oracle"] * 3
+    assert result.figures["reviewer"] == "oracle" and result.figures["reviews_ok"] + result.figures["reviews_failed"] == 3
+    (row,) = _Evaluator({"easy": problems}, max_new_tokens=24).curve_rows(model, tokenizer, 5, 3)
+    assert {k: row[k] for k in CURVE_FIGURES} == {k: result.figures[k] for k in CURVE_FIGURES} and row["step"] == 5
+    assert evaluate(model, tokenizer, problems, max_new_tokens=24) == summarize(result.traces)
+    broken = evaluate_problems("easy", problems, model, None, sampling)  # no tokenizer: the rollout fails
+    assert broken.traces == [] and broken.figures["accuracy"] is None
+    assert [(f["set"], f["stage"]) for f in broken.failures] == [("easy", "rollout")]
 
 
 def test_eval_help_and_bad_input(tmp_path, capsys):

@@ -76,6 +76,17 @@ def test_a_bad_spec_is_one_clear_error(change, message):
         parse_spec(data)
 
 
+def test_a_spec_file_that_repeats_a_key_is_refused(tmp_path):
+    """Specs are read by `dca.files.read_yaml`, the one YAML reader: YAML would keep the last
+    of two ``seeds:`` silently."""
+    path = tmp_path / "spec.yaml"
+    path.write_text(SMOKE.read_text(encoding="utf-8") + "\nseeds: [7]\n", encoding="utf-8")
+    with pytest.raises(UserError, match=r"spec.yaml:\d+: not valid YAML: duplicate key 'seeds'"):
+        load_spec(path)
+    with pytest.raises(UserError, match=r"experiment spec file .*nowhere.yaml does not exist"):
+        load_spec(tmp_path / "nowhere.yaml")
+
+
 def test_training_order_is_trls_sampler_order():
     from trl.trainer.utils import RepeatSampler
 

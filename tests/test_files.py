@@ -13,15 +13,20 @@ from pathlib import Path
 
 import pytest
 
+from dca.durable import OutputFailure
+
 from dca.errors import UserError
 from dca.files import (
     LOCK_NAME,
     check_output_file,
     lock_dir,
     prepare_output_dir,
+    publish_dir,
     read_records,
     read_yaml,
+    scratch_dir,
     unlock_dir,
+    write_json,
     write_text_atomic,
 )
 from dca.records import Trace
@@ -46,9 +51,36 @@ def test_a_failed_write_leaves_the_old_file_and_no_partial(tmp_path):
 def test_write_text_atomic_cleans_up_when_the_rename_fails(tmp_path):
     target = tmp_path / "out"
     target.mkdir()  # renaming a file over a directory fails
-    with pytest.raises(OSError):
+    with pytest.raises(OutputFailure, match=f"cannot write {target}") as failure:
         write_text_atomic(target, "text")
+    assert isinstance(failure.value.__cause__, OSError)  # one line for the user, the cause kept
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_write_json_is_atomic_and_keeps_text_unescaped(tmp_path):
+    path = tmp_path / "status.json"
+    write_json(path, {"status": "finished", "note": "Größe"})
+    assert path.read_text(encoding="utf-8") == '{\n  "status": "finished",\n  "note": "Größe"\n}\n'
+    with pytest.raises(TypeError):
+        write_json(path, {"bad": object()})  # not JSON: the old file stays, nothing partial is left
+    assert json.loads(path.read_text(encoding="utf-8"))["status"] == "finished"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["status.json"]
+
+
+def test_a_directory_is_published_whole_or_not_at_all(tmp_path):
+    target = tmp_path / "checkpoint"
+    target.mkdir()
+    (target / "old.txt").write_text("old")
+    with pytest.raises(RuntimeError):
+        with scratch_dir(target) as scratch:
+            (scratch / "half.bin").write_text("x")
+            raise RuntimeError("crash while saving")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint"] and (target / "old.txt").exists()
+    with scratch_dir(target) as scratch:
+        (scratch / "model.bin").write_text("new")
+        publish_dir(scratch, target)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint"]
+    assert sorted(p.name for p in target.iterdir()) == ["model.bin"]
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only directories")

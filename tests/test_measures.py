@@ -17,6 +17,7 @@ from dca.measures import (
     evaluate,
     has_computation,
     numbers,
+    token_counter,
     tokens_per_insight,
     useful_steps,
     word_count,
@@ -143,4 +144,25 @@ def test_no_module_keeps_its_own_number_or_phrase_pattern():
         for pattern in (r"\\d\{1,3\}\(\?:,\\d\{3\}\)", r"double\[- \]check", r"on second thought"):
             if re.search(pattern, text):
                 offenders.append(f"{path.name}: {pattern}")
+    assert not offenders
+
+
+def test_token_counter_counts_model_tokens_without_special_tokens(tiny_model_dir):
+    from dca.model import load_tokenizer
+
+    tokenizer = load_tokenizer(str(tiny_model_dir))
+    count = token_counter(tokenizer)
+    text = "Step 1: 3 + 4 = 7.\nAnswer: 7"
+    assert count(text) == len(tokenizer(text, add_special_tokens=False)["input_ids"]) > 0
+    assert count("") == 0
+
+
+def test_tokens_are_counted_in_one_place():
+    """One home: a text's model tokens are counted by `token_counter` only (issue 19 item 2)."""
+    source = Path(__file__).resolve().parents[1] / "src" / "dca"
+    offenders = [
+        path.name
+        for path in source.rglob("*.py")
+        if path.name != "measures.py" and re.search(r"len\(tokenizer\([^()]*add_special_tokens=False\)", path.read_text(encoding="utf-8"))
+    ]
     assert not offenders

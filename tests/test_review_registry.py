@@ -183,3 +183,46 @@ def test_the_trainer_reviews_a_batch_concurrently_within_each_reviewers_limit(tm
     reviews = read_jsonl(run.file("reviews.jsonl"), Review)
     assert len(reviews) == 16 and all(r.status == "ok" for r in reviews)
     assert summary["train"]["reviews_failed"] == 0
+
+
+def test_auto_is_resolved_in_one_place_for_every_caller():
+    """`dca eval`, the experiment's curve and its final evaluation all take ``auto`` from
+    `resolve_reviewer_name` (the experiment used to have a rule of its own that gave logic
+    problems no reviewer)."""
+    from dca.domains.sources import load_set, parse_set_spec
+    from dca.records import Problem, ReferenceStep
+    from dca.review import resolve_reviewer_name, reviewer_for
+
+    synthetic = load_set(parse_set_spec("synthetic-easy:2"))
+    logic = load_set(parse_set_spec("logic:2"))
+    gsm8k = [Problem(id="g", source="gsm8k", question="?", answer="2", reference_steps=[ReferenceStep(text="1 + 1 = 2")])]
+    open_ended = [Problem(id="o", source="test", question="?", answer="2")]
+    assert resolve_reviewer_name("auto", synthetic) == "oracle"
+    assert resolve_reviewer_name("auto", logic) == "oracle"
+    assert resolve_reviewer_name("auto", gsm8k) == "reference"
+    assert resolve_reviewer_name("auto", open_ended) is None and resolve_reviewer_name("auto", []) is None
+    assert resolve_reviewer_name("auto", synthetic + gsm8k) is None  # neither rule covers the mix
+    assert resolve_reviewer_name("none", synthetic) is None and resolve_reviewer_name("reference", synthetic) == "reference"
+    reviewer = reviewer_for("auto", logic)
+    assert isinstance(reviewer, ProgrammaticReviewer) and reviewer.name == "oracle"
+    assert reviewer_for("auto", open_ended) is None
+    with pytest.raises(UserError, match="counterfactual samples must be at least 1"):
+        reviewer_for("counterfactual", synthetic, counterfactual={"samples": 0})
+
+
+def test_review_traces_is_review_batch_and_records_failures():
+    """The one review loop: every trace by every reviewer, reviewer by reviewer; a reviewer that
+    raises gives failed reviews marked with their kind, never an exception."""
+    from dca.review import builtin_spec, review_traces
+
+    class Broken:
+        name = "broken"
+
+        def review(self, problem, trace_completion, units, *, trace_id):
+            raise RuntimeError("no answer")
+
+    (oracle,) = build_reviewers([builtin_spec("oracle")])
+    reviews = review_traces([oracle, Broken()], TRACES[:3], BY_ID)
+    assert [(r.reviewer, r.trace_id) for r in reviews] == [(n, t.id) for n in ("oracle", "broken") for t in TRACES[:3]]
+    assert all(r.status == "ok" for r in reviews[:3])
+    assert all(r.status == "failed" and r.metadata["failure"] == "reviewer_error" and "no answer" in r.error for r in reviews[3:])

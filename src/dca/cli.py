@@ -26,7 +26,6 @@ the cause and exits with code 3 (docs/hostile-environments.md).
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
@@ -532,7 +531,7 @@ def _edit_labels(args: argparse.Namespace) -> dict:
 
 def _token_counter(name: str):
     """A function counting a text's tokens with the named tokenizer ('words': words and marks)."""
-    from .measures import word_token_count
+    from .measures import token_counter, word_token_count
 
     if name == "words":
         return word_token_count
@@ -540,7 +539,7 @@ def _token_counter(name: str):
 
     _quiet_libraries()
     tokenizer = load_tokenizer(name)
-    return lambda text: len(tokenizer(text, add_special_tokens=False)["input_ids"])
+    return token_counter(tokenizer)
 
 
 def _print_edit_figures(figures: dict, title: str) -> None:

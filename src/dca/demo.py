@@ -27,9 +27,8 @@ import time
 from pathlib import Path
 from typing import Callable
 
-import yaml
-
 from .errors import UserError
+from .files import check_output_dir, read_yaml, write_json, write_text_atomic
 from .experiment.spec import ExperimentSpec, parse_spec
 
 Log = Callable[[str], None]
@@ -77,12 +76,11 @@ def demo_spec(steps: int, warmstart_steps: int, eval_problems: int) -> Experimen
 def run_demo(out: str | Path, *, steps: int, warmstart_steps: int, eval_problems: int, overwrite: bool, log: Log = print) -> dict:
     """Run the demo into `out` (an experiment directory) and return its figures (``demo.json``)."""
     from .experiment.runner import run_experiment
-    from .files import check_output_dir
 
     spec = demo_spec(steps, warmstart_steps, eval_problems)
     out = check_output_dir(out, overwrite=overwrite, marker="spec.yaml", kind="a DCA demo")
     if out.is_dir() and any(out.iterdir()):  # --overwrite of an earlier demo, never of another experiment
-        earlier = yaml.safe_load((out / "spec.yaml").read_text(encoding="utf-8"))
+        earlier = read_yaml(out / "spec.yaml", what="demo spec")
         if not isinstance(earlier, dict) or earlier.get("name") != "demo":
             raise UserError(f"--out {out} holds an experiment that is not a demo; refusing to overwrite it")
         shutil.rmtree(out)
@@ -92,9 +90,7 @@ def run_demo(out: str | Path, *, steps: int, warmstart_steps: int, eval_problems
     figures["seconds"] = round(time.time() - started, 1)
     for arm in ARMS:
         figures["viewer"][arm] = str(write_viewer(out, arm))
-    tmp = out / "demo.json.partial"
-    tmp.write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
-    tmp.replace(out / "demo.json")
+    write_json(out / "demo.json", figures)
     return figures
 
 
@@ -123,9 +119,7 @@ def write_viewer(out: Path, arm: str) -> Path:
     run = out / "runs" / arm / "seed-0"
     page = render_report(collect_inputs([str(run)]), rule="majority", limit=500, title=f"DCA demo: {arm} ({ARMS[arm]})")
     path = out / f"viewer-{arm}.html"
-    tmp = path.with_name(path.name + ".partial")
-    tmp.write_text(page, encoding="utf-8")
-    tmp.replace(path)
+    write_text_atomic(path, page)
     return path
 
 

@@ -52,7 +52,7 @@ from __future__ import annotations
 
 import random
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Protocol
 
 from .measures import numbers, tokens_per_insight, useful_steps, word_token_count

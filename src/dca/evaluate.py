@@ -26,6 +26,11 @@ cross-domain table):
   (own ones plus the planted mistakes of the mistakes probe that the continuation caught)
   that the model introduced itself.
 
+One evaluation path: `evaluate_problems` samples a set, reviews it and computes its figures
+(`set_figures`) for ``dca eval``, for the experiment runner's curve along training
+(`dca.experiment.runner`) and for training's evaluation before and after (`dca.train.run`);
+the reviewer comes from the registry (`dca.review.reviewer_for`, which resolves ``auto``).
+
 Reproducibility: the config (model, seeds, sampling and continuation settings, probe
 settings), each set's SHA-256 of its problems, and the library versions are stored in
 ``eval.json`` beside the results; generation is seeded (`dca.rollout`, `dca.continuation`),
@@ -51,7 +56,7 @@ from typing import Any, Callable
 from .continuation import ContinuationSettings, HFContinuationEngine, split_cot
 from .errors import UserError
 from .files import prepare_output_dir, unlock_dir
-from .measures import tokens_per_insight, useful_steps
+from .measures import labelled_tokens, token_counter, tokens_per_insight, useful_steps
 from .faithfulness import (
     BACKTRACKING,
     DEFAULT_BUCKETS,
@@ -67,10 +72,11 @@ from .faithfulness import (
 from .domains import check, domain_of
 from .domains.judge import use_judge
 from .domains.sources import DEFAULT_SYNTHETIC_COUNT, EVAL_SEED, SYNTHETIC_SETS, SetSpec, load_set, parse_set_spec
-from .records import Problem, Review, Trace, to_dict
 from .files import write_jsonl
 from .model import SamplingConfig
-from .rollout import rollout
+from .records import Problem, Review, Trace, to_dict
+from .review import BuildContext, review_traces, reviewer_for
+from .rollout import render_prompt, rollout
 from .segment import segment
 
 Log = Callable[[str], None]
@@ -147,7 +153,9 @@ def set_figures(
     count_tokens: Callable[[str], int],
     problems: dict[str, Problem] | None = None,
 ) -> dict[str, Any]:
-    """Accuracy, pass@k, tokens, tokens per insight and the text-only performative indicators.
+    """Accuracy, pass@k, tokens, tokens per insight, the irrelevant share (tokens of units
+    labelled irrelevant ÷ tokens of labelled units, `dca.measures.labelled_tokens`) and the
+    text-only performative indicators.
 
     With `problems`, ``lenient_answers`` is the share of traces whose final answer was found
     only in a lenient form (``#### 18``, ``A: 18``, "The answer is 18"), counted apart from
@@ -170,6 +178,8 @@ def set_figures(
     per_insight = tokens_per_insight((tokens[r.trace_id], useful_steps(r)) for r in ok_reviews)
     per_insight_solved = tokens_per_insight((tokens[r.trace_id], useful_steps(r)) for r in ok_reviews if outcome[r.trace_id] == "correct")
     labels = [label for r in ok_reviews for label in r.unit_contributions() if label is not None]
+    labelled = [labelled_tokens(r, count_tokens) for r in ok_reviews]
+    labelled_total = sum(n for n, _ in labelled)
     own_caught = sum(caught_own_mistakes(r) for r in ok_reviews)
     return {
         "problems": len(by_problem),
@@ -194,6 +204,7 @@ def set_figures(
         "tokens_per_insight": per_insight,
         "tokens_per_insight_solved": per_insight_solved,
         "mean_useful_steps": _mean([useful_steps(r) for r in ok_reviews]),
+        "irrelevant_share": sum(n for _, n in labelled) / labelled_total if labelled_total else None,
         "performative": {
             "verification_phrases_per_trace": _mean([len(VERIFICATION.findall(t.completion)) for t in traces]),
             "backtracking_phrases_per_trace": _mean([len(BACKTRACKING.findall(t.completion)) for t in traces]),
@@ -254,35 +265,47 @@ class EvalConfig:
                 raise UserError(f"counterfactual reviewer: {e}") from e
 
 
-def _make_reviewer(name: str, problems: list[Problem], engine, tokenizer, counterfactual: dict[str, Any]):
-    """The reviewer `name` picks, built by the reviewer registry; a counterfactual reviewer
-    probes the evaluated model (`engine`)."""
-    from .review import BuildContext, ReviewerSpec, build_reviewer
-    from .rollout import render_prompt
+@dataclass(kw_only=True)
+class SetEvaluation:
+    """One problem set sampled, reviewed and measured (`evaluate_problems`)."""
 
-    if name == "auto":
-        if problems and all(p.operations or (domain_of(p).name != "arithmetic" and domain_of(p).oracle) for p in problems):
-            name = "oracle"
-        elif problems and all(p.reference_steps for p in problems):
-            name = "reference"
-        else:
-            return None
-    if name == "none":
-        return None
-    from pydantic import ValidationError
+    traces: list[Trace]
+    reviews: list[Review]
+    """One per trace by the set's reviewer; none without a reviewer."""
+    figures: dict[str, Any]
+    """`set_figures`, plus ``reviewer`` (its name, or None)."""
+    failures: list[dict[str, Any]]
+    """A failed rollout (the whole set: no traces) and each failed review, as ``{set, stage, item, error}``."""
 
+
+def evaluate_problems(
+    name: str,
+    problems: list[Problem],
+    model,
+    tokenizer,
+    sampling: SamplingConfig,
+    *,
+    reviewer=None,
+    count_tokens: Callable[[str], int] | None = None,
+    model_name: str = "",
+) -> SetEvaluation:
+    """The one evaluation of a problem set: sample `sampling`'s traces, review them with
+    `reviewer` (`dca.review.review_traces`; None: no reviews) and compute `set_figures`
+    (tokens counted by `count_tokens`, else the tokenizer's). A rollout that fails is recorded
+    in ``failures`` (the set then has no traces), never raised."""
+    by_id = {p.id: p for p in problems}
+    failures: list[dict[str, Any]] = []
+    traces: list[Trace] = []
     try:
-        spec = ReviewerSpec(name=name, backend=name, counterfactual=counterfactual if name == "counterfactual" else {})
-    except ValidationError as e:
-        raise UserError(f"{name} reviewer: {e.errors()[0]['msg'].removeprefix('Value error, ')}") from e
-    return build_reviewer(spec, BuildContext(engine=engine, render_prompt=lambda p: render_prompt(tokenizer, p)))
-
-
-def _review_all(reviewer, traces: list[Trace], problems: dict[str, Problem]) -> list[Review]:
-    from .review import ReviewItem, review_batch
-
-    items = [ReviewItem(problem=problems[t.problem_id], trace=t, units=segment(t.completion)) for t in traces]
-    return review_batch([reviewer], items)[0]
+        traces = rollout(model, tokenizer, problems, sampling, model_name=model_name)
+    except Exception as e:  # the whole set failed to sample: recorded, the caller goes on
+        failures.append({"set": name, "stage": "rollout", "error": f"{type(e).__name__}: {e}"})
+    reviews = review_traces([reviewer], traces, by_id) if reviewer is not None else []
+    failures += [{"set": name, "stage": "review", "item": r.trace_id, "error": r.error} for r in reviews if r.status != "ok"]
+    count_tokens = count_tokens or token_counter(tokenizer)
+    figures = set_figures(traces, reviews, samples=sampling.samples_per_problem, count_tokens=count_tokens, problems=by_id)
+    figures["reviewer"] = getattr(reviewer, "name", None)
+    return SetEvaluation(traces=traces, reviews=reviews, figures=figures, failures=failures)
 
 
 def _versions() -> dict[str, str]:
@@ -320,9 +343,7 @@ def run_eval(config: EvalConfig, out: str | Path, *, model=None, tokenizer=None,
         model, tokenizer = load_model(config.model)
     engine = HFContinuationEngine(model, tokenizer, name=config.model)
 
-    def count_tokens(text: str) -> int:
-        return len(tokenizer(text, add_special_tokens=False)["input_ids"])
-
+    count_tokens = token_counter(tokenizer)
     report: dict[str, Any] = {
         "config": _config_dict(config),
         "sets": [
@@ -382,20 +403,15 @@ def _config_dict(config: EvalConfig) -> dict[str, Any]:
 
 
 def _evaluate_set(name, problems, by_id, config, model, tokenizer, engine, count_tokens, out_dir, log):
-    failures: list[dict[str, Any]] = []
-    traces: list[Trace] = []
-    try:
-        traces = rollout(model, tokenizer, problems, config.sampling, model_name=config.model)
-    except Exception as e:  # the whole set failed to sample: recorded, the other sets go on
-        failures.append({"set": name, "stage": "rollout", "error": f"{type(e).__name__}: {e}"})
+    # a counterfactual reviewer probes the evaluated model (`engine`)
+    context = BuildContext(engine=engine, render_prompt=lambda p: render_prompt(tokenizer, p))
+    reviewer = reviewer_for(config.reviewer, problems, context, counterfactual=config.counterfactual)
+    evaluation = evaluate_problems(
+        name, problems, model, tokenizer, config.sampling, reviewer=reviewer, count_tokens=count_tokens, model_name=config.model
+    )
+    traces, reviews, figures, failures = evaluation.traces, evaluation.reviews, evaluation.figures, evaluation.failures
     write_jsonl(out_dir / f"{name}.traces.jsonl", traces)
-
-    reviewer = _make_reviewer(config.reviewer, problems, engine, tokenizer, config.counterfactual)
-    reviews = _review_all(reviewer, traces, by_id) if reviewer is not None else []
     write_jsonl(out_dir / f"{name}.reviews.jsonl", reviews)
-    failures += [{"set": name, "stage": "review", "item": r.trace_id, "error": r.error} for r in reviews if r.status != "ok"]
-    figures = set_figures(traces, reviews, samples=config.sampling.samples_per_problem, count_tokens=count_tokens, problems=by_id)
-    figures["reviewer"] = getattr(reviewer, "name", None)
     figures["domain"] = ", ".join(sorted({p.domain for p in problems})) or None
     if config.reviewer == "counterfactual":
         figures["reviewer_generated_tokens"] = sum(r.usage.get("generated_tokens", 0) for r in reviews)
@@ -579,7 +595,9 @@ __all__ = [
     "DEFAULT_SYNTHETIC_COUNT",
     "EVAL_SEED",
     "EvalConfig",
+    "SetEvaluation",
     "eval_reviewers",
+    "evaluate_problems",
     "SYNTHETIC_SETS",
     "SetSpec",
     "caught_own_mistakes",

@@ -8,8 +8,11 @@ give them the same checks and the same messages (a `UserError`: one line, exit 2
   file are errors that name the path.
 * `check_output_file` refuses an existing output unless ``--overwrite``, and always refuses an
   output that is one of the command's inputs (compared as resolved paths, so ``./t.jsonl``
-  and ``t.jsonl`` are the same file); `write_text_atomic` and `dca.files.write_jsonl`
-  write a temporary file beside the target and rename it, removing it on any failure.
+  and ``t.jsonl`` are the same file); `write_text_atomic`, `write_json` and
+  `write_jsonl` write a temporary file beside the target and rename it, removing
+  it on any failure (all through `atomic_writer`, the one atomic write: fsynced before the rename, an OS error
+  an `OutputFailure` naming the path);
+  `scratch_dir` and `publish_dir` do the same for a directory (a checkpoint).
 * `prepare_output_dir` locks the directory for this process (``.dca-lock`` holding the pid;
   a second writer gets an error naming the holder) before ``--overwrite`` may empty it, and
   it empties only a directory that holds the command's marker file (``run.json``,
@@ -18,13 +21,15 @@ give them the same checks and the same messages (a `UserError`: one line, exit 2
 
 from __future__ import annotations
 
+import contextlib
 import errno
-import json
 import fcntl
+import json
 import os
 import shutil
+import tempfile
 from pathlib import Path
-from typing import Any, Iterable, Iterator, TypeVar
+from typing import IO, Any, Iterable, Iterator, TypeVar
 
 from .durable import NO_SPACE_ERRNOS, output_failure, replace_durably, rewrite_in_place
 from .errors import UserError
@@ -114,6 +119,12 @@ def read_problems_file(path: str | os.PathLike) -> list[Problem]:
     return read_records(path, Problem, what="problems", hint="write problems with `dca problems`")
 
 
+def cache_dir() -> Path:
+    """DCA's cache directory: ``$DCA_CACHE_DIR``, else ``~/.cache/dca`` (the converted embedded
+    model, warm starts, the review cache). The one place that decides it."""
+    return Path(os.environ.get("DCA_CACHE_DIR") or Path.home() / ".cache" / "dca")
+
+
 # ---------------------------------------------------------------------------------------------
 # Output files
 
@@ -170,16 +181,19 @@ def temp_path(path: Path) -> Path:
     return path.with_name(f".{path.name}.{os.getpid()}.partial")
 
 
-def write_text_atomic(path: str | os.PathLike, text: str) -> None:
-    """Write `text` to a temporary file beside `path`, fsync it, then rename it over `path`; on
-    any failure the temporary file is removed and `path` is unchanged. An OS error (a full
-    disk, a read-only filesystem) is an `OutputFailure` naming `path`."""
+@contextlib.contextmanager
+def atomic_writer(path: str | os.PathLike) -> Iterator[IO[str]]:
+    """A text file that replaces `path` when the block ends: written under a temporary name
+    beside `path` (`temp_path`), fsynced and renamed over it, so a crash never leaves half a
+    file; on any failure the temporary file is removed and `path` is unchanged, and an OS error
+    (a full disk, a read-only filesystem) is an `OutputFailure` naming `path`. The one atomic
+    write: `write_text_atomic`, `write_json` and `write_jsonl` are its short forms."""
     path = Path(path)
     tmp = temp_path(path)
     try:
         f = open(tmp, "w", encoding="utf-8")
         try:
-            f.write(text)
+            yield f
             replace_durably(f, tmp, path)
         finally:
             f.close()
@@ -188,6 +202,40 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> None:
         if isinstance(e, OSError):
             raise output_failure(path, e) from e
         raise
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> None:
+    """Write `text` to a temporary file beside `path`, then rename it over `path`; on any
+    failure the temporary file is removed and `path` is unchanged (`atomic_writer`)."""
+    with atomic_writer(path) as f:
+        f.write(text)
+
+
+def write_json(path: str | os.PathLike, data: object) -> None:
+    """`data` as indented JSON (UTF-8, not ASCII-escaped), written atomically."""
+    write_text_atomic(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+
+
+@contextlib.contextmanager
+def scratch_dir(target: str | os.PathLike) -> Iterator[Path]:
+    """A fresh directory beside `target` (``.partial-*``, same file system) to build it in;
+    removed when the block ends, so nothing half-built is left. `publish_dir` inside the block
+    makes it `target`: a checkpoint (or any directory) appears whole or not at all."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=".partial-", dir=target.parent))
+    try:
+        yield scratch
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def publish_dir(scratch: Path, target: str | os.PathLike) -> None:
+    """Replace `target` (if any) by the finished `scratch` directory, with one rename."""
+    target = Path(target)
+    if target.exists():
+        shutil.rmtree(target)
+    os.replace(scratch, target)
 
 
 def write_run_state(path: str | os.PathLike, state: dict) -> None:
@@ -390,26 +438,12 @@ def prepare_output_dir(
 
 
 def write_jsonl(path: str | os.PathLike, records: Iterable[Any]) -> int:
-    """Write records atomically (a temporary file beside `path`, fsynced, then a rename), so a
-    crash never leaves half a file; on any failure the temporary file is removed, and an OS
-    error (a full disk) is an `OutputFailure` naming `path`."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    """Write records atomically and durably (`atomic_writer`); returns how many."""
     n = 0
-    try:
-        f = open(tmp, "w", encoding="utf-8")
-        try:
-            for record in records:
-                f.write(json.dumps(to_dict(record), ensure_ascii=False) + "\n")
-                n += 1
-            replace_durably(f, tmp, path)
-        finally:
-            f.close()
-    except BaseException as e:
-        tmp.unlink(missing_ok=True)
-        if isinstance(e, OSError):  # a full disk, a read-only filesystem: one line naming the file
-            raise output_failure(path, e) from e
-        raise
+    with atomic_writer(path) as f:
+        for record in records:
+            f.write(json.dumps(to_dict(record), ensure_ascii=False) + "\n")
+            n += 1
     return n
 
 

@@ -53,6 +53,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from .files import write_json
 from .measures import numbers
 from .records import Fact, Operation, Problem
 
@@ -434,7 +435,7 @@ def run_generate(*, reviewers: str, generator: str, domain: str, count: int, out
     from pathlib import Path
 
     from .errors import UserError
-    from .files import write_jsonl, write_text_atomic
+    from .files import write_jsonl
     from .llm import LLMClient
     from .review import ReviewCache, load_reviewers
 
@@ -457,5 +458,5 @@ def run_generate(*, reviewers: str, generator: str, domain: str, count: int, out
     finally:
         client.close()
     write_jsonl(out, result.problems)
-    write_text_atomic(report_path, json.dumps(result.report, indent=2, ensure_ascii=False) + "\n")
+    write_json(report_path, result.report)
     return result

@@ -27,8 +27,10 @@ their own and removed from the visible text, so the equation they annotate is re
 **Counts**: `word_count` (whitespace-separated words, used where no tokenizer is given to
 count generated text), `word_token_count` (words and punctuation marks, the "words"
 tokenizer of `dca eval`/`dca edit`), `useful_steps` (steps labelled with a
-`USEFUL_CONTRIBUTIONS` label: the insights) and `tokens_per_insight` (tokens ÷ useful steps,
-averaged over the traces that have at least one).
+`USEFUL_CONTRIBUTIONS` label: the insights), `tokens_per_insight` (tokens ÷ useful steps,
+averaged over the traces that have at least one) and `token_counter` (a text's tokens under a
+model's tokenizer, no special tokens); `labelled_tokens` (the tokens of a review's labelled
+units and of those labelled irrelevant: the irrelevant share).
 
 This module is part of the torch-free core.
 """
@@ -38,7 +40,7 @@ from __future__ import annotations
 import ast
 import re
 from dataclasses import dataclass, field
-from typing import Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 from .records import USEFUL_CONTRIBUTIONS, Consensus, Review, Step
 
@@ -51,9 +53,11 @@ __all__ = [
     "evaluate",
     "format_number",
     "has_computation",
+    "labelled_tokens",
     "number_matches",
     "number_value",
     "numbers",
+    "token_counter",
     "tokens_per_insight",
     "useful_steps",
     "word_count",
@@ -341,10 +345,34 @@ def word_token_count(text: str) -> int:
     return len(_WORD_OR_MARK.findall(text))
 
 
+def token_counter(tokenizer: Any) -> Callable[[str], int]:
+    """The count of a text's tokens under a Hugging Face `tokenizer` (no special tokens added):
+    the one way a text is measured in model tokens (completion and CoT tokens in `dca eval`,
+    the experiment's measures, `dca edit --tokenizer`)."""
+
+    def count(text: str) -> int:
+        return len(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    return count
+
+
 def useful_steps(labels: Review | Consensus | Sequence[Step]) -> int:
     """Steps labelled with a `USEFUL_CONTRIBUTIONS` label (the insights)."""
     steps = labels if isinstance(labels, Sequence) else labels.steps
     return sum(step.contribution in USEFUL_CONTRIBUTIONS for step in steps)
+
+
+def labelled_tokens(review: Review, count_tokens: Callable[[str], int]) -> tuple[int, int]:
+    """(tokens of the units `review` labels, tokens of those labelled ``irrelevant``): the
+    parts of the irrelevant share (token-weighted, so a long detour weighs more than a short one)."""
+    labelled = irrelevant = 0
+    for unit, label in zip(review.units, review.unit_contributions()):
+        if label is None:
+            continue
+        n = count_tokens(unit.text)
+        labelled += n
+        irrelevant += n if label == "irrelevant" else 0
+    return labelled, irrelevant
 
 
 def tokens_per_insight(pairs: Iterable[tuple[float, int]]) -> float | None:

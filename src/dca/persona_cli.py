@@ -18,15 +18,10 @@ def _personas(value: str) -> list:
     from .review.persona import resolve_personas
 
     if value.endswith((".yaml", ".yml")):
-        import yaml
+        from .files import read_yaml
 
         path = Path(value)
-        if not path.is_file():
-            raise UserError(f"personas file {path} does not exist")
-        try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except (yaml.YAMLError, UnicodeDecodeError) as e:
-            raise UserError(f"{path} is not valid YAML: {str(e).splitlines()[0]}") from e
+        data = read_yaml(path, what="personas")
         entries = data.get("personas") if isinstance(data, dict) else data
         if not isinstance(entries, list):
             raise UserError(f"{path} must hold a 'personas:' list")

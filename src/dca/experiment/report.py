@@ -24,10 +24,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
 from ..errors import UserError
-from ..files import read_jsonl, read_state
+from ..files import read_jsonl, read_state, read_yaml
 from ..records import Problem
 from .measures import TraceMeasure, read_rows, run_credit_placement
 from .spec import ExperimentSpec, parse_spec
@@ -45,7 +44,7 @@ def load_experiment(root: str | Path) -> dict[str, Any]:
     spec_file = root / "spec.yaml"
     if not spec_file.is_file():
         raise UserError(f"{root} holds no experiment (no spec.yaml); give the --out directory of `dca experiment run`")
-    spec = parse_spec(yaml.safe_load(spec_file.read_text(encoding="utf-8")), where=str(spec_file))
+    spec = parse_spec(read_yaml(spec_file, what="experiment spec"), where=str(spec_file))
     runs: dict[str, dict[int, dict]] = {}
     missing = []
     for arm in spec.arms:

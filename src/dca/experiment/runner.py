@@ -16,7 +16,8 @@ Each run directory holds, besides what `dca train` writes (or, for SFT arms, ``c
 
 - ``curve.jsonl``: the along-training evaluation every ``eval.every`` steps (step 0 = the start
   model, evaluated once for all runs in ``start/curve.jsonl``), per set: accuracy, mean CoT
-  tokens, tokens per insight, irrelevant share;
+  tokens, tokens per insight, irrelevant share, failed reviews (`CURVE_FIGURES` of
+  `dca.evaluate.evaluate_problems`, the evaluation ``dca eval`` runs) and failed items;
 - ``steps.jsonl``: wall seconds of each optimizer step (evaluations excluded);
 - ``eval/``: `dca eval` of the final checkpoint (traces, reviews, faithfulness probes) and per
   set ``<set>.measures.jsonl`` (`dca.experiment.measures.TraceMeasure`);
@@ -49,9 +50,15 @@ from typing import Callable
 import yaml
 
 from ..errors import UserError
-from ..files import append_jsonl, check_unlocked, lock_dir, read_jsonl, unlock_dir, write_jsonl, write_run_state, write_text_atomic
+from ..evaluate import EvalConfig, evaluate_problems, run_eval
+from ..files import (
+    append_jsonl, check_unlocked, lock_dir, read_jsonl, unlock_dir, write_json, write_jsonl, write_run_state, write_text_atomic,
+)
+from ..measures import token_counter
+from ..model import SamplingConfig
 from ..records import Problem, Review, Trace, to_dict
-from .measures import auto_reviewer, read_rows, review_traces, summarize_measures, trace_measures
+from ..review import close_reviewers, review_traces, reviewer_for
+from .measures import read_rows, trace_measures
 from .spec import ExperimentSpec
 
 Log = Callable[[str], None]
@@ -80,10 +87,6 @@ def run_state(path: Path) -> str:
     if (path / "summary.json").exists() and (path / "checkpoint" / "config.json").exists():
         return "trained"
     return "started" if path.exists() else "new"
-
-
-def _write_json(path: Path, data: dict) -> None:
-    write_run_state(path, data)  # fsynced; on a full disk a failure is still recorded in place
 
 
 def git_commit() -> str | None:
@@ -122,30 +125,27 @@ def training_order(n_problems: int, seed: int, count: int) -> list[int]:
 # Evaluation along training and at the end
 
 
+#: The `dca.evaluate.set_figures` figures a curve row and a run's final figures per set keep.
+CURVE_FIGURES = ("traces", "accuracy", "mean_cot_tokens", "tokens_per_insight", "irrelevant_share", "reviews_failed")
+
+
 class _Evaluator:
-    """Greedy evaluation on the held-out sets with per-trace measures."""
+    """Greedy evaluation on the held-out sets (`dca.evaluate.evaluate_problems`, each set
+    reviewed by its ``auto`` reviewer)."""
 
     def __init__(self, sets: dict[str, list[Problem]], *, max_new_tokens: int):
         self.sets = sets
         self.max_new_tokens = max_new_tokens
-        self.reviewers = {name: auto_reviewer(problems) for name, problems in sets.items()}
+        self.reviewers = {name: reviewer_for("auto", problems) for name, problems in sets.items()}
 
     def curve_rows(self, model, tokenizer, step: int, limit: int) -> list[dict]:
-        from ..model import SamplingConfig
-        from ..rollout import rollout
-
-        def count(text: str) -> int:
-            return len(tokenizer(text, add_special_tokens=False)["input_ids"])
-
+        sampling = SamplingConfig(max_new_tokens=self.max_new_tokens, batch_size=16)
         rows = []
         for name, problems in self.sets.items():
             started = time.time()
-            subset = problems[:limit]
-            traces = rollout(model, tokenizer, subset, SamplingConfig(max_new_tokens=self.max_new_tokens, batch_size=16))
-            reviewer = self.reviewers[name]
-            reviews = review_traces(reviewer, traces, {p.id: p for p in subset}) if reviewer else []
-            figures = summarize_measures(trace_measures(traces, reviews, count))
-            rows.append({"step": step, "set": name, **figures, "seconds": round(time.time() - started, 2)})
+            result = evaluate_problems(name, problems[:limit], model, tokenizer, sampling, reviewer=self.reviewers[name])
+            figures = {key: result.figures[key] for key in CURVE_FIGURES}
+            rows.append({"step": step, "set": name, **figures, "failed_items": len(result.failures), "seconds": round(time.time() - started, 2)})
         return rows
 
 
@@ -222,9 +222,7 @@ def _curve_callback(evaluator: _Evaluator, tokenizer, every: int, limit: int, ru
 
 def final_evaluation(spec: ExperimentSpec, root: Path, run_dir: Path, evaluator: _Evaluator, log: Log) -> dict:
     """`dca eval` on the run's checkpoint (sets, probes) plus per-trace measures and agreement."""
-    from ..evaluate import EvalConfig, run_eval
     from ..model import load_model
-    from ..model import SamplingConfig
 
     checkpoint = run_dir / "checkpoint"
     partial = run_dir / "eval"
@@ -241,19 +239,17 @@ def final_evaluation(spec: ExperimentSpec, root: Path, run_dir: Path, evaluator:
     )
     report = run_eval(config, run_dir / "eval", model=model, tokenizer=tokenizer, overwrite=True, log=lambda m: log("  " + m))
 
-    def count(text: str) -> int:
-        return len(tokenizer(text, add_special_tokens=False)["input_ids"])
+    count = token_counter(tokenizer)
 
     sets = {}
     for name in evaluator.sets:
         traces = read_jsonl(run_dir / "eval" / f"{name}.traces.jsonl", Trace)
         reviews = read_jsonl(run_dir / "eval" / f"{name}.reviews.jsonl", Review)
-        measures = trace_measures(traces, reviews, count)
-        write_jsonl(run_dir / "eval" / f"{name}.measures.jsonl", measures)
+        write_jsonl(run_dir / "eval" / f"{name}.measures.jsonl", trace_measures(traces, reviews, count))
         result = report["results"][name]
         early = (result.get("faithfulness") or {}).get("early") or {}
         sets[name] = {
-            **summarize_measures(measures),
+            **{key: result[key] for key in CURVE_FIGURES},
             "reviewer": result.get("reviewer"),
             "early_answering_aoc": (early.get("aoc") or {}).get("weighted"),
         }
@@ -273,13 +269,11 @@ def reviewer_agreement(spec: ExperimentSpec, root: Path, run_dir: Path, evaluato
     problems = {p.id: p for p in evaluator.sets[name]}
     traces = read_jsonl(run_dir / "eval" / f"{name}.traces.jsonl", Trace)
     config = TrainConfig.model_validate({**spec.base_config(0).model_dump(), "reviewer": spec.eval.agreement_reviewers})
-    reviews: list[Review] = []
-    for reviewer in make_reviewers(config):
-        try:
-            reviews += review_traces(reviewer, traces, problems)
-        finally:
-            if hasattr(reviewer, "close"):
-                reviewer.close()
+    reviewers = make_reviewers(config)
+    try:
+        reviews = review_traces(reviewers, traces, problems)
+    finally:
+        close_reviewers(reviewers)
     write_jsonl(run_dir / "eval" / f"{name}.agreement-reviews.jsonl", reviews)
     try:
         report = agreement_report(reviews, traces=traces)
@@ -338,7 +332,7 @@ def _truncate_own_files(run_dir: Path, step: int) -> None:
         if path.exists():
             rows = read_rows(path)
             kept = [r for r in rows if r["step"] <= step]
-            path.write_text("".join(json.dumps(r) + "\n" for r in kept), encoding="utf-8")
+            write_text_atomic(path, "".join(json.dumps(r) + "\n" for r in kept))
 
 
 def run_grpo_arm(
@@ -361,7 +355,6 @@ def shared_rollouts(spec: ExperimentSpec, root: Path, seed: int, start: str, log
     """The start model's rollouts for the SFT arms of `seed`, reviewed by the base reviewer(s)."""
     from ..consensus import build_consensuses
     from ..model import load_model
-    from ..model import SamplingConfig
     from ..rollout import rollout
     from ..train.run import load_problems, make_reviewers
 
@@ -387,20 +380,17 @@ def shared_rollouts(spec: ExperimentSpec, root: Path, seed: int, start: str, log
             trace.group = f"{trace.group}/d{k}"
             trace.step = k // g.prompts_per_step + 1
             traces.append(trace)
-    by_id = {p.id: p for p in problems}
-    reviews: list[Review] = []
-    for reviewer in make_reviewers(config):
-        try:
-            reviews += review_traces(reviewer, traces, by_id)
-        finally:
-            if hasattr(reviewer, "close"):
-                reviewer.close()
+    reviewers = make_reviewers(config)
+    try:
+        reviews = review_traces(reviewers, traces, {p.id: p for p in problems})
+    finally:
+        close_reviewers(reviewers)
     write_jsonl(target / "problems.jsonl", problems)
     write_jsonl(target / "traces.jsonl", traces)
     write_jsonl(target / "reviews.jsonl", reviews)
     if len(config.reviewer_names) > 1:
         write_jsonl(target / "consensus.jsonl", build_consensuses(reviews, rule=config.consensus_rule))
-    _write_json(target / "done.json", {"traces": len(traces), "seconds": round(time.time() - started, 1)})
+    write_json(target / "done.json", {"traces": len(traces), "seconds": round(time.time() - started, 1)})
     return target
 
 
@@ -426,7 +416,7 @@ def run_sft_arm(spec: ExperimentSpec, root: Path, key: RunKey, start: str, run_d
     )
     run_config = {"method": "sft", "arm": key.arm, "start": start, "edit": arm.edit, "edit_mode": arm.edit_mode, "sft": settings.__dict__, "base": config.model_dump(mode="json")}
     (run_dir / "config.yaml").write_text(yaml.safe_dump(run_config, sort_keys=False), encoding="utf-8")
-    _write_json(run_dir / "run.json", {"status": "running", "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+    write_run_state(run_dir / "run.json", {"status": "running", "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
     try:
         source = shared_rollouts(spec, root, key.seed, start, log)
         # rft trains on the unedited solved traces: the reviews are the edit arms' cost, not its own
@@ -442,8 +432,7 @@ def run_sft_arm(spec: ExperimentSpec, root: Path, key: RunKey, start: str, run_d
             labels = {r.trace_id: r for r in read_jsonl(source / "reviews.jsonl", Review)}
         tokenizer = load_tokenizer(start)
 
-        def count(text: str) -> int:
-            return len(tokenizer(text, add_special_tokens=False)["input_ids"])
+        count = token_counter(tokenizer)
 
         edits = edit_traces(traces, problems, labels, EditConfig(arm=arm.edit, mode="drop" if arm.edit == "rft" else arm.edit_mode, seed=key.seed), count_tokens=count)
         write_jsonl(run_dir / "edits.jsonl", edits)
@@ -472,10 +461,10 @@ def run_sft_arm(spec: ExperimentSpec, root: Path, key: RunKey, start: str, run_d
             },
             "seconds": round(time.time() - started, 1),
         }
-        _write_json(run_dir / "summary.json", summary)
-        _write_json(run_dir / "run.json", {"status": "finished", "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+        write_json(run_dir / "summary.json", summary)
+        write_run_state(run_dir / "run.json", {"status": "finished", "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
     except BaseException as e:
-        _write_json(run_dir / "run.json", {"status": "failed", "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "error": f"{type(e).__name__}: {e}"})
+        write_run_state(run_dir / "run.json", {"status": "failed", "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "error": f"{type(e).__name__}: {e}"})
         raise
 
 
@@ -557,7 +546,7 @@ def _run_locked(spec: ExperimentSpec, root: Path, keys: list[RunKey], sets: dict
     invocation = {"argv": sys.argv[1:], "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "commit": git_commit(), "machine": machine(), "load_average_start": os.getloadavg()[0]}
     record["invocations"].append(invocation)
     record["status"] = "running"
-    _write_json(status_file, record)
+    write_json(status_file, record)
     wall = time.time()
     try:
         (root / "eval-sets").mkdir(exist_ok=True)
@@ -572,7 +561,7 @@ def _run_locked(spec: ExperimentSpec, root: Path, keys: list[RunKey], sets: dict
                 start, first[: spec.start.measure], temperature=g.temperature, group_size=g.num_generations,
                 max_new_tokens=g.max_completion_length, out_dir=root / "start", log=log,
             )  # fmt: skip
-        _write_json(root / "start" / "start.json", start_record)
+        write_json(root / "start" / "start.json", start_record)
         evaluator = _Evaluator(sets, max_new_tokens=spec.eval.max_new_tokens)
         before: list[dict] | None = None
         durations: dict[str, list[float]] = {}
@@ -603,7 +592,7 @@ def _run_locked(spec: ExperimentSpec, root: Path, keys: list[RunKey], sets: dict
             summary = json.loads((path / "summary.json").read_text(encoding="utf-8"))
             final.update(arm=key.arm, seed=key.seed, method=method, budget=spec.budget(key.arm), steps_run=summary.get("steps"), train=_train_figures(path))
             final["seconds"] = round(time.time() - started, 1)
-            _write_json(path / "final.json", final)
+            write_json(path / "final.json", final)
             durations.setdefault(method, []).append(final["seconds"])
             left = [k for k in keys[n:] if run_state(k.path(root)) != "finished"]
             every = [d for ds in durations.values() for d in ds]
@@ -620,14 +609,14 @@ def _run_locked(spec: ExperimentSpec, root: Path, keys: list[RunKey], sets: dict
         record["status"] = "interrupted" if isinstance(e, KeyboardInterrupt) else "failed"
         invocation["error"] = f"{type(e).__name__}: {e}"
         invocation["seconds"] = round(time.time() - wall, 1)
-        _write_json(status_file, record)
+        write_json(status_file, record)
         raise
     invocation["seconds"] = round(time.time() - wall, 1)
     invocation["load_average_end"] = os.getloadavg()[0]
     all_keys = select_runs(spec)
     record["status"] = "finished" if all(run_state(k.path(root)) == "finished" for k in all_keys) else "partial"
     record["wall_seconds"] = round(sum(i.get("seconds", 0) for i in record["invocations"]), 1)
-    _write_json(status_file, record)
+    write_json(status_file, record)
     return record
 
 

@@ -38,10 +38,10 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from ..errors import UserError, validation_problem
+from ..files import read_yaml
 from ..train.config import ProblemsSettings, TrainConfig, WarmstartSettings
 
 ARM_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
@@ -189,12 +189,7 @@ def _train_config(data: dict[str, Any], where: str) -> TrainConfig:
 def load_spec(path: str | Path) -> ExperimentSpec:
     """Read and validate an experiment spec; any problem becomes one `UserError` line."""
     path = Path(path)
-    if not path.is_file():
-        raise UserError(f"experiment spec {path} does not exist")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as e:
-        raise UserError(f"{path} is not valid YAML: {str(e).splitlines()[0]}") from e
+    data = read_yaml(path, what="experiment spec") or {}
     if not isinstance(data, dict):
         raise UserError(f"{path} must hold a mapping of settings, not {type(data).__name__}")
     return parse_spec(data, where=str(path))

@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
+from ..files import publish_dir, scratch_dir
 from ..model import build_tiny_model, load_model, load_tokenizer, resolve_model_path
 from ..records import Problem
 from ..files import write_jsonl
@@ -55,10 +56,10 @@ def build_micro_model(out_dir: str | Path, settings: MicroSettings) -> Path:
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     out = Path(out_dir)
-    tmp = out.with_name(out.name + ".partial")
-    model.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    tmp.rename(out)
+    with scratch_dir(out) as scratch:
+        model.save_pretrained(scratch)
+        tokenizer.save_pretrained(scratch)
+        publish_dir(scratch, out)
     return out
 
 

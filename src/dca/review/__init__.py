@@ -17,15 +17,15 @@
 
 from __future__ import annotations
 
-from .base import Reviewer, ReviewItem, failed_review, review_all, review_batch
 from ..llm.cache import ReviewCache
+from .base import Reviewer, ReviewItem, failed_review, review_all, review_batch, review_traces
 from .config import ReviewerSpec, load_reviewers
 from .counterfactual import CounterfactualConfig, CounterfactualReviewer
 from .noisy import NoisyReviewer
 from ..domains import OracleReviewer
 from .protocol import PROTOCOL_VERSION, InvalidAnswer, build_messages, parse_answer
 from .reference import ReferenceReviewer
-from .registry import REGISTRY, BuildContext, build_reviewer, build_reviewers, builtin_spec, close_reviewers
+from .registry import REGISTRY, BuildContext, build_reviewer, build_reviewers, builtin_spec, close_reviewers, resolve_reviewer_name, reviewer_for
 from .runner import LLMReviewer, ReviewerStats, ReviewRunner, default_cache_path
 
 __all__ = [
@@ -40,6 +40,9 @@ __all__ = [
     "failed_review",
     "review_all",
     "review_batch",
+    "review_traces",
+    "resolve_reviewer_name",
+    "reviewer_for",
     "CounterfactualConfig",
     "CounterfactualReviewer",
     "InvalidAnswer",

@@ -10,7 +10,8 @@ A reviewer has a ``name`` and
 Every reviewer `dca.review.registry` builds implements both and never raises from
 ``review_many``: a failure is a `Review` with ``status="failed"`` (its completion then gets
 uniform credit in training). `review_batch` runs several reviewers over one batch (the
-trainer's generation batch, ``dca review``'s traces, ``dca eval``'s traces): the inline
+trainer's generation batch, ``dca review``'s traces, ``dca eval``'s and the experiment's
+traces through `review_traces`): the inline
 reviewers first (CPU work that would otherwise stall the event loop while calls are in
 flight), then every LLM reviewer's calls together. It also accepts plain objects that have
 only ``review`` (tests, benchmarks), and turns an exception into a failed review.
@@ -23,8 +24,9 @@ from dataclasses import dataclass
 from typing import Any, Callable, Protocol, Sequence, runtime_checkable
 
 from ..records import Problem, Review, Trace, Unit
+from ..segment import segment
 
-__all__ = ["Reviewer", "ReviewItem", "failed_review", "review_all", "review_batch"]
+__all__ = ["Reviewer", "ReviewItem", "failed_review", "review_all", "review_batch", "review_traces"]
 
 
 @dataclass(kw_only=True)
@@ -123,3 +125,11 @@ def review_batch(
     from ..llm import run_sync
 
     return run_sync(review_all(reviewers, items, on_review=on_review))
+
+
+def review_traces(reviewers: Sequence[Any], traces: Sequence[Trace], problems: dict[str, Problem]) -> list[Review]:
+    """Every trace (its units: `dca.segment.segment` of the completion) by every reviewer,
+    through `review_batch`: the first reviewer's reviews in trace order, then the next's. A
+    failed review is a record with ``metadata["failure"]``, never an exception."""
+    items = [ReviewItem(problem=problems[t.problem_id], trace=t, units=segment(t.completion)) for t in traces]
+    return [review for reviews in review_batch(reviewers, items) for review in reviews]

@@ -49,8 +49,9 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ..errors import UserError
-from ..llm.hf import HFBackend
 from ..domains import chat_messages
+from ..files import write_json
+from ..llm.hf import HFBackend
 from ..records import Problem, Review, Trace, Unit
 from .base import ReviewItem, failed_review
 from .config import ReviewerSpec
@@ -188,9 +189,7 @@ def save_persona_checkpoint(model: Any, tokenizer: Any, personas: Sequence[Perso
 def write_personas(directory: str | Path, personas: Sequence[Persona]) -> None:
     """Write ``personas.json`` into the checkpoint `directory` (the tokens are in its tokenizer)."""
     path = Path(directory) / PERSONA_FILE
-    tmp = path.with_name(path.name + ".partial")
-    tmp.write_text(json.dumps({"personas": [asdict(p) for p in personas]}, indent=2) + "\n", encoding="utf-8")
-    tmp.replace(path)
+    write_json(path, {"personas": [asdict(p) for p in personas]})
 
 
 def policy_personas(reviewers: Sequence[Any], model: Any, start_checkpoint: str | Path | None = None) -> list[Persona]:

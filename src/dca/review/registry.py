@@ -4,8 +4,9 @@
                 "persona": ..., "hf": ..., "openai": ..., "anthropic": ...}
 
 `build_reviewers(specs, context)` is how the trainer (`dca.train.run`), ``dca review``
-(`dca.review.runner.ReviewRunner`), ``dca eval`` (`dca.evaluate`) and the reviewers YAML
-(`dca.review.config`, whose ``backend`` must be a key here) get reviewers; nothing else
+(`dca.review.runner.ReviewRunner`), ``dca eval`` and the experiment runner (through
+`reviewer_for`, which also resolves ``auto``: the one place that rule lives) and the reviewers
+YAML (`dca.review.config`, whose ``backend`` must be a key here) get reviewers; nothing else
 constructs one. Every reviewer it returns implements `dca.review.base.Reviewer` (``review``
 and ``review_many``; the latter never raises):
 
@@ -27,6 +28,8 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
+from ..domains import domain_of
+from ..errors import UserError
 from ..records import Problem, Review, Unit
 from .base import ReviewItem, failed_review
 
@@ -38,7 +41,17 @@ if TYPE_CHECKING:
     from ..llm.cache import ReviewCache
     from .config import ReviewerSpec
 
-__all__ = ["REGISTRY", "BuildContext", "ProgrammaticReviewer", "build_reviewer", "build_reviewers", "builtin_spec", "close_reviewers"]
+__all__ = [
+    "REGISTRY",
+    "BuildContext",
+    "ProgrammaticReviewer",
+    "build_reviewer",
+    "build_reviewers",
+    "builtin_spec",
+    "close_reviewers",
+    "resolve_reviewer_name",
+    "reviewer_for",
+]
 
 
 @dataclass(kw_only=True)
@@ -121,8 +134,6 @@ def _counterfactual(spec: ReviewerSpec, context: BuildContext) -> Reviewer:
     engine, render_prompt = context.engine, context.render_prompt
     if engine is None or (spec.model and spec.model != getattr(engine, "name", None)):
         if not spec.model:
-            from ..errors import UserError
-
             raise UserError(f"reviewer '{spec.name}': backend 'counterfactual' needs a model here (no policy model to probe)")
         from ..continuation import HFContinuationEngine
         from ..model import load_model
@@ -136,7 +147,6 @@ def _counterfactual(spec: ReviewerSpec, context: BuildContext) -> Reviewer:
 
 
 def _noisy(spec: ReviewerSpec, context: BuildContext) -> Reviewer:
-    from ..errors import UserError
     from .noisy import NoisyReviewer
 
     inner_spec = spec.inner_spec
@@ -223,3 +233,39 @@ def builtin_spec(name: str) -> ReviewerSpec | None:
         return ReviewerSpec(name=name, backend=name)
     except ValidationError:
         return None
+
+
+def resolve_reviewer_name(name: str, problems: Sequence[Problem]) -> str | None:
+    """The built-in reviewer a ``--reviewer`` choice names for `problems` (None: no reviewer).
+
+    ``auto`` is the oracle where every problem has a known structure (its operations, or a
+    domain with an oracle of its own), else the reference reviewer where every problem has a
+    reference solution, else None; ``none`` is None; any other name is itself.
+    """
+    if name == "auto":
+        if problems and all(p.operations or (domain_of(p).name != "arithmetic" and domain_of(p).oracle) for p in problems):
+            return "oracle"
+        if problems and all(p.reference_steps for p in problems):
+            return "reference"
+        return None
+    return None if name == "none" else name
+
+
+def reviewer_for(
+    name: str, problems: Sequence[Problem], context: BuildContext | None = None, *, counterfactual: dict[str, Any] | None = None
+) -> Reviewer | None:
+    """The built-in reviewer `name` picks for `problems` (`resolve_reviewer_name`; None: none),
+    built by the registry; `counterfactual` holds `CounterfactualConfig` fields for
+    ``counterfactual``, whose engine is the context's (the evaluated model)."""
+    from pydantic import ValidationError
+
+    from .config import ReviewerSpec
+
+    resolved = resolve_reviewer_name(name, problems)
+    if resolved is None:
+        return None
+    try:
+        spec = ReviewerSpec(name=resolved, backend=resolved, counterfactual=(counterfactual or {}) if resolved == "counterfactual" else {})
+    except ValidationError as e:
+        raise UserError(f"{resolved} reviewer: {e.errors()[0]['msg'].removeprefix('Value error, ')}") from e
+    return build_reviewer(spec, context)

@@ -26,13 +26,13 @@ requests made, retries, calls answered, calls served from the cache and seconds 
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
+from ..files import cache_dir
 from ..llm import LLMCallFailed, LLMClient, run_sync
 from ..records import Problem, Review, Trace, Unit
 from .base import ReviewItem, failed_review, review_all
@@ -50,9 +50,8 @@ MAX_REPAIR_ECHO_CHARS = 4000
 
 
 def default_cache_path() -> Path:
-    """``$DCA_CACHE_DIR/review-cache.sqlite`` (``~/.cache/dca`` when unset)."""
-    root = Path(os.environ.get("DCA_CACHE_DIR") or Path.home() / ".cache" / "dca")
-    return root / "review-cache.sqlite"
+    """``review-cache.sqlite`` in the cache directory (`dca.files.cache_dir`)."""
+    return cache_dir() / "review-cache.sqlite"
 
 
 @dataclass

@@ -40,10 +40,10 @@ from trl import GRPOTrainer
 
 from ..credit import CreditConfig, compute_credit, credit_statistics, token_char_spans
 from ..domains import check as check_domain
+from ..files import write_text_atomic
 from ..problems.answer import check_answer
 from ..consensus import build_consensus, check_rule
 from ..durable import fsync_tree
-from ..files import write_text_atomic
 from ..records import Consensus, Credit, Problem, Review, Trace
 from ..review.base import Reviewer, ReviewItem, review_batch
 from ..segment import segment

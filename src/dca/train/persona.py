@@ -48,13 +48,13 @@ import json
 import os
 import re
 import shutil
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 from ..consensus import build_consensus, group_reviews
+from ..files import publish_dir, scratch_dir
 from ..records import Consensus, Problem, Review, Step, Trace
 from ..review.base import ReviewItem
 from ..review.grammar import REASON_CHARS
@@ -295,12 +295,10 @@ def run_persona_train(
         raise ValueError("no labelled trace is left for training; label more traces or lower held_out")
 
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(prefix=".partial-", dir=out.parent))
     losses: list[dict] = []
     progress = loss_logger("persona-train", settings.max_steps, log, losses)
 
-    try:
+    with scratch_dir(out) as scratch:
         base, tokenizer = load_model(model)
         add_persona_tokens(base, tokenizer, personas)
         held_count = {name: len(ts) for name, ts in held.items()}
@@ -349,10 +347,5 @@ def run_persona_train(
         shutil.rmtree(scratch / "base", ignore_errors=True)
         save_persona_checkpoint(trained, tokenizer, personas, scratch)
         (scratch / "persona_train.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(scratch, out)
-    finally:
-        if scratch.exists():
-            shutil.rmtree(scratch, ignore_errors=True)
+        publish_dir(scratch, out)
     return summary

@@ -21,7 +21,7 @@ import re
 from pathlib import Path
 
 from ..errors import UserError
-from ..files import write_text_atomic
+from ..files import atomic_writer
 
 #: Written last into each complete checkpoint folder: ``{"global_step", "generation_round"}``.
 DCA_STATE_FILE = "dca_state.json"
@@ -72,7 +72,9 @@ def read_json_lines_torn(path: Path) -> tuple[list[dict], int]:
 
 
 def _rewrite(path: Path, rows: list[dict]) -> None:
-    write_text_atomic(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))  # fsynced before the rename
+    with atomic_writer(path) as f:
+        for row in rows:
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
 
 
 def truncate_run_files(run_dir: str | os.PathLike, step: int) -> dict[str, int]:

@@ -43,14 +43,13 @@ from ..credit import credit_statistics
 from ..domains.judge import use_judge
 from ..durable import OutputFailure, environment_failure
 from ..errors import Terminated, UserError
-from ..files import lock_dir, prepare_output_dir, unlock_dir, write_run_state, write_text_atomic
-from ..model import load_model, resolve_model_path, trainer_device_arguments
-from ..domains.sources import load_problems  # noqa: F401 (re-exported: one home for problem sources)
 from ..domains import chat_messages
+from ..domains.sources import load_problems  # noqa: F401 (re-exported: one home for problem sources)
+from ..evaluate import evaluate_problems
+from ..files import append_jsonl, lock_dir, prepare_output_dir, unlock_dir, write_json, write_jsonl, write_run_state, write_text_atomic
+from ..model import SamplingConfig, load_model, resolve_model_path, trainer_device_arguments
 from ..records import Consensus, Credit, Problem, Review, Trace, from_dict
-from ..files import append_jsonl, write_jsonl
-from ..model import SamplingConfig
-from ..rollout import rollout, summarize
+from ..rollout import summarize
 from .config import TrainConfig
 from .resume import last_checkpoint, read_json_lines, truncate_run_files
 from .warmstart import warmstart
@@ -233,10 +232,6 @@ def _raise_terminated(signum, frame) -> None:
     raise Terminated(f"terminated by signal {signal.Signals(signum).name}")
 
 
-def write_json(path: Path, data: dict) -> None:
-    write_text_atomic(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
-
-
 class RunRecorder:
     """Appends each generation batch's traces, reviews and credits to the run directory.
 
@@ -301,11 +296,16 @@ def credit_figures(credits: list[Credit]) -> dict[str, float]:
 
 
 def evaluate(model, tokenizer, problems: list[Problem], *, max_new_tokens: int, path: Path | None = None) -> dict:
-    """Greedy accuracy on `problems`; traces are written to `path` when given."""
-    traces = rollout(model, tokenizer, problems, SamplingConfig(max_new_tokens=max_new_tokens, batch_size=16))
+    """Greedy accuracy on `problems` by the one evaluation path (`dca.evaluate.evaluate_problems`,
+    no reviewer); traces are written to `path` when given; a failed rollout is listed under
+    ``failures`` (recorded, not raised)."""
+    result = evaluate_problems("eval", problems, model, tokenizer, SamplingConfig(max_new_tokens=max_new_tokens, batch_size=16))
     if path is not None:
-        write_jsonl(path, traces)
-    return summarize(traces)
+        write_jsonl(path, result.traces)
+    figures = summarize(result.traces)
+    if result.failures:
+        figures["failures"] = result.failures
+    return figures
 
 
 def input_paths(config: TrainConfig) -> list[str | None]:

@@ -18,12 +18,12 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
 from ..edit import edit_figures
+from ..files import publish_dir, scratch_dir
 from ..records import Edit
 from ..model import load_model, trainer_device_arguments
 
@@ -146,12 +146,10 @@ def run_sft(
     """Fine-tune `model` on the edit set and save the checkpoint to `out` (written whole or
     not at all); returns the summary also written to ``out/sft.json``."""
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(prefix=".partial-", dir=out.parent))
     losses: list[dict] = []
     progress = loss_logger("sft", settings.max_steps, log, losses)
 
-    try:
+    with scratch_dir(out) as scratch:
         trainer = build_sft_trainer(edits, model, scratch / "trainer", settings, callbacks=[progress, *callbacks])
         rows = len(trainer.train_dataset)
         arms = sorted({e.arm for e in edits})
@@ -173,10 +171,5 @@ def run_sft(
             "losses": losses,
         }
         (scratch / "sft.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(scratch, out)
-    finally:
-        if scratch.exists():
-            shutil.rmtree(scratch, ignore_errors=True)
+        publish_dir(scratch, out)
     return summary

@@ -18,11 +18,11 @@ import json
 import os
 import random
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Callable
 
-from ..model import cache_dir, resolve_model_path
+from ..files import cache_dir, publish_dir, scratch_dir
+from ..model import resolve_model_path
 from ..domains import domain_of
 from ..domains.sources import DomainSettings, ProblemsSettings, domain_problems, load_problems
 from ..domains import chat_messages
@@ -71,9 +71,7 @@ def warmstart(base_model: str, settings: WarmstartSettings, *, log: Callable[[st
     log(f"warm start: {settings.steps} SFT steps on gold CoTs (cached afterwards at {target})")
     progress = loss_logger("warm start", settings.steps, log, every=max(1, settings.steps // 10))
 
-    target.parent.mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(prefix=".partial-", dir=target.parent))
-    try:
+    with scratch_dir(target) as scratch:
         sft = SFTSettings(
             max_steps=settings.steps,
             batch_size=settings.batch_size,
@@ -90,11 +88,6 @@ def warmstart(base_model: str, settings: WarmstartSettings, *, log: Callable[[st
             (scratch / "warmstart.json").write_text(
                 json.dumps({"base_model": base_model, "settings": settings.model_dump(mode="json")}, indent=2)
             )
-            if target.exists():
-                shutil.rmtree(target)
-            os.replace(scratch, target)  # the checkpoint appears whole or not at all
+            publish_dir(scratch, target)  # the checkpoint appears whole or not at all
         trainer.accelerator.wait_for_everyone()
-    finally:
-        if scratch.exists():
-            shutil.rmtree(scratch, ignore_errors=True)
     return target
