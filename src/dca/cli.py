@@ -296,10 +296,14 @@ def cmd_train(args: argparse.Namespace) -> int:
     elif args.config is None:
         raise UserError("give --config run.yaml (or --resume to continue the run in --out)")
     else:
+        from .train.preflight import failed_before_first_step
+
         config = load_train_config(args.config)
         # Checked again, with the config's own inputs, and locked by run_training; this early
-        # check refuses a wrong --out before the training libraries are imported.
-        check_output_dir(args.out, overwrite=args.overwrite, marker="run.json", kind="a DCA run", inputs=[args.config])
+        # check refuses a wrong --out before the training libraries are imported. A run that
+        # failed before its first step holds nothing to keep: run_training replaces it.
+        rerun = args.overwrite or failed_before_first_step(args.out) is not None
+        check_output_dir(args.out, overwrite=rerun, marker="run.json", kind="a DCA run", inputs=[args.config])
     from .train.run import run_training
 
     _quiet_libraries()
@@ -327,6 +331,7 @@ def cmd_review(args: argparse.Namespace) -> int:
         raise UserError("--summary-json and --out are the same file; give two paths")
     specs = load_reviewers(args.reviewers, only=args.reviewer)
     items = load_review_items(args.traces, args.problems, limit=args.limit)
+    check_review_requirements(specs, items, where=args.traces)
     cache = None
     if not args.no_cache:
         cache_path = Path(args.cache) if args.cache else default_cache_path()
@@ -349,6 +354,15 @@ def cmd_review(args: argparse.Namespace) -> int:
     _print_review_summary(figures)
     _log(f"wrote {len(reviews)} reviews to {out}")
     return 0
+
+
+def check_review_requirements(specs: list, items: list, *, where: str) -> None:
+    """Every reviewer supports the items' problem domains and has its model on this machine."""
+    from .domains import domain_of
+    from .review.registry import check_domains, check_local_models
+
+    check_domains(specs, {domain_of(item.problem).name for item in items}, where=where)
+    check_local_models(specs)
 
 
 def _print_review_summary(figures: dict) -> None:

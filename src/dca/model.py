@@ -88,8 +88,9 @@ def ensure_embedded_checkpoint() -> Path:
     return target
 
 
-def resolve_model_path(name_or_path: str) -> str:
-    """The local directory (or hub id) for a model name given by the user."""
+def resolve_model_path(name_or_path: str, *, local_only: bool = False) -> str:
+    """The local directory (or hub id) for a model name given by the user; with `local_only`,
+    a hub id must already be in the local Hugging Face cache (the hub is not asked)."""
     if name_or_path in EMBEDDED_MODEL_NAMES:
         return str(ensure_embedded_checkpoint())
     if os.path.isdir(name_or_path):
@@ -98,10 +99,10 @@ def resolve_model_path(name_or_path: str) -> str:
         return name_or_path
     if os.path.exists(name_or_path) or name_or_path.startswith((".", "/", "~")):
         raise UserError(f"model path {name_or_path} does not exist; give a checkpoint directory, a hub id or 'embedded'")
-    return _hub_model(name_or_path)
+    return _hub_model(name_or_path, local_only=local_only)
 
 
-def _hub_model(repo_id: str) -> str:
+def _hub_model(repo_id: str, *, local_only: bool = False) -> str:
     """`repo_id` when it names a model in the local Hugging Face cache or on a reachable hub;
     else a UserError at once (not the minute of retries a failed download takes)."""
     import huggingface_hub
@@ -115,6 +116,8 @@ def _hub_model(repo_id: str) -> str:
     if isinstance(huggingface_hub.try_to_load_from_cache(repo_id, "config.json"), str):
         return repo_id
     fix = "download it first (`hf download ID`) or give a checkpoint directory"
+    if local_only:
+        raise UserError(f"model {repo_id} is not available locally (not in the Hugging Face cache); {fix}")
     if huggingface_hub.constants.HF_HUB_OFFLINE:
         raise UserError(f"hub model {repo_id} is not in the local Hugging Face cache and the hub is offline (HF_HUB_OFFLINE); {fix}")
     try:

@@ -217,6 +217,19 @@ def load_train_config(path: str | Path) -> TrainConfig:
     if not isinstance(data, dict):
         raise UserError(f"{path} must hold a mapping of settings, not {type(data).__name__}")
     try:
-        return TrainConfig.model_validate(data)
+        config = TrainConfig.model_validate(data)
     except ValidationError as e:
         raise UserError(f"{path}: {validation_problem(e)} ({e.error_count()} problem(s) in all)") from e
+    check_machine(config, where=str(path))
+    return config
+
+
+def check_machine(config: TrainConfig, *, where: str) -> None:
+    """A `UserError` when this machine cannot run the config's ``trl:`` options (vLLM, fp16, bf16)."""
+    if config.trl:  # imports torch only for a config that uses the passthrough
+        from .grpo_config import check_machine_options
+
+        try:
+            check_machine_options(config.trl)
+        except ValueError as e:
+            raise UserError(f"{where}: {e}") from e

@@ -49,6 +49,7 @@ from ..prompting import chat_messages
 from ..records import Consensus, Credit, Problem, Review, Trace, append_jsonl, from_dict, write_jsonl
 from ..rollout import SamplingConfig, rollout, summarize
 from .config import TrainConfig
+from .preflight import check_run_requirements, failed_before_first_step
 from .resume import last_checkpoint, read_json_lines, truncate_run_files
 from .warmstart import warmstart
 
@@ -340,10 +341,10 @@ def run_training(
     problems = load_problems(config.problems)
     eval_problems = load_problems(config.eval_problems) if config.eval_problems else []
     resolve_model_path(config.model)
-    if config.reviewers_file is not None:  # a wrong reviewers file or name fails before the run starts
-        from ..review import load_reviewers
-
-        load_reviewers(config.reviewers_file, only=config.reviewer_names)
+    check_run_requirements(config, problems)  # reviewers that fit the domains, their models here
+    if not resume and not overwrite and failed_before_first_step(out):
+        log(f"replacing the run in {out}: it failed before its first step ({failed_before_first_step(out)})")
+        overwrite = True
     judge = make_judge(config, problems + eval_problems)
     args = grpo_arguments(config, out)
     processes = Processes(args)
