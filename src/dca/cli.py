@@ -424,7 +424,8 @@ def _read_records(path: str, cls, what: str) -> list:
 
 
 def cmd_consensus(args: argparse.Namespace) -> int:
-    from .consensus import build_consensuses, check_rule
+    from .caveats import warn
+    from .consensus import agreed_share, build_consensuses, check_rule, consensus_warnings
     from .records import Review, write_jsonl
 
     try:
@@ -438,13 +439,14 @@ def cmd_consensus(args: argparse.Namespace) -> int:
     except ValueError as e:
         raise UserError(f"{args.reviews}: {e}") from e
     write_jsonl(out, consensuses)
-    agreed = sum(c.fraction_agreed for c in consensuses) / len(consensuses) if consensuses else 0.0
+    agreed = agreed_share(consensuses)
     disputed = sum(len(c.disputed_units) for c in consensuses)
     failed = sum(c.failed_reviews for c in consensuses)
-    _log(
-        f"wrote {len(consensuses)} consensus records ({args.rule}) to {out}: {agreed:.1%} of the text agreed on average, "
-        f"{disputed} disputed units, {failed} failed reviews left out"
-    )
+    merged = sum(1 for c in consensuses if len(c.reviewers) >= 2)
+    shown = f"{agreed:.1%} of the text agreed on average over the {merged} traces with 2+ usable reviews" if agreed is not None else "no trace had 2 usable reviews: nothing was agreed"
+    _log(f"wrote {len(consensuses)} consensus records ({args.rule}) to {out}: {shown}, {disputed} disputed units, {failed} failed reviews left out")
+    for message in consensus_warnings(consensuses):
+        warn(message)
     return 0
 
 
@@ -463,6 +465,7 @@ def cmd_agreement(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     from .agreement import agreement_report, format_report
+    from .caveats import warn
     from .records import Problem, Review, Trace
 
     compare = None
@@ -492,6 +495,8 @@ def cmd_agreement(args: argparse.Namespace) -> int:
             table.add_row(*row)
         console.print(table)
     _write_text(out, json.dumps(report, indent=2) + "\n")
+    for message in report["warnings"]:  # why figures are n/a (also in the JSON)
+        warn(message)
     _log(f"wrote {out}")
     return 0
 

@@ -39,6 +39,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Callable, Iterable
 
+from ..caveats import format_failure_warning, warn, zero_variance_warning
 from ..credit import credit_statistics
 from ..domains.judge import use_judge
 from ..errors import Terminated, UserError
@@ -517,7 +518,20 @@ def _train(
         **credit_figures(recorder.credits),
     }
     summary["seconds"] = round(time.time() - started, 1)
+    if processes.is_main:
+        summary["warnings"] = run_warnings(config, summary, read_json_lines(metrics_file))
     return summary
+
+
+def run_warnings(config: TrainConfig, summary: dict, metrics: list[dict]) -> list[str]:
+    """Where the run's figures would mislead (`dca.caveats`): printed now, kept in the summary."""
+    found: list[str] = []
+    messages = [zero_variance_warning(metrics, model=config.model, warmstarted=config.warmstart is not None)]
+    messages += [format_failure_warning(summary[key], key.replace("_", " ")) for key in ("eval_before", "eval_after") if key in summary]
+    for message in messages:
+        if message:
+            warn(message, found)
+    return found
 
 
 def _send_tensorboard_to(trainer, folder: Path) -> None:
