@@ -49,7 +49,7 @@ def test_agreement_says_why_figures_are_not_available():
 
 
 def test_dca_consensus_and_agreement_print_the_warnings(tmp_path, capsys):
-    golds, reviews = _reviews(3, ["oracle", "reference"])
+    _, reviews = _reviews(3, ["oracle", "reference"])
     write_jsonl(tmp_path / "reviews.jsonl", reviews)
     assert main(["consensus", "--reviews", str(tmp_path / "reviews.jsonl"), "--out", str(tmp_path / "c.jsonl")]) == 0
     out, err = capsys.readouterr()

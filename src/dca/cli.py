@@ -24,6 +24,7 @@ A user mistake prints one line (``dca: error: ...``) and exits with code 2.
 from __future__ import annotations
 
 import argparse
+import copy
 import os
 import sys
 import time
@@ -174,11 +175,11 @@ def _option_value(text: str):
 
 
 def cmd_domains(args: argparse.Namespace) -> int:
-    from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
 
     from .domains import DOMAINS
+    from .terminal import console
 
     table = Table(title="registered domains")
     for column in ("domain", "source", "answer", "reward", "gold CoT", "oracle", "reviewer reference", "options / data"):
@@ -191,7 +192,7 @@ def cmd_domains(args: argparse.Namespace) -> int:
             domain.reviewer_reference or "-", domain.options or domain.load_hint or "-",
         )  # fmt: skip
         table.add_row(*(escape(c) for c in cells))
-    Console(width=200).print(table)
+    console(200).print(table)
     for domain in DOMAINS.values():
         _log(f"  {domain.name}: {domain.description}")
     return 0
@@ -277,6 +278,12 @@ def cmd_warmstart(args: argparse.Namespace) -> int:
     _quiet_libraries()
     path = warmstart(args.model, settings, log=_log)
     _log(f"warm-started checkpoint: {path}")
+    import yaml
+
+    from .model import portable_model_name
+
+    recipe = yaml.safe_dump({"model": portable_model_name(args.model), "warmstart": settings.model_dump(mode="json")}, sort_keys=False, default_flow_style=None)
+    _log(f"in a run config, name it model: {portable_model_name(str(path))} (this machine), or by its recipe (any machine):\n{recipe.rstrip()}")
     return 0
 
 
@@ -309,7 +316,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     _quiet_libraries()
     summary, run = run_training(config, args.out, overwrite=args.overwrite, resume=args.resume, log=_log)
     if run.writer:
-        _print_summary(summary, run.path)
+        _print_summary(summary, run.path, policy=config.credit.policy)
     return 0
 
 
@@ -366,9 +373,10 @@ def check_review_requirements(specs: list, items: list, *, where: str) -> None:
 
 
 def _print_review_summary(figures: dict) -> None:
-    from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
+
+    from .terminal import console
 
     table = Table(title="reviews")
     for column in ("reviewer", "reviews", "ok", "failed", "new calls", "cached calls", "retries", "tokens in", "tokens out", "cost $"):
@@ -382,7 +390,7 @@ def _print_review_summary(figures: dict) -> None:
             escape(name), str(r["reviews"]), str(r["ok"]), failed, str(r["new_calls"]), str(r["cached_calls"]),
             str(r["retries"]), str(r["input_tokens"]), str(r["output_tokens"]), f"{r['cost_usd']:.4f}",
         )
-    Console(width=160).print(table)
+    console(160).print(table)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -395,7 +403,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_summary(summary: dict, path: Path) -> None:
+def _print_summary(summary: dict, path: Path, *, policy: str) -> None:
     from rich.console import Console
     from rich.table import Table
 
@@ -412,7 +420,11 @@ def _print_summary(summary: dict, path: Path) -> None:
     table.add_row("tokens with non-zero advantage", f"{train['nonzero_advantage_tokens']} / {train['tokens']}")
     table.add_row("tokens credited", f"{train['credited_fraction']:.0%}")
     table.add_row("failed reviews / uniform fallbacks", f"{train['reviews_failed']} / {train['fallbacks']}")
-    table.add_row("conserve: max |sum - uniform sum|", f"{train['conserve_max_abs_error']:.2e}")
+    if policy == "conserve":  # rows only for the policy the run used
+        table.add_row("conserve: max |sum - uniform sum|", f"{train['conserve_max_abs_error']:.2e}")
+    table.add_row("bytes written", f"{summary['bytes_written'] / 1e6:,.1f} MB")
+    if summary.get("warnings"):
+        table.add_row("warnings (printed above; in summary.json)", str(len(summary["warnings"])))
     table.add_row("seconds", str(summary["seconds"]))
     Console().print(table)
 
@@ -733,12 +745,12 @@ def cmd_experiment_run(args: argparse.Namespace) -> int:
 def cmd_experiment_report(args: argparse.Namespace) -> int:
     from .experiment.report import build_report
 
-    figures = build_report(args.dir)
+    figures = build_report(args.dir, args.out)
     for line in figures["mde"]:
         _log(line.replace("**", ""))
     if figures["missing"]:
         _log(f"not finished (left out): {', '.join(figures['missing'])}")
-    _log(f"wrote {Path(args.dir) / 'report' / 'report.md'} and report.html")
+    _log(f"wrote {Path(args.out or Path(args.dir) / 'report') / 'report.md'} and report.html")
     return 0
 
 
@@ -746,13 +758,41 @@ def cmd_experiment_report(args: argparse.Namespace) -> int:
 # Parser
 
 
+class _HelpFormatter(argparse.HelpFormatter):
+    """Every option's default in --help, options without help text included."""
+
+    @staticmethod
+    def _shows_default(action: argparse.Action) -> bool:
+        default = action.default
+        return bool(action.option_strings) and default is not None and default is not False and default != argparse.SUPPRESS and default != []
+
+    def _format_action(self, action: argparse.Action) -> str:
+        if not action.help and self._shows_default(action):
+            action = copy.copy(action)
+            action.help = "(default: %(default)s)"
+        return super()._format_action(action)
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if self._shows_default(action) and "%(default)" not in text:
+            text += " (default: %(default)s)"
+        return text
+
+
 class _Parser(argparse.ArgumentParser):
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", _HelpFormatter)
+        super().__init__(*args, **kwargs)
+
     def error(self, message: str):  # one line, exit 2 (argparse prints usage too; keep it short)
         self.exit(2, f"dca: error: {message}\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
     parser = _Parser(prog="dca", description="Deliberative Credit Assignment for chain-of-thought training.")
+    parser.add_argument("--version", action="version", version=f"dca {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     p = sub.add_parser("problems", help="write problems of any domain (synthetic, GSM8K, logic, ...) to JSON-lines")
@@ -941,12 +981,25 @@ def build_parser() -> argparse.ArgumentParser:
     q.set_defaults(func=cmd_experiment_run)
     q = experiment.add_parser("report", help="write report.md and a self-contained report.html for an experiment directory")
     q.add_argument("dir", help="the --out directory of `dca experiment run`")
+    q.add_argument("--out", default=None, metavar="DIR", help="where the report goes (default: DIR/report)")
     q.set_defaults(func=cmd_experiment_report)
     return parser
 
 
+def _silence_third_party() -> None:
+    """Once, at start: library notices that say nothing to a DCA user (math-verify's "Timeout is
+    disabled", printed by its parser and its grader each: DCA turns the timeout off on purpose
+    outside the main thread, see dca.problems.answer; deprecation notices of the libraries)."""
+    import logging
+    import warnings
+
+    logging.getLogger("math_verify").setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", category=FutureWarning)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    _silence_third_party()
     try:
         return args.func(args)
     except UserError as e:

@@ -50,6 +50,7 @@ from typing import Any, Callable
 
 from .caveats import format_failure_warning, warn
 from .continuation import ContinuationSettings, HFContinuationEngine, split_cot
+from .terminal import console
 from .errors import UserError
 from .files import prepare_output_dir, unlock_dir
 from .measures import tokens_per_insight, useful_steps
@@ -506,7 +507,6 @@ def table_rows(report: dict[str, Any]) -> list[tuple[str, ...]]:
 
 
 def print_table(report: dict[str, Any]) -> None:
-    from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
 
@@ -516,7 +516,7 @@ def print_table(report: dict[str, Any]) -> None:
         table.add_column(escape(name), justify="right")
     for row in table_rows(report):
         table.add_row(*(escape(cell) for cell in row))
-    Console(width=160).print(table)
+    console(160).print(table)
 
 
 def write_plots(report: dict[str, Any], out_dir: Path) -> list[Path]:

@@ -17,6 +17,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Callable
 
 from .errors import UserError
 
@@ -88,11 +89,54 @@ def ensure_embedded_checkpoint() -> Path:
     return target
 
 
+#: Models named by what they are: name -> a function that returns the local checkpoint
+#: directory, building it on first use (a config names these, never their cache path).
+MODEL_NAMES: dict[str, Callable[[], Path]] = {name: lambda: ensure_embedded_checkpoint() for name in EMBEDDED_MODEL_NAMES}
+#: ``warmstart:<key>`` names a cached warm start (`dca.train.warmstart`) by its key.
+WARMSTART_PREFIX = "warmstart:"
+
+
+def warmstart_cache_dir() -> Path:
+    return cache_dir() / "warmstart"
+
+
+def cached_warmstart(key: str) -> Path:
+    """The cached warm start ``warmstart:<key>`` names; a UserError when this machine's cache
+    lacks it (the key is a hash: only its recipe can rebuild it)."""
+    target = warmstart_cache_dir() / key
+    if key and "/" not in key and (target / "config.json").exists():
+        return target
+    raise UserError(
+        f"model {WARMSTART_PREFIX}{key} is not in this machine's cache ({warmstart_cache_dir()}); give its recipe instead, "
+        "the base model as model: and the settings as warmstart: (a run's config.yaml holds both; `dca warmstart` prints them), "
+        "and the warm start is rebuilt on first use"
+    )
+
+
+def portable_model_name(name_or_path: str, relative_to: str | os.PathLike | None = None) -> str:
+    """How a config names `name_or_path` so that it means the same on another machine: a path
+    inside the DCA cache becomes the name it was built from ('embedded', ``warmstart:<key>``),
+    another path becomes relative to `relative_to` (the directory of the config that names
+    it), a name or hub id stays as it is."""
+    if name_or_path in MODEL_NAMES or name_or_path.startswith(WARMSTART_PREFIX) or not os.path.exists(name_or_path):
+        return name_or_path
+    path = Path(name_or_path).resolve()
+    if path == embedded_checkpoint_dir().resolve():
+        return EMBEDDED_MODEL_NAMES[0]
+    if path.parent == warmstart_cache_dir().resolve():
+        return WARMSTART_PREFIX + path.name
+    return os.path.relpath(path, Path(relative_to).resolve()) if relative_to is not None else name_or_path
+
+
 def resolve_model_path(name_or_path: str, *, local_only: bool = False) -> str:
-    """The local directory (or hub id) for a model name given by the user; with `local_only`,
-    a hub id must already be in the local Hugging Face cache (the hub is not asked)."""
-    if name_or_path in EMBEDDED_MODEL_NAMES:
-        return str(ensure_embedded_checkpoint())
+    """The local directory (or hub id) for a model name given by the user: a name of
+    `MODEL_NAMES` ('embedded'), ``warmstart:<key>``, a checkpoint directory or a hub id. With
+    `local_only`, a hub id must already be in the local Hugging Face cache (the hub is not
+    asked). The one place a model name is resolved."""
+    if name_or_path in MODEL_NAMES:
+        return str(MODEL_NAMES[name_or_path]())
+    if name_or_path.startswith(WARMSTART_PREFIX):
+        return str(cached_warmstart(name_or_path[len(WARMSTART_PREFIX):]))
     if os.path.isdir(name_or_path):
         if not os.path.exists(os.path.join(name_or_path, "config.json")):
             raise UserError(f"{name_or_path} is not a model directory (no config.json); give a checkpoint directory, a hub id or 'embedded'")

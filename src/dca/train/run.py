@@ -50,7 +50,9 @@ from ..prompting import chat_messages
 from ..records import Consensus, Credit, Problem, Review, Trace, append_jsonl, from_dict, write_jsonl
 from ..rollout import SamplingConfig, rollout, summarize
 from .config import TrainConfig
+from .portable import portable_config
 from .preflight import check_run_requirements, failed_before_first_step
+from .saving import bytes_written, save_final_checkpoint
 from .resume import last_checkpoint, read_json_lines, truncate_run_files
 from .warmstart import warmstart
 
@@ -176,7 +178,7 @@ class RunDirectory:
 
     def start(self, config: TrainConfig) -> None:
         if self.writer:
-            self.file("config.yaml").write_text(config.to_yaml(), encoding="utf-8")
+            self.file("config.yaml").write_text(portable_config(config, self.path).to_yaml(), encoding="utf-8")
             self._status("running", pid=os.getpid())
 
     def resume(self, *, step: int, checkpoint: str | None, dropped: dict[str, int]) -> None:
@@ -359,6 +361,8 @@ def run_training(
             summary = _train(config, args, run, processes, problems, eval_problems, log, checkpoint=start["checkpoint"], callbacks=callbacks)
         if judge is not None:
             summary["judge"] = judge.stats.as_dict()
+        if run.writer:
+            summary["bytes_written"] = bytes_written(run.path)  # all but run.json and summary.json
     except BaseException as e:
         run.fail(e)
         raise
@@ -483,9 +487,13 @@ def _train(
     )
     trainer.remove_callback(PrinterCallback)  # _Metrics prints a shorter line
     _send_tensorboard_to(trainer, run.file("tensorboard"))
-    per_step = g.prompts_per_step * processes.count
+    # TRL samples a whole generation batch per optimizer step: every micro-batch of every
+    # gradient accumulation step, on every process.
+    per_step = g.prompts_per_step * args.gradient_accumulation_steps * processes.count
     log(
-        f"DCA-GRPO: {g.steps} steps, {per_step} prompt(s) x {g.num_generations} completions"
+        f"DCA-GRPO: {g.steps} steps of {per_step} prompt(s) x {g.num_generations} completions = "
+        f"{per_step * g.num_generations} completions per optimizer step"
+        + (f" (gradient accumulation {args.gradient_accumulation_steps})" if args.gradient_accumulation_steps > 1 else "")
         + (f" over {processes.count} processes" if processes.count > 1 else "")
         + f", credit '{config.credit.policy}'"
     )
@@ -498,11 +506,10 @@ def _train(
     if args.save_strategy == "no" and run.writer:
         shutil.rmtree(run.file("trainer"), ignore_errors=True)
     model.config.use_cache = True  # TRL turns it off for training; generation wants it back
-    trainer.save_model(str(run.file("checkpoint")))  # writes on the main process only
-    if run.writer:
+    saved = save_final_checkpoint(trainer, model, tokenizer, run.file("checkpoint"), save=config.save, dtype=config.save_dtype, writer=run.writer)
+    if run.writer and saved:
         from ..review.persona import policy_personas, write_personas
 
-        tokenizer.save_pretrained(run.file("checkpoint"))
         personas = policy_personas(reviewers, model, model_path)
         if personas:  # the policy reviewed itself: its checkpoint declares the persona tokens it learnt
             write_personas(run.file("checkpoint"), personas)
