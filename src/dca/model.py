@@ -146,6 +146,17 @@ def resolve_model_path(name_or_path: str, *, local_only: bool = False) -> str:
     return _hub_model(name_or_path, local_only=local_only)
 
 
+def check_local_model(name_or_path: str) -> None:
+    """A UserError unless `name_or_path` can be loaded on this machine without a download; cheap
+    (the embedded model is not converted here, only its package looked for)."""
+    if name_or_path in EMBEDDED_MODEL_NAMES:
+        if not (embedded_checkpoint_dir() / "config.json").exists():
+            _gguf_dir()
+        return
+    if name_or_path not in MODEL_NAMES:  # other named models are built on first use
+        resolve_model_path(name_or_path, local_only=True)
+
+
 def _hub_model(repo_id: str, *, local_only: bool = False) -> str:
     """`repo_id` when it names a model in the local Hugging Face cache or on a reachable hub;
     else a UserError at once (not the minute of retries a failed download takes)."""

@@ -228,12 +228,12 @@ def check_local_models(specs: Sequence[ReviewerSpec]) -> None:
     """A `UserError` when a reviewer's local model is neither 'embedded', a checkpoint directory
     nor in the local Hugging Face cache: checked before any model loads (nothing is downloaded)."""
     from ..errors import UserError
-    from ..model import resolve_model_path
+    from ..model import check_local_model
 
     for spec in specs:
         if spec.backend in LOCAL_MODEL_BACKENDS and spec.model:
             try:
-                resolve_model_path(spec.model, local_only=True)
+                check_local_model(spec.model)
             except UserError as e:
                 raise UserError(f"reviewer '{spec.name}' ({spec.backend}): {e}") from None
 
