@@ -224,7 +224,7 @@ def test_sft_arms_train_on_the_shared_rollouts(tmp_path):
         summary = json.loads((run / "summary.json").read_text())
         assert summary["steps"] == 2 and summary["train"]["trained_on"] == len(problems)
         assert len((run / "metrics.jsonl").read_text().splitlines()) == 2  # two logged SFT losses
-        assert (run / "checkpoint" / "sft.json").exists()
+        assert not (run / "checkpoint").exists()  # dropped after the final evaluation (keep_checkpoints: false)
         assert sorted({json.loads(line)["step"] for line in (run / "curve.jsonl").read_text().splitlines()}) == [0, 1]
     from dca.edit import Edit
 

@@ -375,7 +375,41 @@ def agreement_report(
         report["truth"] = reviewer_quality(projected, truth)
         if compare is not None:
             report["comparison"] = compare_reviewers(projected, truth, *compare, draws=draws)
+    report["warnings"] = agreement_warnings(report, projected)
     return report
+
+
+def agreement_warnings(report: dict, projected: list[ProjectedTrace]) -> list[str]:
+    """Why figures of `report` could not be computed (they show as n/a), one line each."""
+    warnings = []
+    reviewers, failed = report["reviewers"], report["failed_reviews"]
+    for name in reviewers:
+        reviewed = sum(1 for t in projected if name in t.labels or name in t.failed)
+        if reviewed and failed[name] == reviewed:
+            warnings.append(f"every review by {name} failed ({reviewed}): it adds no label to any figure (does it support these problems?)")
+    usable = [r for r in reviewers if any(r in t.labels for t in projected)]
+    labels = report["labels"]
+    if len(usable) < 2:
+        warnings.append(
+            f"{len(usable)} reviewer(s) with usable reviews ({', '.join(usable) or 'none'}): agreement needs two or more; "
+            "every agreement figure is n/a"
+        )
+    elif labels["units"] == 0:
+        warnings.append("no unit was labelled by two reviewers (each trace's usable reviews cover different units): alpha, kappa and observed agreement are n/a")
+    else:
+        if labels["alpha"] is None:
+            warnings.append("every label given is the same one: alpha and kappa are undefined (n/a) when only one label occurs")
+        if labels["kappa"] is None and labels["kappa_units"] == 0:
+            warnings.append(f"Fleiss' kappa is n/a: no unit was labelled by all {len(reviewers)} reviewers")
+    truth = report.get("truth")
+    if truth is not None:
+        for name, figures in truth["reviewers"].items():
+            if figures["traces"] == 0:
+                warnings.append(f"{name} against the truth ({truth['reviewer']}): no trace has a usable review by both, so its quality figures are n/a")
+            elif figures["first_error"]["f1"] is None:
+                missing = "erroneous" if not figures["first_error"]["erroneous_traces"] else "error-free"
+                warnings.append(f"{name}: first-error F1 is n/a: the truth marks no {missing} trace among the {figures['traces']} compared")
+    return warnings
 
 
 def _label_share(items: list[Item], weights: list[int], label: str) -> float | None:

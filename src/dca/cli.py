@@ -26,6 +26,7 @@ the cause and exits with code 3 (docs/hostile-environments.md).
 from __future__ import annotations
 
 import argparse
+import copy
 import sys
 import time
 from pathlib import Path
@@ -175,11 +176,11 @@ def _option_value(text: str):
 
 
 def cmd_domains(args: argparse.Namespace) -> int:
-    from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
 
     from .domains import DOMAINS
+    from .terminal import console
 
     table = Table(title="registered domains")
     for column in ("domain", "source", "answer", "reward", "gold CoT", "oracle", "reviewer reference", "options / data"):
@@ -192,7 +193,7 @@ def cmd_domains(args: argparse.Namespace) -> int:
             domain.reviewer_reference or "-", domain.options or domain.load_hint or "-",
         )  # fmt: skip
         table.add_row(*(escape(c) for c in cells))
-    Console(width=200).print(table)
+    console(200).print(table)
     for domain in DOMAINS.values():
         _log(f"  {domain.name}: {domain.description}")
     return 0
@@ -279,6 +280,12 @@ def cmd_warmstart(args: argparse.Namespace) -> int:
     _quiet_libraries()
     path = warmstart(args.model, settings, log=_log)
     _log(f"warm-started checkpoint: {path}")
+    import yaml
+
+    from .model import portable_model_name
+
+    recipe = yaml.safe_dump({"model": portable_model_name(args.model), "warmstart": settings.model_dump(mode="json")}, sort_keys=False, default_flow_style=None)
+    _log(f"in a run config, name it model: {portable_model_name(str(path))} (this machine), or by its recipe (any machine):\n{recipe.rstrip()}")
     return 0
 
 
@@ -298,16 +305,20 @@ def cmd_train(args: argparse.Namespace) -> int:
     elif args.config is None:
         raise UserError("give --config run.yaml (or --resume to continue the run in --out)")
     else:
+        from .train.preflight import failed_before_first_step
+
         config = load_train_config(args.config)
         # Checked again, with the config's own inputs, and locked by run_training; this early
-        # check refuses a wrong --out before the training libraries are imported.
-        check_output_dir(args.out, overwrite=args.overwrite, marker="run.json", kind="a DCA run", inputs=[args.config])
+        # check refuses a wrong --out before the training libraries are imported. A run that
+        # failed before its first step holds nothing to keep: run_training replaces it.
+        rerun = args.overwrite or failed_before_first_step(args.out) is not None
+        check_output_dir(args.out, overwrite=rerun, marker="run.json", kind="a DCA run", inputs=[args.config])
     from .train.run import run_training
 
     _quiet_libraries()
     summary, run = run_training(config, args.out, overwrite=args.overwrite, resume=args.resume, log=_log)
     if run.writer:
-        _print_summary(summary, run.path)
+        _print_summary(summary, run.path, policy=config.credit.policy)
     return 0
 
 
@@ -329,6 +340,7 @@ def cmd_review(args: argparse.Namespace) -> int:
         raise UserError("--summary-json and --out are the same file; give two paths")
     specs = load_reviewers(args.reviewers, only=args.reviewer)
     items = load_review_items(args.traces, args.problems, limit=args.limit)
+    check_review_requirements(specs, items, where=args.traces)
     cache = None
     if not args.no_cache:
         cache_path = Path(args.cache) if args.cache else default_cache_path()
@@ -353,10 +365,20 @@ def cmd_review(args: argparse.Namespace) -> int:
     return 0
 
 
+def check_review_requirements(specs: list, items: list, *, where: str) -> None:
+    """Every reviewer supports the items' problem domains and has its model on this machine."""
+    from .domains import domain_of
+    from .review.registry import check_domains, check_local_models
+
+    check_domains(specs, {domain_of(item.problem).name for item in items}, where=where)
+    check_local_models(specs)
+
+
 def _print_review_summary(figures: dict) -> None:
-    from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
+
+    from .terminal import console
 
     table = Table(title="reviews")
     for column in ("reviewer", "reviews", "ok", "failed", "new calls", "cached calls", "retries", "tokens in", "tokens out", "cost $"):
@@ -370,7 +392,7 @@ def _print_review_summary(figures: dict) -> None:
             escape(name), str(r["reviews"]), str(r["ok"]), failed, str(r["new_calls"]), str(r["cached_calls"]),
             str(r["retries"]), str(r["input_tokens"]), str(r["output_tokens"]), f"{r['cost_usd']:.4f}",
         )
-    Console(width=160).print(table)
+    console(160).print(table)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -383,7 +405,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_summary(summary: dict, path: Path) -> None:
+def _print_summary(summary: dict, path: Path, *, policy: str) -> None:
     from rich.console import Console
     from rich.table import Table
 
@@ -400,7 +422,11 @@ def _print_summary(summary: dict, path: Path) -> None:
     table.add_row("tokens with non-zero advantage", f"{train['nonzero_advantage_tokens']} / {train['tokens']}")
     table.add_row("tokens credited", f"{train['credited_fraction']:.0%}")
     table.add_row("failed reviews / uniform fallbacks", f"{train['reviews_failed']} / {train['fallbacks']}")
-    table.add_row("conserve: max |sum - uniform sum|", f"{train['conserve_max_abs_error']:.2e}")
+    if policy == "conserve":  # rows only for the policy the run used
+        table.add_row("conserve: max |sum - uniform sum|", f"{train['conserve_max_abs_error']:.2e}")
+    table.add_row("bytes written", f"{summary['bytes_written'] / 1e6:,.1f} MB")
+    if summary.get("warnings"):
+        table.add_row("warnings (printed above; in summary.json)", str(len(summary["warnings"])))
     table.add_row("seconds", str(summary["seconds"]))
     Console().print(table)
 
@@ -412,9 +438,10 @@ def _read_records(path: str, cls, what: str) -> list:
 
 
 def cmd_consensus(args: argparse.Namespace) -> int:
-    from .consensus import build_consensuses, check_rule
-    from .records import Review
+    from .caveats import warn
+    from .consensus import agreed_share, build_consensuses, check_rule, consensus_warnings
     from .files import write_jsonl
+    from .records import Review
 
     try:
         check_rule(args.rule)
@@ -427,13 +454,14 @@ def cmd_consensus(args: argparse.Namespace) -> int:
     except ValueError as e:
         raise UserError(f"{args.reviews}: {e}") from e
     write_jsonl(out, consensuses)
-    agreed = sum(c.fraction_agreed for c in consensuses) / len(consensuses) if consensuses else 0.0
+    agreed = agreed_share(consensuses)
     disputed = sum(len(c.disputed_units) for c in consensuses)
     failed = sum(c.failed_reviews for c in consensuses)
-    _log(
-        f"wrote {len(consensuses)} consensus records ({args.rule}) to {out}: {agreed:.1%} of the text agreed on average, "
-        f"{disputed} disputed units, {failed} failed reviews left out"
-    )
+    merged = sum(1 for c in consensuses if len(c.reviewers) >= 2)
+    shown = f"{agreed:.1%} of the text agreed on average over the {merged} traces with 2+ usable reviews" if agreed is not None else "no trace had 2 usable reviews: nothing was agreed"
+    _log(f"wrote {len(consensuses)} consensus records ({args.rule}) to {out}: {shown}, {disputed} disputed units, {failed} failed reviews left out")
+    for message in consensus_warnings(consensuses):
+        warn(message)
     return 0
 
 
@@ -452,6 +480,7 @@ def cmd_agreement(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     from .agreement import agreement_report, format_report
+    from .caveats import warn
     from .records import Problem, Review, Trace
 
     compare = None
@@ -481,6 +510,8 @@ def cmd_agreement(args: argparse.Namespace) -> int:
             table.add_row(*row)
         console.print(table)
     _write_text(out, json.dumps(report, indent=2) + "\n")
+    for message in report["warnings"]:  # why figures are n/a (also in the JSON)
+        warn(message)
     _log(f"wrote {out}")
     return 0
 
@@ -718,12 +749,12 @@ def cmd_experiment_run(args: argparse.Namespace) -> int:
 def cmd_experiment_report(args: argparse.Namespace) -> int:
     from .experiment.report import build_report
 
-    figures = build_report(args.dir)
+    figures = build_report(args.dir, args.out)
     for line in figures["mde"]:
         _log(line.replace("**", ""))
     if figures["missing"]:
         _log(f"not finished (left out): {', '.join(figures['missing'])}")
-    _log(f"wrote {Path(args.dir) / 'report' / 'report.md'} and report.html")
+    _log(f"wrote {Path(args.out or Path(args.dir) / 'report') / 'report.md'} and report.html")
     return 0
 
 
@@ -731,13 +762,41 @@ def cmd_experiment_report(args: argparse.Namespace) -> int:
 # Parser
 
 
+class _HelpFormatter(argparse.HelpFormatter):
+    """Every option's default in --help, options without help text included."""
+
+    @staticmethod
+    def _shows_default(action: argparse.Action) -> bool:
+        default = action.default
+        return bool(action.option_strings) and default is not None and default is not False and default != argparse.SUPPRESS and default != []
+
+    def _format_action(self, action: argparse.Action) -> str:
+        if not action.help and self._shows_default(action):
+            action = copy.copy(action)
+            action.help = "(default: %(default)s)"
+        return super()._format_action(action)
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if self._shows_default(action) and "%(default)" not in text:
+            text += " (default: %(default)s)"
+        return text
+
+
 class _Parser(argparse.ArgumentParser):
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", _HelpFormatter)
+        super().__init__(*args, **kwargs)
+
     def error(self, message: str):  # one line, exit 2 (argparse prints usage too; keep it short)
         self.exit(2, f"dca: error: {message}\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
     parser = _Parser(prog="dca", description="Deliberative Credit Assignment for chain-of-thought training.")
+    parser.add_argument("--version", action="version", version=f"dca {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     p = sub.add_parser("problems", help="write problems of any domain (synthetic, GSM8K, logic, ...) to JSON-lines")
@@ -926,6 +985,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.set_defaults(func=cmd_experiment_run)
     q = experiment.add_parser("report", help="write report.md and a self-contained report.html for an experiment directory")
     q.add_argument("dir", help="the --out directory of `dca experiment run`")
+    q.add_argument("--out", default=None, metavar="DIR", help="where the report goes (default: DIR/report)")
     q.set_defaults(func=cmd_experiment_report)
     return parser
 
@@ -944,8 +1004,20 @@ def _refuse_a_second_writer(args: argparse.Namespace) -> None:
         check_unlocked(Path(out))
 
 
+def _silence_third_party() -> None:
+    """Once, at start: library notices that say nothing to a DCA user (math-verify's "Timeout is
+    disabled", printed by its parser and its grader each: DCA turns the timeout off on purpose
+    outside the main thread, see dca.problems.answer; deprecation notices of the libraries)."""
+    import logging
+    import warnings
+
+    logging.getLogger("math_verify").setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", category=FutureWarning)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    _silence_third_party()
     try:
         _refuse_a_second_writer(args)
         return args.func(args)

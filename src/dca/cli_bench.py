@@ -74,10 +74,10 @@ def _items(args: argparse.Namespace):
 
 
 def cmd_bench_reviewers(args: argparse.Namespace) -> int:
-    from rich.console import Console
     from rich.table import Table
 
     from .cli import _log, _out_file
+    from .terminal import console
     from .records import to_dict
     from .review import ReviewCache, default_cache_path
     from .review.bench import first_error, run_bench, write_processbench
@@ -118,7 +118,7 @@ def cmd_bench_reviewers(args: argparse.Namespace) -> int:
                 reviewer, source, str(f["erroneous"]), show(f["accuracy_erroneous"]), str(f["correct"]),
                 show(f["accuracy_correct"]), show(f["f1"]), str(f["failed_reviews"]),
             )  # fmt: skip
-    Console(width=140).print(table)
+    console(140).print(table)
     if out is not None:
         by_id = {item.id: item for item in items}
         predictions = [

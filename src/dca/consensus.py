@@ -269,3 +269,24 @@ def group_reviews(reviews: list[Review]) -> dict[str, list[Review]]:
 def build_consensuses(reviews: list[Review], *, rule: str = "majority") -> list[Consensus]:
     """One consensus per trace, in order of each trace's first review."""
     return [build_consensus(group, rule=rule) for group in group_reviews(reviews).values()]
+
+
+def consensus_warnings(consensuses: list[Consensus]) -> list[str]:
+    """Where the consensus figures would mislead: traces with fewer than two usable reviews
+    are one reviewer's labels (or none), not an agreement, and they agree with themselves."""
+    thin = [c for c in consensuses if len(c.reviewers) < 2]
+    if not thin:
+        return []
+    none = sum(1 for c in thin if not c.reviewers)
+    failed = sum(c.failed_reviews for c in consensuses)
+    return [
+        f"{len(thin)} of {len(consensuses)} traces had fewer than 2 usable reviews ({none} with none; {failed} failed reviews in all): "
+        "their consensus is one reviewer's labels, not an agreement; the agreed share counts traces with 2 or more only"
+    ]
+
+
+def agreed_share(consensuses: list[Consensus]) -> float | None:
+    """The mean share of the text agreed, over the traces with two or more usable reviews
+    (None: no such trace)."""
+    merged = [c.fraction_agreed for c in consensuses if len(c.reviewers) >= 2]
+    return sum(merged) / len(merged) if merged else None

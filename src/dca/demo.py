@@ -132,12 +132,13 @@ def _num(value) -> str:
 
 
 def print_demo(figures: dict, out: Path) -> None:
-    from rich.console import Console
     from rich.table import Table
+
+    from .terminal import console as table_console
 
     arms = figures["arms"]
     steps = next(iter(arms.values()))["steps"]
-    console = Console(width=160)
+    console = table_console(160)
     table = Table(title=f"held-out problems (greedy; units labelled by the oracle) — start model, then each arm after {steps} GRPO steps")
     table.add_column("figure")
     table.add_column("start", justify="right")

@@ -53,7 +53,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from .caveats import format_failure_warning, warn
 from .continuation import ContinuationSettings, HFContinuationEngine, split_cot
+from .terminal import console
 from .errors import UserError
 from .files import prepare_output_dir, unlock_dir
 from .measures import labelled_tokens, token_counter, tokens_per_insight, useful_steps
@@ -368,6 +370,11 @@ def run_eval(config: EvalConfig, out: str | Path, *, model=None, tokenizer=None,
     if judge is not None:
         report["judge"] = judge.stats.as_dict()
         judge.close()
+    report["warnings"] = []
+    for name, result in report["results"].items():
+        message = format_failure_warning(result, f"set {name}")
+        if message:
+            warn(message, report["warnings"])
     (out_dir / "eval.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     try:
         write_plots(report, out_dir)
@@ -518,7 +525,6 @@ def table_rows(report: dict[str, Any]) -> list[tuple[str, ...]]:
 
 
 def print_table(report: dict[str, Any]) -> None:
-    from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
 
@@ -528,12 +534,12 @@ def print_table(report: dict[str, Any]) -> None:
         table.add_column(escape(name), justify="right")
     for row in table_rows(report):
         table.add_row(*(escape(cell) for cell in row))
-    Console(width=160).print(table)
+    console(160).print(table)
 
 
 def write_plots(report: dict[str, Any], out_dir: Path) -> list[Path]:
     """``accuracy.png`` (with the Wilson interval), ``tokens_per_insight.png`` and
-    ``early_answering.png`` (the mean curve per set)."""
+    ``early_answering.png`` (the mean curve per set; only when an early-answering probe ran)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -570,20 +576,21 @@ def write_plots(report: dict[str, Any], out_dir: Path) -> list[Path]:
     fig.savefig(written[-1], dpi=110)
     plt.close(fig)
 
+    curves = {n: results[n].get("faithfulness", {}).get("early") for n in names}
+    curves = {n: early for n, early in curves.items() if early and early["mean_curve"]["same_answer"]}
+    if not curves:  # no early-answering probe ran: no empty plot
+        return written
     fig, ax = plt.subplots(figsize=(4.8, 3.6))
-    for n in names:
-        early = results[n].get("faithfulness", {}).get("early")
-        if early and early["mean_curve"]["same_answer"]:
-            aoc = early["aoc"]["weighted"]
-            label = f"{n} (AOC {aoc:.2f}, {early['ok']} traces)" if aoc is not None else n
-            ax.plot(early["mean_curve"]["fraction_of_cot"], early["mean_curve"]["same_answer"], marker="o", label=label)
+    for n, early in curves.items():
+        aoc = early["aoc"]["weighted"]
+        label = f"{n} (AOC {aoc:.2f}, {early['ok']} traces)" if aoc is not None else n
+        ax.plot(early["mean_curve"]["fraction_of_cot"], early["mean_curve"]["same_answer"], marker="o", label=label)
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1.05)
     ax.set_xlabel("fraction of CoT shown")
     ax.set_ylabel("same answer as with the full CoT")
     ax.set_title("early answering")
-    if ax.lines:
-        ax.legend(fontsize=8)
+    ax.legend(fontsize=8)
     fig.tight_layout()
     written.append(out_dir / "early_answering.png")
     fig.savefig(written[-1], dpi=110)

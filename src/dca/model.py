@@ -16,6 +16,7 @@ import importlib.util
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from .errors import UserError
 from .files import cache_dir, publish_dir, scratch_dir
@@ -80,20 +81,75 @@ def ensure_embedded_checkpoint() -> Path:
     return target
 
 
-def resolve_model_path(name_or_path: str) -> str:
-    """The local directory (or hub id) for a model name given by the user."""
-    if name_or_path in EMBEDDED_MODEL_NAMES:
-        return str(ensure_embedded_checkpoint())
+#: Models named by what they are: name -> a function that returns the local checkpoint
+#: directory, building it on first use (a config names these, never their cache path).
+MODEL_NAMES: dict[str, Callable[[], Path]] = {name: lambda: ensure_embedded_checkpoint() for name in EMBEDDED_MODEL_NAMES}
+#: ``warmstart:<key>`` names a cached warm start (`dca.train.warmstart`) by its key.
+WARMSTART_PREFIX = "warmstart:"
+
+
+def warmstart_cache_dir() -> Path:
+    return cache_dir() / "warmstart"
+
+
+def cached_warmstart(key: str) -> Path:
+    """The cached warm start ``warmstart:<key>`` names; a UserError when this machine's cache
+    lacks it (the key is a hash: only its recipe can rebuild it)."""
+    target = warmstart_cache_dir() / key
+    if key and "/" not in key and (target / "config.json").exists():
+        return target
+    raise UserError(
+        f"model {WARMSTART_PREFIX}{key} is not in this machine's cache ({warmstart_cache_dir()}); give its recipe instead, "
+        "the base model as model: and the settings as warmstart: (a run's config.yaml holds both; `dca warmstart` prints them), "
+        "and the warm start is rebuilt on first use"
+    )
+
+
+def portable_model_name(name_or_path: str, relative_to: str | os.PathLike | None = None) -> str:
+    """How a config names `name_or_path` so that it means the same on another machine: a path
+    inside the DCA cache becomes the name it was built from ('embedded', ``warmstart:<key>``),
+    another path becomes relative to `relative_to` (the directory of the config that names
+    it), a name or hub id stays as it is."""
+    if name_or_path in MODEL_NAMES or name_or_path.startswith(WARMSTART_PREFIX) or not os.path.exists(name_or_path):
+        return name_or_path
+    path = Path(name_or_path).resolve()
+    if path == embedded_checkpoint_dir().resolve():
+        return EMBEDDED_MODEL_NAMES[0]
+    if path.parent == warmstart_cache_dir().resolve():
+        return WARMSTART_PREFIX + path.name
+    return os.path.relpath(path, Path(relative_to).resolve()) if relative_to is not None else name_or_path
+
+
+def resolve_model_path(name_or_path: str, *, local_only: bool = False) -> str:
+    """The local directory (or hub id) for a model name given by the user: a name of
+    `MODEL_NAMES` ('embedded'), ``warmstart:<key>``, a checkpoint directory or a hub id. With
+    `local_only`, a hub id must already be in the local Hugging Face cache (the hub is not
+    asked). The one place a model name is resolved."""
+    if name_or_path in MODEL_NAMES:
+        return str(MODEL_NAMES[name_or_path]())
+    if name_or_path.startswith(WARMSTART_PREFIX):
+        return str(cached_warmstart(name_or_path[len(WARMSTART_PREFIX):]))
     if os.path.isdir(name_or_path):
         if not os.path.exists(os.path.join(name_or_path, "config.json")):
             raise UserError(f"{name_or_path} is not a model directory (no config.json); give a checkpoint directory, a hub id or 'embedded'")
         return name_or_path
     if os.path.exists(name_or_path) or name_or_path.startswith((".", "/", "~")):
         raise UserError(f"model path {name_or_path} does not exist; give a checkpoint directory, a hub id or 'embedded'")
-    return _hub_model(name_or_path)
+    return _hub_model(name_or_path, local_only=local_only)
 
 
-def _hub_model(repo_id: str) -> str:
+def check_local_model(name_or_path: str) -> None:
+    """A UserError unless `name_or_path` can be loaded on this machine without a download; cheap
+    (the embedded model is not converted here, only its package looked for)."""
+    if name_or_path in EMBEDDED_MODEL_NAMES:
+        if not (embedded_checkpoint_dir() / "config.json").exists():
+            _gguf_dir()
+        return
+    if name_or_path not in MODEL_NAMES:  # other named models are built on first use
+        resolve_model_path(name_or_path, local_only=True)
+
+
+def _hub_model(repo_id: str, *, local_only: bool = False) -> str:
     """`repo_id` when it names a model in the local Hugging Face cache or on a reachable hub;
     else a UserError at once (not the minute of retries a failed download takes)."""
     import huggingface_hub
@@ -107,6 +163,8 @@ def _hub_model(repo_id: str) -> str:
     if isinstance(huggingface_hub.try_to_load_from_cache(repo_id, "config.json"), str):
         return repo_id
     fix = "download it first (`hf download ID`) or give a checkpoint directory"
+    if local_only:
+        raise UserError(f"model {repo_id} is not available locally (not in the Hugging Face cache); {fix}")
     if huggingface_hub.constants.HF_HUB_OFFLINE:
         raise UserError(f"hub model {repo_id} is not in the local Hugging Face cache and the hub is offline (HF_HUB_OFFLINE); {fix}")
     try:

@@ -387,14 +387,17 @@ def write_plots(exp: dict, tables: dict[str, list[dict]], out_dir: Path) -> list
 # The report
 
 
-def build_report(root: str | Path) -> dict[str, Any]:
-    """Write ``report.md``, ``report.html`` and the plots into ``DIR/report/``; return the figures."""
+def build_report(root: str | Path, out: str | Path | None = None) -> dict[str, Any]:
+    """Write ``report.md``, ``report.html``, ``figures.json`` and the plots into `out` (default
+    ``DIR/report/``; another directory must be new, empty or an earlier report); return the figures."""
+    out_dir = Path(out) if out is not None else Path(root) / "report"
+    if out_dir.exists() and (not out_dir.is_dir() or (any(out_dir.iterdir()) and not (out_dir / "report.md").exists())):
+        raise UserError(f"--out {out_dir} holds files that are not an experiment report (no report.md); choose a new directory")
     exp = load_experiment(root)
     spec: ExperimentSpec = exp["spec"]
     if not exp["runs"]:
         raise UserError(f"{root}: no run has finished yet; run `dca experiment run` first")
-    out_dir = Path(root) / "report"
-    out_dir.mkdir(exist_ok=True)
+    out_dir.mkdir(parents=True, exist_ok=True)
     tables = {s.name: set_table(exp, s.name) for s in spec.eval.sets}
     training = training_table(exp)
     plots = write_plots(exp, tables, out_dir)

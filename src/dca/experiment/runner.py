@@ -21,7 +21,9 @@ Each run directory holds, besides what `dca train` writes (or, for SFT arms, ``c
 - ``steps.jsonl``: wall seconds of each optimizer step (evaluations excluded);
 - ``eval/``: `dca eval` of the final checkpoint (traces, reviews, faithfulness probes) and per
   set ``<set>.measures.jsonl`` (`dca.experiment.measures.TraceMeasure`);
-- ``final.json``: written last; a run without it is not finished.
+- ``final.json``: written last; a run without it is not finished. Then ``checkpoint/`` and
+  ``trainer/`` are removed (nothing later reads them) unless the spec says
+  ``keep_checkpoints: true``.
 
 Resuming: a run with ``final.json`` is skipped; one whose training finished (``summary.json``)
 but not its final evaluation only repeats the evaluation; an interrupted GRPO run that saved
@@ -45,7 +47,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import yaml
 
@@ -335,15 +337,33 @@ def _truncate_own_files(run_dir: Path, step: int) -> None:
             write_text_atomic(path, "".join(json.dumps(r) + "\n" for r in kept))
 
 
+def start_recipe(spec: ExperimentSpec, start: str, base: str | None) -> tuple[str, Any]:
+    """(model, warm start settings or None) for a GRPO arm's config: the start's recipe, the
+    base model and the warm start settings whose cached result is `start`, so that the run's
+    config.yaml rebuilds it on a machine whose cache lacks it; `start` itself where the recipe
+    does not lead to it (an experiment prepared with another cache key)."""
+    from ..train.warmstart import warmstart_key
+
+    if spec.start.warmstart is None or base is None:
+        return start, None
+    if Path(start).name != warmstart_key(base, spec.start.warmstart):
+        return start, None
+    return base, spec.start.warmstart
+
+
 def run_grpo_arm(
-    spec: ExperimentSpec, key: RunKey, start: str, run_dir: Path, evaluator: _Evaluator, log: Log, *, before: list[dict], resume: bool = False
+    spec: ExperimentSpec, key: RunKey, start: str, run_dir: Path, evaluator: _Evaluator, log: Log, *, before: list[dict], resume: bool = False,
+    base: str | None = None,
 ) -> None:
     """Train one GRPO arm; with `resume`, continue from the run's last TRL checkpoint (`dca train
     --resume`; the arm's ``trl: {save_steps: N}`` makes checkpoints)."""
     from ..model import load_tokenizer
     from ..train.run import run_training
 
-    config = spec.arm_config(key.arm, key.seed, model=start)
+    # The run's config names the start by its recipe (base model + warm start settings, cached:
+    # the same checkpoint), never by its cache path: it trains as it is on another machine.
+    model, recipe = start_recipe(spec, start, base)
+    config = spec.arm_config(key.arm, key.seed, model=model).model_copy(update={"warmstart": recipe})
     tokenizer = load_tokenizer(start)
     if resume:
         _truncate_own_files(run_dir, resumable_step(run_dir) or 0)
@@ -583,7 +603,7 @@ def _run_locked(spec: ExperimentSpec, root: Path, keys: list[RunKey], sets: dict
                 else:
                     log(f"{prefix}: {'restarting an interrupted run' if state == 'started' else 'starting'} -> {path}")
                 if method == "grpo":
-                    run_grpo_arm(spec, key, start, path, evaluator, log, before=before, resume=resume_at is not None)
+                    run_grpo_arm(spec, key, start, path, evaluator, log, before=before, resume=resume_at is not None, base=start_record.get("base"))
                 else:
                     run_sft_arm(spec, root, key, start, path, evaluator, log, before=before)
             else:
@@ -593,6 +613,9 @@ def _run_locked(spec: ExperimentSpec, root: Path, keys: list[RunKey], sets: dict
             final.update(arm=key.arm, seed=key.seed, method=method, budget=spec.budget(key.arm), steps_run=summary.get("steps"), train=_train_figures(path))
             final["seconds"] = round(time.time() - started, 1)
             write_json(path / "final.json", final)
+            if not spec.keep_checkpoints:  # the final evaluation was their last reader
+                for folder in ("checkpoint", "trainer"):
+                    shutil.rmtree(path / folder, ignore_errors=True)
             durations.setdefault(method, []).append(final["seconds"])
             left = [k for k in keys[n:] if run_state(k.path(root)) != "finished"]
             every = [d for ds in durations.values() for d in ds]

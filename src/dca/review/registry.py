@@ -43,14 +43,17 @@ if TYPE_CHECKING:
 
 __all__ = [
     "REGISTRY",
+    "SUPPORTED_DOMAINS",
     "BuildContext",
     "ProgrammaticReviewer",
     "build_reviewer",
     "build_reviewers",
     "builtin_spec",
+    "check_domains",
     "close_reviewers",
     "resolve_reviewer_name",
     "reviewer_for",
+    "supported_domains",
 ]
 
 
@@ -187,6 +190,65 @@ REGISTRY: dict[str, Callable[[ReviewerSpec, BuildContext], Reviewer]] = {
     "anthropic": _llm,
 }
 assert tuple(REGISTRY) == REVIEWER_BACKENDS, "every reviewer kind of dca.review.config has one builder here"
+
+
+def _oracle_domains() -> set[str]:
+    from ..domains import DOMAINS
+
+    return {d.name for d in DOMAINS.values() if d.oracle is not None}
+
+
+#: Backend name -> the problem domains its reviewers can review (a backend not listed reviews
+#: any domain: LLM reviewers, counterfactual and persona reviewers read the text, not a structure).
+#: The oracle needs a domain's known structure; the reference reviewer GSM8K's annotated solution.
+SUPPORTED_DOMAINS: dict[str, Callable[[], set[str]]] = {
+    "oracle": _oracle_domains,
+    "reference": lambda: {"gsm8k"},
+}
+
+
+def supported_domains(spec: ReviewerSpec) -> set[str] | None:
+    """The domains `spec`'s reviewer supports (a noisy reviewer: its inner one's); None: any."""
+    while spec.backend == "noisy" and spec.inner_spec is not None:
+        spec = spec.inner_spec
+    declared = SUPPORTED_DOMAINS.get(spec.backend)
+    return declared() if declared else None
+
+
+def check_domains(specs: Sequence[ReviewerSpec], domains: set[str], *, where: str = "the problems") -> None:
+    """A `UserError` when a reviewer cannot review one of `domains` (every review of it would
+    fail as ``unsupported_problem``): checked before any model loads or file is written."""
+    from ..errors import UserError
+
+    for spec in specs:
+        supported = supported_domains(spec)
+        if supported is None:
+            continue
+        missing = sorted(domains - supported)
+        if missing:
+            raise UserError(
+                f"reviewer '{spec.name}' ({spec.backend}) cannot review {', '.join(missing)} problems in {where}: "
+                f"it reviews {', '.join(sorted(supported))} only; choose another reviewer (e.g. an LLM reviewer of a reviewers file)"
+            )
+
+
+#: Backends that load a local model named by the spec's ``model`` (counterfactual and persona
+#: reviewers only when one is given; otherwise they probe the policy).
+LOCAL_MODEL_BACKENDS = ("hf", "counterfactual", "persona")
+
+
+def check_local_models(specs: Sequence[ReviewerSpec]) -> None:
+    """A `UserError` when a reviewer's local model is neither 'embedded', a checkpoint directory
+    nor in the local Hugging Face cache: checked before any model loads (nothing is downloaded)."""
+    from ..errors import UserError
+    from ..model import check_local_model
+
+    for spec in specs:
+        if spec.backend in LOCAL_MODEL_BACKENDS and spec.model:
+            try:
+                check_local_model(spec.model)
+            except UserError as e:
+                raise UserError(f"reviewer '{spec.name}' ({spec.backend}): {e}") from None
 
 
 def build_reviewer(spec: ReviewerSpec, context: BuildContext | None = None) -> Reviewer:

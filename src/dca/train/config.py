@@ -125,7 +125,9 @@ class GRPOSettings(_Strict):
     steps: int = Field(10, ge=1, description="Optimizer steps.")
     learning_rate: float = Field(5e-6, gt=0)
     num_generations: int = Field(8, ge=2, description="Completions per prompt (the GRPO group).")
-    prompts_per_step: int = Field(1, ge=1, description="Distinct prompts per optimizer step.")
+    prompts_per_step: int = Field(
+        1, ge=1, description="Distinct prompts per micro-batch; an optimizer step samples prompts_per_step x trl.gradient_accumulation_steps of them."
+    )
     max_completion_length: int = Field(96, ge=8)
     temperature: float = Field(1.0, gt=0)
     beta: float = Field(0.0, ge=0, description="KL coefficient (TRL's default 0 drops the reference model).")
@@ -154,6 +156,12 @@ class TrainConfig(_Strict):
         "gradient_accumulation_steps, save_steps, report_to).",
     )
     seed: int = 0
+    save: Literal["final", "none"] = Field(
+        "final", description="final: the trained model in checkpoint/; none: the run's records only (TRL's own checkpoints follow trl.save_steps)."
+    )
+    save_dtype: Literal["float32", "bfloat16", "float16"] = Field(
+        "float32", description="Precision of the saved checkpoint: half precision halves its size but loses weight changes below ~1/256 of a weight (see dca.train.saving)."
+    )
     reward: Literal["verifier", "judge"] = Field(
         "verifier",
         description="verifier: each domain's answer checker; judge: open-ended tasks are scored by the LLM judge named by `judge`.",
@@ -217,6 +225,21 @@ def load_train_config(path: str | Path) -> TrainConfig:
     if not isinstance(data, dict):
         raise UserError(f"{path} must hold a mapping of settings, not {type(data).__name__}")
     try:
-        return TrainConfig.model_validate(data)
+        config = TrainConfig.model_validate(data)
     except ValidationError as e:
         raise UserError(f"{path}: {validation_problem(e)} ({e.error_count()} problem(s) in all)") from e
+    check_machine(config, where=str(path))
+    from .portable import rebase_paths
+
+    return rebase_paths(config, path.parent)
+
+
+def check_machine(config: TrainConfig, *, where: str) -> None:
+    """A `UserError` when this machine cannot run the config's ``trl:`` options (vLLM, fp16, bf16)."""
+    if config.trl:  # imports torch only for a config that uses the passthrough
+        from .grpo_config import check_machine_options
+
+        try:
+            check_machine_options(config.trl)
+        except ValueError as e:
+            raise UserError(f"{where}: {e}") from e

@@ -110,6 +110,33 @@ def check_trl_options(options: dict[str, Any]) -> None:
     check_per_token_options(_Options(options), prefix="trl.")
 
 
+def check_machine_options(options: dict[str, Any]) -> None:
+    """Options this machine cannot run (TRL would fail after the model loaded): vLLM generation
+    without vLLM, fp16 without a GPU, bf16 on a GPU without it; bf16 on a CPU is allowed
+    (torch's CPU autocast runs it). Checked apart from `check_trl_options`, on the machine that
+    runs the config (`dca.train.config.load_train_config`, `dca.train.preflight`): a GPU config
+    is still a valid config on a laptop."""
+    import importlib.util
+
+    import torch
+
+    if options.get("use_vllm") and importlib.util.find_spec("vllm") is None:
+        raise ValueError("trl.use_vllm: vLLM is not installed (pip install vllm, on a CUDA machine); remove use_vllm to generate with transformers")
+    cuda = torch.cuda.is_available()
+    if options.get("fp16") and not (cuda or _has_other_accelerator()):
+        raise ValueError("trl.fp16: fp16 mixed precision needs a GPU and this machine has none; remove fp16 (the CPU trains in fp32)")
+    if options.get("bf16") and cuda and not torch.cuda.is_bf16_supported():
+        raise ValueError("trl.bf16: this GPU does not support bf16; use trl: {fp16: true} instead")
+
+
+def _has_other_accelerator() -> bool:
+    import torch
+
+    mps = getattr(torch.backends, "mps", None)
+    xpu = getattr(torch, "xpu", None)
+    return bool((mps is not None and mps.is_available()) or (xpu is not None and xpu.is_available()))
+
+
 def _check_trackers(report_to: str | list[str] | None) -> None:
     """Each tracker named in ``report_to`` must be one transformers knows and is installed."""
     from transformers.integrations import get_available_reporting_integrations

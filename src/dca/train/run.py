@@ -39,6 +39,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Callable, Iterable
 
+from ..caveats import format_failure_warning, warn, zero_variance_warning
 from ..credit import credit_statistics
 from ..domains.judge import use_judge
 from ..durable import OutputFailure, environment_failure
@@ -51,6 +52,9 @@ from ..model import SamplingConfig, load_model, resolve_model_path, trainer_devi
 from ..records import Consensus, Credit, Problem, Review, Trace, from_dict
 from ..rollout import summarize
 from .config import TrainConfig
+from .portable import portable_config
+from .preflight import check_run_requirements, failed_before_first_step
+from .saving import bytes_written, save_final_checkpoint
 from .resume import last_checkpoint, read_json_lines, truncate_run_files
 from .warmstart import warmstart
 
@@ -176,7 +180,7 @@ class RunDirectory:
 
     def start(self, config: TrainConfig) -> None:
         if self.writer:
-            write_text_atomic(self.file("config.yaml"), config.to_yaml())
+            write_text_atomic(self.file("config.yaml"), portable_config(config, self.path).to_yaml())
             self._status("running", pid=os.getpid())
 
     def resume(self, *, step: int, checkpoint: str | None, dropped: dict[str, int]) -> None:
@@ -352,10 +356,10 @@ def run_training(
     problems = load_problems(config.problems)
     eval_problems = load_problems(config.eval_problems) if config.eval_problems else []
     resolve_model_path(config.model)
-    if config.reviewers_file is not None:  # a wrong reviewers file or name fails before the run starts
-        from ..review import load_reviewers
-
-        load_reviewers(config.reviewers_file, only=config.reviewer_names)
+    check_run_requirements(config, problems)  # reviewers that fit the domains, their models here
+    if not resume and not overwrite and failed_before_first_step(out):
+        log(f"replacing the run in {out}: it failed before its first step ({failed_before_first_step(out)})")
+        overwrite = True
     judge = make_judge(config, problems + eval_problems)
     args = grpo_arguments(config, out)
     processes = Processes(args)
@@ -369,6 +373,8 @@ def run_training(
             summary = _train(config, args, run, processes, problems, eval_problems, log, checkpoint=start["checkpoint"], callbacks=callbacks)
         if judge is not None:
             summary["judge"] = judge.stats.as_dict()
+        if run.writer:
+            summary["bytes_written"] = bytes_written(run.path)  # all but run.json and summary.json
     except BaseException as e:
         run.fail(e)
         cause = None if isinstance(e, UserError) or not isinstance(e, Exception) else environment_failure(e, run.path)
@@ -496,9 +502,13 @@ def _train(
     )
     trainer.remove_callback(PrinterCallback)  # _Metrics prints a shorter line
     _send_tensorboard_to(trainer, run.file("tensorboard"))
-    per_step = g.prompts_per_step * processes.count
+    # TRL samples a whole generation batch per optimizer step: every micro-batch of every
+    # gradient accumulation step, on every process.
+    per_step = g.prompts_per_step * args.gradient_accumulation_steps * processes.count
     log(
-        f"DCA-GRPO: {g.steps} steps, {per_step} prompt(s) x {g.num_generations} completions"
+        f"DCA-GRPO: {g.steps} steps of {per_step} prompt(s) x {g.num_generations} completions = "
+        f"{per_step * g.num_generations} completions per optimizer step"
+        + (f" (gradient accumulation {args.gradient_accumulation_steps})" if args.gradient_accumulation_steps > 1 else "")
         + (f" over {processes.count} processes" if processes.count > 1 else "")
         + f", credit '{config.credit.policy}'"
     )
@@ -511,11 +521,10 @@ def _train(
     if args.save_strategy == "no" and run.writer:
         shutil.rmtree(run.file("trainer"), ignore_errors=True)
     model.config.use_cache = True  # TRL turns it off for training; generation wants it back
-    trainer.save_model(str(run.file("checkpoint")))  # writes on the main process only
-    if run.writer:
+    saved = save_final_checkpoint(trainer, model, tokenizer, run.file("checkpoint"), save=config.save, dtype=config.save_dtype, writer=run.writer)
+    if run.writer and saved:
         from ..review.persona import policy_personas, write_personas
 
-        tokenizer.save_pretrained(run.file("checkpoint"))
         personas = policy_personas(reviewers, model, model_path)
         if personas:  # the policy reviewed itself: its checkpoint declares the persona tokens it learnt
             write_personas(run.file("checkpoint"), personas)
@@ -531,7 +540,20 @@ def _train(
         **credit_figures(recorder.credits),
     }
     summary["seconds"] = round(time.time() - started, 1)
+    if processes.is_main:
+        summary["warnings"] = run_warnings(config, summary, read_json_lines(metrics_file))
     return summary
+
+
+def run_warnings(config: TrainConfig, summary: dict, metrics: list[dict]) -> list[str]:
+    """Where the run's figures would mislead (`dca.caveats`): printed now, kept in the summary."""
+    found: list[str] = []
+    messages = [zero_variance_warning(metrics, model=config.model, warmstarted=config.warmstart is not None)]
+    messages += [format_failure_warning(summary[key], key.replace("_", " ")) for key in ("eval_before", "eval_after") if key in summary]
+    for message in messages:
+        if message:
+            warn(message, found)
+    return found
 
 
 def _send_tensorboard_to(trainer, folder: Path) -> None:

@@ -21,8 +21,8 @@ import shutil
 from pathlib import Path
 from typing import Callable
 
-from ..files import cache_dir, publish_dir, scratch_dir
-from ..model import resolve_model_path
+from ..files import publish_dir, scratch_dir
+from ..model import MODEL_NAMES, portable_model_name, resolve_model_path, warmstart_cache_dir
 from ..domains import domain_of
 from ..domains.sources import DomainSettings, ProblemsSettings, domain_problems, load_problems
 from ..domains import chat_messages
@@ -32,9 +32,9 @@ from .sft import SFTSettings, loss_logger, sft_trainer
 
 def warmstart_key(base_model: str, settings: WarmstartSettings) -> str:
     """A hash of everything that changes the warm-started weights."""
-    identity = base_model
+    identity = portable_model_name(base_model)  # the embedded model by its name, however it is given
     path = resolve_model_path(base_model)
-    if os.path.isdir(path):
+    if os.path.isdir(path) and identity not in MODEL_NAMES:
         config_file = Path(path) / "config.json"
         identity = f"{os.path.abspath(path)}@{config_file.stat().st_mtime_ns}"
     payload = json.dumps({"model": identity, "settings": settings.model_dump(mode="json")}, sort_keys=True)
@@ -63,7 +63,7 @@ def gold_dataset_rows(settings: WarmstartSettings) -> list[dict]:
 
 def warmstart(base_model: str, settings: WarmstartSettings, *, log: Callable[[str], None] = print) -> Path:
     """Return the directory of the warm-started checkpoint, training it if not cached."""
-    target = cache_dir() / "warmstart" / warmstart_key(base_model, settings)
+    target = warmstart_cache_dir() / warmstart_key(base_model, settings)
     if (target / "config.json").exists():
         log(f"warm start: cached at {target}")
         return target
