@@ -20,14 +20,14 @@ from dca.credit.incentives import ARMS, SCENARIOS, audit
 
 UPDATES, SEEDS = 60, range(3)
 
-#: Measured with the full audit (100 updates, 8 seeds, padding free; docs/credit-policies.md):
-#: trailing-padding drift vs GRPO's -4.7 ± 5.7 points.
+#: Measured with the full audit (`benchmarks/credit_incentives.py --updates 100 --seeds 6`, padding
+#: free; docs/credit-policies.md): trailing-padding drift, against GRPO's -5.5 ± 7.2 points.
 RAISES_PADDING = {
-    "conserve": "+28.1 ± 5.6 points: a failed completion's penalty lands on useful steps and the answer, none on padding",
-    "random": "control: +38.4 ± 2.5 points",
-    "signed-random": "control: +31.8 ± 2.7 points",
-    "capo": "+27.2 ± 1.6 points: wrong useful steps are penalized, padding never",
-    "oar": "+31.6 ± 2.6 points: failed completions weigh useful steps above padding",
+    "conserve": "+23.7 ± 6.6 points: a failed completion's penalty lands on useful steps and the answer, none on padding",
+    "random": "control: +37.9 ± 2.1 points",
+    "signed-random": "control: +12.0 ± 3.4 points",
+    "capo": "+26.8 ± 1.4 points: wrong useful steps are penalized, padding never",
+    "oar": "+31.3 ± 1.7 points: failed completions weigh useful steps above padding",
 }
 
 
