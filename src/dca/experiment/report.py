@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import yaml
 
+from ..credit import POLICIES
 from ..errors import UserError
 from ..records import Problem, read_jsonl
 from .comparisons import adjust_for_multiplicity, paired_comparisons
@@ -153,8 +154,6 @@ def set_table(exp: dict, set_name: str) -> list[dict]:
 def training_reviewers(spec: ExperimentSpec, arm: str) -> list[str]:
     """The reviewers whose labels trained (GRPO arms) or edited (SFT arms) `arm`; none for
     ``uniform`` credit, ``rft`` and other arms that read no labels."""
-    from ..credit import POLICIES
-
     a = spec.arms[arm]
     if a.method == "sft":
         return [] if a.edit == "rft" else spec.base_config(0).reviewer_names
