@@ -65,7 +65,10 @@ tokens of ``Answer: N`` (often x9 the uniform weight) while a padding step gets 
 incentive audit (`benchmarks/credit_incentives.py`, figures in docs/credit-policies.md) shows the
 uncapped rule drive trailing padding up when padding is free. Bounding every token's weight to
 ``max_weight`` x uniform and spreading the excess over the trace's other tokens (the padding
-included) removes that drift; the default ``max_weight`` is the one the audit picked.
+included) removes that drift. The audit picked 1.5 (100 updates, 6 seeds, padding free; drift
+in trailing padding / accuracy): uncapped +46.0 / +17.1 points, cap 3 -15.8 / -23.3, cap 2
+-26.8 / +8.2, cap 1.5 -33.0 / +21.6, against GRPO's -5.5 / +22.5. (Sending every negative
+advantage to all tokens, ``negative: uniform``, does as well but drops blame altogether.)
 
 This module is part of the torch-free core: numpy in, numpy out.
 """
