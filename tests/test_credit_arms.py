@@ -5,7 +5,6 @@ runner on the tiny model (one step, two seeds) with the seed-level report."""
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 import numpy as np

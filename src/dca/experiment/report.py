@@ -32,7 +32,7 @@ from ..records import Problem, read_jsonl
 from .comparisons import adjust_for_multiplicity, paired_comparisons
 from .measures import TraceMeasure, read_rows, run_credit_placement
 from .spec import ExperimentSpec, parse_spec
-from .stats import MDE_FACTOR, NON_INFERIORITY_MARGIN, bootstrap, mde, nanmean, per_seed_sd, ratio_of_sums, relative_difference
+from .stats import NON_INFERIORITY_MARGIN, bootstrap, mde, nanmean, per_seed_sd, ratio_of_sums, relative_difference
 
 PALETTE = ("#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860", "#da8bc3", "#8c8c8c")
 

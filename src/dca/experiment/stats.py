@@ -13,6 +13,7 @@ The minimum detectable effect is ``(z_0.975 + z_0.80) x SE`` of the paired diffe
 
 from __future__ import annotations
 
+import math
 from typing import Callable
 
 import numpy as np
@@ -115,8 +116,6 @@ def _betacf(a: float, b: float, x: float) -> float:
 
 def betainc(a: float, b: float, x: float) -> float:
     """The regularized incomplete beta function I_x(a, b)."""
-    import math
-
     if x <= 0.0:
         return 0.0
     if x >= 1.0:
@@ -162,8 +161,6 @@ def paired_t(differences: list[float] | np.ndarray, *, margin: float | None = No
     non-inferiority test of H0: difference <= -margin: ``ni_low`` (one-sided 95 % lower bound),
     ``ni_p`` and ``non_inferior`` (ni_low > -margin). None where n < 2 or the SD is 0.
     """
-    import math
-
     d = np.asarray([x for x in differences if x is not None and np.isfinite(x)], dtype=float)
     n = int(d.size)
     out: dict[str, float | int | None] = {"n": n, "mean": float(d.mean()) if n else None}
