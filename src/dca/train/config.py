@@ -84,10 +84,15 @@ class CreditSettings(_Strict):
         "mask", description="What a consensus's disputed units receive: no credit (mask) or the plain GRPO advantage (uniform)."
     )
 
+    @field_validator("policy")
+    @classmethod
+    def _registered(cls, policy: str) -> str:
+        if policy not in POLICIES:
+            raise ValueError(f"unknown credit policy {policy!r}; choose one of {', '.join(POLICIES)}")
+        return policy
+
     @model_validator(mode="after")
     def _known_labels(self):
-        if self.policy not in POLICIES:
-            raise ValueError(f"unknown credit policy {self.policy!r}; choose one of {', '.join(POLICIES)}")
         unknown = (set(self.useful_contributions) | set(self.blame_contributions)) - set(CONTRIBUTIONS)
         if unknown:
             raise ValueError(f"unknown contributions {sorted(unknown)}; choose from {list(CONTRIBUTIONS)}")
