@@ -205,7 +205,7 @@ class TrainConfig(_Strict):
         if self.reviewers_file is None and unknown:
             raise ValueError(
                 f"reviewer {unknown[0]!r} needs settings (or is unknown): declare it in a reviewers YAML file "
-                "and give reviewers_file"
+                "and give reviewers_file (built in: oracle, reference, counterfactual, oracle-flip-R with R in [0, 1], oracle-random)"
             )
         check_rule(self.consensus_rule)
         if self.reward == "judge" and (self.judge is None or self.reviewers_file is None):
