@@ -1,9 +1,9 @@
 """The incentive audit: each registered credit policy's drift in padding after N GRPO updates.
 
-    PYTHONPATH=src python benchmarks/credit_incentives.py --updates 100 --seeds 8
+    PYTHONPATH=src python benchmarks/credit_incentives.py --updates 100 --seeds 6 --caps 2 3
 
 A simulated policy (a softmax over pad / useful step / conclude decisions; see
-`dca.credit.incentives`) is trained with each registered policy's real credit function
+`dca.experiment.incentives`) is trained with each registered policy's real credit function
 (`dca.credit.POLICIES`), the uncapped signed rule of phase 1, other caps of signed, and the
 reviewer-free length-penalty reward; in two scenarios: padding free (the reward does not depend
 on it) and padding costly (a padding step derails the solution with probability 0.2). Prints,
@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from dca.credit.incentives import ARMS, SCENARIOS, audit, drift_table, with_settings
+from dca.experiment.incentives import ARMS, SCENARIOS, audit, drift_table, with_settings
 
 
 def main() -> None:

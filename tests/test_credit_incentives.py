@@ -1,4 +1,4 @@
-"""The incentive audit's property, short version (`dca.credit.incentives`; the full table comes
+"""The incentive audit's property, short version (`dca.experiment.incentives`; the full table comes
 from benchmarks/credit_incentives.py and is in docs/credit-policies.md).
 
 When padding is free, no DCA credit policy may raise the padding rate or the trailing-padding
@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from dca.credit import POLICIES
-from dca.credit.incentives import ARMS, SCENARIOS, audit
+from dca.experiment.incentives import ARMS, SCENARIOS, audit
 
 UPDATES, SEEDS = 60, range(3)
 

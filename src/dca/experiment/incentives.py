@@ -36,8 +36,8 @@ from typing import Sequence
 
 import numpy as np
 
-from .labels import ANSWER, TraceLabels
-from .policies import CreditConfig, apply_policy
+from ..credit import ANSWER, POLICIES, CreditConfig, TraceLabels, apply_policy
+from ..train.length_reward import length_penalized
 
 __all__ = ["ARMS", "Arm", "Scenario", "SCENARIOS", "audit", "drift_table"]
 
@@ -77,8 +77,6 @@ class Arm:
 
 
 def _arms() -> dict[str, Arm]:
-    from .policies import POLICIES
-
     arms = {name: Arm(name=name, credit=CreditConfig(policy=name)) for name in POLICIES}
     arms["signed (uncapped, phase 1)"] = Arm(name="signed (uncapped, phase 1)", credit=CreditConfig(policy="signed", max_weight=None))
     arms["length-penalty"] = Arm(name="length-penalty", length_penalty=0.5)
@@ -170,8 +168,6 @@ def _measure(rng: np.random.Generator, probs: np.ndarray, scenario: Scenario, ep
 
 def train(arm: Arm, scenario: Scenario, *, updates: int, seed: int, groups: int = 4, group_size: int = 8, learning_rate: float = 4.0, episodes: int = 1500) -> dict[str, dict[str, float]]:
     """Train the simulated policy with `arm` for `updates` GRPO updates; its start and end figures."""
-    from ..train.length_reward import length_penalized
-
     table = np.log(np.array([scenario.start_not_ready, scenario.start_ready]))
     bias = np.zeros(3)
     start = _measure(np.random.default_rng(10_000 + seed), _probs(bias, table), scenario, episodes)
