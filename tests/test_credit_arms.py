@@ -26,7 +26,7 @@ LABELS = ("essential", "irrelevant", "error", "error")
 
 
 def labels(**overrides) -> TraceLabels:
-    fields = dict(trace_id="t", token_units=TOKENS, unit_labels=LABELS, blamed=frozenset({2, 3}), answer_unit=3)
+    fields = dict(trace_id="t", token_units=TOKENS, unit_labels=LABELS, blamed=frozenset({2, 3}))
     return TraceLabels(**{**fields, **overrides})
 
 
@@ -37,7 +37,7 @@ def weights(policy: str, advantage: float, **options) -> list[float]:
 
 def test_every_registered_policy_is_a_setting_and_returns_a_batch_array() -> None:
     assert set(POLICIES) >= {"uniform", "mask", "conserve", "random", "signed", "signed-random", "capo", "oar"}
-    short = TraceLabels(trace_id="s", token_units=(0, ANSWER), unit_labels=("essential",), answer_unit=None)
+    short = TraceLabels(trace_id="s", token_units=(0, ANSWER), unit_labels=("essential",))
     for name, policy in POLICIES.items():
         assert policy.name == name and policy.summary and CreditSettings(policy=name).to_credit_config().policy == name
         batch = policy.function([labels(), short], [1.0, -2.0], CreditConfig(policy=name))

@@ -20,7 +20,7 @@ Rules of ownership (shared by every policy):
 from __future__ import annotations
 
 import bisect
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Iterable
 
 from ..records import Consensus, Review, Unit
@@ -50,8 +50,6 @@ class TraceLabels:
     ``blame_dependents``, units of steps depending on one)."""
     failure: str | None = None
     """Why there are no labels: ``no review`` or ``review failed: ...``; None when reviewed."""
-    answer_unit: int | None = field(default=None)
-    """The unit that holds the final-answer span (None: no answer extracted)."""
 
     def __len__(self) -> int:
         return len(self.token_units)
@@ -75,12 +73,11 @@ def trace_labels(
     check_spans(text, token_spans, review, answer_span)
     units = list(review.units) if review is not None else []
     owners = tuple(token_units(text, token_spans, units, answer_span))
-    answer_unit = _unit_at(units, answer_span[0]) if answer_span is not None and answer_span[0] < len(text) else None
     if review is None:
-        return TraceLabels(trace_id=trace_id, token_units=owners, failure="no review", answer_unit=answer_unit)
+        return TraceLabels(trace_id=trace_id, token_units=owners, failure="no review")
     if getattr(review, "status", "ok") == "failed":
         failure = f"review failed: {getattr(review, 'error', None)}"
-        return TraceLabels(trace_id=trace_id, token_units=owners, failure=failure, answer_unit=answer_unit)
+        return TraceLabels(trace_id=trace_id, token_units=owners, failure=failure)
     labels = tuple(review.unit_contributions())
     disputed = frozenset(getattr(review, "disputed_units", ()))
     return TraceLabels(
@@ -89,7 +86,6 @@ def trace_labels(
         unit_labels=labels,
         disputed=disputed,
         blamed=frozenset(_blamed_units(review, labels, disputed, blame_contributions, blame_dependents)),
-        answer_unit=answer_unit,
     )
 
 

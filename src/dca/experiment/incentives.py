@@ -127,13 +127,11 @@ def _sample(rng: np.random.Generator, probs: np.ndarray, k: int, scenario: Scena
             unit_labels.append("error" if failed else "irrelevant")
         wrong = wrong or failed
         token_units += [unit] * STEP_TOKENS
-    answer_unit = len(unit_labels) - 1 if concluded else None
     labels = TraceLabels(
         trace_id=trace_id,
         token_units=tuple(token_units),
         unit_labels=tuple(unit_labels),
         blamed=frozenset(i for i, label in enumerate(unit_labels) if label == "error"),
-        answer_unit=answer_unit,
     )
     cot = len(token_units) - (ANSWER_TOKENS if concluded else 0)
     return _Completion(decisions, labels, first_tokens, correct, cot, len(token_units))
