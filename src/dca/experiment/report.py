@@ -311,7 +311,7 @@ def _points(value: float | None) -> str:
     return "– (needs two or more seeds)" if value is None else f"{100 * value:.1f} points"
 
 
-def paired_rows(rows: list[dict], baseline: str, comparisons: int) -> list[list[str]]:
+def paired_rows(rows: list[dict], baseline: str) -> list[list[str]]:
     """The seed-level paired differences to the baseline (t-intervals, raw and Holm p)."""
     header = [
         "arm", "seeds", f"Δ accuracy vs {baseline} (points) [95% t-CI]", "p (Holm)", f"non-inferior (margin {100 * NON_INFERIORITY_MARGIN:.0f} pt; lower bound)",
@@ -533,7 +533,7 @@ def render_markdown(exp: dict, tables: dict, training: list[dict], plots: list[t
     comparisons = exp.get("comparisons", 0)
     for set_name, rows in tables.items():
         parts += [f"## {set_name}", "", _md_table(set_rows(rows, spec.baseline)), ""]
-        paired = paired_rows(rows, spec.baseline, comparisons)
+        paired = paired_rows(rows, spec.baseline)
         if len(paired) > 1:
             parts += [f"Seed-level paired differences to {spec.baseline} (one of {comparisons} comparisons in this report; Holm-adjusted p in brackets):", "", _md_table(paired), ""]
     parts += ["## Training and compute", "", _md_table(training_rows(training)), ""]
@@ -558,7 +558,7 @@ def render_html(exp: dict, tables: dict, training: list[dict], plots: list[tuple
     body = [f"<h1>Experiment report: {esc(spec.name)}</h1>", "<ul>" + "".join(f"<li>{esc(line)}</li>" for line in _header_lines(exp)) + "</ul>"]
     for set_name, rows in tables.items():
         body += [f"<h2>{esc(set_name)}</h2>", _html_table(set_rows(rows, spec.baseline))]
-        paired = paired_rows(rows, spec.baseline, exp.get("comparisons", 0))
+        paired = paired_rows(rows, spec.baseline)
         if len(paired) > 1:
             body += [f"<p>Seed-level paired differences to {esc(spec.baseline)} (one of {exp.get('comparisons', 0)} comparisons; Holm-adjusted p in brackets):</p>", _html_table(paired)]
     body += ["<h2>Training and compute</h2>", _html_table(training_rows(training))]
