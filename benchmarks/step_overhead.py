@@ -20,18 +20,20 @@ import time
 import torch
 from datasets import Dataset
 from transformers import PrinterCallback
-from trl import GRPOConfig, GRPOTrainer
+from trl import GRPOTrainer
 
-from dca.credit import CreditConfig
 from dca.model import build_tiny_model, load_model, trainer_device_arguments
 from dca.problems import SyntheticConfig, generate_problems
 from dca.domains import chat_messages
 from dca.review import OracleReviewer
+from dca.train.grpo_config import DCAGRPOConfig
 from dca.train.grpo_trainer import DCAGRPOTrainer, outcome_reward
 
 
-def make_args(out: str, steps: int, completion_tokens: int, seed: int) -> GRPOConfig:
-    return GRPOConfig(
+def make_args(out: str, steps: int, completion_tokens: int, seed: int) -> DCAGRPOConfig:
+    # plain GRPO ignores the credit settings; the DCA trainer reads them
+    return DCAGRPOConfig(
+        credit={"policy": "conserve"},
         output_dir=out,
         max_steps=steps,
         per_device_train_batch_size=8,
@@ -75,7 +77,7 @@ def main() -> None:
             if kind == "plain":
                 trainer = GRPOTrainer(**common)
             else:
-                trainer = DCAGRPOTrainer(**common, reviewer=OracleReviewer(), problems={p.id: p for p in problems}, credit_config=CreditConfig(policy="conserve"))
+                trainer = DCAGRPOTrainer(**common, reviewer=OracleReviewer(), problems={p.id: p for p in problems})
             trainer.remove_callback(PrinterCallback)  # keep the output to the timing lines
             started = time.perf_counter()
             trainer.train()

@@ -466,7 +466,7 @@ def credit_failed(tokenizer, config: CreditConfig, advantage: float = -2.0, revi
 
 
 def test_signed_puts_a_negative_advantage_on_the_error_step(smollm_tokenizer) -> None:
-    credit, spans = credit_failed(smollm_tokenizer, CreditConfig(policy="signed"))
+    credit, spans = credit_failed(smollm_tokenizer, CreditConfig(policy="signed", max_weight=None))
     units = segment(FAILED)
     error = units[1]
     def first_char(s: int, e: int) -> int:  # a token's first non-whitespace character
@@ -519,7 +519,7 @@ def test_signed_with_nothing_to_blame_falls_back_to_uniform(smollm_tokenizer) ->
     assert credit.fallback == "nothing blamed: the review labels no unit error or failed_attempt"
     assert credit.token_advantages == [-2.0] * len(spans)
     # Blaming more labels is configurable.
-    config = CreditConfig(policy="signed", blame_contributions=("error", "irrelevant"))
+    config = CreditConfig(policy="signed", blame_contributions=("error", "irrelevant"), max_weight=None)
     review = review_of(FAILED, ["irrelevant", "essential", "essential", "solved"])
     credit, _ = credit_failed(smollm_tokenizer, config, review=review)
     assert credit.fallback is None and credit.unit_advantages[0] < 0 and credit.unit_advantages[1] == 0
@@ -534,9 +534,9 @@ def test_signed_can_blame_the_steps_built_on_an_error(smollm_tokenizer) -> None:
         Step(index=3, first_unit=3, last_unit=3, function="conclusion", contribution="solved", depends_on=[2]),
     ]  # fmt: skip
     review = Review(trace_id="t", reviewer="r", units=units, steps=steps)
-    plain, _ = credit_failed(smollm_tokenizer, CreditConfig(policy="signed"), review=review)
+    plain, _ = credit_failed(smollm_tokenizer, CreditConfig(policy="signed", max_weight=None), review=review)
     assert plain.unit_advantages[2] == 0.0
-    both, _ = credit_failed(smollm_tokenizer, CreditConfig(policy="signed", blame_dependents=True), review=review)
+    both, _ = credit_failed(smollm_tokenizer, CreditConfig(policy="signed", blame_dependents=True, max_weight=None), review=review)
     assert both.unit_advantages[0] == 0.0
     assert all(both.unit_advantages[i] < 0 for i in (1, 2, 3))
 
@@ -589,7 +589,7 @@ def run_signed_case(tokenizer, case, policy: str, **options) -> tuple[Credit, li
        blame=st.sampled_from([("error", "failed_attempt"), ("error",), ("irrelevant", "error")]))  # fmt: skip
 def test_signed_conserves_and_signs_land_only_where_labels_say(smollm_tokenizer, case, policy, blame) -> None:
     text, answer_span, labels, advantage, _ = case
-    credit, spans, review = run_signed_case(smollm_tokenizer, case, policy, blame_contributions=blame)
+    credit, spans, review = run_signed_case(smollm_tokenizer, case, policy, blame_contributions=blame, max_weight=None)
     assert math.isclose(sum(credit.token_advantages), credit.uniform_sum, rel_tol=1e-9, abs_tol=1e-9)
     assert all(a * advantage >= 0 for a in credit.token_advantages)  # never a flipped sign
     targets = blame if advantage < 0 else CreditConfig().useful_contributions

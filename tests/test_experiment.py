@@ -351,13 +351,13 @@ def test_credit_placement_reads_where_each_policy_put_the_advantage():
     reviews = review_all(golds, [OracleReviewer()])
     assert {g.wrong for g in golds} == {True, False}
 
-    def placement(policy: str) -> dict:
+    def placement(policy: str, **options) -> dict:
         credits = []
         for gold, review in zip(golds, reviews):
             text = gold.trace.completion
             credits.append(compute_credit(
                 trace_id=gold.trace.id, text=text, token_spans=[(i, i + 1) for i in range(len(text))], review=review,
-                sequence_advantage=-1.0 if gold.wrong else 1.0, answer_span=None, config=CreditConfig(policy=policy),
+                sequence_advantage=-1.0 if gold.wrong else 1.0, answer_span=None, config=CreditConfig(policy=policy, **options),
             ))  # fmt: skip
         return credit_placement(reviews, credits)
 
@@ -366,7 +366,9 @@ def test_credit_placement_reads_where_each_policy_put_the_advantage():
     assert uniform["unlabelled"] == 0
     assert 0.05 < uniform["positive_on_irrelevant"] < 0.9  # plain GRPO rewards the padding with the rest
     assert conserve["positive_on_irrelevant"] == pytest.approx(0.0, abs=1e-9) and conserve["positive_on_useful"] == pytest.approx(1.0)
-    assert uniform["negative_on_blamed"] < 0.5 < signed["negative_on_blamed"]
-    assert signed["negative_on_useful"] < uniform["negative_on_useful"]
+    uncapped = placement("signed", max_weight=None)
+    assert uniform["negative_on_blamed"] < 0.5 < uncapped["negative_on_blamed"]
+    assert uniform["negative_on_blamed"] < signed["negative_on_blamed"] < uncapped["negative_on_blamed"]  # the cap spreads the excess
+    assert uncapped["negative_on_useful"] < signed["negative_on_useful"] < uniform["negative_on_useful"]
     assert conserve["negative_on_useful"] == pytest.approx(1.0)  # conserve puts a failure's penalty on the steps it calls useful
     assert credit_placement([], [])["positive_on_irrelevant"] is None

@@ -108,7 +108,7 @@ def test_a_failed_trace_shows_its_negative_credit_on_the_error_step():
     token_spans = [(m.start(), m.end()) for m in re.finditer(r"\s*\S+", text)]  # one token a word
     credit = compute_credit(
         trace_id="p/g0", text=text, token_spans=token_spans, review=review, sequence_advantage=-1.0,
-        answer_span=(len(text) - 2, len(text)), config=CreditConfig(policy="signed"),
+        answer_span=(len(text) - 2, len(text)), config=CreditConfig(policy="signed", max_weight=None),  # uncapped: only blamed units
     )  # fmt: skip
     trace = Trace(id="p/g0", problem_id="p", prompt="", completion=text, answer="16", outcome="wrong", advantage=-1.0)
     page = render_report(ReportInputs(traces=[trace], reviews=[review], credits=[credit]))

@@ -8,6 +8,7 @@ parent still tokenizes, scores, normalizes and computes the loss as in real trai
 from __future__ import annotations
 
 import copy
+import dataclasses
 import inspect
 import random
 
@@ -21,6 +22,7 @@ from dca.model import load_model, trainer_device_arguments
 from dca.problems import SyntheticConfig, check_answer, generate_problems, render_gold_cot
 from dca.domains import chat_messages
 from dca.review import NoisyReviewer, OracleReviewer
+from dca.train.grpo_config import DCAGRPOConfig
 from dca.train.grpo_trainer import DCAGRPOTrainer, outcome_reward
 
 GROUP = 4
@@ -50,7 +52,9 @@ def make_trainer(cls, model_dir, tmp_path, problem, completions, **dca_kwargs):
         completion_ids = [tokenizer(t, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id] for t in completions]
         return {"prompt_ids": prompt_ids, "completion_ids": completion_ids[: len(prompts)], "logprobs": None}
 
-    args = GRPOConfig(
+    credit = dca_kwargs.pop("credit_config", None)
+    args = (DCAGRPOConfig if cls is DCAGRPOTrainer else GRPOConfig)(
+        **({"credit": dataclasses.asdict(credit or CreditConfig())} if cls is DCAGRPOTrainer else {}),
         output_dir=str(tmp_path / cls.__name__),
         per_device_train_batch_size=GROUP,
         num_generations=GROUP,
@@ -149,7 +153,8 @@ def test_mask_credit_gives_zero_gradient_outside_useful_steps(tiny_model_dir, tm
 
 
 def test_signed_credit_blames_only_the_wrong_completions_error_steps(tiny_model_dir, tmp_path, problem, completions):
-    dca, inputs = make_trainer(DCAGRPOTrainer, tiny_model_dir, tmp_path, problem, completions, credit_config=CreditConfig(policy="signed"))
+    # uncapped (max_weight=None): the penalty sits on the blamed units only
+    dca, inputs = make_trainer(DCAGRPOTrainer, tiny_model_dir, tmp_path, problem, completions, credit_config=CreditConfig(policy="signed", max_weight=None))
     batch = dca._generate_and_score_completions(inputs)
     advantages, mask = batch["advantages"], batch["completion_mask"].bool()
     for row in range(GROUP):
@@ -159,6 +164,15 @@ def test_signed_credit_blames_only_the_wrong_completions_error_steps(tiny_model_
         else:
             assert torch.all(values >= 0)
     assert batch["advantages"].shape == mask.shape
+    # capped (the default): no token above 1.5 x the uniform weight, signs kept, totals kept
+    dca, inputs = make_trainer(DCAGRPOTrainer, tiny_model_dir, tmp_path / "capped", problem, completions, credit_config=CreditConfig(policy="signed"))
+    batch = dca._generate_and_score_completions(inputs)
+    advantages, mask = batch["advantages"], batch["completion_mask"].bool()
+    for row in range(GROUP):
+        values = advantages[row][mask[row]]
+        a = values.sum() / mask[row].sum()  # the sequence advantage (totals are conserved)
+        assert torch.all(values * a >= 0)
+        assert torch.all(values.abs() <= 1.5 * a.abs() + 1e-5)
 
 
 def test_dca_trainer_trains_and_logs_credit(tiny_model_dir, tmp_path, problem, completions):

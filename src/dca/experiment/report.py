@@ -25,12 +25,14 @@ from typing import Any
 
 import numpy as np
 
+from ..credit import POLICIES
 from ..errors import UserError
 from ..files import read_jsonl, read_state, read_yaml
 from ..records import Problem
+from .comparisons import adjust_for_multiplicity, paired_comparisons
 from .measures import TraceMeasure, read_rows, run_credit_placement
 from .spec import ExperimentSpec, parse_spec
-from .stats import MDE_FACTOR, bootstrap, mde, nanmean, per_seed_sd, ratio_of_sums, relative_difference
+from .stats import NON_INFERIORITY_MARGIN, bootstrap, mde, nanmean, per_seed_sd, ratio_of_sums, relative_difference
 
 PALETTE = ("#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860", "#da8bc3", "#8c8c8c")
 
@@ -121,6 +123,9 @@ def set_table(exp: dict, set_name: str) -> list[dict]:
             "aoc": _mean([by_seed[s]["final"]["sets"][set_name].get("early_answering_aoc") for s in seeds]),
             "reviewer": by_seed[seeds[0]]["final"]["sets"][set_name].get("reviewer"),
         }
+        row["training_reviewers"] = training_reviewers(spec, arm)
+        # a label-based figure measured by the reviewer that trained the arm is not independent
+        row["measured_by_training_reviewer"] = row["reviewer"] in row["training_reviewers"]
         if arm != base and base in exp["runs"]:
             paired = sorted(set(seeds) & set(exp["runs"][base]))
             if paired:
@@ -139,8 +144,21 @@ def set_table(exp: dict, set_name: str) -> list[dict]:
                 )  # fmt: skip
                 row["irrelevant_share_diff"]["mde"] = mde(row["irrelevant_share_diff"]["se"])
                 row["paired_seeds"] = len(paired)
+                row["paired"] = paired_comparisons(
+                    lambda who, key: _matrix(exp, who, set_name, paired, lambda m, k=key: float(getattr(m, k))), arm, base
+                )
         rows.append(row)
     return rows
+
+
+def training_reviewers(spec: ExperimentSpec, arm: str) -> list[str]:
+    """The reviewers whose labels trained (GRPO arms) or edited (SFT arms) `arm`; none for
+    ``uniform`` credit, ``rft`` and other arms that read no labels."""
+    a = spec.arms[arm]
+    if a.method == "sft":
+        return [] if a.edit == "rft" else spec.base_config(0).reviewer_names
+    config = spec.arm_config(arm, 0)
+    return config.reviewer_names if POLICIES[config.credit.policy].reads_labels else []
 
 
 def _mean(values: list) -> float | None:
@@ -238,8 +256,8 @@ def set_rows(rows: list[dict], baseline: str) -> list[list[str]]:
                 _ci(r.get("accuracy_diff"), _signed_pct) if r["arm"] != baseline else "(baseline)",
                 _ci(r["cot_tokens"], _num),
                 _ci(r.get("cot_tokens_rel_diff"), _signed_pct) if r["arm"] != baseline else "(baseline)",
-                _ci(r["tokens_per_insight"], _num),
-                _ci(r["irrelevant_share"], _pct),
+                _ci(r["tokens_per_insight"], _num) + (" †" if r.get("measured_by_training_reviewer") else ""),
+                _ci(r["irrelevant_share"], _pct) + (" †" if r.get("measured_by_training_reviewer") else ""),
                 _ci(r.get("irrelevant_share_diff"), _signed_pct) if r["arm"] != baseline else "(baseline)",
                 _num(r["aoc"], 3),
             ]
@@ -250,7 +268,6 @@ def set_rows(rows: list[dict], baseline: str) -> list[list[str]]:
 def training_rows(rows: list[dict]) -> list[list[str]]:
     header = [
         "arm", "method", "completions sampled", "reviews", "optimizer steps", "training reward (last 5 steps)", "groups with reward variance",
-        "positive adv. on irrelevant units", "negative adv. on blamed / useful units",
         "s / step (CPU s; load avg)", "s / run", "reviews (failed)", "review cost $",
     ]  # fmt: skip
     table = [header]
@@ -261,7 +278,6 @@ def training_rows(rows: list[dict]) -> list[list[str]]:
                 r["arm"], b["method"], str(b["completions_sampled"]), str(b["reviews"]),
                 str(b["optimizer_steps"]) + ("" if r["steps_run"] in ([], [b["optimizer_steps"]]) else f" (run: {', '.join(map(str, r['steps_run']))})"),
                 _num(r["final_reward"], 2), _pct(r["groups_with_variance"], 0),
-                _pct(r["positive_on_irrelevant"]), f"{_pct(r['negative_on_blamed'])} / {_pct(r['negative_on_useful'])}",
                 f"{_num(r['seconds_per_step'], 2)} ({_num(r['cpu_seconds_per_step'], 2)}; {_num(r['load_average'], 1)})",
                 _num(r["run_seconds"], 0), f"{r['reviews']} ({r['reviews_failed']})", f"{r['cost_usd']:.4f}",
             ]
@@ -270,20 +286,75 @@ def training_rows(rows: list[dict]) -> list[list[str]]:
 
 
 def mde_lines(exp: dict, tables: dict[str, list[dict]]) -> list[str]:
-    """The minimum detectable effect per set: from the paired SEs measured here."""
+    """The minimum detectable effect per set and arm (never averaged over arms): from each
+    comparison's seed-level paired SE, (t_0.975 + t_0.80) x SE with n - 1 df."""
     lines = []
     for set_name, rows in tables.items():
-        acc = [r["accuracy_diff"]["mde"] for r in rows if r.get("accuracy_diff", {}).get("mde") is not None]
-        tok = [r["cot_tokens_rel_diff"]["mde"] for r in rows if r.get("cot_tokens_rel_diff", {}).get("mde") is not None]
-        sds = [r["accuracy_seed_sd"] for r in rows if r["accuracy_seed_sd"] is not None]
-        parts = [f"**{set_name}**:"]
-        parts.append(f"accuracy MDE {100 * _mean(acc):.1f} points" if acc else "accuracy MDE – (needs the baseline and another arm)")
-        parts.append(f"CoT-token MDE {100 * _mean(tok):.1f} %" if tok else "CoT-token MDE –")
-        irr = [r["irrelevant_share_diff"]["mde"] for r in rows if (r.get("irrelevant_share_diff") or {}).get("mde") is not None]
-        parts.append(f"irrelevant-share MDE {100 * _mean(irr):.1f} points" if irr else "irrelevant-share MDE –")
-        parts.append(f"seed-to-seed SD of accuracy {100 * _mean(sds):.1f} points" if sds else "seed-to-seed SD – (one seed)")
-        lines.append(" ".join(parts[:1]) + " " + "; ".join(parts[1:]) + ".")
+        parts = []
+        for r in rows:
+            paired = r.get("paired")
+            if not paired:
+                continue
+            acc, irr, cot = (paired[m]["mde"] for m in ("accuracy", "irrelevant_share", "cot_tokens_rel"))
+            parts.append(
+                f"{r['arm']} ({paired['accuracy']['n']} seeds): accuracy MDE {_points(acc)}, irrelevant-share MDE {_points(irr)}, "
+                f"CoT-token MDE {'–' if cot is None else f'{100 * cot:.1f} %'}"
+            )
+        sds = [f"{r['arm']} {100 * r['accuracy_seed_sd']:.1f}" for r in rows if r["accuracy_seed_sd"] is not None]
+        seed_sd = f"seed-to-seed SD of accuracy per arm (points): {', '.join(sds)}" if sds else "seed-to-seed SD – (one seed)"
+        body = "; ".join(parts) if parts else "accuracy MDE – (needs the baseline and another arm over two or more seeds)"
+        lines.append(f"**{set_name}**: {body}; {seed_sd}.")
     return lines
+
+
+def _points(value: float | None) -> str:
+    return "– (needs two or more seeds)" if value is None else f"{100 * value:.1f} points"
+
+
+def paired_rows(rows: list[dict], baseline: str) -> list[list[str]]:
+    """The seed-level paired differences to the baseline (t-intervals, raw and Holm p)."""
+    header = [
+        "arm", "seeds", f"Δ accuracy vs {baseline} (points) [95% t-CI]", "p (Holm)", f"non-inferior (margin {100 * NON_INFERIORITY_MARGIN:.0f} pt; lower bound)",
+        "Δ irrelevant share (points) [95% t-CI]", "p (Holm)", "Δ CoT tokens (%) [95% t-CI]", "p (Holm)",
+    ]  # fmt: skip
+    table = [header]
+    for r in rows:
+        paired = r.get("paired")
+        if not paired:
+            continue
+        mark = " †" if r.get("measured_by_training_reviewer") else ""
+        acc = paired["accuracy"]
+        ni = "–" if acc.get("ni_low") is None else f"{'yes' if acc['non_inferior'] else 'no'} ({100 * acc['ni_low']:+.1f})"
+        table.append([
+            r["arm"], str(acc["n"]), _t_ci(acc), _p(acc), ni,
+            _t_ci(paired["irrelevant_share"]) + mark, _p(paired["irrelevant_share"]),
+            _t_ci(paired["cot_tokens_rel"]), _p(paired["cot_tokens_rel"]),
+        ])  # fmt: skip
+    return table
+
+
+def _t_ci(f: dict) -> str:
+    if f.get("mean") is None:
+        return "–"
+    if f.get("low") is None:
+        return f"{100 * f['mean']:+.1f}"
+    return f"{100 * f['mean']:+.1f} [{100 * f['low']:+.1f}, {100 * f['high']:+.1f}]"
+
+
+def _p(f: dict) -> str:
+    if f.get("p") is None:
+        return "–"
+    return f"{f['p']:.3f} ({f['p_holm']:.3f})" if f.get("p_holm") is not None else f"{f['p']:.3f}"
+
+
+def placement_rows(training: list[dict]) -> list[list[str]]:
+    """Where the advantages landed, by the training reviewer's own labels: an implementation check."""
+    table = [["arm", "positive adv. on irrelevant units", "negative adv. on blamed units", "negative adv. on useful units"]]
+    for r in training:
+        if r.get("positive_on_irrelevant") is None and r.get("negative_on_blamed") is None:
+            continue
+        table.append([r["arm"], _pct(r["positive_on_irrelevant"]), _pct(r["negative_on_blamed"]), _pct(r["negative_on_useful"])])
+    return table
 
 
 def _md_table(rows: list[list[str]]) -> str:
@@ -399,9 +470,10 @@ def build_report(root: str | Path, out: str | Path | None = None) -> dict[str, A
         raise UserError(f"{root}: no run has finished yet; run `dca experiment run` first")
     out_dir.mkdir(parents=True, exist_ok=True)
     tables = {s.name: set_table(exp, s.name) for s in spec.eval.sets}
+    exp["comparisons"] = adjust_for_multiplicity(tables)
     training = training_table(exp)
     plots = write_plots(exp, tables, out_dir)
-    figures = {"sets": tables, "training": training, "missing": exp["missing"], "mde": mde_lines(exp, tables)}
+    figures = {"sets": tables, "training": training, "missing": exp["missing"], "mde": mde_lines(exp, tables), "comparisons": exp["comparisons"]}
     (out_dir / "figures.json").write_text(json.dumps(figures, indent=2, default=str) + "\n", encoding="utf-8")
     md = render_markdown(exp, tables, training, plots)
     (out_dir / "report.md").write_text(md, encoding="utf-8")
@@ -443,10 +515,15 @@ def _header_lines(exp: dict) -> list[str]:
 
 def _notes(spec: ExperimentSpec) -> list[str]:
     return [
-        "Intervals: 95 % percentile bootstrap resampling seeds and problems (2000 draws); paired differences are taken on the same problem under the same seed. "
-        f"Minimum detectable effect = {MDE_FACTOR:.2f} x the bootstrap SE of the paired difference (two-sided 5 %, 80 % power).",
+        "Levels (first table of each set): 95 % percentile bootstrap resampling seeds and problems (2000 draws). "
+        "Differences to the baseline: seed-level paired t (each seed's difference on the problems both arms answered; 95 % t-interval with n - 1 df; "
+        f"two-sided p, Holm-adjusted over every comparison of the report); accuracy non-inferiority: one-sided 95 % lower bound above -{100 * NON_INFERIORITY_MARGIN:.0f} points. "
+        "Minimum detectable effect per arm = (t_0.975 + t_0.80, n - 1 df) x the paired SE (two-sided 5 %, 80 % power). "
+        "The bootstrap differences (first table, Δ columns) are kept for comparison with earlier reports; with few seeds they under-cover.",
+        "† beside a label-based figure: measured by a reviewer that also trained (or edited) that arm, so not an independent measurement. "
+        "Arms trained by a degraded reviewer (oracle-flip-R, oracle-random) are measured by the exact oracle.",
         "Tokens per insight: completion tokens / steps the reviewer labels useful (traces with at least one). Irrelevant share: share of labelled tokens in units labelled irrelevant (oracle on synthetic sets, reference reviewer on GSM8K). CoT tokens: before the answer statement.",
-        "Where the advantages landed (GRPO arms, from each run's reviews.jsonl and credits.jsonl, mean over seeds): the share of the training advantage of "
+        "Implementation check, where the advantages landed (GRPO arms, from each run's reviews.jsonl and credits.jsonl, mean over seeds): the share of the training advantage of "
         "better-than-group completions on units the training reviewer labelled irrelevant, and the share of worse-than-group completions' penalty on units "
         "labelled error or failed_attempt / on useful units (`dca.experiment.measures.credit_placement`). Under uniform credit they are the labels' token shares.",
         "Evaluation is greedy; every number comes from the run directories under runs/.",
@@ -456,8 +533,12 @@ def _notes(spec: ExperimentSpec) -> list[str]:
 def render_markdown(exp: dict, tables: dict, training: list[dict], plots: list[tuple[str, Path]]) -> str:
     spec: ExperimentSpec = exp["spec"]
     parts = [f"# Experiment report: {spec.name}", "", *(f"- {line}" for line in _header_lines(exp)), ""]
+    comparisons = exp.get("comparisons", 0)
     for set_name, rows in tables.items():
         parts += [f"## {set_name}", "", _md_table(set_rows(rows, spec.baseline)), ""]
+        paired = paired_rows(rows, spec.baseline)
+        if len(paired) > 1:
+            parts += [f"Seed-level paired differences to {spec.baseline} (one of {comparisons} comparisons in this report; Holm-adjusted p in brackets):", "", _md_table(paired), ""]
     parts += ["## Training and compute", "", _md_table(training_rows(training)), ""]
     agreement = [(r["arm"], a) for r in training for a in r["agreement"]]
     if agreement:
@@ -466,6 +547,9 @@ def render_markdown(exp: dict, tables: dict, training: list[dict], plots: list[t
             for arm, a in agreement
         ]), ""]  # fmt: skip
     parts += ["## Minimum detectable effect", "", *(f"- {line}" for line in mde_lines(exp, tables)), ""]
+    placement = placement_rows(training)
+    if len(placement) > 1:
+        parts += ["## Implementation check: where the advantages landed", "", "Measured with the labels of the reviewer that trained each arm, so true by construction for a correct implementation; not a result.", "", _md_table(placement), ""]
     parts += ["## Plots", ""] + [f"![{title}]({path.name})" for title, path in plots] + [""]
     parts += ["## Notes", "", *(f"- {n}" for n in _notes(spec)), ""]
     return "\n".join(parts)
@@ -477,7 +561,13 @@ def render_html(exp: dict, tables: dict, training: list[dict], plots: list[tuple
     body = [f"<h1>Experiment report: {esc(spec.name)}</h1>", "<ul>" + "".join(f"<li>{esc(line)}</li>" for line in _header_lines(exp)) + "</ul>"]
     for set_name, rows in tables.items():
         body += [f"<h2>{esc(set_name)}</h2>", _html_table(set_rows(rows, spec.baseline))]
+        paired = paired_rows(rows, spec.baseline)
+        if len(paired) > 1:
+            body += [f"<p>Seed-level paired differences to {esc(spec.baseline)} (one of {exp.get('comparisons', 0)} comparisons; Holm-adjusted p in brackets):</p>", _html_table(paired)]
     body += ["<h2>Training and compute</h2>", _html_table(training_rows(training))]
+    placement = placement_rows(training)
+    if len(placement) > 1:
+        body += ["<h2>Implementation check: where the advantages landed</h2>", "<p>By the training reviewer's own labels: true by construction; not a result.</p>", _html_table(placement)]
     body += ["<h2>Minimum detectable effect</h2>", "<ul>" + "".join(f"<li>{esc(line.replace('**', ''))}</li>" for line in mde_lines(exp, tables)) + "</ul>"]
     body += ["<h2>Plots</h2>"]
     for title, path in plots:

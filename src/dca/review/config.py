@@ -88,6 +88,7 @@ class ReviewerSpec(LLMSpec):
     inner: str | None = Field(None, description="noisy: the declared reviewer whose reviews it flips.")
     flip_rate: float = Field(0.1, ge=0, le=1, description="noisy: share of covered units whose label is flipped.")
     seed: int = Field(0, description="noisy: seeds the flips (with each trace id).")
+    relabel: str = Field("flip", description="noisy: a chosen unit gets another label (flip) or any label at random (random; with flip_rate 1, a random reviewer).")
     counterfactual: dict[str, Any] = Field(default_factory=dict, description="counterfactual: CounterfactualConfig fields.")
     persona: str | None = Field(None, description="persona: the persona the policy reviews as (strict, lenient, causal, or one in the checkpoint's personas.json).")
     dialogue: DialogueSpec | None = Field(None, description="LLM backends: the reviewer may question the assistant before answering (dca.review.dialogue).")
@@ -127,6 +128,10 @@ class ReviewerSpec(LLMSpec):
             raise ValueError("backend 'noisy' needs inner: the name of the reviewer whose reviews it flips")
         if self.inner and self.backend != "noisy":
             raise ValueError("inner is for backend 'noisy' only")
+        if self.relabel not in ("flip", "random"):
+            raise ValueError(f"relabel must be 'flip' or 'random', got {self.relabel!r}")
+        if self.relabel != "flip" and self.backend != "noisy":
+            raise ValueError("relabel is for backend 'noisy' only")
         if self.counterfactual and self.backend != "counterfactual":
             raise ValueError("counterfactual settings are for backend 'counterfactual' only")
         if self.persona is not None and self.backend != "persona":

@@ -13,6 +13,12 @@ process and whatever the order in which traces are reviewed. A failed inner revi
 passed on unchanged except for the reviewer name. ``review_many`` asks the inner reviewer's
 ``review_many`` (an LLM reviewer's calls stay concurrent), then flips. Declared in a
 reviewers YAML as ``backend: noisy`` with ``inner: NAME``, ``flip_rate`` and ``seed``.
+
+With ``relabel="random"`` a chosen unit's new label is drawn uniformly from *all*
+`CONTRIBUTIONS` (it may keep its label), so at ``flip_rate=1`` the labels are independent of the
+inner review: a reviewer that labels at random (on the inner review's units). Built-in names
+for training arms (`dca.review.registry.builtin_spec`): ``oracle-flip-R`` (the oracle with a
+share R of its unit labels flipped, e.g. ``oracle-flip-0.2``) and ``oracle-random``.
 """
 
 from __future__ import annotations
@@ -27,13 +33,19 @@ from ..records import CONTRIBUTIONS, Problem, Review, Step, Unit
 if TYPE_CHECKING:
     from .base import Reviewer, ReviewItem
 
+#: How a chosen unit is relabelled: another label (``flip``) or any label at random (``random``).
+RELABEL_CHOICES = ("flip", "random")
+
 
 class NoisyReviewer:
     """Wraps a reviewer and flips a seeded fraction of its unit labels (see the module docstring)."""
 
-    def __init__(self, inner: Reviewer, flip_rate: float, *, seed: int = 0, name: str | None = None):
+    def __init__(self, inner: Reviewer, flip_rate: float, *, seed: int = 0, name: str | None = None, relabel: str = "flip"):
         if not 0.0 <= flip_rate <= 1.0:
             raise ValueError(f"flip_rate must lie in [0, 1], got {flip_rate}")
+        if relabel not in RELABEL_CHOICES:
+            raise ValueError(f"relabel must be one of {', '.join(RELABEL_CHOICES)}, got {relabel!r}")
+        self.relabel = relabel
         self.inner = inner
         self.flip_rate = flip_rate
         self.seed = seed
@@ -57,26 +69,27 @@ class NoisyReviewer:
         """The inner reviewer is closed by whoever built it (it may be shared)."""
 
     def _flipped(self, inner: Review, trace_id: str) -> Review:
-        metadata = {**inner.metadata, "noise": {"inner": inner.reviewer, "flip_rate": self.flip_rate, "seed": self.seed}}
+        metadata = {**inner.metadata, "noise": {"inner": inner.reviewer, "flip_rate": self.flip_rate, "seed": self.seed, "relabel": self.relabel}}
         if inner.status != "ok":
             return replace(inner, reviewer=self.name, metadata=metadata)
         digest = hashlib.sha256(f"{self.seed}\x00{trace_id}".encode("utf-8")).digest()
         rng = random.Random(int.from_bytes(digest[:8], "big"))
-        steps, flipped = _flip(inner.steps, self.flip_rate, rng)
+        steps, flipped = _flip(inner.steps, self.flip_rate, rng, random_labels=self.relabel == "random")
         return replace(
             inner, reviewer=self.name, steps=steps, metadata={**metadata, "flipped_units": flipped}
         )
 
 
-def _flip(steps: list[Step], flip_rate: float, rng: random.Random) -> tuple[list[Step], list[int]]:
-    """The steps cut into runs of equal labels after flipping; also the flipped unit indices."""
+def _flip(steps: list[Step], flip_rate: float, rng: random.Random, *, random_labels: bool = False) -> tuple[list[Step], list[int]]:
+    """The steps cut into runs of equal labels after flipping; also the flipped unit indices
+    (with `random_labels`: the relabelled ones, whether or not the label changed)."""
     pieces: list[tuple[Step, int, int, str]] = []  # (inner step, first unit, last unit, label)
     flipped: list[int] = []
     for step in steps:
         for unit in range(step.first_unit, step.last_unit + 1):
             label = step.contribution
             if rng.random() < flip_rate:
-                label = rng.choice([c for c in CONTRIBUTIONS if c != step.contribution])
+                label = rng.choice(CONTRIBUTIONS if random_labels else [c for c in CONTRIBUTIONS if c != step.contribution])
                 flipped.append(unit)
             last = pieces[-1] if pieces else None
             if last is not None and last[0] is step and last[3] == label:

@@ -24,6 +24,7 @@ and ``review_many``; the latter never raises):
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Sequence
@@ -155,7 +156,7 @@ def _noisy(spec: ReviewerSpec, context: BuildContext) -> Reviewer:
     inner_spec = spec.inner_spec
     if inner_spec is None:
         raise UserError(f"reviewer '{spec.name}': inner reviewer {spec.inner!r} is not declared beside it")
-    return NoisyReviewer(build_reviewer(inner_spec, context), spec.flip_rate, seed=spec.seed, name=spec.name)
+    return NoisyReviewer(build_reviewer(inner_spec, context), spec.flip_rate, seed=spec.seed, name=spec.name, relabel=spec.relabel)
 
 
 def _llm(spec: ReviewerSpec, context: BuildContext) -> Reviewer:
@@ -282,13 +283,23 @@ def close_reviewers(reviewers: Sequence[Any]) -> None:
                 pass
 
 
+#: Built-in degraded oracles (reviewers of known noise, issue 21): ``oracle-flip-R`` flips a share
+#: R of the oracle's unit labels; ``oracle-random`` labels every unit at random.
+NOISY_ORACLE = re.compile(r"^oracle-(?:flip-(?P<rate>0(?:\.\d+)?|1(?:\.0+)?)|(?P<random>random))$")
+
+
 def builtin_spec(name: str) -> ReviewerSpec | None:
     """The spec of a reviewer that needs no settings (named by its backend: oracle, reference,
-    counterfactual), or None when `name` needs a declaration in a reviewers file."""
+    counterfactual; or a degraded oracle, `NOISY_ORACLE`), or None when `name` needs a
+    declaration in a reviewers file."""
     from pydantic import ValidationError
 
     from .config import ReviewerSpec
 
+    noisy = NOISY_ORACLE.match(name)
+    if noisy:
+        rate, relabel = (1.0, "random") if noisy["random"] else (float(noisy["rate"]), "flip")
+        return ReviewerSpec(name=name, backend="noisy", inner="oracle", flip_rate=rate, relabel=relabel).with_inner(ReviewerSpec(name="oracle", backend="oracle"))
     if name not in REGISTRY:
         return None
     try:

@@ -27,7 +27,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ..consensus import check_rule
-from ..credit import BLAME_CONTRIBUTIONS, CreditConfig
+from ..credit import BLAME_CONTRIBUTIONS, DEFAULT_MAX_WEIGHT, POLICIES, CreditConfig
 from ..errors import UserError, validation_problem
 from ..domains.sources import DomainSettings, ProblemsSettings, SyntheticSettings
 from ..records import CONTRIBUTIONS, USEFUL_CONTRIBUTIONS
@@ -62,22 +62,34 @@ class WarmstartSettings(_Strict):
 
 
 class CreditSettings(_Strict):
-    """How reviews become per-token advantages (see `dca.credit`)."""
+    """How reviews become per-token advantages (see `dca.credit.policies`, docs/credit-policies.md)."""
 
-    policy: Literal["uniform", "mask", "conserve", "random", "signed", "signed-random"] = "conserve"
+    policy: str = Field("conserve", description="A registered credit policy (dca.credit.POLICIES).")
     useful_contributions: list[str] = Field(default_factory=lambda: list(USEFUL_CONTRIBUTIONS))
     blame_contributions: list[str] = Field(
         default_factory=lambda: list(BLAME_CONTRIBUTIONS),
-        description="signed policies: labels whose units carry a negative advantage.",
+        description="signed policies: labels whose units carry a negative advantage (capo: the units it penalizes).",
     )
     blame_dependents: bool = Field(False, description="signed policies: also blame steps depending on a blamed step.")
     negative: Literal["blame", "uniform", "zero"] = Field(
         "blame", description="signed policies: a negative advantage goes to blamed units, every token, or none."
     )
+    max_weight: float | None = Field(
+        DEFAULT_MAX_WEIGHT, ge=1, description="signed policies: cap on a token's weight, in multiples of the uniform weight (null: uncapped)."
+    )
+    capo_penalty: float = Field(1.0, ge=0, description="capo: subtracted from the advantage of blamed units' tokens.")
+    oar_strength: float = Field(0.5, ge=0, lt=1, description="oar: useful tokens weigh 1+s, others 1-s, normalized to the length.")
     seed: int = 0
     disputed: Literal["mask", "uniform"] = Field(
         "mask", description="What a consensus's disputed units receive: no credit (mask) or the plain GRPO advantage (uniform)."
     )
+
+    @field_validator("policy")
+    @classmethod
+    def _registered(cls, policy: str) -> str:
+        if policy not in POLICIES:
+            raise ValueError(f"unknown credit policy {policy!r}; choose one of {', '.join(POLICIES)}")
+        return policy
 
     @model_validator(mode="after")
     def _known_labels(self):
@@ -90,15 +102,14 @@ class CreditSettings(_Strict):
         return self
 
     def to_credit_config(self) -> CreditConfig:
-        return CreditConfig(
-            policy=self.policy,
-            useful_contributions=tuple(self.useful_contributions),
-            blame_contributions=tuple(self.blame_contributions),
-            blame_dependents=self.blame_dependents,
-            negative=self.negative,
-            seed=self.seed,
-            disputed=self.disputed,
-        )
+        return CreditConfig(**{**self.model_dump(), "useful_contributions": tuple(self.useful_contributions), "blame_contributions": tuple(self.blame_contributions)})
+
+
+class LengthPenaltySettings(_Strict):
+    """The reviewer-free length-penalty control: a length-aware reward among correct completions
+    (see `dca.train.length_reward`). It changes the reward, not the credit."""
+
+    strength: float = Field(0.5, gt=0, le=1, description="A correct completion's reward falls from 1 to 1 - strength from the shortest correct completion of its group to the longest.")
 
 
 #: `loss_type` values TRL 1.16's `GRPOTrainer._compute_loss` implements.
@@ -168,6 +179,9 @@ class TrainConfig(_Strict):
     )
     judge: str | None = Field(None, description="With reward: judge, the reviewer of reviewers_file (an LLM backend) that judges responses.")
     judge_pass_score: int = Field(7, ge=0, le=10, description="Judge scores (0-10) at or above this count as correct.")
+    length_penalty: LengthPenaltySettings | None = Field(
+        None, description="The reviewer-free control: correct completions' reward falls with their length within the group (dca.train.length_reward)."
+    )
 
     @field_validator("trl")
     @classmethod
@@ -199,7 +213,7 @@ class TrainConfig(_Strict):
         if self.reviewers_file is None and unknown:
             raise ValueError(
                 f"reviewer {unknown[0]!r} needs settings (or is unknown): declare it in a reviewers YAML file "
-                "and give reviewers_file"
+                "and give reviewers_file (built in: oracle, reference, counterfactual, oracle-flip-R with R in [0, 1], oracle-random)"
             )
         check_rule(self.consensus_rule)
         if self.reward == "judge" and (self.judge is None or self.reviewers_file is None):

@@ -26,11 +26,12 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import typing
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from trl import GRPOConfig
 
+from ..credit import CreditConfig
 from .config import GRPO_SETTINGS_FIELDS, LOSS_TYPES
 
 #: String choices TRL checks only deep inside training (or not at all); checked up front here.
@@ -64,7 +65,13 @@ def check_per_token_options(args: Any, *, prefix: str = "") -> None:
 @dataclass
 class DCAGRPOConfig(GRPOConfig):
     """`trl.GRPOConfig` whose values are checked up front, including the per-token-advantage
-    checks of `check_per_token_options` (TRL would fail late, or train on erased credit)."""
+    checks of `check_per_token_options` (TRL would fail late, or train on erased credit), plus
+    the credit settings `DCAGRPOTrainer` places advantages with."""
+
+    credit: dict[str, Any] = field(
+        default_factory=dict,
+        metadata={"help": "Credit settings: the fields of dca.credit.CreditConfig (policy and its options; see docs/credit-policies.md)."},
+    )
 
     def __post_init__(self):
         for name, allowed in CHOICES.items():
@@ -72,7 +79,16 @@ class DCAGRPOConfig(GRPOConfig):
             if value not in allowed:
                 raise ValueError(f"{name}={value!r} is not one of {[a for a in allowed if isinstance(a, str)]}")
         check_per_token_options(self)
+        self.credit_config  # noqa: B018 -- checks the credit settings now, not at the first batch
         super().__post_init__()
+
+    @property
+    def credit_config(self) -> CreditConfig:
+        """The credit settings as a `CreditConfig` (kept as a plain mapping so TRL can log it)."""
+        try:
+            return CreditConfig(**self.credit)
+        except TypeError as e:
+            raise ValueError(f"credit: {e}; the settings are dca.credit.CreditConfig's fields") from None
 
 
 def grpo_config_fields() -> dict[str, dataclasses.Field]:
@@ -164,10 +180,12 @@ def _type_name(tp: Any) -> str:
 
 
 def build_grpo_config(
-    *, grpo: Any, trl_options: dict[str, Any], output_dir: str, seed: int, defaults: dict[str, Any] | None = None
+    *, grpo: Any, trl_options: dict[str, Any], output_dir: str, seed: int, defaults: dict[str, Any] | None = None,
+    credit: CreditConfig | None = None,
 ) -> DCAGRPOConfig:
     """The run's `DCAGRPOConfig`: `grpo` (a `GRPOSettings`) and DCA's defaults, then the ``trl:``
-    options on top (they win, unchanged). `defaults` are device settings and the like.
+    options on top (they win, unchanged). `defaults` are device settings and the like; `credit`
+    the run's credit settings (default: `CreditConfig()`).
 
     A ``save_steps`` without a ``save_strategy`` turns checkpointing on (``"steps"``): DCA's own
     default is not to checkpoint."""
@@ -180,6 +198,7 @@ def build_grpo_config(
         "report_to": [],
         "disable_tqdm": True,
         "seed": seed,
+        "credit": dataclasses.asdict(credit or CreditConfig()),
         **(defaults or {}),
     }
     kwargs.update({field: getattr(grpo, setting) for setting, field in GRPO_SETTINGS_FIELDS.items() if setting != "prompts_per_step"})

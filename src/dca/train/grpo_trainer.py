@@ -38,7 +38,7 @@ from typing import Any, Protocol
 import torch
 from trl import GRPOTrainer
 
-from ..credit import CreditConfig, compute_credit, credit_statistics, token_char_spans
+from ..credit import CreditInput, compute_credits, credit_statistics, token_char_spans
 from ..domains import check as check_domain
 from ..files import write_text_atomic
 from ..problems.answer import check_answer
@@ -47,7 +47,7 @@ from ..durable import fsync_tree
 from ..records import Consensus, Credit, Problem, Review, Trace
 from ..review.base import Reviewer, ReviewItem, review_batch
 from ..segment import segment
-from .grpo_config import check_per_token_options
+from .grpo_config import DCAGRPOConfig, check_per_token_options
 from .resume import DCA_STATE_FILE
 
 #: ``dca/*`` metrics that are counts per generation batch: summed over processes (the others,
@@ -102,7 +102,8 @@ class DCAGRPOTrainer(GRPOTrainer):
     """GRPOTrainer whose advantages are per token, placed by reviewers' analysis.
 
     `reviewer` is one reviewer or a list; with several, credit follows their consensus under
-    `consensus_rule` ("unanimous", "majority" or "at-least-M").
+    `consensus_rule` ("unanimous", "majority" or "at-least-M"). `args` must be a `DCAGRPOConfig`:
+    its ``credit`` settings name the credit policy (`dca.credit.POLICIES`).
     """
 
     def __init__(
@@ -110,7 +111,6 @@ class DCAGRPOTrainer(GRPOTrainer):
         *args: Any,
         reviewer: Reviewer | list[Reviewer],
         problems: dict[str, Problem],
-        credit_config: CreditConfig | None = None,
         consensus_rule: str = "majority",
         recorder: BatchRecorder | None = None,
         **kwargs: Any,
@@ -119,13 +119,14 @@ class DCAGRPOTrainer(GRPOTrainer):
         if not reviewers:
             raise ValueError("DCAGRPOTrainer needs at least one reviewer")
         check_rule(consensus_rule)
-        if kwargs.get("args") is not None:
-            check_per_token_options(kwargs["args"])
+        if not isinstance(kwargs.get("args"), DCAGRPOConfig):
+            raise ValueError("DCAGRPOTrainer needs args=DCAGRPOConfig(...): its credit settings say where advantages go")
+        check_per_token_options(kwargs["args"])
         super().__init__(*args, **kwargs)
         self.reviewers = reviewers
         self.consensus_rule = consensus_rule
         self.problems = problems
-        self.credit_config = credit_config or CreditConfig()
+        self.credit_config = kwargs["args"].credit_config
         self.recorder = recorder
         self._generation_round = 0
 
@@ -168,26 +169,29 @@ class DCAGRPOTrainer(GRPOTrainer):
             rows.append((length, ids, check, advantage, ReviewItem(problem=problem, trace=trace, units=segment(text))))
         # Every completion by every reviewer at once; a failure is a failed review (uniform credit).
         by_reviewer = review_batch(self.reviewers, [item for *_, item in rows])
-        for row, (length, ids, check, advantage, item) in enumerate(rows):
+        analyses: list[Review | Consensus] = []
+        for row in range(len(rows)):
             trace_reviews = [reviews_of[row] for reviews_of in by_reviewer]
             if len(trace_reviews) == 1:
-                analysis: Review | Consensus = trace_reviews[0]
+                analyses.append(trace_reviews[0])
             else:
-                analysis = build_consensus(trace_reviews, rule=self.consensus_rule)
-                consensuses.append(analysis)
-            credit = compute_credit(
-                trace_id=item.trace.id,
-                text=item.trace.completion,
-                token_spans=token_char_spans(tokenizer, ids, item.trace.completion),
-                review=analysis,
-                sequence_advantage=advantage,
-                answer_span=check.span,
-                config=self.credit_config,
-            )
+                analyses.append(build_consensus(trace_reviews, rule=self.consensus_rule))
+                consensuses.append(analyses[-1])
+            reviews.extend(trace_reviews)
+        # One policy call for the whole batch (a registered `dca.credit` policy).
+        credits = compute_credits(
+            [
+                CreditInput(
+                    trace_id=item.trace.id, text=item.trace.completion, token_spans=token_char_spans(tokenizer, ids, item.trace.completion),
+                    review=analysis, sequence_advantage=advantage, answer_span=check.span,
+                )
+                for (length, ids, check, advantage, item), analysis in zip(rows, analyses)
+            ],
+            self.credit_config,
+        )  # fmt: skip
+        for row, ((length, *_, item), credit) in enumerate(zip(rows, credits)):
             token_advantages[row, :length] = torch.tensor(credit.token_advantages, dtype=torch.float32)
             traces.append(item.trace)
-            reviews.extend(trace_reviews)
-            credits.append(credit)
 
         output["advantages"] = token_advantages
         self._generation_round += 1

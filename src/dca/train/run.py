@@ -332,6 +332,7 @@ def grpo_arguments(config: TrainConfig, out: str | Path):
             output_dir=str(Path(out) / "trainer"),
             seed=config.seed,
             defaults=trainer_device_arguments(),
+            credit=config.credit.to_credit_config(),
         )
     except (ValueError, TypeError) as e:
         raise UserError(f"trl settings: {str(e).splitlines()[0]}") from e
@@ -440,6 +441,7 @@ def _train(
     from transformers import PrinterCallback, TrainerCallback
 
     from .grpo_trainer import DCAGRPOTrainer, domain_reward
+    from .length_reward import train_reward
 
     started = time.time()
     if run.writer:
@@ -489,14 +491,13 @@ def _train(
     reviewers = make_reviewers(config, context)
     trainer = DCAGRPOTrainer(
         model=model,
-        reward_funcs=[domain_reward({p.id: p for p in problems})],
+        reward_funcs=[train_reward(config, domain_reward({p.id: p for p in problems}))],
         args=args,
         train_dataset=dataset,
         processing_class=tokenizer,
         callbacks=[_Metrics(), *callbacks],
         reviewer=reviewers,
         problems={p.id: p for p in problems},
-        credit_config=config.credit.to_credit_config(),
         consensus_rule=config.consensus_rule,
         recorder=recorder,
     )
