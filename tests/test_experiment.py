@@ -122,8 +122,12 @@ def test_bootstrap_interval_reflects_seed_spread_and_pairing():
 
 def test_smoke_preset_runs_every_arm_reports_and_resumes(tmp_path, capsys):
     out = tmp_path / "smoke"
-    assert main(["experiment", "run", str(SMOKE), "--out", str(out)]) == 0
-    spec = load_spec(SMOKE)
+    # The preset with its checkpoints kept, so that a finished run can be turned back into an
+    # interrupted one below (by default they are dropped after the final evaluation).
+    smoke = tmp_path / "smoke.yaml"
+    smoke.write_text(SMOKE.read_text(encoding="utf-8") + "keep_checkpoints: true\n", encoding="utf-8")
+    assert main(["experiment", "run", str(smoke), "--out", str(out)]) == 0
+    spec = load_spec(smoke)
     for arm in spec.arms:
         run = out / "runs" / arm / "seed-0"
         assert run_state(run) == "finished", arm
@@ -164,7 +168,7 @@ def test_smoke_preset_runs_every_arm_reports_and_resumes(tmp_path, capsys):
         assert run_state(run) == "started"
     shutil.rmtree(out / "runs" / "dca-random" / "seed-0" / "trainer" / "checkpoint-2")  # its last checkpoint: step 1
     shutil.rmtree(out / "runs" / "dca-signed" / "seed-0" / "trainer")  # no checkpoint at all
-    assert main(["experiment", "run", str(SMOKE), "--out", str(out), "--only", "grpo,dca-conserve,dca-random,dca-signed", "--no-report"]) == 0
+    assert main(["experiment", "run", str(smoke), "--out", str(out), "--only", "grpo,dca-conserve,dca-random,dca-signed", "--no-report"]) == 0
     printed = capsys.readouterr().out
     assert "grpo seed 0: finished earlier, skipped" in printed
     assert "dca-conserve seed 0: training finished earlier; final evaluation" in printed
