@@ -25,7 +25,7 @@ import shutil
 from pathlib import Path
 from typing import Iterable, TypeVar
 
-from .durable import NO_SPACE_ERRNOS, output_failure, replace_durably, rewrite_in_place
+from .durable import NO_SPACE_ERRNOS, raise_output_failure, replace_durably, rewrite_in_place
 from .errors import UserError
 from .records import Problem, read_jsonl
 
@@ -185,7 +185,7 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> None:
     except BaseException as e:
         tmp.unlink(missing_ok=True)
         if isinstance(e, OSError):
-            raise output_failure(path, e) from e
+            raise_output_failure(path, e)
         raise
 
 

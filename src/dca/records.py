@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator, TypeVar
 
-from .durable import output_failure, replace_durably
+from .durable import raise_output_failure, replace_durably
 
 # ---------------------------------------------------------------------------------------------
 # Label vocabularies (the review protocol's closed sets)
@@ -588,7 +588,7 @@ def write_jsonl(path: str | os.PathLike, records: Iterable[Any]) -> int:
     except BaseException as e:
         tmp.unlink(missing_ok=True)
         if isinstance(e, OSError):  # a full disk, a read-only filesystem: one line naming the file
-            raise output_failure(path, e) from e
+            raise_output_failure(path, e)
         raise
     return n
 
@@ -602,7 +602,8 @@ def append_jsonl(path: str | os.PathLike, records: Iterable[Any]) -> None:
                 data = record if isinstance(record, dict) else to_dict(record)
                 f.write(json.dumps(data, ensure_ascii=False) + "\n")
     except OSError as e:
-        raise output_failure(path, e) from e
+        raise_output_failure(path, e)
+        raise
 
 
 def iter_jsonl(path: str | os.PathLike, cls: type[R]) -> Iterator[R]:
