@@ -228,7 +228,7 @@ class ReviewServer:
                 self.in_flight_by_model[model] -= 1
 
     def _respond(self, handler, body: dict, action: str) -> None:
-        anthropic = handler.path.endswith("/messages")
+        anthropic = urlsplit(handler.path).path.endswith("/messages")
         if action == "delay":
             time.sleep(self.delay_seconds)
             action = "ok"

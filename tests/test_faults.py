@@ -374,3 +374,27 @@ def test_a_poisoned_cache_entry_is_asked_again_and_replaced(tmp_path):
             client.close()
             cache.close()
     assert not any(is_repair(r["body"]) for r in server.requests)
+
+
+@pytest.mark.parametrize("action", ["echo_ok", "echo_unauthorized"])
+def test_the_anthropic_backend_masks_an_echo_too(monkeypatch, action):
+    from dca.llm import LLMCallFailed
+
+    monkeypatch.setenv("DCA_FAULT_KEY", KEY)
+    with ReviewServer(lambda request, attempt: action) as server:
+        base = f"http://{USER}:{quote(PASSWORD, safe='')}@127.0.0.1:{server.port}?api_key={quote(QUERY_KEY, safe='')}"
+        spec = ReviewerSpec(name="llm", backend="anthropic", model="m", base_url=base, api_key_env="DCA_FAULT_KEY", max_attempts=1)
+        client = LLMClient.from_spec(spec)
+        try:
+            text = client.generate_sync([{"role": "user", "content": "Units:\n0: a\n1: b"}], namespace="t").text
+        except LLMCallFailed as e:
+            text = str(e)
+        finally:
+            client.close()
+        (request,) = server.requests
+    assert request["path"].startswith("/v1/messages?api_key=")
+    assert request["headers"]["proxy-authorization"] == "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+    assert KEY in (request["headers"].get("x-api-key"), request["headers"].get("authorization", "").removeprefix("Bearer "))
+    assert "***" in text
+    for form in FORBIDDEN:
+        assert form not in text, (form, text)

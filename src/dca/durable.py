@@ -89,6 +89,8 @@ def environment_failure(error: BaseException, path: str | os.PathLike | None = N
             return os.strerror(errno.ENOSPC)
         if "read-only file system" in text or "readonly database" in text:
             return os.strerror(errno.EROFS)
+        if "file write failed" in text and path is None:  # torch's stream writer, errno lost
+            return "a file write failed (a full disk or an I/O error)"
         current = current.__cause__ or current.__context__
     if not isinstance(error, OSError) and _no_space_on(path):
         return os.strerror(errno.ENOSPC)
