@@ -5,9 +5,9 @@
   finished file's name.
 * `OutputFailure` (a `UserError` with exit code 3, raised by `raise_output_failure`) is what a
   command raises when the environment, not the user's input, refused an output: a full disk or
-  quota, a read-only or vanished filesystem, an I/O error. `environment_failure` recognises one behind any exception
-  (the OSError itself, one in its chain, or a library's own wrapping of it: torch's
-  ``file write failed``, safetensors' ``StorageFull``, SQLite's ``disk is full``).
+  quota, a read-only or vanished filesystem, an I/O error. `environment_failure` recognises one
+  behind any exception (the OSError itself, one in its chain, or a library's own wrapping of
+  it: torch's ``file write failed``, safetensors' ``StorageFull``, SQLite's ``disk is full``).
 * `rewrite_in_place` overwrites a small file within the blocks it already owns: the run state
   ``failed`` can still be recorded on a disk with no free block left.
 

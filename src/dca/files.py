@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import json
 import os
 import shutil
 from pathlib import Path
@@ -193,8 +194,6 @@ def write_run_state(path: str | os.PathLike, state: dict) -> None:
     """Write a run's state file (``run.json``) durably; on a full disk, overwrite the old one in
     the blocks it already owns, the ``error`` shortened as needed, so that a run that fails for
     want of space still records ``failed`` and why. Raises `OutputFailure` when neither works."""
-    import json
-
     path = Path(path)
     try:
         write_text_atomic(path, json.dumps(state, indent=2, ensure_ascii=False) + "\n")
@@ -299,8 +298,6 @@ def read_state(path: str | os.PathLike) -> dict:
     that ``running`` becomes ``interrupted`` when no live process holds its directory's lock: the
     writer was killed (kill -9, a power cut) or could not even record its failure. {} when the
     file is missing or unreadable."""
-    import json
-
     path = Path(path)
     try:
         state = json.loads(path.read_text(encoding="utf-8"))

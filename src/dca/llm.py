@@ -39,9 +39,10 @@ API::
 ``namespace`` names the caller's prompt protocol (``review-v3``, ``bridge-v1``, ...) and is part
 of the cache key with the backend, endpoint, model, generation parameters, the messages and
 the JSON schema. Only answers are cached, and only those the caller's ``accept`` check passes
-(a failed call or an answer that did not parse is asked again next time). ``json_schema`` asks for structured output where the backend supports it
-(OpenAI-compatible endpoints; an endpoint that rejects it is asked again without it and plain
-JSON is expected from then on; Anthropic and local models get the format from the prompt).
+(a failed call or an answer that did not parse is asked again next time). ``json_schema`` asks
+for structured output where the backend supports it (OpenAI-compatible endpoints; an endpoint
+that rejects it is asked again without it and plain JSON is expected from then on; Anthropic
+and local models get the format from the prompt).
 A call that fails for good raises `LLMCallFailed` (``kind``: ``timeout``, ``rate_limited``,
 ``server_error``, ``connection_error``, ``client_error``, ``backend_error``); callers turn it
 into their own failed record (a failed review, a template bridge), never a crash.
