@@ -398,3 +398,22 @@ def test_the_anthropic_backend_masks_an_echo_too(monkeypatch, action):
     assert "***" in text
     for form in FORBIDDEN:
         assert form not in text, (form, text)
+
+
+def test_an_unparsable_judge_verdict_is_asked_again(tmp_path, monkeypatch):
+    from llm_server import ScriptedServer, reviewers_yaml
+
+    from dca.domains.judge import Judge, generate_open_ended
+    from dca.review import load_reviewers
+
+    monkeypatch.setenv("DCA_TEST_KEY", "sk-unused")
+    answers = iter(["not a verdict", json.dumps({"score": 8, "reason": "meets the rubric"})])
+    (task,) = generate_open_ended(1, 0)
+    with ScriptedServer(lambda request: next(answers)) as server:
+        (spec,) = load_reviewers(reviewers_yaml(tmp_path / "judge.yaml", server.url, name="judge"), only=["judge"])
+        for expected in ("invalid_answer", 8):  # a fresh judge each time: only the cache is shared
+            judge = Judge(spec, cache=ReviewCache(tmp_path / "cache.sqlite"))
+            verdict = judge._ask(task, "Answer: a response")
+            judge.close()
+            assert getattr(verdict, "score", getattr(verdict, "reason", None)) == expected, verdict
+        assert len(server.requests) == 2
