@@ -5,10 +5,15 @@ out-of-range units). Real sockets, real SDK clients: only the model behind it is
 
 A server's `plan(request, attempt)` says what to do with a request: ``request`` is the
 parsed JSON body, ``attempt`` counts earlier requests with the same messages (0 first).
+
+Two actions echo back what the server was sent (its credentials in several forms, `echo_of`),
+as a hostile or careless server might: ``echo_ok`` (a valid review whose reasons and model name
+carry the echo) and ``echo_unauthorized`` (a 401 whose error message is the echo).
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import socket
@@ -16,6 +21,7 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Callable
+from urllib.parse import parse_qsl, urlsplit
 
 FAULTS = ("timeout", "rate_limited", "server_error", "connection_error", "invalid_json", "out_of_range")
 
@@ -62,6 +68,11 @@ def valid_answer(n: int, *, as_json: bool = False) -> str:
                 "reason": "computes a value",
             }
         )
+    return render_answer(steps, as_json=as_json)
+
+
+def render_answer(steps: list[dict], *, as_json: bool = False) -> str:
+    """Review steps as the protocol's JSON or line format."""
     if as_json:
         return json.dumps({"steps": steps})
     return "\n".join(
@@ -70,6 +81,36 @@ def valid_answer(n: int, *, as_json: bool = False) -> str:
         + f" | {s['reason']}"
         for s in steps
     )
+
+
+def echo_of(path: str, headers: dict[str, str]) -> list[str]:
+    """What a request carried, in the forms a server might echo: the raw auth headers, the raw
+    path (its query URL-encoded), each credential decoded, and each in base64."""
+    b64 = lambda text: base64.b64encode(text.encode()).decode()  # noqa: E731
+    pieces = [f"path {path}"]
+    for name in ("authorization", "proxy-authorization", "x-api-key"):
+        value = headers.get(name)
+        if not value:
+            continue
+        scheme, _, token = value.partition(" ")
+        pieces.append(f"{name} {value}")
+        if scheme.lower() == "basic":
+            pieces.append(f"{name} pair {base64.b64decode(token).decode()}")
+        else:
+            pieces.append(f"{name} b64 {b64(token or value)}")
+    for name, value in parse_qsl(urlsplit(path).query):
+        pieces += [f"query {name}={value}", f"query b64 {b64(value)}"]
+    return pieces
+
+
+def echo_answer(n: int, echo: list[str], *, as_json: bool = False) -> str:
+    """`valid_answer` whose step reasons carry the echo: step i's reason is the whole echo
+    starting from piece i (a reason is cut to 300 characters, so each piece leads one)."""
+    steps = json.loads(valid_answer(n, as_json=True))["steps"]
+    for i, step in enumerate(steps):
+        k = i % len(echo)
+        step["reason"] = " ; ".join(echo[k:] + echo[:k]).replace("|", "/")
+    return render_answer(steps, as_json=as_json)
 
 
 def fault_of(request: dict, share: float = 0.3) -> str | None:
@@ -187,7 +228,7 @@ class ReviewServer:
                 self.in_flight_by_model[model] -= 1
 
     def _respond(self, handler, body: dict, action: str) -> None:
-        anthropic = handler.path.endswith("/messages")
+        anthropic = urlsplit(handler.path).path.endswith("/messages")
         if action == "delay":
             time.sleep(self.delay_seconds)
             action = "ok"
@@ -207,6 +248,9 @@ class ReviewServer:
             return self._error(handler, 500, "api_error", {}, anthropic)
         if action == "unauthorized":
             return self._error(handler, 401, "authentication_error", {}, anthropic)
+        echo = echo_of(handler.path, {k.lower(): v for k, v in handler.headers.items()})
+        if action == "echo_unauthorized":
+            return self._error(handler, 401, "authentication_error", {}, anthropic, message=" ; ".join(echo))
         n = unit_count(body)
         text = {
             "ok": lambda: valid_answer(n, as_json=wants_json(body)),
@@ -215,7 +259,9 @@ class ReviewServer:
             "partial": lambda: "0 computation essential | only the first unit",
             "ask": lambda: "QUESTION 0: why do you <b>start</b> here?",  # a dialogue reviewer's question
             "reply": lambda: "Because the question <i>asks</i> for it.",  # a dialogue answerer's reply
+            "echo_ok": lambda: echo_answer(n, echo, as_json=wants_json(body)),
         }[action]()
+        model = " ; ".join(echo) if action == "echo_ok" else body.get("model", "")
         prompt_tokens = len(json.dumps(messages_of(body))) // 4
         completion_tokens = max(len(text) // 4, 1)
         if anthropic:
@@ -223,7 +269,7 @@ class ReviewServer:
                 "id": "msg_test",
                 "type": "message",
                 "role": "assistant",
-                "model": body.get("model", ""),
+                "model": model,
                 "content": [{"type": "text", "text": text}],
                 "stop_reason": "end_turn",
                 "stop_sequence": None,
@@ -234,14 +280,15 @@ class ReviewServer:
                 "id": "chatcmpl-test",
                 "object": "chat.completion",
                 "created": 0,
-                "model": body.get("model", ""),
+                "model": model,
                 "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
                 "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens, "total_tokens": prompt_tokens + completion_tokens},
             }
         self._send(handler, 200, payload, {})
 
-    def _error(self, handler, status: int, kind: str, headers: dict, anthropic: bool) -> None:
-        payload = {"type": "error", "error": {"type": kind, "message": f"injected {status}"}} if anthropic else {"error": {"message": f"injected {status}", "type": kind}}
+    def _error(self, handler, status: int, kind: str, headers: dict, anthropic: bool, message: str = "") -> None:
+        message = message or f"injected {status}"
+        payload = {"type": "error", "error": {"type": kind, "message": message}} if anthropic else {"error": {"message": message, "type": kind}}
         self._send(handler, status, payload, headers)
 
     @staticmethod

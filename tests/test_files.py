@@ -13,8 +13,6 @@ from pathlib import Path
 
 import pytest
 
-from dca.durable import OutputFailure
-
 from dca.errors import UserError
 from dca.files import (
     LOCK_NAME,
@@ -51,9 +49,8 @@ def test_a_failed_write_leaves_the_old_file_and_no_partial(tmp_path):
 def test_write_text_atomic_cleans_up_when_the_rename_fails(tmp_path):
     target = tmp_path / "out"
     target.mkdir()  # renaming a file over a directory fails
-    with pytest.raises(OutputFailure, match=f"cannot write {target}") as failure:
+    with pytest.raises(IsADirectoryError):  # not the environment refusing: a bug keeps its traceback
         write_text_atomic(target, "text")
-    assert isinstance(failure.value.__cause__, OSError)  # one line for the user, the cause kept
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
 
 

@@ -126,6 +126,8 @@ def cmd_bench_reviewers(args: argparse.Namespace) -> int:
              "source": by_id[r.trace_id].source, "review": to_dict(r)}
             for r in reviews
         ]  # fmt: skip
-        out.write_text(json.dumps({"figures": figures, "predictions": predictions}, indent=1) + "\n", encoding="utf-8")
+        from .files import write_text_atomic  # here, not at the top: every command imports this module for its parser
+
+        write_text_atomic(out, json.dumps({"figures": figures, "predictions": predictions}, indent=1) + "\n")
         _log(f"wrote figures and {len(predictions)} predictions to {out}")
     return 0

@@ -3,11 +3,11 @@
 * `replace_durably` flushes and fsyncs a temporary file before renaming it over its target
   (and fsyncs the directory after), so a power cut never leaves an empty or torn file under a
   finished file's name.
-* `OutputFailure` (a `UserError` with exit code 3) is what a command raises when the
-  environment, not the user's input, refused an output: a full disk or quota, a read-only or
-  vanished filesystem, an I/O error. `environment_failure` recognises one behind any exception
-  (the OSError itself, one in its chain, or a library's own wrapping of it: torch's
-  ``file write failed``, safetensors' ``StorageFull``, SQLite's ``disk is full``).
+* `OutputFailure` (a `UserError` with exit code 3, raised by `raise_output_failure`) is what a
+  command raises when the environment, not the user's input, refused an output: a full disk or
+  quota, a read-only or vanished filesystem, an I/O error. `environment_failure` recognises one
+  behind any exception (the OSError itself, one in its chain, or a library's own wrapping of
+  it: torch's ``file write failed``, safetensors' ``StorageFull``, SQLite's ``disk is full``).
 * `rewrite_in_place` overwrites a small file within the blocks it already owns: the run state
   ``failed`` can still be recorded on a disk with no free block left.
 
@@ -45,10 +45,18 @@ class OutputFailure(UserError):
     exit_code = ENVIRONMENT_EXIT_CODE
 
 
-def output_failure(path: str | os.PathLike, error: BaseException) -> OutputFailure:
-    """An `OutputFailure` for `error` met while writing `path` (the cause in the OS's words)."""
-    cause = environment_failure(error, path) or (str(error).splitlines() or [type(error).__name__])[0]
-    return OutputFailure(f"cannot write {path}: {cause}; free space or choose another output")
+def raise_output_failure(path: str | os.PathLike, error: BaseException) -> None:
+    """Raise an `OutputFailure` (from `error`) when `error`, met while writing `path`, is the
+    environment refusing the write; return otherwise (the caller re-raises: a bug keeps its
+    traceback)."""
+    cause = environment_failure(error, path)
+    if cause is not None:
+        raise OutputFailure(f"cannot write {path}: {cause}; {_fix(error)}") from error
+
+
+def _fix(error: BaseException) -> str:
+    no_space = isinstance(error, OSError) and error.errno in NO_SPACE_ERRNOS
+    return "free space or choose another output" if no_space or "space" in str(error).lower() else "choose another output"
 
 
 def _no_space_on(path: str | os.PathLike | None) -> bool:
@@ -81,8 +89,10 @@ def environment_failure(error: BaseException, path: str | os.PathLike | None = N
             return os.strerror(errno.ENOSPC)
         if "read-only file system" in text or "readonly database" in text:
             return os.strerror(errno.EROFS)
+        if "file write failed" in text and path is None:  # torch's stream writer, errno lost
+            return "a file write failed (a full disk or an I/O error)"
         current = current.__cause__ or current.__context__
-    if _no_space_on(path):
+    if not isinstance(error, OSError) and _no_space_on(path):
         return os.strerror(errno.ENOSPC)
     return None
 
@@ -97,9 +107,9 @@ def failure_line(error: BaseException) -> str | None:
     while current is not None and id(current) not in seen:
         seen.add(id(current))
         if isinstance(current, OSError) and current.filename:
-            return f"cannot write {current.filename}: {cause}; free space or choose another output"
+            return f"cannot write {current.filename}: {cause}; {_fix(current)}"
         current = current.__cause__ or current.__context__
-    return f"{cause} ({type(error).__name__}); free space or choose another output"
+    return f"{cause} ({type(error).__name__}); {_fix(error)}"
 
 
 def _fsync_directory(directory: Path) -> None:

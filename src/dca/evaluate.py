@@ -57,7 +57,7 @@ from .caveats import format_failure_warning, warn
 from .continuation import ContinuationSettings, HFContinuationEngine, split_cot
 from .terminal import console
 from .errors import UserError
-from .files import prepare_output_dir, unlock_dir
+from .files import prepare_output_dir, unlock_dir, write_text_atomic
 from .measures import labelled_tokens, token_counter, tokens_per_insight, useful_steps
 from .faithfulness import (
     BACKTRACKING,
@@ -375,12 +375,12 @@ def run_eval(config: EvalConfig, out: str | Path, *, model=None, tokenizer=None,
         message = format_failure_warning(result, f"set {name}")
         if message:
             warn(message, report["warnings"])
-    (out_dir / "eval.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    write_text_atomic(out_dir / "eval.json", json.dumps(report, indent=2) + "\n")
     try:
         write_plots(report, out_dir)
     except Exception as e:  # plots are a view of eval.json; a plotting failure is recorded
         report["failures"].append({"set": None, "stage": "plots", "error": f"{type(e).__name__}: {e}"})
-        (out_dir / "eval.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+        write_text_atomic(out_dir / "eval.json", json.dumps(report, indent=2) + "\n")
     unlock_dir(out_dir)
     return report
 

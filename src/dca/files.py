@@ -31,7 +31,7 @@ import tempfile
 from pathlib import Path
 from typing import IO, Any, Iterable, Iterator, TypeVar
 
-from .durable import NO_SPACE_ERRNOS, output_failure, replace_durably, rewrite_in_place
+from .durable import NO_SPACE_ERRNOS, raise_output_failure, replace_durably, rewrite_in_place
 from .errors import UserError
 from .records import Problem, RecordError, from_dict, to_dict
 
@@ -200,7 +200,7 @@ def atomic_writer(path: str | os.PathLike) -> Iterator[IO[str]]:
     except BaseException as e:
         tmp.unlink(missing_ok=True)
         if isinstance(e, OSError):
-            raise output_failure(path, e) from e
+            raise_output_failure(path, e)
         raise
 
 
@@ -242,8 +242,6 @@ def write_run_state(path: str | os.PathLike, state: dict) -> None:
     """Write a run's state file (``run.json``) durably; on a full disk, overwrite the old one in
     the blocks it already owns, the ``error`` shortened as needed, so that a run that fails for
     want of space still records ``failed`` and why. Raises `OutputFailure` when neither works."""
-    import json
-
     path = Path(path)
     try:
         write_text_atomic(path, json.dumps(state, indent=2, ensure_ascii=False) + "\n")
@@ -348,8 +346,6 @@ def read_state(path: str | os.PathLike) -> dict:
     that ``running`` becomes ``interrupted`` when no live process holds its directory's lock: the
     writer was killed (kill -9, a power cut) or could not even record its failure. {} when the
     file is missing or unreadable."""
-    import json
-
     path = Path(path)
     try:
         state = json.loads(path.read_text(encoding="utf-8"))
@@ -456,7 +452,8 @@ def append_jsonl(path: str | os.PathLike, records: Iterable[Any]) -> None:
                 data = record if isinstance(record, dict) else to_dict(record)
                 f.write(json.dumps(data, ensure_ascii=False) + "\n")
     except OSError as e:
-        raise output_failure(path, e) from e
+        raise_output_failure(path, e)
+        raise
 
 
 def iter_jsonl(path: str | os.PathLike, cls: type[R]) -> Iterator[R]:

@@ -178,6 +178,15 @@ def parse_solution(domain: str, text: str):
 _OPS = {"+": lambda a, b: a + b, "-": lambda a, b: a - b, "*": lambda a, b: a * b, "/": lambda a, b: a / b}
 
 
+def parses(domain: str, text: str) -> bool:
+    """Whether `text` parses as a solution of `domain` (what the cache may keep)."""
+    try:
+        parse_solution(domain, text)
+    except Rejected:
+        return False
+    return True
+
+
 def _close(a: float, b: float) -> bool:
     return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-9)
 
@@ -362,7 +371,8 @@ def generate_problems_with(client, domain: str, count: int, *, index: DuplicateI
     async def ask(i: int):
         try:
             return await client.generate(request_messages(domain, i, seed), namespace=GENERATE_PROTOCOL,
-                                         json_schema=SCHEMAS[domain].model_json_schema())  # fmt: skip
+                                         json_schema=SCHEMAS[domain].model_json_schema(),
+                                         accept=lambda text: parses(domain, text))  # an unparsable answer is not cached  # fmt: skip
         except LLMCallFailed as e:
             return Rejected("call_failed", f"{e.kind}: {e}")
 

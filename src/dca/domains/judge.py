@@ -103,6 +103,15 @@ def judge_messages(problem: Problem, response: str) -> list[dict[str, str]]:
     return [{"role": "system", "content": _JUDGE_SYSTEM}, {"role": "user", "content": user}]
 
 
+def is_verdict(text: str) -> bool:
+    """Whether `text` parses as a verdict (what the cache may keep)."""
+    try:
+        parse_verdict(text)
+    except JudgeFailed:
+        return False
+    return True
+
+
 def parse_verdict(text: str) -> JudgeVerdict:
     """The verdict in a judge's answer; raises JudgeFailed("invalid_answer")."""
     body = _FENCE.sub("", text.strip())
@@ -175,7 +184,8 @@ class Judge:
 
         try:
             generation = await self.client.generate(
-                judge_messages(problem, response), namespace=JUDGE_PROTOCOL, json_schema=JudgeVerdict.model_json_schema()
+                judge_messages(problem, response), namespace=JUDGE_PROTOCOL, json_schema=JudgeVerdict.model_json_schema(),
+                accept=is_verdict,  # an unparsable verdict is not cached: a re-run asks again
             )
             verdict = parse_verdict(generation.text)
         except LLMCallFailed as e:

@@ -27,7 +27,7 @@ import numpy as np
 
 from ..credit import POLICIES
 from ..errors import UserError
-from ..files import read_jsonl, read_state, read_yaml
+from ..files import read_jsonl, read_state, read_yaml, write_text_atomic
 from ..records import Problem
 from .comparisons import adjust_for_multiplicity, paired_comparisons
 from .measures import TraceMeasure, read_rows, run_credit_placement
@@ -474,10 +474,10 @@ def build_report(root: str | Path, out: str | Path | None = None) -> dict[str, A
     training = training_table(exp)
     plots = write_plots(exp, tables, out_dir)
     figures = {"sets": tables, "training": training, "missing": exp["missing"], "mde": mde_lines(exp, tables), "comparisons": exp["comparisons"]}
-    (out_dir / "figures.json").write_text(json.dumps(figures, indent=2, default=str) + "\n", encoding="utf-8")
+    write_text_atomic(out_dir / "figures.json", json.dumps(figures, indent=2, default=str) + "\n")
     md = render_markdown(exp, tables, training, plots)
-    (out_dir / "report.md").write_text(md, encoding="utf-8")
-    (out_dir / "report.html").write_text(render_html(exp, tables, training, plots), encoding="utf-8")
+    write_text_atomic(out_dir / "report.md", md)
+    write_text_atomic(out_dir / "report.html", render_html(exp, tables, training, plots))
     return figures
 
 

@@ -44,8 +44,9 @@ the JSON schema and grammar. ``grammar`` (a `Grammar`: EBNF text or a JSON schem
 decoding token by token where the backend decodes itself (``hf``); remote backends ignore it.
 The caller decides the grammar (the review layer builds the review answer's,
 `dca.review.grammar`); without one a local model decodes unconstrained (the judge, problem
-generation, bridge edits). Only answers are cached, and only those the caller's ``accept`` check passes
-(a failed call or an answer that did not parse is asked again next time). ``json_schema`` asks for structured output where the backend supports it
+generation, bridge edits). Only answers are cached, and only those the caller's
+``accept`` check passes (a failed call or an answer that did not parse is asked again next
+time). ``json_schema`` asks for structured output where the backend supports it
 (OpenAI-compatible endpoints; an endpoint that rejects it is asked again without it and plain
 JSON is expected from then on; Anthropic and local models get the format from the prompt).
 A call that fails for good raises `LLMCallFailed` (``kind``: ``timeout``, ``rate_limited``,

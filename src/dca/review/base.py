@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Protocol, Sequence, runtime_checkable
 
 from ..records import Problem, Review, Trace, Unit
+from ..redact import redact
 from ..segment import segment
 
 __all__ = ["Reviewer", "ReviewItem", "failed_review", "review_all", "review_batch", "review_traces"]
@@ -55,13 +56,14 @@ class Reviewer(Protocol):
 
 
 def failed_review(name: str, item: ReviewItem, kind: str, error: str, *, usage: dict | None = None, metadata: dict | None = None) -> Review:
-    """A failed review of `item` (every unit unreviewed); ``metadata["failure"]`` is `kind`."""
+    """A failed review of `item` (every unit unreviewed); ``metadata["failure"]`` is `kind`. The
+    error is redacted (`dca.redact`): it may quote what a server echoed back."""
     return Review(
         trace_id=item.trace.id,
         reviewer=name,
         units=item.units,
         status="failed",
-        error=f"{kind}: {error}"[:1000],
+        error=redact(f"{kind}: {error}")[:1000],
         unreviewed_units=[u.index for u in item.units],
         usage=dict(usage or {}),
         metadata={**(metadata or {}), "failure": kind},

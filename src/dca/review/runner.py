@@ -162,7 +162,7 @@ class LLMReviewer:
         try:
             review = await self._review(item, usage)
         except Exception as e:  # noqa: BLE001 - a reviewer failure is data, never a crash
-            review = self._failed(item, "reviewer_error", f"{type(e).__name__}: {e}"[:500], usage)
+            review = self._failed(item, "reviewer_error", redact(f"{type(e).__name__}: {e}")[:500], usage)  # masked before it is cut
         review.usage["seconds"] = round(time.perf_counter() - started, 4)
         return review
 
@@ -258,7 +258,6 @@ class LLMReviewer:
         url = self.spec.base_url
         if url and redact_url(url) != url:  # an error message may quote the URL with its credentials
             error = error.replace(url, redact_url(url) or "")
-        error = redact(error)  # and any secret in any form, wherever it was echoed
         review = failed_review(self.name, item, kind, error, usage=usage.as_dict(), metadata=self._metadata())
         review.dialogue = list(transcript or [])
         return review

@@ -380,7 +380,7 @@ def run_training(
         run.fail(e)
         cause = None if isinstance(e, UserError) or not isinstance(e, Exception) else environment_failure(e, run.path)
         if cause is not None:  # a full disk mid-run: one line, exit 3 (run.json says failed, and why)
-            raise OutputFailure(f"cannot write the run in {out}: {cause}; free space, then --resume") from e
+            raise OutputFailure(f"cannot write the run in {out}: {cause}; free space, then run again (--resume continues from its last checkpoint)") from e
         raise
     finally:
         if judge is not None:
