@@ -1,11 +1,124 @@
-"""Shared pytest fixtures."""
+"""Shared pytest fixtures, and the two ways a test runs the `dca` command.
+
+`dca(*args)` starts ``python -m dca.cli ARGS`` in a child process, as a user runs it: for
+what only a real process shows (the console entry point, output of libraries that bind
+stderr at import, signals, locks held by another process, wall time). `dca_main(*args)`
+calls `dca.cli.main([ARGS])` in this process, with the same result type, so a test that
+checks argument or record validation costs no interpreter start and no imports. Both
+return a `subprocess.CompletedProcess` (``returncode``, ``stdout``, ``stderr``), and
+`one_line_error(result, *words)` checks a refusal: exit code 2, one ``dca: error:`` line
+on stderr naming `words`, no traceback.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import io
 import os
+import subprocess
+import sys
+import traceback
+import warnings
+from typing import Mapping
 
 import pytest
+
+PathOrStr = str | os.PathLike
+
+
+def _child_env(env: Mapping[str, str | None] | None) -> dict[str, str] | None:
+    """This process's environment with `env` added (a value of None removes a variable)."""
+    if not env:
+        return None
+    merged = dict(os.environ)
+    for name, value in env.items():
+        if value is None:
+            merged.pop(name, None)
+        else:
+            merged[name] = value
+    return merged
+
+
+def dca(*args: PathOrStr, cwd: PathOrStr | None = None, env: Mapping[str, str | None] | None = None,
+        timeout: float = 600) -> subprocess.CompletedProcess:  # fmt: skip
+    """``python -m dca.cli ARGS`` in a child process (text output captured).
+
+    `env` is added to this process's environment (a value of None removes a variable); the
+    child imports the `dca` of this process's PYTHONPATH."""
+    command = [sys.executable, "-m", "dca.cli", *map(str, args)]
+    return subprocess.run(command, capture_output=True, text=True, cwd=cwd, env=_child_env(env), timeout=timeout)
+
+
+def _exit_code(code: object, stderr: io.StringIO) -> int:
+    """The status a process reports for ``sys.exit(code)``."""
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code
+    print(code, file=stderr)  # sys.exit("message"): printed, status 1
+    return 1
+
+
+def dca_main(*args: PathOrStr, cwd: PathOrStr | None = None,
+             env: Mapping[str, str | None] | None = None) -> subprocess.CompletedProcess:  # fmt: skip
+    """`dca.cli.main([ARGS])` in this process, reported as `dca` reports a child process.
+
+    The exit code is main's return value, argparse's ``SystemExit`` code, or 1 for an
+    uncaught exception, whose traceback is then in ``stderr`` (as Python prints it), so the
+    checks written for a child process hold unchanged. What the call changes in this process
+    is undone afterwards: the working directory (`cwd`), the environment (`env`, added as for
+    `dca`; ``HF_HUB_OFFLINE`` is also set on `huggingface_hub.constants`, which reads it once
+    at import), the warnings filters (``PYTHONWARNINGS`` in `env` is applied, as a child
+    would), and output-directory locks the call left held (released as at a process's exit;
+    the lock file stays, as it would). Not covered: text that a library writes through a
+    handler or stream it bound before the call (only a child process shows that), and a
+    timeout."""
+    from dca import files
+    from dca.cli import main
+
+    env = dict(env or {})
+    stdout, stderr = io.StringIO(), io.StringIO()
+    held = set(files._HELD)
+    with pytest.MonkeyPatch.context() as patch, warnings.catch_warnings():
+        if cwd is not None:
+            patch.chdir(cwd)
+        for name, value in env.items():
+            if value is None:
+                patch.delenv(name, raising=False)
+            else:
+                patch.setenv(name, value)
+        if "HF_HUB_OFFLINE" in env:
+            import huggingface_hub.constants
+
+            offline = (env["HF_HUB_OFFLINE"] or "").upper() in ("1", "ON", "YES", "TRUE")
+            patch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", offline)
+        for action in filter(None, (env.get("PYTHONWARNINGS") or "").split(",")):
+            warnings.simplefilter(action)  # type: ignore[arg-type]  (action-only entries, e.g. "ignore")
+        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+            try:
+                code = main([str(a) for a in args])
+            except SystemExit as e:
+                code = _exit_code(e.code, stderr)
+            except Exception:  # noqa: BLE001  what Python prints for an uncaught exception, status 1
+                traceback.print_exc(file=stderr)
+                code = 1
+    for key in set(files._HELD) - held:  # as at exit: the flock dies, the lock file stays
+        os.close(files._HELD.pop(key))
+    return subprocess.CompletedProcess(["dca", *map(str, args)], code, stdout.getvalue(), stderr.getvalue())
+
+
+def one_line_error(result: subprocess.CompletedProcess, *words: str) -> str:
+    """Assert that `result` is a refusal: exit code 2, exactly one stderr line starting
+    ``dca: error:`` that holds each of `words`, and no traceback. Returns that line."""
+    shown = f"{result.args}\nexit {result.returncode}\nstderr: {result.stderr[-2000:]}\nstdout: {result.stdout[-500:]}"
+    assert "Traceback" not in result.stderr + result.stdout, shown
+    assert result.returncode == 2, shown
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("dca: error: "), shown
+    for word in words:
+        assert word in lines[0], f"expected {word!r}\n{shown}"
+    return lines[0]
 
 
 @pytest.fixture(scope="session")
