@@ -60,6 +60,32 @@ def _exit_code(code: object, stderr: io.StringIO) -> int:
     return 1
 
 
+class CallStream(io.TextIOBase):
+    """``sys.stdout`` or ``sys.stderr`` during a `dca_main` call: text goes to the running
+    call's buffer. A logging handler that a library creates lazily during one call binds this
+    stream (not the call's buffer), so its later output reaches the call then running, as it
+    would reach a fresh process's stderr; outside calls it goes to the stream then in place."""
+
+    def __init__(self, name: str):
+        self.name = name
+        self.into: io.StringIO | None = None
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        target = self.into if self.into is not None else getattr(sys, self.name)
+        return (target if target is not self else getattr(sys, f"__{self.name}__")).write(text)
+
+    def flush(self) -> None:
+        if self.into is None and getattr(sys, self.name) is not self:
+            getattr(sys, self.name).flush()
+
+
+#: The streams `dca_main` puts in place of sys.stdout and sys.stderr.
+CALL_STDOUT, CALL_STDERR = CallStream("stdout"), CallStream("stderr")
+
+
 def dca_main(*args: PathOrStr, cwd: PathOrStr | None = None,
              env: Mapping[str, str | None] | None = None) -> subprocess.CompletedProcess:  # fmt: skip
     """`dca.cli.main([ARGS])` in this process, reported as `dca` reports a child process.
@@ -72,8 +98,8 @@ def dca_main(*args: PathOrStr, cwd: PathOrStr | None = None,
     at import), the warnings filters (``PYTHONWARNINGS`` in `env` is applied, as a child
     would), and output-directory locks the call left held (released as at a process's exit;
     the lock file stays, as it would). Not covered: text that a library writes through a
-    handler or stream it bound before the call (only a child process shows that), and a
-    timeout."""
+    handler or stream it bound before the first call (only a child process shows that; see
+    `CallStream`), and a timeout. Not thread-safe: one call at a time."""
     from dca import files
     from dca.cli import main
 
@@ -95,7 +121,9 @@ def dca_main(*args: PathOrStr, cwd: PathOrStr | None = None,
             patch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", offline)
         for action in filter(None, (env.get("PYTHONWARNINGS") or "").split(",")):
             warnings.simplefilter(action)  # type: ignore[arg-type]  (action-only entries, e.g. "ignore")
-        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+        patch.setattr(CALL_STDOUT, "into", stdout)
+        patch.setattr(CALL_STDERR, "into", stderr)
+        with contextlib.redirect_stdout(CALL_STDOUT), contextlib.redirect_stderr(CALL_STDERR):
             try:
                 code = main([str(a) for a in args])
             except SystemExit as e:
@@ -109,16 +137,34 @@ def dca_main(*args: PathOrStr, cwd: PathOrStr | None = None,
 
 
 def one_line_error(result: subprocess.CompletedProcess, *words: str) -> str:
-    """Assert that `result` is a refusal: exit code 2, exactly one stderr line starting
-    ``dca: error:`` that holds each of `words`, and no traceback. Returns that line."""
+    """Assert that `result` is a refusal: exit code 2, stderr exactly one line starting
+    ``dca: error:`` that holds each of `words` (nothing before or after it), and no traceback.
+    Returns that line."""
     shown = f"{result.args}\nexit {result.returncode}\nstderr: {result.stderr[-2000:]}\nstdout: {result.stdout[-500:]}"
     assert "Traceback" not in result.stderr + result.stdout, shown
     assert result.returncode == 2, shown
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("dca: error: "), shown
+    line, _, rest = result.stderr.partition("\n")
+    assert line.startswith("dca: error: ") and rest == "", shown
     for word in words:
-        assert word in lines[0], f"expected {word!r}\n{shown}"
-    return lines[0]
+        assert word in line, f"expected {word!r}\n{shown}"
+    return line
+
+
+def dca_commands() -> list[str]:
+    """Every command `dca` runs, as typed after ``dca``: ``edit``, ``experiment run``, ..."""
+    import argparse
+
+    from dca.cli import build_parser
+
+    def walk(parser: argparse.ArgumentParser, prefix: str) -> list[str]:
+        found = []
+        for action in parser._actions:  # noqa: SLF001  argparse lists its subparsers nowhere public
+            if isinstance(action, argparse._SubParsersAction):  # noqa: SLF001
+                for name, sub in action.choices.items():
+                    found += walk(sub, f"{prefix}{name} ") or [prefix + name]
+        return found
+
+    return walk(build_parser(), "")
 
 
 @pytest.fixture(scope="session")

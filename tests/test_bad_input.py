@@ -15,13 +15,14 @@ same exit code as in this process.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
+import logging
 import os
 import re
 import shlex
 import subprocess
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,8 +30,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import dca, dca_main, one_line_error
-from dca.cli import build_parser
+from conftest import CALL_STDERR, CALL_STDOUT, dca, dca_commands, dca_main, one_line_error
+from dca import files
 from dca.consensus import build_consensuses
 from dca.edit import EditConfig, edit_traces
 from dca.records import Edit, to_dict, write_jsonl
@@ -609,11 +610,39 @@ def _argv(case: Case, model_dir: Path) -> list[str]:
     return [a.replace("{M}", str(model_dir)) for a in shlex.split(case.argv)]
 
 
+def _process_state() -> dict:
+    """What one in-process run could leave behind for the next: working directory,
+    environment, warnings filters, logging handlers, output-directory locks."""
+    loggers = [logging.getLogger(), *(v for v in logging.Logger.manager.loggerDict.values() if isinstance(v, logging.Logger))]
+    return {
+        "cwd": os.getcwd(),
+        "environ": dict(os.environ),
+        "warnings filters": list(warnings.filters),
+        # a handler a library adds lazily in a run writes to whichever run is current (conftest.CallStream)
+        "logging handlers": {logger.name: kept for logger in loggers if (kept := [h for h in logger.handlers if getattr(h, "stream", None) not in (CALL_STDOUT, CALL_STDERR)])},
+        "locks held": dict(files._HELD),  # noqa: SLF001
+    }
+
+
+@dataclass
+class Outcomes:
+    here: dict[str, subprocess.CompletedProcess]
+    """Each chosen case's result in this process (`dca_main`), by id."""
+    children: dict[str, subprocess.CompletedProcess]
+    """Each chosen `IN_A_PROCESS` case's result in a child process (`dca`), by id."""
+    before: dict[str, str]
+    """`_snapshot` of the world before any case ran."""
+    after: dict[str, str]
+    """... and after all of them."""
+    state_before: dict
+    """`_process_state` before the in-process runs."""
+    state_after: dict
+
+
 @pytest.fixture(scope="module")
-def outcomes(world, tiny_model_dir):
+def outcomes(world, tiny_model_dir) -> Outcomes:
     """Run every case once in this process, and the `IN_A_PROCESS` cases once more in a child
-    process (several at a time, while the others run here); returns (results in this process
-    by id, results in a child by id, snapshot before, snapshot after)."""
+    process (several at a time, while the others run here)."""
     before = _snapshot(world)
     env = {"HF_HUB_OFFLINE": "1", "DCA_CACHE_DIR": str(world.parent / f"{world.name}-cache"), "PYTHONWARNINGS": "ignore", "OPENAI_API_KEY": None}
 
@@ -627,9 +656,11 @@ def outcomes(world, tiny_model_dir):
     chosen = [c for c in CASES if not only or re.search(only, c.id)]
     with ThreadPoolExecutor(max_workers=max(2, min(8, (os.cpu_count() or 2) * 2))) as pool:
         children = pool.map(in_a_child, [c for c in chosen if c.id in IN_A_PROCESS])
+        state_before = _process_state()
         here = {c.id: dca_main(*_argv(c, tiny_model_dir), cwd=world, env={**env, **c.env}) for c in chosen}
+        state_after = _process_state()
         in_children = dict(children)
-    return here, in_children, before, _snapshot(world)
+    return Outcomes(here, in_children, before, _snapshot(world), state_before, state_after)
 
 
 def test_case_ids_are_unique_and_many():
@@ -638,30 +669,18 @@ def test_case_ids_are_unique_and_many():
     assert len(CASES) >= 150
 
 
-def _commands(argv: str) -> str:
-    """The (sub)command a case runs: ``experiment run``, ``edit``, or ``''``."""
-    words = shlex.split(argv)[:2]
-    return " ".join(words) if words[:1] == ["experiment"] else " ".join(words[:1])
+def _command(case: Case) -> str:
+    """The command a case runs: ``edit``, ``experiment run``, or ``''``."""
+    words = shlex.split(case.argv)[:2]
+    return " ".join(words if words[:1] == ["experiment"] else words[:1])
 
 
-def _subcommands(parser: argparse.ArgumentParser, prefix: str = "") -> set[str]:
-    """Every command the parser runs: ``edit``, ``experiment run``, ..."""
-    found = set()
-    for action in parser._actions:  # noqa: SLF001  argparse lists its subparsers nowhere public
-        if isinstance(action, argparse._SubParsersAction):  # noqa: SLF001
-            for name, sub in action.choices.items():
-                found |= _subcommands(sub, f"{prefix}{name} ") or {prefix + name}
-    return found
-
-
-def test_the_cases_in_a_process_cover_every_command():
-    commands = _subcommands(build_parser())
-    ids = {c.id for c in CASES}
-    assert IN_A_PROCESS <= ids, sorted(IN_A_PROCESS - ids)
-    assert len(IN_A_PROCESS) >= 30
-    by_id = {c.id: c for c in CASES}
-    assert commands <= {_commands(c.argv) for c in CASES}, sorted(commands - {_commands(c.argv) for c in CASES})
-    assert commands <= {_commands(by_id[i].argv) for i in IN_A_PROCESS}, sorted(commands - {_commands(by_id[i].argv) for i in IN_A_PROCESS})
+def test_every_command_has_cases_and_a_case_in_a_process():
+    commands = set(dca_commands())
+    assert commands <= {_command(c) for c in CASES}, sorted(commands - {_command(c) for c in CASES})
+    in_a_process = [c for c in CASES if c.id in IN_A_PROCESS]
+    assert len(in_a_process) == len(IN_A_PROCESS) >= 30, sorted(IN_A_PROCESS - {c.id for c in CASES})
+    assert commands <= {_command(c) for c in in_a_process}, sorted(commands - {_command(c) for c in in_a_process})
 
 
 def _check(case: Case, r: subprocess.CompletedProcess, before: dict[str, str], after: dict[str, str]) -> None:
@@ -675,25 +694,30 @@ def _check(case: Case, r: subprocess.CompletedProcess, before: dict[str, str], a
 
 @pytest.mark.parametrize("case", CASES, ids=[f"{n:03d}of{len(CASES)}-{c.id}" for n, c in enumerate(CASES, 1)])
 def test_bad_input(case: Case, outcomes):
-    here, _, before, after = outcomes
-    if case.id not in here:
+    if case.id not in outcomes.here:
         pytest.skip("not chosen by DCA_BAD_INPUT_ONLY")
-    _check(case, here[case.id], before, after)
+    _check(case, outcomes.here[case.id], outcomes.before, outcomes.after)
 
 
 @pytest.mark.parametrize("case", [c for c in CASES if c.id in IN_A_PROCESS], ids=lambda c: c.id)
 def test_bad_input_in_a_process(case: Case, outcomes):
     """The same case as the user meets it (`python -m dca.cli`), with the same exit code and
     line as in this process: what the in-process runs check is what a user gets."""
-    here, children, before, after = outcomes
-    if case.id not in children:
+    if case.id not in outcomes.children:
         pytest.skip("not chosen by DCA_BAD_INPUT_ONLY")
-    _check(case, children[case.id], before, after)
-    assert (children[case.id].returncode, children[case.id].stderr) == (here[case.id].returncode, here[case.id].stderr)
+    child, here = outcomes.children[case.id], outcomes.here[case.id]
+    _check(case, child, outcomes.before, outcomes.after)
+    assert (child.returncode, child.stderr) == (here.returncode, here.stderr)
 
 
 def test_nothing_was_written(outcomes):
     """No case changed an input or left anything behind: no output, no .partial, no lock."""
-    _, _, before, after = outcomes
-    changed = sorted(p for p in set(before) | set(after) if before.get(p) != after.get(p))
+    changed = sorted(p for p in set(outcomes.before) | set(outcomes.after) if outcomes.before.get(p) != outcomes.after.get(p))
     assert not changed
+
+
+def test_the_in_process_runs_leave_this_process_as_they_found_it(outcomes):
+    """Each case met the process state a fresh `dca` meets: no run left a directory, variable,
+    warnings filter, logging handler or lock to the next."""
+    for key, value in outcomes.state_before.items():
+        assert outcomes.state_after[key] == value, key
