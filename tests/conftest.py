@@ -2,7 +2,7 @@
 
 `dca(*args)` starts ``python -m dca.cli ARGS`` in a child process, as a user runs it: for
 what only a real process shows (the console entry point, output of libraries that bind
-stderr at import, signals, locks held by another process, wall time). `dca_main(*args)`
+stderr at import, signals, locks held by another process, wall time). `dca_in_process(*args)`
 calls `dca.cli.main([ARGS])` in this process, with the same result type, so a test that
 checks argument or record validation costs no interpreter start and no imports. Both
 return a `subprocess.CompletedProcess` (``returncode``, ``stdout``, ``stderr``), and
@@ -61,7 +61,7 @@ def _exit_code(code: object, stderr: io.StringIO) -> int:
 
 
 class CallStream(io.TextIOBase):
-    """``sys.stdout`` or ``sys.stderr`` during a `dca_main` call: text goes to the running
+    """``sys.stdout`` or ``sys.stderr`` during a `dca_in_process` call: text goes to the running
     call's buffer. A logging handler that a library creates lazily during one call binds this
     stream (not the call's buffer), so its later output reaches the call then running, as it
     would reach a fresh process's stderr; outside calls it goes to the stream then in place."""
@@ -82,11 +82,11 @@ class CallStream(io.TextIOBase):
             getattr(sys, self.name).flush()
 
 
-#: The streams `dca_main` puts in place of sys.stdout and sys.stderr.
+#: The streams `dca_in_process` puts in place of sys.stdout and sys.stderr.
 CALL_STDOUT, CALL_STDERR = CallStream("stdout"), CallStream("stderr")
 
 
-def dca_main(*args: PathOrStr, cwd: PathOrStr | None = None,
+def dca_in_process(*args: PathOrStr, cwd: PathOrStr | None = None,
              env: Mapping[str, str | None] | None = None) -> subprocess.CompletedProcess:  # fmt: skip
     """`dca.cli.main([ARGS])` in this process, reported as `dca` reports a child process.
 

@@ -1,6 +1,6 @@
 """The bad-input suite: a matrix of user mistakes run through the real `dca` command.
 
-Every case runs `dca.cli.main` (cwd: a folder of valid and broken inputs; `conftest.dca_main`)
+Every case runs `dca.cli.main` (cwd: a folder of valid and broken inputs; `conftest.dca_in_process`)
 and must end with exit code 2, exactly one stderr line ``dca: error: ...`` that names the
 problem, no traceback, every file it was given unchanged (checksums) and nothing new written:
 no output, no ``.partial``, no lock file. The test ids count the cases
@@ -30,7 +30,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import CALL_STDERR, CALL_STDOUT, dca, dca_commands, dca_main, one_line_error
+from conftest import CALL_STDERR, CALL_STDOUT, dca, dca_commands, dca_in_process, one_line_error
 from dca import files
 from dca.consensus import build_consensuses
 from dca.edit import EditConfig, edit_traces
@@ -627,7 +627,7 @@ def _process_state() -> dict:
 @dataclass
 class Outcomes:
     here: dict[str, subprocess.CompletedProcess]
-    """Each chosen case's result in this process (`dca_main`), by id."""
+    """Each chosen case's result in this process (`dca_in_process`), by id."""
     children: dict[str, subprocess.CompletedProcess]
     """Each chosen `IN_A_PROCESS` case's result in a child process (`dca`), by id."""
     before: dict[str, str]
@@ -657,7 +657,7 @@ def outcomes(world, tiny_model_dir) -> Outcomes:
     with ThreadPoolExecutor(max_workers=max(2, min(8, (os.cpu_count() or 2) * 2))) as pool:
         children = pool.map(in_a_child, [c for c in chosen if c.id in IN_A_PROCESS])
         state_before = _process_state()
-        here = {c.id: dca_main(*_argv(c, tiny_model_dir), cwd=world, env={**env, **c.env}) for c in chosen}
+        here = {c.id: dca_in_process(*_argv(c, tiny_model_dir), cwd=world, env={**env, **c.env}) for c in chosen}
         state_after = _process_state()
         in_children = dict(children)
     return Outcomes(here, in_children, before, _snapshot(world), state_before, state_after)

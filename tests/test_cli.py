@@ -1,7 +1,7 @@
 """The `dca` command: help for every command, real runs on a tiny model, and bad input.
 
 Real runs start a process (`conftest.dca`), as a user runs them, so exit codes and printed
-lines are the real ones; help and refusals run in this process (`conftest.dca_main`), with
+lines are the real ones; help and refusals run in this process (`conftest.dca_in_process`), with
 one process that checks the console command itself.
 """
 
@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import dca, dca_commands, dca_main, one_line_error
+from conftest import dca, dca_commands, dca_in_process, one_line_error
 from dca.records import Credit, Problem, Review, Trace, read_jsonl
 
 #: Words the help of a command must show besides its usage line.
@@ -22,7 +22,7 @@ HELP_WORDS = {"review": ["--reviewers", "--cache"], "edit": ["--out"], "sft": ["
 
 @pytest.mark.parametrize("command", dca_commands())
 def test_help(command):
-    result = dca_main(*command.split(), "--help")
+    result = dca_in_process(*command.split(), "--help")
     assert result.returncode == 0, result.stderr
     assert "usage: dca " + command in result.stdout
     for word in HELP_WORDS.get(command, []):
@@ -55,7 +55,7 @@ def test_problems_synthetic_and_gsm8k(tmp_path):
 
 def test_rollout_writes_consistent_traces(tmp_path, tiny_model_dir):
     problems = tmp_path / "p.jsonl"
-    assert dca_main("problems", "--synthetic", "3", "--out", str(problems)).returncode == 0
+    assert dca_in_process("problems", "--synthetic", "3", "--out", str(problems)).returncode == 0
     out = tmp_path / "t.jsonl"
     result = dca("rollout", "--problems", str(problems), "--model", str(tiny_model_dir), "--samples", "2",
                  "--temperature", "1.0", "--max-new-tokens", "12", "--out", str(out))  # fmt: skip
@@ -100,44 +100,44 @@ def test_train_writes_a_complete_run_directory(tmp_path, tiny_model_dir):
     assert [m["step"] for m in metrics] == [1, 2] and all("dca/fraction_credited" in m for m in metrics)
 
     # The same --out again is refused, naming --overwrite.
-    one_line_error(dca_main("train", "--config", str(tiny_config(tmp_path, tiny_model_dir)), "--out", str(out)), "--overwrite")
+    one_line_error(dca_in_process("train", "--config", str(tiny_config(tmp_path, tiny_model_dir)), "--out", str(out)), "--overwrite")
 
 
 def test_bad_input_gets_one_line_and_exit_code_2(tmp_path, tiny_model_dir):
     missing = tmp_path / "missing.jsonl"
-    one_line_error(dca_main("rollout", "--problems", str(missing), "--out", str(tmp_path / "t.jsonl")), "does not exist")
+    one_line_error(dca_in_process("rollout", "--problems", str(missing), "--out", str(tmp_path / "t.jsonl")), "does not exist")
 
     malformed = tmp_path / "bad.jsonl"
     malformed.write_text('{"id": "x", "question": "q"}\nnot json\n')
-    one_line_error(dca_main("rollout", "--problems", str(malformed), "--out", str(tmp_path / "t.jsonl")), "bad.jsonl:1")
+    one_line_error(dca_in_process("rollout", "--problems", str(malformed), "--out", str(tmp_path / "t.jsonl")), "bad.jsonl:1")
 
     problems = tmp_path / "p.jsonl"
-    assert dca_main("problems", "--synthetic", "2", "--out", str(problems)).returncode == 0
-    one_line_error(dca_main("rollout", "--problems", str(problems), "--model", str(tmp_path / "nope"), "--out", str(tmp_path / "t.jsonl")), "does not exist")
+    assert dca_in_process("problems", "--synthetic", "2", "--out", str(problems)).returncode == 0
+    one_line_error(dca_in_process("rollout", "--problems", str(problems), "--model", str(tmp_path / "nope"), "--out", str(tmp_path / "t.jsonl")), "does not exist")
 
     blocker = tmp_path / "a-file"
     blocker.write_text("")
-    one_line_error(dca_main("problems", "--synthetic", "2", "--out", str(blocker / "p.jsonl")), "does not exist")
-    one_line_error(dca_main("train", "--config", str(tiny_config(tmp_path, tiny_model_dir)), "--out", str(blocker / "run")))
+    one_line_error(dca_in_process("problems", "--synthetic", "2", "--out", str(blocker / "p.jsonl")), "does not exist")
+    one_line_error(dca_in_process("train", "--config", str(tiny_config(tmp_path, tiny_model_dir)), "--out", str(blocker / "run")))
 
     bad_config = tmp_path / "bad.yaml"
     bad_config.write_text("grpo: {steps: 0}\n")
-    one_line_error(dca_main("train", "--config", str(bad_config), "--out", str(tmp_path / "r1")), "grpo.steps")
+    one_line_error(dca_in_process("train", "--config", str(bad_config), "--out", str(tmp_path / "r1")), "grpo.steps")
     bad_config.write_text("credit: {policy: everything}\n")
-    one_line_error(dca_main("train", "--config", str(bad_config), "--out", str(tmp_path / "r2")), "credit.policy")
+    one_line_error(dca_in_process("train", "--config", str(bad_config), "--out", str(tmp_path / "r2")), "credit.policy")
     bad_config.write_text("problems: {file: /nonexistent/problems.jsonl}\n")
-    one_line_error(dca_main("train", "--config", str(bad_config), "--out", str(tmp_path / "r3")), "does not exist")
+    one_line_error(dca_in_process("train", "--config", str(bad_config), "--out", str(tmp_path / "r3")), "does not exist")
     bad_config.write_text("[unclosed\n")
-    one_line_error(dca_main("train", "--config", str(bad_config), "--out", str(tmp_path / "r4")), "YAML")
+    one_line_error(dca_in_process("train", "--config", str(bad_config), "--out", str(tmp_path / "r4")), "YAML")
     # Nothing that looks like a run was left behind by any of the failed commands.
     assert not any((tmp_path / name).exists() for name in ["r1", "r2", "r3", "r4"])
 
-    one_line_error(dca_main("problems", "--synthetic", "2", "--max-value", "1", "--out", str(tmp_path / "x.jsonl")), "max_value")
-    one_line_error(dca_main("demo", "--steps", "0", "--out", str(tmp_path / "d")))
-    one_line_error(dca_main("rollout", "--problems", str(problems)))  # argparse: --out missing
+    one_line_error(dca_in_process("problems", "--synthetic", "2", "--max-value", "1", "--out", str(tmp_path / "x.jsonl")), "max_value")
+    one_line_error(dca_in_process("demo", "--steps", "0", "--out", str(tmp_path / "d")))
+    one_line_error(dca_in_process("rollout", "--problems", str(problems)))  # argparse: --out missing
 
 
-def test_dca_main_reports_what_a_process_would(monkeypatch, tmp_path):
+def test_dca_in_process_reports_what_a_process_would(monkeypatch, tmp_path):
     """The in-process runner: an uncaught exception is exit code 1 with its traceback on
     stderr; the call's working directory and variables are its own and undone after it."""
     import os
@@ -148,7 +148,7 @@ def test_dca_main_reports_what_a_process_would(monkeypatch, tmp_path):
         raise RuntimeError("boom")
 
     monkeypatch.setattr(dca.cli, "cmd_domains", boom)
-    crashed = dca_main("domains")
+    crashed = dca_in_process("domains")
     assert crashed.returncode == 1 and "Traceback" in crashed.stderr and "RuntimeError: boom" in crashed.stderr
     with pytest.raises(AssertionError):
         one_line_error(crashed)
@@ -159,6 +159,6 @@ def test_dca_main_reports_what_a_process_would(monkeypatch, tmp_path):
 
     monkeypatch.setattr(dca.cli, "cmd_domains", look)
     here = os.getcwd()
-    seen = dca_main("domains", cwd=tmp_path, env={"DCA_PROBE": "x"})
+    seen = dca_in_process("domains", cwd=tmp_path, env={"DCA_PROBE": "x"})
     assert (seen.returncode, seen.stdout.split()) == (0, [str(tmp_path), "x"])
     assert os.getcwd() == here and "DCA_PROBE" not in os.environ

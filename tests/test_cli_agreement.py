@@ -1,6 +1,6 @@
 """`dca consensus`, `dca agreement` and `dca show`, run as a user runs them (subprocess), on
 gold traces reviewed by the oracle, a gold-role reviewer and a noisy reviewer; their
-refusals run in this process (`conftest.dca_main`)."""
+refusals run in this process (`conftest.dca_in_process`)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import dca, dca_main, one_line_error
+from conftest import dca, dca_in_process, one_line_error
 from dca.records import Consensus, read_jsonl, write_jsonl
 from gold_traces import gold_traces, review_all, three_reviewers
 
@@ -98,4 +98,4 @@ def test_show_writes_a_page(run_dir, tmp_path):
 )
 def test_bad_input_is_one_line_and_exit_2(run_dir, tmp_path, args, message):
     fill = {"reviews": str(run_dir / "reviews.jsonl"), "problems": str(run_dir / "problems.jsonl"), "tmp": str(tmp_path)}
-    one_line_error(dca_main(*[a.format(**fill) for a in args]), message)
+    one_line_error(dca_in_process(*[a.format(**fill) for a in args]), message)

@@ -4,11 +4,10 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
 
+from conftest import dca_in_process, one_line_error
 from dca.cli import main
 from dca.errors import UserError
 from dca.evaluate import (
@@ -22,10 +21,6 @@ from dca.evaluate import (
 )
 from dca.records import Problem, Review, Step, Trace
 from dca.segment import segment
-
-
-def dca(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "dca.cli", *args], capture_output=True, text=True, timeout=600)
 
 
 def test_wilson_interval_hand_computed():
@@ -95,18 +90,13 @@ def test_lenient_answer_forms_are_counted_apart():
     assert figures["lenient_answers"] == 0.75
 
 
-def test_eval_help_and_bad_input(tmp_path, capsys):
-    result = dca("eval", "--help")  # one real subprocess: the console command is wired up
-    assert result.returncode == 0 and "usage: dca eval" in result.stdout
+def test_eval_bad_input(tmp_path):  # (its --help: test_cli.test_help)
     for args in (["--sets", "nonsense"], ["--probes", "early,psychic"], ["--sets", "synthetic-easy:0"],
                  ["--sets", "synthetic-easy:1", "--probe-sets", "gsm8k-test"]):  # fmt: skip
-        assert main(["eval", "--model", "embedded", *args, "--out", str(tmp_path / "o")]) == 2
-        err = capsys.readouterr().err
-        assert err.startswith("dca: error:") and len(err.strip().splitlines()) == 1
+        one_line_error(dca_in_process("eval", "--model", "embedded", *args, "--out", tmp_path / "o"))
     (tmp_path / "busy").mkdir()
     (tmp_path / "busy" / "keep.txt").write_text("x")
-    assert main(["eval", "--sets", "synthetic-easy:1", "--out", str(tmp_path / "busy")]) == 2
-    assert "not empty" in capsys.readouterr().err
+    one_line_error(dca_in_process("eval", "--sets", "synthetic-easy:1", "--out", tmp_path / "busy"), "not empty")
 
 
 def test_eval_on_a_tiny_model_is_reproducible(tmp_path, tiny_model_dir, capsys):

@@ -98,12 +98,6 @@ def test_persona_train_mistakes_are_one_line_errors(labelled, tiny_model_dir, tm
     assert message in err and err.count("\n") == 1
 
 
-def test_persona_train_help():
-    with pytest.raises(SystemExit) as e:
-        main(["persona-train", "--help"])
-    assert e.value.code == 0
-
-
 def test_segment_is_what_targets_hold(labelled):
     reviews = read_jsonl(labelled / "reviews.jsonl", Review)
     traces = {t.id: t for t in read_jsonl(labelled / "traces.jsonl", Trace)}
