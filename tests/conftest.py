@@ -150,6 +150,14 @@ def one_line_error(result: subprocess.CompletedProcess, *words: str) -> str:
     return line
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test marked ``minutes`` says why it takes minutes: ``@pytest.mark.minutes("...")``."""
+    for item in items:
+        for mark in item.iter_markers("minutes"):
+            if len(mark.args) != 1 or not isinstance(mark.args[0], str) or not mark.args[0].strip():
+                raise pytest.UsageError(f"{item.nodeid}: @pytest.mark.minutes takes one reason, a sentence saying why the test takes minutes")
+
+
 def dca_commands() -> list[str]:
     """Every command `dca` runs, as typed after ``dca``: ``edit``, ``experiment run``, ..."""
     import argparse

@@ -138,27 +138,31 @@ def test_bad_input_gets_one_line_and_exit_code_2(tmp_path, tiny_model_dir):
 
 
 def test_dca_in_process_reports_what_a_process_would(monkeypatch, tmp_path):
-    """The in-process runner: an uncaught exception is exit code 1 with its traceback on
-    stderr; the call's working directory and variables are its own and undone after it."""
+    """The in-process runner reports as Python reports a process: an uncaught exception is exit
+    code 1 with its traceback on stderr, ``sys.exit(text)`` is 1 with the text; the call's
+    working directory and variables are its own and undone after it."""
     import os
+    import sys
 
     import dca.cli
 
-    def boom(args):
+    def crash(argv):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(dca.cli, "cmd_domains", boom)
+    monkeypatch.setattr(dca.cli, "main", crash)
     crashed = dca_in_process("domains")
     assert crashed.returncode == 1 and "Traceback" in crashed.stderr and "RuntimeError: boom" in crashed.stderr
     with pytest.raises(AssertionError):
         one_line_error(crashed)
+    monkeypatch.setattr(dca.cli, "main", lambda argv: sys.exit("no way"))
+    assert (dca_in_process("domains").returncode, dca_in_process("domains").stderr) == (1, "no way\n")
 
-    def look(args):
-        print(os.getcwd(), os.environ.get("DCA_PROBE"))
+    def look(argv):
+        print(argv, os.getcwd(), os.environ.get("DCA_PROBE"), "HOME" in os.environ)
         return 0
 
-    monkeypatch.setattr(dca.cli, "cmd_domains", look)
+    monkeypatch.setattr(dca.cli, "main", look)
     here = os.getcwd()
-    seen = dca_in_process("domains", cwd=tmp_path, env={"DCA_PROBE": "x"})
-    assert (seen.returncode, seen.stdout.split()) == (0, [str(tmp_path), "x"])
-    assert os.getcwd() == here and "DCA_PROBE" not in os.environ
+    seen = dca_in_process("domains", tmp_path, cwd=tmp_path, env={"DCA_PROBE": "x", "HOME": None})
+    assert (seen.returncode, seen.stdout) == (0, f"['domains', '{tmp_path}'] {tmp_path} x False\n")
+    assert os.getcwd() == here and "DCA_PROBE" not in os.environ and "HOME" in os.environ

@@ -91,7 +91,8 @@ class Operation:
     op: str
     """One of `OPERATORS` (``+ - * /``)."""
     inputs: list[str]
-    """Ids of the facts or earlier operations it combines, in operand order."""
+    """Ids of the needed facts or earlier operations it combines, in operand order (a
+    distractor, a later operation or an unknown id is refused on read)."""
     value: float
     """The (integer) result."""
     description: str = ""
