@@ -12,6 +12,7 @@ on stderr naming `words`, no traceback.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import importlib.util
 import io
@@ -23,6 +24,9 @@ import warnings
 from typing import Mapping
 
 import pytest
+
+from dca import cli as dca_cli
+from dca import files
 
 PathOrStr = str | os.PathLike
 
@@ -87,7 +91,7 @@ CALL_STDOUT, CALL_STDERR = CallStream("stdout"), CallStream("stderr")
 
 
 def dca_in_process(*args: PathOrStr, cwd: PathOrStr | None = None,
-             env: Mapping[str, str | None] | None = None) -> subprocess.CompletedProcess:  # fmt: skip
+                   env: Mapping[str, str | None] | None = None) -> subprocess.CompletedProcess:  # fmt: skip
     """`dca.cli.main([ARGS])` in this process, reported as `dca` reports a child process.
 
     The exit code is main's return value, argparse's ``SystemExit`` code, or 1 for an
@@ -100,9 +104,6 @@ def dca_in_process(*args: PathOrStr, cwd: PathOrStr | None = None,
     the lock file stays, as it would). Not covered: text that a library writes through a
     handler or stream it bound before the first call (only a child process shows that; see
     `CallStream`), and a timeout. Not thread-safe: one call at a time."""
-    from dca import files
-    from dca.cli import main
-
     env = dict(env or {})
     stdout, stderr = io.StringIO(), io.StringIO()
     held = set(files._HELD)
@@ -115,7 +116,7 @@ def dca_in_process(*args: PathOrStr, cwd: PathOrStr | None = None,
             else:
                 patch.setenv(name, value)
         if "HF_HUB_OFFLINE" in env:
-            import huggingface_hub.constants
+            import huggingface_hub.constants  # only the runs that name it pay for its import
 
             offline = (env["HF_HUB_OFFLINE"] or "").upper() in ("1", "ON", "YES", "TRUE")
             patch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", offline)
@@ -125,7 +126,7 @@ def dca_in_process(*args: PathOrStr, cwd: PathOrStr | None = None,
         patch.setattr(CALL_STDERR, "into", stderr)
         with contextlib.redirect_stdout(CALL_STDOUT), contextlib.redirect_stderr(CALL_STDERR):
             try:
-                code = main([str(a) for a in args])
+                code = dca_cli.main([str(a) for a in args])  # looked up per call: a test may patch it
             except SystemExit as e:
                 code = _exit_code(e.code, stderr)
             except Exception:  # noqa: BLE001  what Python prints for an uncaught exception, status 1
@@ -160,9 +161,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 def dca_commands() -> list[str]:
     """Every command `dca` runs, as typed after ``dca``: ``edit``, ``experiment run``, ..."""
-    import argparse
-
-    from dca.cli import build_parser
 
     def walk(parser: argparse.ArgumentParser, prefix: str) -> list[str]:
         found = []
@@ -172,7 +170,7 @@ def dca_commands() -> list[str]:
                     found += walk(sub, f"{prefix}{name} ") or [prefix + name]
         return found
 
-    return walk(build_parser(), "")
+    return walk(dca_cli.build_parser(), "")
 
 
 @pytest.fixture(scope="session")
