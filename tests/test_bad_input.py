@@ -4,7 +4,7 @@ Every case runs `dca.cli.main` (cwd: a folder of valid and broken inputs; `conft
 and must end with exit code 2, exactly one stderr line ``dca: error: ...`` that names the
 problem, no traceback, every file it was given unchanged (checksums) and nothing new written:
 no output, no ``.partial``, no lock file. The test ids count the cases
-(``007of231-consensus-reviews-missing``).
+(``007of399-consensus-reviews-missing``).
 
 The cases run in this process, one after another, so each costs what its checks cost, not an
 interpreter start and its imports. The `IN_A_PROCESS` cases, at least one per command, run
@@ -396,8 +396,8 @@ cases(
 
 #: Cases that also run in a child process (`python -m dca.cli`): at least one per command, and
 #: those where a real process could differ: argparse's exits, the hub offline (read at import),
-#: locks held by another process, links. Cases that import the training stack before they
-#: fail (30-60 s each in a child on this machine) are left to the in-process run.
+#: locks held by another process, links. Cases whose child imports the training stack before
+#: it fails (tens of seconds each) are left to the in-process run.
 IN_A_PROCESS = {
     "no-command", "unknown-command", "unknown-option", "out-empty-string",
     "problems-synthetic-word", "problems-out-exists", "problems-gsm8k-not-json",
