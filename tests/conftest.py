@@ -16,6 +16,7 @@ import argparse
 import contextlib
 import importlib.util
 import io
+import logging
 import os
 import subprocess
 import sys
@@ -90,6 +91,12 @@ class CallStream(io.TextIOBase):
 CALL_STDOUT, CALL_STDERR = CallStream("stdout"), CallStream("stderr")
 
 
+def loggers() -> dict[str, logging.Logger]:
+    """Every logger of this process by name (the root logger as ``"root"``)."""
+    found = {name: v for name, v in logging.Logger.manager.loggerDict.items() if isinstance(v, logging.Logger)}
+    return {"root": logging.getLogger(), **found}
+
+
 def dca_in_process(*args: PathOrStr, cwd: PathOrStr | None = None,
                    env: Mapping[str, str | None] | None = None) -> subprocess.CompletedProcess:  # fmt: skip
     """`dca.cli.main([ARGS])` in this process, reported as `dca` reports a child process.
@@ -101,12 +108,15 @@ def dca_in_process(*args: PathOrStr, cwd: PathOrStr | None = None,
     `dca`; ``HF_HUB_OFFLINE`` is also set on `huggingface_hub.constants`, which reads it once
     at import), the warnings filters (``PYTHONWARNINGS`` in `env` is applied, as a child
     would), and output-directory locks the call left held (released as at a process's exit;
-    the lock file stays, as it would). Not covered: text that a library writes through a
-    handler or stream it bound before the first call (only a child process shows that; see
-    `CallStream`), and a timeout. Not thread-safe: one call at a time."""
+    the lock file stays, as it would), and logger levels (the CLI quiets libraries' loggers;
+    a logger the call created is left at NOTSET, as its parent decides). Not covered: text
+    that a library writes through a handler or stream it bound before the first call (only a
+    child process shows that; see `CallStream`), libraries' progress-bar switches, and a
+    timeout. Not thread-safe: one call at a time."""
     env = dict(env or {})
     stdout, stderr = io.StringIO(), io.StringIO()
     held = set(files._HELD)
+    levels = {name: (logger.level, logger.disabled) for name, logger in loggers().items()}
     with pytest.MonkeyPatch.context() as patch, warnings.catch_warnings():
         if cwd is not None:
             patch.chdir(cwd)
@@ -134,6 +144,10 @@ def dca_in_process(*args: PathOrStr, cwd: PathOrStr | None = None,
                 code = 1
     for key in set(files._HELD) - held:  # as at exit: the flock dies, the lock file stays
         os.close(files._HELD.pop(key))
+    for name, logger in loggers().items():
+        level, disabled = levels.get(name, (logging.NOTSET, False))
+        logger.setLevel(level)
+        logger.disabled = disabled
     return subprocess.CompletedProcess(["dca", *map(str, args)], code, stdout.getvalue(), stderr.getvalue())
 
 

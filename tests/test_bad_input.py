@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import os
 import re
 import shlex
@@ -30,7 +29,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import CALL_STDERR, CALL_STDOUT, dca, dca_commands, dca_in_process, one_line_error
+from conftest import CALL_STDERR, CALL_STDOUT, dca, dca_commands, dca_in_process, loggers, one_line_error
 from dca import files
 from dca.consensus import build_consensuses
 from dca.edit import EditConfig, edit_traces
@@ -612,14 +611,15 @@ def _argv(case: Case, model_dir: Path) -> list[str]:
 
 def _process_state() -> dict:
     """What one in-process run could leave behind for the next: working directory,
-    environment, warnings filters, logging handlers, output-directory locks."""
-    loggers = [logging.getLogger(), *(v for v in logging.Logger.manager.loggerDict.values() if isinstance(v, logging.Logger))]
+    environment, warnings filters, logging handlers and levels, output-directory locks."""
+    by_name = loggers()
     return {
         "cwd": os.getcwd(),
         "environ": dict(os.environ),
         "warnings filters": list(warnings.filters),
         # a handler a library adds lazily in a run writes to whichever run is current (conftest.CallStream)
-        "logging handlers": {logger.name: kept for logger in loggers if (kept := [h for h in logger.handlers if getattr(h, "stream", None) not in (CALL_STDOUT, CALL_STDERR)])},
+        "logging handlers": {name: kept for name, logger in by_name.items() if (kept := [h for h in logger.handlers if getattr(h, "stream", None) not in (CALL_STDOUT, CALL_STDERR)])},
+        "logging levels": {name: (logger.level, logger.disabled) for name, logger in by_name.items() if logger.level or logger.disabled},
         "locks held": dict(files._HELD),  # noqa: SLF001
     }
 
@@ -718,6 +718,6 @@ def test_nothing_was_written(outcomes):
 
 def test_the_in_process_runs_leave_this_process_as_they_found_it(outcomes):
     """Each case met the process state a fresh `dca` meets: no run left a directory, variable,
-    warnings filter, logging handler or lock to the next."""
+    warnings filter, logging handler or level, or lock to the next."""
     for key, value in outcomes.state_before.items():
         assert outcomes.state_after[key] == value, key
