@@ -1,13 +1,16 @@
 """The bad-input suite: a matrix of user mistakes run through the real `dca` command.
 
-Every case runs ``python -m dca.cli ...`` in a subprocess (cwd: a folder of valid and broken
-inputs) and must end with exit code 2, exactly one stderr line ``dca: error: ...`` that names
-the problem, no traceback, every file it was given unchanged (checksums) and nothing new
-written: no output, no ``.partial``, no lock file. The test ids count the cases
-(``007of190-consensus-reviews-missing``).
+Every case runs `dca.cli.main` (cwd: a folder of valid and broken inputs; `conftest.dca_in_process`)
+and must end with exit code 2, exactly one stderr line ``dca: error: ...`` that names the
+problem, no traceback, every file it was given unchanged (checksums) and nothing new written:
+no output, no ``.partial``, no lock file. The test ids count the cases
+(``007of399-consensus-reviews-missing``).
 
-The cases run in a thread pool once per session (each is a separate process, most of them
-without torch), so the suite costs about as long as its slowest few commands.
+The cases run in this process, one after another, so each costs what its checks cost, not an
+interpreter start and its imports. The `IN_A_PROCESS` cases, at least one per command, run
+again as ``python -m dca.cli ...`` in a child process (`conftest.dca`), several at a time
+while the others run here; each must pass the same checks and print the same line with the
+same exit code as in this process.
 """
 
 from __future__ import annotations
@@ -18,8 +21,7 @@ import os
 import re
 import shlex
 import subprocess
-import sys
-import time
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +29,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from conftest import CALL_STDERR, CALL_STDOUT, dca, dca_commands, dca_in_process, loggers, one_line_error
+from dca import files
 from dca.consensus import build_consensuses
 from dca.edit import EditConfig, edit_traces
 from dca.records import Edit, to_dict
@@ -346,6 +350,76 @@ cases(
 
 
 # ---------------------------------------------------------------------------------------------
+# Problems whose computation graph is wrong: refused on read, by every command that reads them
+
+BAD_PROBLEMS = {  # name -> what the error says (the bad problem is on line 2)
+    "problem-op-percent": r'operations\[0\]\.op is "%", not one of \+, -, \*, /',
+    "problem-input-zz": r'operations\[2\]\.inputs\[1\] is "zz", which names no fact or earlier operation',
+    "problem-input-later": r'operations\[0\]\.inputs\[0\] is "v2", which names no fact or earlier operation',
+    "problem-input-distractor": r'operations\[1\]\.inputs\[0\] is "d\d+", which names a distractor, not a needed fact',
+}
+PROBLEM_READERS = {
+    "review": "review --traces traces.jsonl --problems {F} --reviewers reviewers.yaml --no-cache --out out/r.jsonl",
+    "rollout": "rollout --problems {F} --model {M} --out out/t.jsonl",
+    "edit": "edit --traces traces.jsonl --problems {F} --consensus consensus.jsonl --tokenizer words --out out/e.jsonl",
+    "agreement": "agreement --reviews reviews.jsonl --problems {F} --out out/a.json",
+    "show": "show {F} --out out/s.html",
+    "eval": "eval --model {M} --sets {F} --out out/eval",
+}
+for name, needle in BAD_PROBLEMS.items():
+    for reader, argv in PROBLEM_READERS.items():
+        cases(C(f"{reader}-{name}", argv.replace("{F}", f"bad/{name}.jsonl"), rf"bad/{name}\.jsonl:2: .*{needle}"))
+cases(C("train-problems-op-percent", "train --config bad/train-problems-op.yaml --out out/run", rf"bad/problem-op-percent\.jsonl:2: .*{BAD_PROBLEMS['problem-op-percent']}"))
+
+# ---------------------------------------------------------------------------------------------
+# The commands the matrix above does not reach
+
+cases(
+    C("domains-unknown-option", "domains --colour red", r"unrecognized arguments: --colour red"),
+    C("generate-reviewers-missing", "generate --reviewers nowhere.yaml --generator writer --out out/g.jsonl", r"reviewers file nowhere\.yaml does not exist"),
+    C("generate-generator-undeclared", "generate --reviewers reviewers.yaml --generator nobody --out out/g.jsonl", r"reviewers\.yaml declares no reviewer 'nobody'"),
+    C("generate-count-zero", "generate --reviewers reviewers.yaml --generator oracle --count 0 --out out/g.jsonl", r"argument --count: must be at least 1"),
+    C("generate-out-exists", "generate --reviewers reviewers.yaml --generator oracle --out exists/out.jsonl", r"--out exists/out\.jsonl exists; pass --overwrite"),
+    C("bench-reviewers-limit-zero", "bench-reviewers --limit 0", r"--limit must be at least 1"),
+    C("bench-reviewers-processbench-missing", "bench-reviewers --processbench nowhere.json", r"ProcessBench file nowhere\.json does not exist"),
+    C("bench-reviewers-reviewer-not-built-in", "bench-reviewers --reviewer gpt", r"reviewer 'gpt' is not built in"),
+    C("bench-reviewers-processbench-not-json", "bench-reviewers --processbench bad/notjson.jsonl", r"bad/notjson\.jsonl is neither a JSON list nor JSON lines"),
+    C("persona-train-labels-missing", "persona-train --labels nowhere.jsonl --traces traces.jsonl --problems problems.jsonl --model {M} --out out/p", r"labels file nowhere\.jsonl does not exist"),
+    C("persona-train-persona-unknown", "persona-train --labels reviews.jsonl --traces traces.jsonl --problems problems.jsonl --model {M} --personas psychic --out out/p", r"unknown persona 'psychic'"),
+    C("persona-train-out-not-empty", "persona-train --labels reviews.jsonl --traces traces.jsonl --problems problems.jsonl --model {M} --out foreign", r"--out foreign is not empty"),
+    C("experiment-no-subcommand", "experiment", r"the following arguments are required: experiment_command"),
+    C("experiment-run-spec-missing", "experiment run nowhere.yaml --out out/x", r"experiment spec nowhere\.yaml does not exist"),
+    C("experiment-run-spec-invalid-yaml", "experiment run bad/invalid.yaml --out out/x", r"bad/invalid\.yaml is not valid YAML"),
+    C("experiment-run-spec-not-a-spec", "experiment run train.yaml --out out/x", r"train\.yaml: arms: Field required"),
+    C("experiment-report-no-experiment", "experiment report bad", r"bad holds no experiment \(no spec\.yaml\)"),
+)
+
+#: Cases that also run in a child process (`python -m dca.cli`): at least one per command, and
+#: those where a real process could differ: argparse's exits, the hub offline (read at import),
+#: locks held by another process, links. Cases whose child imports the training stack before
+#: it fails (tens of seconds each) are left to the in-process run.
+IN_A_PROCESS = {
+    "no-command", "unknown-command", "unknown-option", "out-empty-string",
+    "problems-synthetic-word", "problems-out-exists", "problems-gsm8k-not-json",
+    "domains-unknown-option",
+    "generate-generator-undeclared",
+    "rollout-problems-not-json", "rollout-model-hub-offline", "rollout-temperature-nan", "rollout-problem-op-percent",
+    "warmstart-steps-zero", "warmstart-model-hub-offline",
+    "train-live", "train-config-duplicate-key",
+    "demo-steps-zero",
+    "review-out-is-cache", "review-reviewers-params-key", "review-traces-wrong-kind", "review-problem-input-zz",
+    "bench-reviewers-reviewer-not-built-in",
+    "consensus-out-is-reviews-symlink", "consensus-out-is-reviews-hardlink", "consensus-review-last-unit-999",
+    "agreement-traces-not-utf8", "agreement-weighting-bogus",
+    "show-run-dir-without-records", "show-credit-count",
+    "edit-figures-exist", "edit-reviewer-absent",
+    "sft-edits-all-skipped", "sft-model-hub-offline",
+    "eval-live", "eval-model-hub-offline",
+    "persona-train-out-not-empty",
+    "experiment-run-spec-missing", "experiment-report-no-experiment",
+}  # fmt: skip
+
+# ---------------------------------------------------------------------------------------------
 # The inputs
 
 
@@ -444,6 +518,23 @@ def _build_world(root: Path, model_dir: Path) -> None:
     write_jsonl(bad / "edits-skipped.jsonl", [Edit(trace_id="t", problem_id="p", arm="edit", mode="drop", labels_from="x", status="skipped", reason="unsolved")])
     _jsonl(bad / "credit-count.jsonl", [{"trace_id": "t", "policy": "uniform", "sequence_advantage": 1.0, "token_advantages": [1.0, 1.0, 1.0], "credited_tokens": 9}])
     _jsonl(bad / "problem-question-number.jsonl", [{**to_dict(problems[0]), "question": 12}])
+    problem = to_dict(problems[2])  # three operations (v0, v1, v2 over v0 and v1), distractors
+    assert len(problem["operations"]) == 3 and problem["distractors"]
+
+    def with_operation(k: int, **change) -> dict:
+        operations = [dict(o) for o in problem["operations"]]
+        operations[k].update(change)
+        return {**problem, "operations": operations}
+
+    operations = problem["operations"]
+    problem_changes = {
+        "problem-op-percent": with_operation(0, op="%"),
+        "problem-input-zz": with_operation(2, inputs=[operations[2]["inputs"][0], "zz"]),
+        "problem-input-later": with_operation(0, inputs=["v2", operations[0]["inputs"][1]]),
+        "problem-input-distractor": with_operation(1, inputs=[problem["distractors"][0]["id"], operations[1]["inputs"][1]]),
+    }
+    for name, data in problem_changes.items():
+        _second_bad(bad / f"{name}.jsonl", to_dict(problems[0]), data)
     write_jsonl(bad / "other-problems.jsonl", [g.problem for g in gold_traces(2, seed=99)])
     write_jsonl(bad / "e.figures.json", problems)
     (bad / "traces-alone").mkdir()
@@ -463,6 +554,7 @@ def _build_world(root: Path, model_dir: Path) -> None:
     train_yaml("problems-empty", problems={"file": "bad/empty.jsonl"})
     train_yaml("problems-missing", problems={"file": "nowhere.jsonl"})
     train_yaml("problems-bad", problems={"file": "bad/problem-question-number.jsonl"})
+    train_yaml("problems-op", problems={"file": "bad/problem-op-percent.jsonl"})
     train_yaml("reviewer", reviewer="gpt")
     train_yaml("reviewers-missing", reviewer="gpt", reviewers_file="nowhere.yaml")
 
@@ -506,14 +598,6 @@ def _snapshot(root: Path) -> dict[str, str]:
     return result
 
 
-@dataclass
-class Outcome:
-    returncode: int
-    stdout: str
-    stderr: str
-    seconds: float
-
-
 @pytest.fixture(scope="module")
 def world(tmp_path_factory, tiny_model_dir):
     root = tmp_path_factory.mktemp("bad-input")
@@ -522,27 +606,62 @@ def world(tmp_path_factory, tiny_model_dir):
         yield root
 
 
-@pytest.fixture(scope="module")
-def outcomes(world, tiny_model_dir):
-    """Run every case once, several at a time; returns (outcomes by id, snapshots before/after)."""
-    before = _snapshot(world)
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "DCA_CACHE_DIR": str(world.parent / f"{world.name}-cache"), "PYTHONWARNINGS": "ignore"}
-    env.pop("OPENAI_API_KEY", None)
+def _argv(case: Case, model_dir: Path) -> list[str]:
+    return [a.replace("{M}", str(model_dir)) for a in shlex.split(case.argv)]
 
-    def run(case: Case) -> tuple[str, Outcome]:
-        argv = [a.replace("{M}", str(tiny_model_dir)) for a in shlex.split(case.argv)]
-        started = time.time()
+
+def _process_state() -> dict:
+    """What one in-process run could leave behind for the next: working directory,
+    environment, warnings filters, logging handlers and levels, output-directory locks."""
+    by_name = loggers()
+    return {
+        "cwd": os.getcwd(),
+        "environ": dict(os.environ),
+        "warnings filters": list(warnings.filters),
+        # a handler a library adds lazily in a run writes to whichever run is current (conftest.CallStream)
+        "logging handlers": {name: kept for name, logger in by_name.items() if (kept := [h for h in logger.handlers if getattr(h, "stream", None) not in (CALL_STDOUT, CALL_STDERR)])},
+        "logging levels": {name: (logger.level, logger.disabled) for name, logger in by_name.items() if logger.level or logger.disabled},
+        "locks held": dict(files._HELD),  # noqa: SLF001
+    }
+
+
+@dataclass
+class Outcomes:
+    here: dict[str, subprocess.CompletedProcess]
+    """Each chosen case's result in this process (`dca_in_process`), by id."""
+    children: dict[str, subprocess.CompletedProcess]
+    """Each chosen `IN_A_PROCESS` case's result in a child process (`dca`), by id."""
+    before: dict[str, str]
+    """`_snapshot` of the world before any case ran."""
+    after: dict[str, str]
+    """... and after all of them."""
+    state_before: dict
+    """`_process_state` before the in-process runs."""
+    state_after: dict
+
+
+@pytest.fixture(scope="module")
+def outcomes(world, tiny_model_dir) -> Outcomes:
+    """Run every case once in this process, and the `IN_A_PROCESS` cases once more in a child
+    process (several at a time, while the others run here)."""
+    before = _snapshot(world)
+    env = {"HF_HUB_OFFLINE": "1", "DCA_CACHE_DIR": str(world.parent / f"{world.name}-cache"), "PYTHONWARNINGS": "ignore", "OPENAI_API_KEY": None}
+
+    def in_a_child(case: Case) -> tuple[str, subprocess.CompletedProcess]:
         try:
-            p = subprocess.run([sys.executable, "-m", "dca.cli", *argv], cwd=world, env={**env, **case.env}, capture_output=True, text=True, timeout=120)
+            return case.id, dca(*_argv(case, tiny_model_dir), cwd=world, env={**env, **case.env}, timeout=120)
         except subprocess.TimeoutExpired as e:
-            return case.id, Outcome(-1, str(e.stdout or ""), f"timed out after 120 s: {e.stderr or ''}", time.time() - started)
-        return case.id, Outcome(p.returncode, p.stdout, p.stderr, time.time() - started)
+            return case.id, subprocess.CompletedProcess(e.cmd, -1, str(e.stdout or ""), f"timed out after 120 s: {e.stderr or ''}")
 
     only = os.environ.get("DCA_BAD_INPUT_ONLY")  # a regex over case ids, to rerun a few
     chosen = [c for c in CASES if not only or re.search(only, c.id)]
     with ThreadPoolExecutor(max_workers=max(2, min(8, (os.cpu_count() or 2) * 2))) as pool:
-        results = dict(pool.map(run, chosen))
-    return results, before, _snapshot(world)
+        children = pool.map(in_a_child, [c for c in chosen if c.id in IN_A_PROCESS])
+        state_before = _process_state()
+        here = {c.id: dca_in_process(*_argv(c, tiny_model_dir), cwd=world, env={**env, **c.env}) for c in chosen}
+        state_after = _process_state()
+        in_children = dict(children)
+    return Outcomes(here, in_children, before, _snapshot(world), state_before, state_after)
 
 
 def test_case_ids_are_unique_and_many():
@@ -551,26 +670,55 @@ def test_case_ids_are_unique_and_many():
     assert len(CASES) >= 150
 
 
-@pytest.mark.parametrize("case", CASES, ids=[f"{n:03d}of{len(CASES)}-{c.id}" for n, c in enumerate(CASES, 1)])
-def test_bad_input(case: Case, outcomes):
-    results, before, after = outcomes
-    if case.id not in results:
-        pytest.skip("not chosen by DCA_BAD_INPUT_ONLY")
-    r = results[case.id]
-    shown = f"dca {case.argv}\nexit {r.returncode}\nstderr: {r.stderr[-2000:]}\nstdout: {r.stdout[-500:]}"
-    assert "Traceback" not in r.stderr + r.stdout, shown
-    assert r.returncode == 2, shown
-    lines = r.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("dca: error: "), shown
-    assert re.search(case.needle, lines[0]), f"expected /{case.needle}/\n{shown}"
+def _command(case: Case) -> str:
+    """The command a case runs: ``edit``, ``experiment run``, or ``''``."""
+    words = shlex.split(case.argv)[:2]
+    return " ".join(words if words[:1] == ["experiment"] else words[:1])
+
+
+def test_every_command_has_cases_and_a_case_in_a_process():
+    commands = set(dca_commands())
+    assert commands <= {_command(c) for c in CASES}, sorted(commands - {_command(c) for c in CASES})
+    in_a_process = [c for c in CASES if c.id in IN_A_PROCESS]
+    assert len(in_a_process) == len(IN_A_PROCESS) >= 30, sorted(IN_A_PROCESS - {c.id for c in CASES})
+    assert commands <= {_command(c) for c in in_a_process}, sorted(commands - {_command(c) for c in in_a_process})
+
+
+def _check(case: Case, r: subprocess.CompletedProcess, before: dict[str, str], after: dict[str, str]) -> None:
+    line = one_line_error(r)
+    assert re.search(case.needle, line), f"expected /{case.needle}/\ndca {case.argv}\n{line}"
     named = {os.path.normpath(a) for a in shlex.split(case.argv)}
     changed = {p for p in set(before) | set(after) if before.get(p) != after.get(p)}
     touched = sorted(p for p in changed if any(n in (".", p) or p.startswith(n + "/") for n in named))
     assert not touched, f"{case.id} changed or created {touched}"
 
 
+@pytest.mark.parametrize("case", CASES, ids=[f"{n:03d}of{len(CASES)}-{c.id}" for n, c in enumerate(CASES, 1)])
+def test_bad_input(case: Case, outcomes):
+    if case.id not in outcomes.here:
+        pytest.skip("not chosen by DCA_BAD_INPUT_ONLY")
+    _check(case, outcomes.here[case.id], outcomes.before, outcomes.after)
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if c.id in IN_A_PROCESS], ids=lambda c: c.id)
+def test_bad_input_in_a_process(case: Case, outcomes):
+    """The same case as the user meets it (`python -m dca.cli`), with the same exit code and
+    line as in this process: what the in-process runs check is what a user gets."""
+    if case.id not in outcomes.children:
+        pytest.skip("not chosen by DCA_BAD_INPUT_ONLY")
+    child, here = outcomes.children[case.id], outcomes.here[case.id]
+    _check(case, child, outcomes.before, outcomes.after)
+    assert (child.returncode, child.stderr) == (here.returncode, here.stderr)
+
+
 def test_nothing_was_written(outcomes):
     """No case changed an input or left anything behind: no output, no .partial, no lock."""
-    _, before, after = outcomes
-    changed = sorted(p for p in set(before) | set(after) if before.get(p) != after.get(p))
+    changed = sorted(p for p in set(outcomes.before) | set(outcomes.after) if outcomes.before.get(p) != outcomes.after.get(p))
     assert not changed
+
+
+def test_the_in_process_runs_leave_this_process_as_they_found_it(outcomes):
+    """Each case met the process state a fresh `dca` meets: no run left a directory, variable,
+    warnings filter, logging handler or level, or lock to the next."""
+    for key, value in outcomes.state_before.items():
+        assert outcomes.state_after[key] == value, key

@@ -4,13 +4,12 @@ the programmatic reviewers and an LLM reviewer behind a local OpenAI-compatible 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
+from conftest import dca, dca_in_process, one_line_error
 from dca.errors import UserError
 from dca.problems import SyntheticConfig, generate_problems, load_gsm8k
 from dca.records import Review, Step, Unit
@@ -30,10 +29,6 @@ from review_servers import ReviewServer
 SAMPLE = Path(__file__).parent / "data" / "processbench_sample.json"
 GSM8K = load_gsm8k("test", limit=60)
 SYNTHETIC = generate_problems(60, SyntheticConfig(min_operations=1, max_operations=4, seed=7))
-
-
-def dca(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "dca.cli", *args], capture_output=True, text=True, timeout=600)
 
 
 @pytest.mark.parametrize("plant", ["gsm8k", "synthetic"])
@@ -158,8 +153,7 @@ def test_the_command(tmp_path):
     # ProcessBench files with an LLM reviewer declared in YAML (a key that is not set: one line, exit 2).
     reviewers = tmp_path / "reviewers.yaml"
     reviewers.write_text(yaml.safe_dump({"reviewers": [{"name": "gpt", "backend": "openai", "model": "m", "api_key_env": "DCA_BENCH_UNSET_KEY"}]}))
-    result = dca("bench-reviewers", "--reviewers", str(reviewers), "--processbench", str(SAMPLE))
-    assert result.returncode == 2 and result.stderr.count("\n") == 1 and "DCA_BENCH_UNSET_KEY" in result.stderr
+    one_line_error(dca_in_process("bench-reviewers", "--reviewers", reviewers, "--processbench", SAMPLE, env={"DCA_BENCH_UNSET_KEY": None}), "DCA_BENCH_UNSET_KEY")
 
 
 @pytest.mark.parametrize(
@@ -171,6 +165,4 @@ def test_the_command(tmp_path):
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(args, words):
-    result = dca("bench-reviewers", *args)
-    assert result.returncode == 2, result.stderr
-    assert result.stderr.startswith("dca: error:") and words in result.stderr and result.stderr.count("\n") == 1
+    one_line_error(dca_in_process("bench-reviewers", *args), words)

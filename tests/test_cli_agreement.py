@@ -1,22 +1,18 @@
 """`dca consensus`, `dca agreement` and `dca show`, run as a user runs them (subprocess), on
-gold traces reviewed by the oracle, a gold-role reviewer and a noisy reviewer."""
+gold traces reviewed by the oracle, a gold-role reviewer and a noisy reviewer; their
+refusals run in this process (`conftest.dca_in_process`)."""
 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from conftest import dca, dca_in_process, one_line_error
 from dca.records import Consensus
 from dca.files import read_jsonl, write_jsonl
 from gold_traces import gold_traces, review_all, three_reviewers
-
-
-def dca(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "dca.cli", *args], capture_output=True, text=True, timeout=120)
 
 
 @pytest.fixture(scope="module")
@@ -28,13 +24,6 @@ def run_dir(tmp_path_factory) -> Path:
     write_jsonl(run / "traces.jsonl", [g.trace for g in golds])
     write_jsonl(run / "reviews.jsonl", review_all(golds, three_reviewers(golds, 0.3)))
     return run
-
-
-@pytest.mark.parametrize("command", ["consensus", "agreement", "show"])
-def test_help(command):
-    result = dca(command, "--help")
-    assert result.returncode == 0, result.stderr
-    assert "usage: dca " + command in result.stdout
 
 
 def test_consensus(run_dir, tmp_path):
@@ -80,6 +69,7 @@ def test_agreement_compares_two_reviewers_paired_with_intervals(run_dir, tmp_pat
     assert "gold-roles against noisy, paired on 40 traces" in result.stdout
     again = dca("agreement", "--reviews", str(run_dir / "reviews.jsonl"), "--truth", "oracle",
                 "--compare", "noisy,gold-roles", "--draws", "300", "--out", str(out), "--overwrite")  # fmt: skip
+    assert again.returncode == 0, again.stderr
     assert json.loads(out.read_text())["comparison"] == c  # seeded: the same intervals run to run
 
 
@@ -110,7 +100,4 @@ def test_show_writes_a_page(run_dir, tmp_path):
 )
 def test_bad_input_is_one_line_and_exit_2(run_dir, tmp_path, args, message):
     fill = {"reviews": str(run_dir / "reviews.jsonl"), "problems": str(run_dir / "problems.jsonl"), "tmp": str(tmp_path)}
-    result = dca(*[a.format(**fill) for a in args])
-    assert result.returncode == 2
-    assert result.stderr.count("\n") == 1 and result.stderr.startswith("dca: error: ")
-    assert message in result.stderr
+    one_line_error(dca_in_process(*[a.format(**fill) for a in args]), message)

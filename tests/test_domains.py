@@ -4,11 +4,10 @@ by `dca problems`, `dca domains`, training configs and `dca eval --sets`."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
 
+from conftest import dca, dca_in_process, one_line_error
 from dca.domains import DOMAINS, check, domain_of, get_domain
 from dca.domains.sources import DomainSettings, ProblemsSettings, load_problems, load_set, parse_set_spec
 from dca.errors import UserError
@@ -17,10 +16,6 @@ from dca.domains.prompts import SYSTEM_PROMPT
 from dca.domains import chat_messages
 from dca.records import Problem
 from dca.files import read_jsonl
-
-
-def dca(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "dca.cli", *args], capture_output=True, text=True, timeout=300)
 
 
 def test_registry_holds_the_domains_with_what_they_support():
@@ -111,8 +106,7 @@ def test_cli_domains_and_problems(tmp_path):
         (["--domain", "logic", "--count", "0"], "argument --count: must be at least 1"),
         (["--domain", "logic", "--file", "x.json"], "generated, not loaded"),
     ]:
-        bad = dca("problems", *args, "--out", str(tmp_path / "bad.jsonl"))
-        assert bad.returncode == 2 and message in bad.stderr and len(bad.stderr.strip().splitlines()) == 1, (args, bad.stderr)
+        one_line_error(dca_in_process("problems", *args, "--out", tmp_path / "bad.jsonl"), message)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -222,10 +216,8 @@ def test_strategyqa_loader_reward_and_reviewer_reference(tmp_path):
 
     unlabelled = tmp_path / "strategyqa_test.json"
     unlabelled.write_text(json.dumps([{"qid": "t1", "question": "Is water wet?"}]))
-    bad = dca("problems", "--domain", "commonsense", "--file", str(unlabelled), "--out", str(tmp_path / "x.jsonl"))
-    assert bad.returncode == 2 and "test split is unlabelled" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
-    missing = dca("problems", "--domain", "commonsense", "--file", str(tmp_path / "none.json"), "--out", str(tmp_path / "x.jsonl"))
-    assert missing.returncode == 2 and "does not exist" in missing.stderr
+    one_line_error(dca_in_process("problems", "--domain", "commonsense", "--file", unlabelled, "--out", tmp_path / "x.jsonl"), "test split is unlabelled")
+    one_line_error(dca_in_process("problems", "--domain", "commonsense", "--file", tmp_path / "none.json", "--out", tmp_path / "x.jsonl"), "does not exist")
 
 
 def test_cross_domain_eval_gives_one_column_per_domain(tmp_path, tiny_model_dir, capsys):

@@ -4,11 +4,10 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
 
+from conftest import dca_in_process, one_line_error
 from dca.cli import main
 from dca.errors import UserError
 from dca.evaluate import (
@@ -22,10 +21,6 @@ from dca.evaluate import (
 )
 from dca.records import Problem, Review, Step, Trace
 from dca.segment import segment
-
-
-def dca(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "dca.cli", *args], capture_output=True, text=True, timeout=600)
 
 
 def test_wilson_interval_hand_computed():
@@ -140,18 +135,13 @@ def test_one_evaluation_path_for_eval_the_experiment_and_training(tiny_model_dir
     assert [(f["set"], f["stage"]) for f in broken.failures] == [("easy", "rollout")]
 
 
-def test_eval_help_and_bad_input(tmp_path, capsys):
-    result = dca("eval", "--help")  # one real subprocess: the console command is wired up
-    assert result.returncode == 0 and "usage: dca eval" in result.stdout
+def test_eval_bad_input(tmp_path):  # (its --help: test_cli.test_help)
     for args in (["--sets", "nonsense"], ["--probes", "early,psychic"], ["--sets", "synthetic-easy:0"],
                  ["--sets", "synthetic-easy:1", "--probe-sets", "gsm8k-test"]):  # fmt: skip
-        assert main(["eval", "--model", "embedded", *args, "--out", str(tmp_path / "o")]) == 2
-        err = capsys.readouterr().err
-        assert err.startswith("dca: error:") and len(err.strip().splitlines()) == 1
+        one_line_error(dca_in_process("eval", "--model", "embedded", *args, "--out", tmp_path / "o"))
     (tmp_path / "busy").mkdir()
     (tmp_path / "busy" / "keep.txt").write_text("x")
-    assert main(["eval", "--sets", "synthetic-easy:1", "--out", str(tmp_path / "busy")]) == 2
-    assert "not empty" in capsys.readouterr().err
+    one_line_error(dca_in_process("eval", "--sets", "synthetic-easy:1", "--out", tmp_path / "busy"), "not empty")
 
 
 def test_eval_on_a_tiny_model_is_reproducible(tmp_path, tiny_model_dir, capsys):
@@ -169,8 +159,11 @@ def test_eval_on_a_tiny_model_is_reproducible(tmp_path, tiny_model_dir, capsys):
     assert result["traces"] == 4 and "pass@2" in result and result["reviewer"] == "oracle"
     assert a["results"]["gsm8k-test"]["reviewer"] == "reference"
     assert set(result["faithfulness"]) == {"reference", "early", "mistakes", "filler"}
-    for name in ("accuracy.png", "tokens_per_insight.png", "early_answering.png", "synthetic-easy.traces.jsonl", "gsm8k-test.probes.jsonl"):
+    for name in ("accuracy.png", "tokens_per_insight.png", "synthetic-easy.traces.jsonl", "gsm8k-test.probes.jsonl"):
         assert (tmp_path / "a" / name).stat().st_size > 0
+    curves = [r["faithfulness"]["early"] for r in a["results"].values() if r["faithfulness"].get("early")]
+    drawn = any(early["mean_curve"]["same_answer"] for early in curves)
+    assert (tmp_path / "a" / "early_answering.png").exists() == drawn  # no empty plot when no trace was probed
     assert "tokens per insight" in printed and "synthetic-easy" in printed
     # an earlier evaluation is replaced only with --overwrite
     assert main([*args, "--out", str(tmp_path / "a")]) == 2

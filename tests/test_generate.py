@@ -6,11 +6,10 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 
 import pytest
 
+from conftest import dca, dca_in_process, one_line_error
 from dca.generate import (
     ArithmeticSolution,
     DuplicateIndex,
@@ -156,13 +155,7 @@ def _script(earlier_question: str):
     return answer
 
 
-def _dca(*args: str, env=None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "dca.cli", *args], capture_output=True, text=True, timeout=300, env=env)
-
-
 def test_dca_generate_against_a_local_server(tmp_path):
-    import os
-
     from llm_server import ScriptedServer, reviewers_yaml
 
     earlier = tmp_path / "earlier.jsonl"
@@ -170,12 +163,12 @@ def test_dca_generate_against_a_local_server(tmp_path):
     from dca.files import write_jsonl
 
     write_jsonl(earlier, [Problem(id="old-0", source="generated/old", question=earlier_question, answer="10")])
-    env = {**os.environ, "DCA_TEST_KEY": "sk-test-secret-123", "DCA_CACHE_DIR": str(tmp_path / "cache")}
+    env = {"DCA_TEST_KEY": "sk-test-secret-123", "DCA_CACHE_DIR": str(tmp_path / "cache")}
     with ScriptedServer(_script(earlier_question)) as server:
         models = reviewers_yaml(tmp_path / "models.yaml", server.url, name="writer")
         out = tmp_path / "gen.jsonl"
         args = ["generate", "--reviewers", models, "--generator", "writer", "--count", "8", "--against", str(earlier), "--out", str(out)]
-        result = _dca(*args, env=env)
+        result = dca(*args, env=env)
         assert result.returncode == 0, result.stderr
         problems = read_jsonl(out, Problem)
         assert [p.id for p in problems] == ["gen-arithmetic-s0-00000"] and problems[0].operations
@@ -194,7 +187,7 @@ def test_dca_generate_against_a_local_server(tmp_path):
             if path.is_file():
                 assert b"sk-test-secret-123" not in path.read_bytes(), path
 
-        again = _dca(*args[:-1], str(tmp_path / "again.jsonl"), env=env)  # same requests: served from the cache
+        again = dca(*args[:-1], str(tmp_path / "again.jsonl"), env=env)  # same requests: served from the cache
         assert again.returncode == 0, again.stderr
         again_llm = json.loads((tmp_path / "again.jsonl.report.json").read_text())["llm"]
         # every answer that parsed comes from the cache; the invalid one was not cached and is asked again
@@ -202,12 +195,11 @@ def test_dca_generate_against_a_local_server(tmp_path):
         requests_before = len(server.requests)
 
         logic_out = tmp_path / "logic.jsonl"
-        result = _dca("generate", "--reviewers", models, "--generator", "writer", "--domain", "logic", "--count", "2",
-                      "--no-gsm8k", "--out", str(logic_out), env=env)  # fmt: skip
+        result = dca("generate", "--reviewers", models, "--generator", "writer", "--domain", "logic", "--count", "2",
+                     "--no-gsm8k", "--out", str(logic_out), env=env)  # fmt: skip
         assert result.returncode == 0, result.stderr
         (logic,) = read_jsonl(logic_out, Problem)
         assert logic.domain == "logic" and logic.answer == "False" and len(server.requests) == requests_before + 2
         assert json.loads((tmp_path / "logic.jsonl.report.json").read_text())["rejected_by_reason"]["inconsistent"] == 1
 
-    bad = _dca("generate", "--reviewers", models, "--generator", "nobody", "--count", "2", "--out", str(tmp_path / "x.jsonl"), env=env)
-    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1
+    one_line_error(dca_in_process("generate", "--reviewers", models, "--generator", "nobody", "--count", "2", "--out", tmp_path / "x.jsonl", env=env), "nobody")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from dca.records import CONTRIBUTIONS, Problem, Review, Step, Unit
+from dca.records import CONTRIBUTIONS, Problem, Review, Step
 from dca.review import NoisyReviewer, OracleReviewer
 from dca.segment import segment
 from gold_traces import gold_traces

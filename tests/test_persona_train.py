@@ -7,6 +7,7 @@ import json
 import pytest
 import torch
 
+from conftest import dca_in_process, one_line_error
 from dca.cli import main
 from dca.model import load_model
 from dca.records import Problem, Review, Trace
@@ -91,18 +92,10 @@ def test_persona_train_saves_a_trained_checkpoint_with_figures(labelled, tiny_mo
         (["--replay", "-1"], "replay must be between 0 and 10"),
     ],
 )
-def test_persona_train_mistakes_are_one_line_errors(labelled, tiny_model_dir, tmp_path, capsys, extra, message):
+def test_persona_train_mistakes_are_one_line_errors(labelled, tiny_model_dir, tmp_path, extra, message):
     args = ["persona-train", "--labels", str(labelled / "reviews.jsonl"), "--traces", str(labelled / "traces.jsonl"),
             "--problems", str(labelled / "problems.jsonl"), "--model", str(tiny_model_dir), "--out", str(tmp_path / "o")]  # fmt: skip
-    assert main(args + extra) == 2
-    err = capsys.readouterr().err
-    assert message in err and err.count("\n") == 1
-
-
-def test_persona_train_help():
-    with pytest.raises(SystemExit) as e:
-        main(["persona-train", "--help"])
-    assert e.value.code == 0
+    one_line_error(dca_in_process(*args, *extra), message)
 
 
 def test_segment_is_what_targets_hold(labelled):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 
 import pytest
 
@@ -88,6 +89,17 @@ REVIEW = {
     "steps": [{"index": 0, "first_unit": 0, "last_unit": 1, "function": "computation", "contribution": "solved"}],
 }
 
+PROBLEM = {
+    "id": "p", "source": "synthetic", "question": "Ava has 3 apples and buys 4. Ben has 9 pears. How many apples?", "answer": "7",
+    "facts": [{"id": "f0", "text": "Ava has 3 apples", "value": 3}, {"id": "f1", "text": "buys 4", "value": 4}],
+    "distractors": [{"id": "d0", "text": "Ben has 9 pears", "value": 9}],
+    "operations": [{"id": "v0", "op": "+", "inputs": ["f0", "f1"], "value": 7}, {"id": "v1", "op": "*", "inputs": ["v0", "f0"], "value": 21}],
+}  # fmt: skip
+
+
+def _operation(k: int, **change):
+    return {**PROBLEM, "operations": [{**o, **change} if i == k else o for i, o in enumerate(PROBLEM["operations"])]}
+
 
 def _step(**change):
     return {**REVIEW, "steps": [{**REVIEW["steps"][0], **change}]}
@@ -113,8 +125,26 @@ def _step(**change):
         (Review, {**REVIEW, "unreviewed_units": [5]}, r"unreviewed_units names unit 5"),
         (Trace, REVIEW, r"this is a Review record, not a Trace record"),
         (Review, {"trace_id": "t"}, r"missing the field\(s\) reviewer, units"),
+        (Problem, _operation(0, op="%"), r"operations\[0\]\.op is \"%\", not one of \+, -, \*, /"),
+        (Problem, _operation(1, inputs=["v0", "zz"]), r"operations\[1\]\.inputs\[1\] is \"zz\", which names no fact or earlier operation"),
+        (Problem, _operation(0, inputs=["v1", "f1"]), r"operations\[0\]\.inputs\[0\] is \"v1\", which names no fact or earlier"),
+        (Problem, _operation(0, inputs=["v0", "f1"]), r"operations\[0\]\.inputs\[0\] is \"v0\", which names no fact or earlier"),
+        (Problem, _operation(1, inputs=["d0", "f0"]), r"operations\[1\]\.inputs\[0\] is \"d0\", which names a distractor, not a needed fact"),
     ],
 )
 def test_records_are_validated_on_read(cls, data, message):
     with pytest.raises(ValueError, match=message):
         from_dict(cls, data)
+
+
+def test_a_problem_with_a_wrong_computation_graph_is_refused_with_its_line(tmp_path):
+    """The issue's example: an operation ``%`` over an input ``zz`` (the oracle reviewed against it)."""
+    assert from_dict(Problem, PROBLEM).operations[1].inputs == ["v0", "f0"]  # the valid one reads
+    path = tmp_path / "problems.jsonl"
+    bad = _operation(1, op="%", inputs=["v0", "zz"])
+    path.write_text(json.dumps(PROBLEM) + "\n" + json.dumps(bad) + "\n")
+    with pytest.raises(ValueError, match=r"problems\.jsonl:2: not a valid Problem record: operations\[1\]\.op is \"%\""):
+        read_jsonl(path, Problem)
+    path.write_text(json.dumps(PROBLEM) + "\n" + json.dumps(_operation(1, inputs=["v0", "zz"])) + "\n")
+    with pytest.raises(ValueError, match=r"problems\.jsonl:2: .*inputs\[1\] is \"zz\", which names no fact or earlier operation"):
+        read_jsonl(path, Problem)

@@ -17,6 +17,7 @@ from collections import Counter
 import pytest
 import yaml
 
+from conftest import dca_in_process, one_line_error
 from dca.cli import main as dca_main
 from dca.errors import UserError
 from dca.records import Review
@@ -360,7 +361,7 @@ def test_a_run_killed_with_sigkill_resumes_without_repeating_answered_calls(tmp_
     assert len(read_jsonl(tmp_path / "reviews.jsonl", Review)) == 400
 
 
-def test_dca_review_bad_input_is_one_line_exit_2(tmp_path, capsys):
+def test_dca_review_bad_input_is_one_line_exit_2(tmp_path):
     with ReviewServer() as server:
         write_inputs(tmp_path, server)
     (tmp_path / "bad.yaml").write_text("reviewers:\n  - {name: x, backend: openai}")
@@ -380,14 +381,7 @@ def test_dca_review_bad_input_is_one_line_exit_2(tmp_path, capsys):
                 args[flag] = value
             else:
                 extra += [flag, value]
-        argv = ["review", *[x for kv in args.items() for x in kv], *extra, "--no-cache"]
-        try:
-            code = dca_main(argv)
-        except SystemExit as e:  # argparse's own checks (--limit 0) exit from parse_args
-            code = e.code
-        assert code == 2, override
-        err = capsys.readouterr().err.strip().splitlines()
-        assert len(err) == 1 and err[0].startswith("dca: error:") and message in err[0], (override, err)
+        one_line_error(dca_in_process("review", *[x for kv in args.items() for x in kv], *extra, "--no-cache"), message)
 
 
 # --- the synchronous form (the trainer's) -------------------------------------------------------
@@ -410,11 +404,6 @@ def test_an_llm_reviewer_reviews_synchronously_with_cache_and_failures(tmp_path)
     assert "Outcome: solved" in server.requests[0]["body"]["messages"][1]["content"]  # outcome recomputed
     assert failed.status == "failed" and failed.metadata["failure"] == "server_error" and failed.usage["requests"] == 2
     assert reviewer.stats.calls == 3 and reviewer.stats.failed == 1 and reviewer.stats.cached == 1
-
-
-def test_dca_review_help():
-    result = subprocess.run([sys.executable, "-m", "dca.cli", "review", "--help"], capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0 and "--reviewers" in result.stdout and "--cache" in result.stdout
 
 
 def test_a_key_in_the_base_url_reaches_the_server_but_no_file(tmp_path):

@@ -8,6 +8,7 @@ import json
 import pytest
 import torch
 
+from conftest import dca_in_process, one_line_error
 from dca.cli import main
 from dca.edit import Edit, EditConfig, edit_trace
 from dca.model import load_model
@@ -128,25 +129,11 @@ def test_dca_edit_then_dca_sft_on_the_tiny_model(run_files, tiny_model_dir, tmp_
         (["sft", "--edits", "{t}/skipped.jsonl", "--model", "embedded", "--out", "{t}/m", "--max-steps", "0"], "argument --max-steps: must be at least 1"),
     ],
 )
-def test_bad_input_is_one_line_and_exit_2(run_files, tmp_path, capsys, argv, message):
+def test_bad_input_is_one_line_and_exit_2(run_files, tmp_path, argv, message):
     reviews = read_jsonl(run_files / "reviews.jsonl", Review)
     write_jsonl(tmp_path / "two.jsonl", [reviews[0], reviews[0]])
     write_jsonl(tmp_path / "skipped.jsonl", [Edit(trace_id="t", problem_id="p", arm="edit", mode="drop", labels_from="", status="skipped")])
-    argv = [a.format(d=run_files, t=tmp_path) for a in argv]
-    try:
-        code = main(argv)
-    except SystemExit as e:  # argparse's own checks exit from parse_args
-        code = e.code
-    assert code == 2
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and message in err, err
-
-
-@pytest.mark.parametrize("command", ["edit", "sft"])
-def test_help(command, capsys):
-    with pytest.raises(SystemExit) as exit:
-        main([command, "--help"])
-    assert exit.value.code == 0 and "--out" in capsys.readouterr().out
+    one_line_error(dca_in_process(*[a.format(d=run_files, t=tmp_path) for a in argv]), message)
 
 
 @pytest.mark.slow

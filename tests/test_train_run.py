@@ -1,7 +1,8 @@
 """`dca train` around TRL: the ``trl:`` passthrough from the run YAML, TensorBoard metrics,
 resuming after ``kill -9``, and two processes under ``accelerate launch`` (CPU, gloo).
 
-Every run is a real `dca train` in a subprocess on the tiny random model.
+Every run is a real `dca train` in a subprocess on the tiny random model; the refusals run
+in this process (`conftest.dca_in_process`).
 """
 
 from __future__ import annotations
@@ -18,13 +19,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from conftest import dca, dca_in_process, one_line_error
 from dca.train.resume import DCA_STATE_FILE, last_checkpoint, read_json_lines
 
 HERE = Path(__file__).resolve().parent
-
-
-def dca(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "dca.cli", *args], capture_output=True, text=True, timeout=timeout)
 
 
 def write_config(tmp_path: Path, model: Path, *, steps: int = 2, trl: dict | None = None, name: str = "run.yaml") -> Path:
@@ -38,15 +36,6 @@ def write_config(tmp_path: Path, model: Path, *, steps: int = 2, trl: dict | Non
     path = tmp_path / name
     path.write_text(yaml.safe_dump(config))
     return path
-
-
-def one_line_error(result: subprocess.CompletedProcess, *words: str) -> str:
-    assert result.returncode == 2, (result.stdout, result.stderr)
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("dca: error:") and "Traceback" not in result.stderr, result.stderr
-    for word in words:
-        assert word in lines[0], lines[0]
-    return lines[0]
 
 
 def records(run: Path) -> dict[str, list[dict]]:
@@ -76,12 +65,12 @@ def test_bad_trl_settings_are_one_line_exit_2_and_make_no_run(tmp_path, tiny_mod
     ]
     for i, (trl, words) in enumerate(cases):
         out = tmp_path / f"r{i}"
-        one_line_error(dca("train", "--config", str(write_config(tmp_path, tiny_model_dir, trl=trl)), "--out", str(out)), *words)
+        one_line_error(dca_in_process("train", "--config", str(write_config(tmp_path, tiny_model_dir, trl=trl)), "--out", str(out)), *words)
         assert not out.exists()
     # Values TRL itself refuses (GRPOConfig.__post_init__) are one line too, before the run directory.
     out = tmp_path / "r-post-init"
     config = write_config(tmp_path, tiny_model_dir, trl={"generation_batch_size": 3, "steps_per_generation": 2})
-    one_line_error(dca("train", "--config", str(config), "--out", str(out)), "trl settings")
+    one_line_error(dca_in_process("train", "--config", str(config), "--out", str(out)), "trl settings")
     assert not out.exists()
 
 
@@ -153,8 +142,8 @@ def test_resume_after_kill_9_holds_every_record_once(tmp_path, tiny_model_dir):
     assert replayed, "the kill came after records of steps beyond the checkpoint were written"
 
     # A resume with a config, or with --overwrite, is refused; then the real resume.
-    one_line_error(dca("train", "--resume", "--config", str(config), "--out", str(run)), "--config")
-    one_line_error(dca("train", "--resume", "--overwrite", "--out", str(run)), "--overwrite")
+    one_line_error(dca_in_process("train", "--resume", "--config", str(config), "--out", str(run)), "--config")
+    one_line_error(dca_in_process("train", "--resume", "--overwrite", "--out", str(run)), "--overwrite")
     result = dca("train", "--resume", "--out", str(run))
     assert result.returncode == 0, result.stderr
     assert f"resuming {run} from step " in result.stdout
@@ -177,17 +166,17 @@ def test_resume_after_kill_9_holds_every_record_once(tmp_path, tiny_model_dir):
     kept = [t for t in before["traces"] if t["step"] < resumed["step"]]
     assert got["traces"][: len(kept)] == kept
 
-    one_line_error(dca("train", "--resume", "--out", str(run)), "already finished")
+    one_line_error(dca_in_process("train", "--resume", "--out", str(run)), "already finished")
 
 
 def test_resume_needs_a_run_that_saves_checkpoints(tmp_path, tiny_model_dir):
-    one_line_error(dca("train", "--resume", "--out", str(tmp_path / "nothing")), "no config.yaml")
+    one_line_error(dca_in_process("train", "--resume", "--out", str(tmp_path / "nothing")), "no config.yaml")
     run = tmp_path / "run"
     result = dca("train", "--config", str(write_config(tmp_path, tiny_model_dir, steps=1)), "--out", str(run))
     assert result.returncode == 0, result.stderr
     status = run / "run.json"
     status.write_text(json.dumps({"status": "failed"}))  # as if it had died
-    one_line_error(dca("train", "--resume", "--out", str(run)), "saves no checkpoints", "save_steps")
+    one_line_error(dca_in_process("train", "--resume", "--out", str(run)), "saves no checkpoints", "save_steps")
 
 
 # ---------------------------------------------------------------------------------------------

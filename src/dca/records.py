@@ -55,6 +55,9 @@ OUTCOMES = ("correct", "wrong", "format_failure", "judge_failed")
 #: `Review.status`: a usable review, or a failed one (with its `error`).
 REVIEW_STATUSES = ("ok", "failed")
 
+#: `Operation.op`: the arithmetic of a problem's computation graph.
+OPERATORS = ("+", "-", "*", "/")
+
 #: `Edit.status`.
 EDIT_STATUSES = ("edited", "unchanged", "skipped")
 
@@ -84,9 +87,10 @@ class Operation:
     id: str
     """Stable id within the problem, e.g. ``"v0"``; the last operation yields the answer."""
     op: str
-    """One of ``+ - * /``."""
+    """One of `OPERATORS` (``+ - * /``)."""
     inputs: list[str]
-    """Ids of the facts or earlier operations it combines, in operand order."""
+    """Ids of the needed facts or earlier operations it combines, in operand order (a
+    distractor, a later operation or an unknown id is refused on read)."""
     value: float
     """The (integer) result."""
     description: str = ""
@@ -479,9 +483,27 @@ def _check_steps(steps: list[Step], n_units: int, where: str) -> None:
             raise RecordError(f"{at}.depends_on holds a negative step index")
 
 
+def _check_operations(problem: Problem, where: str) -> None:
+    """Each operation is one of `OPERATORS` over needed facts and earlier operations (the
+    evaluation order the oracle and the gold solutions walk)."""
+    known = {f.id for f in problem.facts}
+    distractors = {d.id for d in problem.distractors}
+    for k, operation in enumerate(problem.operations):
+        at = f"{where}operations[{k}]"
+        _one_of(operation.op, OPERATORS, f"{at}.op")
+        for j, name in enumerate(operation.inputs):
+            if name in known:
+                continue
+            what = "a distractor, not a needed fact" if name in distractors else "no fact or earlier operation"
+            raise RecordError(f"{at}.inputs[{j}] is {json.dumps(name)[:40]}, which names {what}")
+        known.add(operation.id)
+
+
 def _validate(record: Any, where: str) -> None:
     """Checks beyond the JSON types: label vocabularies, index ranges, lengths."""
-    if isinstance(record, Trace):
+    if isinstance(record, Problem):
+        _check_operations(record, where)
+    elif isinstance(record, Trace):
         _one_of(record.outcome, OUTCOMES, f"{where}outcome")
         if any(t < 0 for t in record.completion_token_ids):
             raise RecordError(f"{where}completion_token_ids holds a negative token id")
