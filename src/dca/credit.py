@@ -52,6 +52,9 @@ Rules shared by all policies:
   review marks no unit useful (conserve would otherwise pile the whole ``N * A`` onto the few
   answer tokens) -- under ``signed`` with a negative advantage: blames no unit;
   `Credit.fallback` records why.
+- A unit labelled ``unverified`` (the reviewer could not check it, `records.UNVERIFIED`) is
+  treated as a unit without a label: never credited, never blamed, and it cannot be named
+  among the useful or blamed contributions.
 - A `Consensus` is consumed like a review: only agreed units carry labels. Its *disputed*
   units (`Consensus.disputed_units`) are masked by default (``CreditConfig.disputed="mask"``:
   they count as not useful, and ``random`` never draws them). With ``disputed="uniform"``
@@ -79,7 +82,7 @@ import random
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from dca.records import CONTRIBUTIONS, USEFUL_CONTRIBUTIONS, Consensus, Credit, Review, Unit
+from dca.records import CONTRIBUTIONS, UNVERIFIED, USEFUL_CONTRIBUTIONS, Consensus, Credit, Review, Unit
 
 __all__ = [
     "BLAME_CONTRIBUTIONS",
@@ -300,6 +303,9 @@ class CreditConfig:
                     f"unknown contribution label(s) {unknown} in {name}; "
                     f"choose from {', '.join(CONTRIBUTIONS)}"
                 )
+            # Issue 22: `unverified` is no judgement; it is treated as a missing label.
+            if UNVERIFIED in labels:
+                raise ValueError(f"{name} cannot hold {UNVERIFIED!r}: an unverified unit counts as unlabelled (neither credited nor blamed)")
         overlap = set(self.useful_contributions) & set(self.blame_contributions)
         if overlap:
             raise ValueError(

@@ -70,7 +70,10 @@ class BenchItem:
     steps: list[str]
     label: int
     planted: dict[str, Any] = field(default_factory=dict)
-    """For planted items: the step, the value it had and the value planted."""
+    """For planted items: the step, the value it had and the value planted; for real
+    mistakes: why the first wrong step is wrong."""
+    kind: str = ""
+    """For real mistakes (`dca.review.mistakes`): the first mistake's kind; "" otherwise."""
 
 
 # ---------------------------------------------------------------------------------------------
