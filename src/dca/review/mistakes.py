@@ -156,8 +156,8 @@ def _answer_unit(problem: Problem, units: list[Unit]) -> int | None:
 def _judge_link(structure: _Structure, link) -> Mistake | None:
     if link.equation is None:
         return Mistake(link.unit, "wrong_operation", f"states {link.value:g}, which neither the problem nor a step gives")
-    if not link.equation.correct:
-        return None  # the arithmetic slip, found already
+    if not link.equation.correct or link.value in structure.operations:
+        return None  # the arithmetic slip, found already; or a value of the path
     if link.unsourced:
         return Mistake(link.unit, "wrong_operation", f"uses {link.unsourced[0]:g}, which neither the problem nor a step gives")
     if not all(structure.settled(v) for v in link.inputs):

@@ -172,7 +172,7 @@ class _ReferenceLabeller:
         it is not: its inputs come from an earlier link, or its arithmetic was judged already)."""
         if link.equation is None:
             return f"states {link.value:g}, which neither the problem nor the reference gives"
-        if not link.equation.correct:
+        if not link.equation.correct or link.value in self.reference:
             return None
         if link.unsourced:
             return f"uses {link.unsourced[0]:g}, which neither the problem nor an earlier step gives"

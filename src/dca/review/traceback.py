@@ -71,16 +71,19 @@ def producer(readings: list[UnitReading], value: float, before: int) -> int | No
 def answer_chain(readings: list[UnitReading], answer_unit: int, answer: float, settled) -> list[ChainLink]:
     """The links of the chain behind `answer` as stated at `answer_unit`, in text order.
 
-    `settled(value)` says which values the walk stops at. The answer unit is a link only when
+    `settled(value)` says which values the walk stops at (the answer itself is followed when a
+    unit computes it, even if it is settled: it may equal a given by chance, or be a value of
+    the path stated too early, which the caller judges). The answer unit is a link only when
     it computes the answer itself; a value computed by another equation of the same unit comes
     from that unit.
     """
     links: dict[int, ChainLink] = {}
     pending = [(answer, answer_unit + 1 if readings[answer_unit].computes(answer) else answer_unit)]
+    computed = any(r.computes(answer) for r in readings[: answer_unit + 1])
     while pending:
         value, used_at = pending.pop()
-        if settled(value):
-            continue
+        if settled(value) and not (computed and value == answer and not links):
+            continue  # a computed answer is followed even when it equals a settled value
         source = producer(readings, value, used_at)
         if source is None or source in links:
             continue
