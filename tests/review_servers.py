@@ -44,7 +44,7 @@ def unit_count(request: dict) -> int:
 
 
 def wants_json(request: dict) -> bool:
-    return "response_format" in request or "Answer with JSON only" in first_user_text(request)
+    return "response_format" in request or any("Answer with JSON only" in str(m["content"]) for m in messages_of(request))
 
 
 def valid_answer(n: int, *, as_json: bool = False) -> str:
