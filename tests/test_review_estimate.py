@@ -1,6 +1,7 @@
 """`dca review --estimate` / `dca train --estimate` (issue 22): the estimate beside what a real
 run on a local OpenAI-compatible server measured."""
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -21,7 +22,11 @@ def dca(*args, env=None):
 
 
 def test_estimate_matches_the_measured_tokens_of_a_real_review_run(tmp_path):
-    problems, traces = make_traces(40, seed=5)
+    # 10 problems, 4 completions each (a group): the prompts share their first part.
+    traces = []
+    for k, rate in enumerate((0.0, 0.3, 0.6, 0.9)):
+        problems, group = make_traces(10, seed=5, irrelevant_rate=rate)
+        traces += [dataclasses.replace(t, id=f"{t.id}-{k}") for t in group]
     write_jsonl(tmp_path / "problems.jsonl", problems)
     write_jsonl(tmp_path / "traces.jsonl", traces)
     with ReviewServer() as server:
@@ -44,6 +49,10 @@ def test_estimate_matches_the_measured_tokens_of_a_real_review_run(tmp_path):
     total = lambda r: r["input_tokens"] + r["output_tokens"]  # noqa: E731
     assert abs(total(estimate) - total(outcome)) <= 0.2 * total(outcome)
     assert abs(estimate["cost_usd"] - outcome["cost_usd"]) <= 0.2 * outcome["cost_usd"]
+    # The server reports the shared prefix of the 3 later completions of each problem as cached.
+    assert 0 < outcome["cached_input_tokens"] < outcome["input_tokens"]
+    print(f"estimate vs measured: input {estimate['input_tokens']} / {outcome['input_tokens']}, output "
+          f"{estimate['output_tokens']} / {outcome['output_tokens']}, cached input {outcome['cached_input_tokens']}")
 
 
 def test_undeclared_price_shows_tokens_only_and_an_unreachable_backend_an_unknown_price():
