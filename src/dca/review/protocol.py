@@ -1,21 +1,27 @@
 """The review protocol: what an LLM reviewer is shown and how its answer is checked.
 
-A reviewer sees the problem, the outcome (solved / failed; the reference answer only when
-the reviewer is configured to see it), the goal of the review in plain words, and the
-completion as numbered units (`dca.segment`). It groups contiguous units into steps and
-answers with unit indices, never by re-quoting the text, one line per step
-(``answer_format="lines"``, the default)::
+A reviewer sees, in this order (the shared part first, so that providers' prompt caches
+serve it to every completion of a group): the instructions and the answer format (the system
+turn, the same for every request), the problem (with the reference answer only when the
+reviewer is configured to see it), the outcome (solved / failed), and last the completion as
+numbered units (`dca.segment`). It groups contiguous units into steps and answers with unit
+indices, never by re-quoting the text, one line per step (``answer_format="lines"``, the
+default; ``dca-review/3``)::
 
-    0-1 given_fact indirect | restates the two prices
-    2 computation essential <0> | computes the total
-    3 conclusion solved <1> | states it
+    1 g i
+    2 c e <0>
+    3 f s <1>
 
-that is ``first[-last] function contribution [<earlier steps it uses>] | reason``, steps
-counted from 0 in answer order. ``answer_format="json"`` asks for the same content as JSON
-(``{"steps": [{"units": [0, 1], "function": ..., "contribution": ..., "depends_on": [...],
-"reason": ...}]}``), which endpoints with JSON-schema structured output can enforce. The line
-form exists for cost: on 10-unit traces a reviewer's JSON answer is about 2.4 times as many
-tokens as the trace itself, the line form about 0.9 with five-word reasons (see tests/test_review_reference.py).
+that is ``last-unit function contribution [<earlier steps it uses>] [| reason]``: a step is
+written by its last unit and starts after the step before; functions and contributions are
+one-letter codes (`FUNCTION_CODES`, `CONTRIBUTION_CODES`); a reason is given only for error
+and failed_attempt steps. The ``dca-review/2`` form (``0-1 given_fact indirect | reason``:
+ranges, full names, a reason on every step) still parses to the same steps, and so does any
+mix. ``answer_format="json"`` asks for the same content as JSON (``{"steps": [{"units": [0,
+1], "function": ..., "contribution": ..., "depends_on": [...], "reason": ...}]}``), which
+endpoints with JSON-schema structured output can enforce. The line form exists for cost
+(`benchmarks/review_tokens.py`: median output tokens per CoT token on 128 gold CoTs, 0.97 in
+the dca-review/2 form, 0.43 in dca-review/3).
 
 The answer is untrusted text. Either form is turned into the same pydantic model
 (`ReviewAnswer`, ``extra="forbid"``, closed label sets) and accepted only when its ranges are
@@ -30,10 +36,12 @@ Uncovered units (policy): an answer that leaves any unit outside every step is i
 review is ``failed`` with that reason, so credit falls back to uniform for the trace instead
 of `conserve` silently giving the uncovered units nothing.
 
-Delimiters: the problem and every unit are untrusted text, so each sits inside tags whose id
-(`prompt_tag`) is a hash of the texts themselves: a problem cannot carry a fake "Solution, in
-2 units" block, and a unit cannot close its tag and pose as an answer line, because neither
-can contain its own hash. The id is deterministic, so cached answers stay reusable.
+Delimiters: the problem and every unit are untrusted text, so each sits inside tags with
+a hash id: the problem's (`problem_tag`) hashes the problem's texts, the units' (`prompt_tag`)
+hashes everything the request shows, so a problem cannot carry a fake closing tag or
+"Solution, in 2 units" block, and a unit cannot close its tag and pose as an answer line,
+because neither can contain its own hash. The ids are deterministic, so cached answers stay
+reusable, and the problem's part is the same for every completion of the problem.
 
 Quote mode (``mode="quotes"``): the reviewer quotes each step's text instead of giving unit
 indices. `align_quotes` finds each quote in the completion with rapidfuzz's
@@ -162,10 +170,10 @@ _CODE_OF = {name: code for code, name in (FUNCTION_CODES | CONTRIBUTION_CODES).i
 _LINES_FORMAT = """Answer with one line per step and no other text:
 first-last function contribution <steps it uses> | reason
 with one-letter codes. function: g given_fact, t task_statement, p plan, c computation, v verification, b backtracking, f conclusion, o other. contribution: s solved, e essential, i indirect, r irrelevant, a failed_attempt, w error.
-For example
-0-1 g i
+For example (units 0-1, then unit 2)
+1 g i
 2 c w <0> | 3*4 is 12, not 14
-Steps in text order, counted from 0; a single unit is written "3"; leave out <...> when the step uses no earlier step. Give a reason (at most 5 words) only for error and failed_attempt steps; leave out "| reason" otherwise."""
+Steps in text order, counted from 0, each written by its last unit (it starts after the step before); leave out <...> when the step uses no earlier step. Give a reason (at most 5 words) only for error and failed_attempt steps; leave out "| reason" otherwise."""
 
 _UNIT_FORMAT = """Answer with JSON only, no other text:
 {"steps": [{"units": [first, last], "function": "...", "contribution": "...", "depends_on": [earlier step positions], "reason": "a few words"}]}
@@ -319,17 +327,17 @@ def answer_json_schema(mode: str = "units") -> dict:
 
 def answer_lines(steps: list[Step], *, codes: bool = True) -> str:
     """Steps in the protocol's line format, as a reviewer following the prompt writes them:
-    one-letter codes and a reason only on error and failed_attempt steps (``codes=False``: the
-    dca-review/2 form, full names and every reason)."""
+    each step by its last unit, one-letter codes, a reason only on error and failed_attempt
+    steps (``codes=False``: the dca-review/2 form, ranges, full names and every reason)."""
     lines = []
     for s in steps:
-        units = f"{s.first_unit}" if s.first_unit == s.last_unit else f"{s.first_unit}-{s.last_unit}"
         uses = f" <{','.join(map(str, s.depends_on))}>" if s.depends_on else ""
         if not codes:
+            units = f"{s.first_unit}" if s.first_unit == s.last_unit else f"{s.first_unit}-{s.last_unit}"
             lines.append(f"{units} {s.function} {s.contribution}{uses} | {s.reason}")
             continue
         reason = f" | {s.reason}" if s.contribution in ("error", "failed_attempt") and s.reason else ""
-        lines.append(f"{units} {_CODE_OF.get(s.function, s.function)} {_CODE_OF.get(s.contribution, s.contribution)}{uses}{reason}")
+        lines.append(f"{s.last_unit} {_CODE_OF.get(s.function, s.function)} {_CODE_OF.get(s.contribution, s.contribution)}{uses}{reason}")
     return "\n".join(lines)
 
 
@@ -405,6 +413,7 @@ def _lines_object(text: str) -> dict:
     if len(text) > MAX_ANSWER_CHARS:
         raise InvalidAnswer(f"the answer is {len(text)} characters long; answer with one short line per step")
     steps = []
+    following = 0  # the unit after the previous step's last
     for line in text.splitlines():
         line = line.strip().strip("`").strip()
         if not line[:1].isdigit():
@@ -414,9 +423,14 @@ def _lines_object(text: str) -> dict:
             shown = line[:80] + ("..." if len(line) > 80 else "")
             raise InvalidAnswer(f"line {shown!r} is not 'first-last function contribution <uses> | reason'")
         first = int(match["first"])
+        if match["last"] is not None:
+            units = [first, int(match["last"])]
+        else:  # "n": the step ends at unit n and starts after the previous one (a single unit when adjacent)
+            units = [following, first] if following < first else [first]
+        following = units[-1] + 1
         steps.append(
             {
-                "units": [first, int(match["last"])] if match["last"] is not None else [first],
+                "units": units,
                 "function": FUNCTION_CODES.get(match["function"], match["function"]),
                 "contribution": CONTRIBUTION_CODES.get(match["contribution"], match["contribution"]),
                 "depends_on": [int(d) for d in re.findall(r"\d+", match["uses"] or "")],
