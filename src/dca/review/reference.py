@@ -22,10 +22,21 @@ one (function, contribution) label by the first rule that applies:
 5. **Numbers without an equation**: the answer value (once computed, or when it is not also
    a given): ``conclusion/solved``; only used givens: ``given_fact/indirect``; only givens,
    some unused: ``given_fact/irrelevant``; reference values (with givens): a result stated
-   without its equation, ``computation/essential``; anything else:
-   ``computation/irrelevant``.
+   without its equation, ``computation/essential``; values an earlier unit derived:
+   ``computation/irrelevant``; anything else: ``computation/unverified``.
 6. **No numbers**: a restatement of the question: ``task_statement/indirect``; anything else:
-   ``other/irrelevant``.
+   ``other/unverified`` (nothing to check either way; credit treats it as unlabelled).
+
+**Tracing a wrong answer back** (issue 22). The rules above judge each unit alone, so on a
+wrong solution they tend to blame the last computation that produced the wrong answer rather
+than the step where the solution left the reference's path. When the final answer is wrong,
+the reviewer then follows the answer's dependence chain (`dca.review.traceback`: which unit
+produced each value the answer rests on, stopping at given and reference values) and labels
+the earliest unit on it whose result is no reference value while its inputs are all given or
+reference values (or that uses a given the reference never uses, or a number nobody gave)
+``error``; the later units of the chain are its dependents (``irrelevant``, depending on it).
+Wrong arithmetic anywhere stays an error. Synthetic problems have no annotated reference
+solution; their operation graph serves as one (`with_reference`).
 
 Contiguous units with the same label form one step; a step depends on the latest earlier
 steps that stated or computed the values it uses (the oracle's grouping, `oracle._group`).
