@@ -50,7 +50,7 @@ def unit_count(request: dict) -> int:
 
 
 def wants_json(request: dict) -> bool:
-    return "response_format" in request or "Answer with JSON only" in first_user_text(request)
+    return "response_format" in request or any("Answer with JSON only" in str(m["content"]) for m in messages_of(request))
 
 
 def valid_answer(n: int, *, as_json: bool = False) -> str:
@@ -156,6 +156,7 @@ class ReviewServer:
         self.lock = threading.Lock()
         self.requests: list[dict] = []  # {"key", "action", "path", "headers", "time"}
         self.attempts: dict[str, int] = {}
+        self.prefixes: set[str] = set()  # prompt prefixes seen, for the cached-token figure
         self.in_flight = 0
         self.max_in_flight = 0
         self.in_flight_by_model: dict[str, int] = {}
@@ -264,6 +265,7 @@ class ReviewServer:
         model = " ; ".join(echo) if action == "echo_ok" else body.get("model", "")
         prompt_tokens = len(json.dumps(messages_of(body))) // 4
         completion_tokens = max(len(text) // 4, 1)
+        cached_tokens = self._prompt_cache(body)
         if anthropic:
             payload = {
                 "id": "msg_test",
@@ -273,7 +275,7 @@ class ReviewServer:
                 "content": [{"type": "text", "text": text}],
                 "stop_reason": "end_turn",
                 "stop_sequence": None,
-                "usage": {"input_tokens": prompt_tokens, "output_tokens": completion_tokens},
+                "usage": {"input_tokens": prompt_tokens - cached_tokens, "output_tokens": completion_tokens, "cache_read_input_tokens": cached_tokens},
             }
         else:
             payload = {
@@ -282,9 +284,22 @@ class ReviewServer:
                 "created": 0,
                 "model": model,
                 "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
-                "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens, "total_tokens": prompt_tokens + completion_tokens},
+                "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens, "total_tokens": prompt_tokens + completion_tokens,
+                          "prompt_tokens_details": {"cached_tokens": cached_tokens}},
             }
         self._send(handler, 200, payload, {})
+
+    def _prompt_cache(self, body: dict) -> int:
+        """Tokens of the request's prefix (system turn, then the user turn up to its outcome
+        line: instructions and problem) that an earlier request already sent, as a provider's
+        prompt cache reports them; 0 the first time."""
+        messages = messages_of(body)
+        user = next((str(m["content"]) for m in messages if m["role"] == "user"), "")
+        prefix = json.dumps([m for m in messages if m["role"] == "system"]) + user.split("\nOutcome:")[0]
+        with self.lock:
+            seen = prefix in self.prefixes
+            self.prefixes.add(prefix)
+        return len(prefix) // 4 if seen else 0
 
     def _error(self, handler, status: int, kind: str, headers: dict, anthropic: bool, message: str = "") -> None:
         message = message or f"injected {status}"

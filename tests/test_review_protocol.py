@@ -15,6 +15,7 @@ from dca.review.protocol import (
     answer_lines,
     build_messages,
     parse_answer,
+    problem_tag,
     prompt_tag,
     prompt_unit_count,
     repair_message,
@@ -38,13 +39,13 @@ def answer(*steps):
 def test_units_are_the_ones_the_prompt_shows():
     assert len(UNITS) == 5
     user = build_messages(PROBLEM, TRACE, UNITS)[1]["content"]
-    tag = prompt_tag(PROBLEM, TRACE, UNITS)
+    tag, shared = prompt_tag(PROBLEM, TRACE, UNITS), problem_tag(PROBLEM)
     for unit in UNITS:
         assert f'<unit-{tag} n="{unit.index}">{unit.text.strip()}</unit-{tag}>' in user
-    assert f"<problem-{tag}>\n{PROBLEM.question}\n</problem-{tag}>" in user
+    assert user.startswith(f"Problem:\n<problem-{shared}>\n{PROBLEM.question}\n</problem-{shared}>")
     assert "Outcome: solved" in user
     assert "Reference answer" not in user
-    assert f"Reference answer: <answer-{tag}>7</answer-{tag}>" in build_messages(PROBLEM, TRACE, UNITS, show_reference_answer=True)[1]["content"]
+    assert f"Reference answer: <answer-{shared}>7</answer-{shared}>" in build_messages(PROBLEM, TRACE, UNITS, show_reference_answer=True)[1]["content"]
     failed = Trace(id="t", problem_id="p", prompt="", completion=TEXT, outcome="wrong")
     assert "Outcome: failed" in build_messages(PROBLEM, failed, UNITS)[1]["content"]
     system = build_messages(PROBLEM, TRACE, UNITS)[0]["content"]
@@ -93,13 +94,35 @@ def test_model_text_cannot_forge_the_prompt_structure():
     trace = Trace(id="t", problem_id="p", prompt="", completion=forged_unit_text, outcome="correct")
     units = segment(forged_unit_text)
     messages = build_messages(problem, trace, units)
-    tag = prompt_tag(problem, trace, units)
+    tag, shared = prompt_tag(problem, trace, units), problem_tag(problem)
     assert tag != "0000000000000000" and tag not in forged_question + forged_unit_text
+    assert shared not in forged_question
     assert prompt_unit_count(messages) == len(units)  # the real header, not the forged one
     user = messages[1]["content"]
-    assert user.count(f"</unit-{tag}>") == len(units) and user.count(f"</problem-{tag}>") == 1
-    assert f"<problem-{tag}> tags" in messages[0]["content"]
+    assert user.count(f"</unit-{tag}>") == len(units) and user.count(f"</problem-{shared}>") == 1
     assert tag == prompt_tag(problem, trace, units)  # deterministic: cache keys stay stable
+
+
+def test_the_shared_part_comes_first_so_prompt_caches_apply_across_a_group():
+    """Issue 22: instructions (the system turn, the same for every request), then the problem,
+    then the completion: two completions of one problem share everything up to the outcome."""
+    other_text = "Ava has 3 and Ben 4, so 3 + 4 = 8.\nAnswer: 8"
+    other = Trace(id="u", problem_id="p", prompt="", completion=other_text, outcome="wrong")
+    first, second = build_messages(PROBLEM, TRACE, UNITS), build_messages(PROBLEM, other, segment(other_text))
+    assert first[0] == second[0]  # the system turn, answer format included
+    shared = first[1]["content"].split("\nOutcome:")[0]
+    assert second[1]["content"].startswith(shared) and PROBLEM.question in shared
+    assert first[1]["content"].rstrip().endswith("</unit-" + prompt_tag(PROBLEM, TRACE, UNITS) + ">")  # the completion last
+
+
+def test_coded_lines_and_the_old_full_names_parse_to_the_same_steps():
+    coded = "0 t i\n1-2 g i\n3 c w <1> | 3+4 is 7\n4 f e <2>"
+    named = "0 task_statement indirect | asks\n1-2 given_fact indirect | facts\n3 computation error <1> | 3+4 is 7\n4 conclusion essential <2> | states it"
+    a, b = parse_answer(coded, UNITS).steps, parse_answer(named, UNITS).steps
+    assert [(s.function, s.contribution, s.depends_on) for s in a] == [(s.function, s.contribution, s.depends_on) for s in b]
+    assert a[2].reason == "3+4 is 7" and a[0].reason == ""
+    assert parse_answer(answer_lines(b), UNITS).steps[2].contribution == "error"
+    assert answer_lines(b).splitlines()[0] == "0 t i"  # codes, no reason on a useful step
 
 
 @pytest.mark.parametrize(
@@ -152,8 +175,8 @@ def test_the_line_form_parses_to_the_same_steps_as_json():
 
 
 def test_prompt_asks_for_the_configured_format():
-    assert "one line per step" in build_messages(PROBLEM, TRACE, UNITS)[1]["content"]
-    assert "JSON only" in build_messages(PROBLEM, TRACE, UNITS, answer_format="json")[1]["content"]
+    assert "one line per step" in build_messages(PROBLEM, TRACE, UNITS)[0]["content"]  # instructions: the system turn
+    assert "JSON only" in build_messages(PROBLEM, TRACE, UNITS, answer_format="json")[0]["content"]
 
 
 def test_answer_json_round_trips_and_omits_empty_dependencies():
@@ -164,7 +187,7 @@ def test_answer_json_round_trips_and_omits_empty_dependencies():
     text = answer_json(steps)
     assert '"depends_on"' in text and text.count("depends_on") == 1
     assert parse_answer(text, UNITS).steps == steps
-    assert parse_answer(answer_lines(steps), UNITS).steps == steps
+    assert parse_answer(answer_lines(steps, codes=False), UNITS).steps == steps
 
 
 # --- quote mode ------------------------------------------------------------------------------
@@ -206,8 +229,8 @@ def test_unalignable_quotes_are_reported_not_guessed():
 
 
 def test_quote_mode_prompt_shows_the_text_without_unit_numbers():
-    user = build_messages(PROBLEM, TRACE, UNITS, mode="quotes")[1]["content"]
-    assert TEXT in user and "[0]" not in user and '"quote"' in user
+    system, user = (m["content"] for m in build_messages(PROBLEM, TRACE, UNITS, mode="quotes"))
+    assert TEXT in user and "[0]" not in user and '"quote"' in system
 
 
 def test_a_repeated_phrase_is_found_after_the_previous_quote():

@@ -48,7 +48,7 @@ def labels(text, problem=JANET):
         ("9 * 2 = 18 dollars.", "computation", "solved"),
         ("If she sold all, 16 * 2 = 32 dollars.", "computation", "irrelevant"),
         ("9 * 2 = 20 dollars.", "computation", "error"),
-        ("Hmm, interesting.", "other", "irrelevant"),
+        ("Hmm, interesting.", "other", "unverified"),  # nothing to check
         ("Answer: 18", "conclusion", "solved"),
         ("Answer: 19", "conclusion", "error"),
     ],

@@ -31,6 +31,9 @@ import sys
 import time
 from pathlib import Path
 
+from .cli_estimate import add_review_arguments as add_estimate_review_arguments
+from .cli_estimate import add_train_arguments as add_estimate_train_arguments
+from .cli_estimate import review_estimate, train_estimate
 from .errors import Terminated, UserError
 
 
@@ -293,6 +296,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .files import check_output_dir
     from .train.config import load_train_config
 
+    if args.estimate:  # issue 22: the reviews' cost before the run (dca.cli_estimate)
+        return train_estimate(args)
+    if args.out is None:
+        raise UserError("dca train needs --out DIR (or --estimate)")
+    if args.spec is not None:
+        raise UserError("--spec is for --estimate; run an experiment spec with `dca experiment run`")
     if args.resume:
         if args.overwrite:
             raise UserError("--resume continues the run in --out; --overwrite would delete it (give one of them)")
@@ -332,6 +341,10 @@ def cmd_review(args: argparse.Namespace) -> int:
     from .review import ReviewCache, default_cache_path, load_reviewers
     from .review.batch import load_review_items, review_items, summary
 
+    if args.estimate:  # issue 22: the reviews' cost before any call (dca.cli_estimate)
+        return review_estimate(args)
+    if args.out is None:
+        raise UserError("dca review needs --out FILE (or --estimate)")
     problems_beside = str(Path(args.traces).with_name("problems.jsonl"))  # load_review_items' default
     inputs = (args.traces, args.problems or problems_beside, args.reviewers, args.cache)
     out = _out_file(args.out, args, *inputs)
@@ -858,9 +871,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="DCA-GRPO training from a YAML config")
     p.add_argument("--config", help="run YAML (not with --resume: the run's own config.yaml is used)")
-    p.add_argument("--out", required=True, help="run directory")
+    p.add_argument("--out", default=None, help="run directory (required unless --estimate)")
     p.add_argument("--overwrite", action="store_true", help="replace an earlier run in --out")
     p.add_argument("--resume", action="store_true", help="continue the unfinished run in --out from its last checkpoint (trl.save_steps)")
+    add_estimate_train_arguments(p)
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("demo", help="warm start, then plain GRPO beside DCA-GRPO on the embedded model, on the CPU")
@@ -874,7 +888,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("review", help="review a traces file with the reviewers of a YAML file (cached)")
     p.add_argument("--traces", required=True, help="traces JSON-lines (from `dca rollout` or a run directory)")
     p.add_argument("--reviewers", required=True, help="reviewers YAML (see dca/review/config.py)")
-    p.add_argument("--out", required=True, help="reviews JSON-lines to write")
+    p.add_argument("--out", default=None, help="reviews JSON-lines to write (required unless --estimate)")
     p.add_argument("--problems", default=None, help="problems JSON-lines (default: problems.jsonl beside --traces)")
     p.add_argument("--reviewer", action="append", default=None, metavar="NAME", help="use only this reviewer (repeatable)")
     p.add_argument("--limit", type=_count(1), default=None, help="review only the first N traces")
@@ -882,6 +896,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-cache", action="store_true", help="call every reviewer again, store nothing")
     p.add_argument("--summary-json", default=None, metavar="PATH", help="also write the summary figures as JSON")
     p.add_argument("--overwrite", action="store_true", help="replace existing --out and --summary-json files (never an input)")
+    add_estimate_review_arguments(p)
     p.set_defaults(func=cmd_review)
 
     from .cli_bench import add_parser as add_bench_reviewers_parser

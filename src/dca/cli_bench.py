@@ -2,6 +2,7 @@
 
     dca bench-reviewers --planted gsm8k --planted synthetic --limit 200        # reference, oracle
     dca bench-reviewers --reviewers reviewers.yaml --reviewer gpt --processbench gsm8k.json
+    dca bench-reviewers --mistakes warmstart --limit 300     # a model's own mistakes (dca.review.mistakes)
 
 Prints one table row per reviewer and source (accuracy on erroneous items, on correct items,
 F1, failed reviews) and, with ``--out``, writes the figures and every prediction as JSON.
@@ -26,8 +27,11 @@ def add_parser(sub) -> None:
     p.add_argument("--reviewer", action="append", default=None, metavar="NAME", help="use only this reviewer (repeatable)")
     p.add_argument("--planted", action="append", choices=PLANTED_SOURCES, default=None, help="planted-error items from GSM8K references or synthetic gold CoTs (repeatable; default both unless --processbench)")
     p.add_argument("--gsm8k", default="test", help="GSM8K split or JSON-lines path for --planted gsm8k (default: test)")
-    p.add_argument("--limit", type=int, default=200, help="problems per planted source (default 200; each gives a correct and a planted item)")
+    p.add_argument("--limit", type=int, default=200, help="problems per planted source (default 200; each gives a correct and a planted item), and for --mistakes")
     p.add_argument("--seed", type=int, default=0, help="seed of the planted errors (and the synthetic problems)")
+    p.add_argument("--mistakes", default=None, metavar="MODEL", help="real mistakes: roll MODEL out on --limit synthetic problems (once; cached) and score the reviewers on its wrong traces. MODEL: 'warmstart' (the embedded model's cached warm start), 'embedded', a checkpoint directory or a hub id")
+    p.add_argument("--max-new-tokens", type=int, default=160, help="--mistakes: tokens per completion (default 160)")
+    p.add_argument("--temperature", type=float, default=0.0, help="--mistakes: sampling temperature (default 0: greedy)")
     p.add_argument("--processbench", action="append", default=[], metavar="FILE", help="a ProcessBench-format file: JSON list or lines of {problem, steps, label} (repeatable)")
     p.add_argument("--write-items", default=None, metavar="PATH", help="also write the items in ProcessBench format (JSON lines)")
     p.add_argument("--out", default=None, help="JSON file for the figures and every prediction")
@@ -54,7 +58,7 @@ def _items(args: argparse.Namespace):
 
     if args.limit < 1:
         raise UserError("--limit must be at least 1")
-    planted = args.planted or ([] if args.processbench else list(PLANTED_SOURCES))
+    planted = args.planted or ([] if args.processbench or args.mistakes else list(PLANTED_SOURCES))
     items = []
     for source in dict.fromkeys(planted):
         if source == "gsm8k":
@@ -68,9 +72,32 @@ def _items(args: argparse.Namespace):
             items += bench.planted_synthetic(problems, seed=args.seed)
     for path in args.processbench:
         items += bench.read_processbench(path)
-    if not items:
-        raise UserError("no items to score: give --planted or --processbench")
     return items
+
+
+def _mistake_items(args: argparse.Namespace):
+    """The real-mistake items of `--mistakes MODEL` and the counts of its rollout."""
+    from .cli import _log, _quiet_libraries
+    from .model import cache_dir, resolve_model_path
+    from .problems import SyntheticConfig, generate_problems
+    from .review.mistakes import mistake_items, rollout_cached
+    from .model import SamplingConfig
+
+    if args.max_new_tokens < 1 or args.temperature < 0:
+        raise UserError("--max-new-tokens must be at least 1 and --temperature at least 0")
+    settings = {"max_new_tokens": args.max_new_tokens, "temperature": args.temperature, "seed": args.seed, "batch_size": 16}
+    SamplingConfig(**settings)
+    _quiet_libraries()
+    if args.mistakes == "warmstart":
+        from .train.config import WarmstartSettings
+        from .train.warmstart import warmstart
+
+        model_path = str(warmstart("embedded", WarmstartSettings(), log=_log))
+    else:
+        model_path = resolve_model_path(args.mistakes)
+    problems = generate_problems(args.limit, SyntheticConfig(seed=args.seed))
+    traces = rollout_cached(model_path, problems, settings, cache_dir() / "mistakes", log=_log)
+    return mistake_items(problems, traces)
 
 
 def cmd_bench_reviewers(args: argparse.Namespace) -> int:
@@ -89,6 +116,21 @@ def cmd_bench_reviewers(args: argparse.Namespace) -> int:
         raise UserError("--out and --write-items are the same file; give two paths")
     specs = _specs(args)
     items = _items(args)
+    counts = None
+    if args.mistakes:
+        mistakes, counts = _mistake_items(args)
+        items += mistakes
+        wrong = sum(item.label >= 0 for item in mistakes)
+        _log(f"mistakes of {args.mistakes}: {counts['traces']} traces, {counts['solved']} solved, {counts['wrong']} wrong "
+             f"({wrong} labelled, {counts['unlabelled']} without a first wrong step), {counts['format_failures']} without an answer")  # fmt: skip
+        if wrong == 0:
+            _log(f"{args.mistakes} made no mistakes to score on {args.limit} problems: 0 erroneous items")
+    if not items:
+        if counts is not None:  # a model without mistakes (or answers) is an outcome, not bad input
+            if out is not None:
+                out.write_text(json.dumps({"figures": {}, "mistakes": counts, "predictions": []}, indent=1) + "\n", encoding="utf-8")
+            return 0
+        raise UserError("no items to score: give --planted, --processbench or --mistakes")
     if items_out is not None:
         write_processbench(items, items_out)
         _log(f"wrote {len(items)} items to {items_out}")
@@ -123,11 +165,12 @@ def cmd_bench_reviewers(args: argparse.Namespace) -> int:
         by_id = {item.id: item for item in items}
         predictions = [
             {"item": r.trace_id, "reviewer": r.reviewer, "label": by_id[r.trace_id].label, "predicted": first_error(r),
-             "source": by_id[r.trace_id].source, "review": to_dict(r)}
+             "source": by_id[r.trace_id].source, "kind": by_id[r.trace_id].kind, "review": to_dict(r)}
             for r in reviews
         ]  # fmt: skip
         from .files import write_text_atomic  # here, not at the top: every command imports this module for its parser
 
-        write_text_atomic(out, json.dumps({"figures": figures, "predictions": predictions}, indent=1) + "\n")
+        report = {"figures": figures, "predictions": predictions} | ({"mistakes": counts} if counts is not None else {})
+        write_text_atomic(out, json.dumps(report, indent=1) + "\n")
         _log(f"wrote figures and {len(predictions)} predictions to {out}")
     return 0

@@ -44,7 +44,13 @@ CONTRIBUTIONS = (
     "irrelevant",  # the answer does not depend on it (distractors, padding, needless checks)
     "failed_attempt",  # an approach that was tried and abandoned
     "error",  # a wrong statement or computation
+    "unverified",  # the reviewer could not check it (no number, no match either way); see UNVERIFIED
 )
+
+#: The contribution of a unit a reviewer could not check (the reference reviewer's units with
+#: no quantity it can match). It is not a judgement: consumers treat it as a missing label
+#: (credit neither credits nor blames it; `dca.credit`).
+UNVERIFIED = "unverified"
 
 #: Contributions whose tokens receive credit under the `mask`/`conserve` policies by default.
 USEFUL_CONTRIBUTIONS = ("solved", "essential", "indirect")

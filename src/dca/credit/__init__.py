@@ -9,6 +9,10 @@ Three parts, read in this order:
   `CreditConfig`; every policy is described there and in docs/credit-policies.md;
 - `dca.credit.compute`: `compute_credit` / `compute_credits` assemble `Credit` records.
 
+A unit labelled ``unverified`` (a reviewer could not check it, `dca.records.UNVERIFIED`) is
+treated as a unit without a label: never credited, never blamed, and `CreditConfig` refuses it
+among the useful or blamed contributions.
+
 Torch-free.
 """
 

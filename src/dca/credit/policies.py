@@ -82,7 +82,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from ..records import CONTRIBUTIONS, USEFUL_CONTRIBUTIONS
+from ..records import CONTRIBUTIONS, UNVERIFIED, USEFUL_CONTRIBUTIONS
 from .labels import ANSWER, TraceLabels
 
 __all__ = [
@@ -160,6 +160,9 @@ class CreditConfig:
             unknown = [c for c in labels if c not in CONTRIBUTIONS]
             if unknown:
                 raise ValueError(f"unknown contribution label(s) {unknown} in {name}; choose from {', '.join(CONTRIBUTIONS)}")
+            # Issue 22: `unverified` is no judgement; it is treated as a missing label.
+            if UNVERIFIED in labels:
+                raise ValueError(f"{name} cannot hold {UNVERIFIED!r}: an unverified unit counts as unlabelled (neither credited nor blamed)")
         overlap = set(self.useful_contributions) & set(self.blame_contributions)
         if overlap:
             raise ValueError(f"contribution label(s) {sorted(overlap)} are both useful and blamed; a unit cannot be both")

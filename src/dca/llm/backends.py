@@ -165,6 +165,7 @@ class OpenAIBackend:
             input_tokens=getattr(usage, "prompt_tokens", 0) or 0,
             output_tokens=getattr(usage, "completion_tokens", 0) or 0,
             model=response.model or self.spec.model,
+            cached_input_tokens=getattr(getattr(usage, "prompt_tokens_details", None), "cached_tokens", 0) or 0,
         )
 
     def classify(self, error: BaseException) -> CallError:
@@ -199,9 +200,11 @@ class AnthropicBackend:
         text = "".join(getattr(block, "text", "") for block in response.content if getattr(block, "type", "") == "text")
         return Generation(
             text=text,
-            input_tokens=response.usage.input_tokens or 0,
+            # Anthropic counts cache reads apart from input_tokens; both are input the call used.
+            input_tokens=(response.usage.input_tokens or 0) + (getattr(response.usage, "cache_read_input_tokens", 0) or 0),
             output_tokens=response.usage.output_tokens or 0,
             model=response.model or self.spec.model,
+            cached_input_tokens=getattr(response.usage, "cache_read_input_tokens", 0) or 0,
         )
 
     def classify(self, error: BaseException) -> CallError:

@@ -104,6 +104,9 @@ class Generation:
     cost: float = 0.0
     """USD for this call (0 when served from the cache)."""
     cached: bool = False
+    cached_input_tokens: int = 0
+    """Input tokens the provider served from its prompt cache, where its usage reports them
+    (OpenAI ``prompt_tokens_details.cached_tokens``, Anthropic ``cache_read_input_tokens``)."""
     requests: int = 0
     """Requests made for it, retries included (0 when cached)."""
     retries: int = 0

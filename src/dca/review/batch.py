@@ -78,10 +78,14 @@ def summary(stats: dict[str, ReviewerStats], traces: int) -> dict[str, Any]:
             "retries": s.retries,
             "input_tokens": s.input_tokens,
             "output_tokens": s.output_tokens,
+            "cached_input_tokens": s.cached_input_tokens,
+            # Per new call, as `dca review --estimate` gives them (repair turns fold into their review's call).
+            "input_tokens_per_call": round(s.input_tokens / s.answered_calls, 1) if s.answered_calls else 0.0,
+            "output_tokens_per_call": round(s.output_tokens / s.answered_calls, 1) if s.answered_calls else 0.0,
             "cost_usd": round(s.cost, 6),
         }
     total: dict[str, Any] = {"traces": traces}
-    for field in ("reviews", "ok", "failed", "new_calls", "cached_calls", "requests", "retries", "input_tokens", "output_tokens", "cost_usd"):
+    for field in ("reviews", "ok", "failed", "new_calls", "cached_calls", "requests", "retries", "input_tokens", "output_tokens", "cached_input_tokens", "cost_usd"):
         total[field] = sum(r[field] for r in rows.values())
     reasons: dict[str, int] = {}
     for r in rows.values():

@@ -3,7 +3,7 @@ step of a solution?
 
 Items follow ProcessBench's format (Zheng et al., 2024): a ``problem``, its solution as a
 list of ``steps``, and a ``label``, the index of the first wrong step or -1 when every step
-is right. Two sources:
+is right. Three sources:
 
 - **Planted errors**, built as ProcessBench and PRMBench build theirs: take a correct
   solution, change one step's result and propagate the change through every later step that
@@ -14,6 +14,9 @@ is right. Two sources:
   CoTs of synthetic problems (their operation graph drives the propagation; a share of
   irrelevant steps is mixed in). Each problem gives two items: the solution as it is (label
   -1) and the planted one, so both halves of the metric are measured on the same problems.
+- **Real mistakes** (``mistakes``, `dca.review.mistakes`): a model's own wrong solutions of
+  synthetic problems, the first wrong step taken from the problem's known structure, each
+  with its mistake kind (scored per kind too).
 - **Files in ProcessBench's format** (JSON list or JSON lines; extra fields are ignored),
   such as the published ProcessBench splits. Such problems have no reference solution or
   known structure, so only LLM reviewers can review them (the others fail, counted).
@@ -70,7 +73,10 @@ class BenchItem:
     steps: list[str]
     label: int
     planted: dict[str, Any] = field(default_factory=dict)
-    """For planted items: the step, the value it had and the value planted."""
+    """For planted items: the step, the value it had and the value planted; for real
+    mistakes: why the first wrong step is wrong."""
+    kind: str = ""
+    """For real mistakes (`dca.review.mistakes`): the first mistake's kind; "" otherwise."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -330,11 +336,12 @@ def read_processbench(path: str | Path) -> list[BenchItem]:
 
 
 def write_processbench(items: list[BenchItem], path: str | Path) -> None:
-    """Items as JSON lines in ProcessBench's format (plus ``source`` and ``planted``)."""
+    """Items as JSON lines in ProcessBench's format (plus ``source``, ``planted`` and, for
+    real mistakes, ``kind``)."""
     with open(path, "w", encoding="utf-8") as f:
         for item in items:
             record = {"id": item.id, "problem": item.problem.question, "steps": item.steps, "label": item.label}
-            record |= {"source": item.source, "planted": item.planted}
+            record |= {"source": item.source, "planted": item.planted} | ({"kind": item.kind} if item.kind else {})
             f.write(json.dumps(record) + "\n")
 
 
@@ -395,12 +402,20 @@ def score(items: list[BenchItem], reviews: list[Review]) -> dict[str, dict[str, 
     ProcessBench's accuracies and F1."""
     by_item = {item.id: item for item in items}
     pairs: dict[str, dict[str, list[tuple[int, int | None]]]] = {}
+    kinds: dict[str, dict[str, list[tuple[int, int | None]]]] = {}  # reviewer -> "source/kind" -> pairs
     for review in reviews:
         item = by_item[review.trace_id]
-        pairs.setdefault(review.reviewer, {}).setdefault(item.source, []).append((item.label, first_error(review)))
+        pair = (item.label, first_error(review))
+        pairs.setdefault(review.reviewer, {}).setdefault(item.source, []).append(pair)
+        if item.kind:
+            kinds.setdefault(review.reviewer, {}).setdefault(f"{item.source}/{item.kind}", []).append(pair)
     figures: dict[str, dict[str, dict[str, Any]]] = {}
     for reviewer, sources in pairs.items():
         figures[reviewer] = {source: _figures(p) for source, p in sources.items()}
+        # Per mistake kind: that kind's erroneous items beside all of the source's correct ones.
+        for name, erroneous in sorted(kinds.get(reviewer, {}).items()):
+            correct = [pair for pair in sources[name.split("/")[0]] if pair[0] < 0]
+            figures[reviewer][name] = _figures(erroneous + correct)
         # "all": the sources this reviewer can review (a source whose every review failed,
         # such as GSM8K for the oracle, is left out here and shown on its own row).
         reviewable = [p for source, p in sources.items() if any(prediction is not None for _, prediction in p)]

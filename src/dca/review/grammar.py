@@ -47,7 +47,7 @@ from ..errors import UserError
 from ..llm import Grammar
 from ..llm.hf import DEFAULTS as HF_DEFAULTS
 from ..records import CONTRIBUTIONS, FUNCTIONS
-from .protocol import answer_json_schema
+from .protocol import CONTRIBUTION_CODES, FUNCTION_CODES, answer_json_schema
 
 __all__ = [
     "GRAMMAR_PARAMS",
@@ -114,8 +114,9 @@ def lines_grammar(units: int, steps: int, depends: int, reason_chars: int, *, on
     rules = [
         "root ::= line0" + (f" rest1{more}" if steps > 1 else ""),
         f"unit ::= {_number_alternatives(units)}",
-        "function ::= " + " | ".join(f'"{f}"' for f in FUNCTIONS),
-        "contribution ::= " + " | ".join(f'"{c}"' for c in CONTRIBUTIONS),
+        # The one-letter codes the prompt asks for (dca-review/3).
+        "function ::= " + " | ".join(f'"{f}"' for f in FUNCTION_CODES),
+        "contribution ::= " + " | ".join(f'"{c}"' for c in CONTRIBUTION_CODES),
         f"reason ::= {REASON_CHARS}{{0,{reason_chars}}}",
     ]
     for i in range(steps):
@@ -124,7 +125,7 @@ def lines_grammar(units: int, steps: int, depends: int, reason_chars: int, *, on
             uses = f' (" <" dep{i} ("," dep{i}){{0,{_depends(i, depends) - 1}}} ">")?'
             rules.append(f"dep{i} ::= {_number_alternatives(i)}")
         span = f'"{i}"' if one_step_per_unit else 'unit ("-" unit)?'
-        rules.append(f'line{i} ::= {span} " " function " " contribution{uses} " | " reason "\\n"')
+        rules.append(f'line{i} ::= {span} " " function " " contribution{uses} (" | " reason)? "\\n"')
         if i > 0:
             rules.append(f"rest{i} ::= line{i}" + (f" rest{i + 1}{more}" if i + 1 < steps else ""))
     return "\n".join(rules) + "\n"
@@ -158,7 +159,7 @@ def answer_grammar_bound(answer_format: str, units: int, steps: int, depends: in
         for i in range(steps):
             deps = [str(max(i - 1, 0))] * _depends(i, depends)
             uses = f" <{','.join(deps)}>" if deps else ""
-            text += f"{unit}-{unit} {function} {contribution}{uses} | {reason}\n"
+            text += f"{unit}-{unit} f c{uses} | {reason}\n"  # one-letter codes
     return len(text.encode("utf-8")) + 1
 
 

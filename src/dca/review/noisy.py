@@ -28,7 +28,7 @@ import random
 from dataclasses import replace
 from typing import TYPE_CHECKING, Sequence
 
-from ..records import CONTRIBUTIONS, Problem, Review, Step, Unit
+from ..records import CONTRIBUTIONS, UNVERIFIED, Problem, Review, Step, Unit
 
 if TYPE_CHECKING:
     from .base import Reviewer, ReviewItem
@@ -89,7 +89,7 @@ def _flip(steps: list[Step], flip_rate: float, rng: random.Random, *, random_lab
         for unit in range(step.first_unit, step.last_unit + 1):
             label = step.contribution
             if rng.random() < flip_rate:
-                label = rng.choice(CONTRIBUTIONS if random_labels else [c for c in CONTRIBUTIONS if c != step.contribution])
+                label = rng.choice([c for c in CONTRIBUTIONS if c != UNVERIFIED and (random_labels or c != step.contribution)])
                 flipped.append(unit)
             last = pieces[-1] if pieces else None
             if last is not None and last[0] is step and last[3] == label:

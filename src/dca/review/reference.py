@@ -22,10 +22,21 @@ one (function, contribution) label by the first rule that applies:
 5. **Numbers without an equation**: the answer value (once computed, or when it is not also
    a given): ``conclusion/solved``; only used givens: ``given_fact/indirect``; only givens,
    some unused: ``given_fact/irrelevant``; reference values (with givens): a result stated
-   without its equation, ``computation/essential``; anything else:
-   ``computation/irrelevant``.
+   without its equation, ``computation/essential``; values an earlier unit derived:
+   ``computation/irrelevant``; anything else: ``computation/unverified``.
 6. **No numbers**: a restatement of the question: ``task_statement/indirect``; anything else:
-   ``other/irrelevant``.
+   ``other/unverified`` (nothing to check either way; credit treats it as unlabelled).
+
+**Tracing a wrong answer back** (issue 22). The rules above judge each unit alone, so on a
+wrong solution they tend to blame the last computation that produced the wrong answer rather
+than the step where the solution left the reference's path. When the final answer is wrong,
+the reviewer then follows the answer's dependence chain (`dca.review.traceback`: which unit
+produced each value the answer rests on, stopping at given and reference values) and labels
+the earliest unit on it whose result is no reference value while its inputs are all given or
+reference values (or that uses a given the reference never uses, or a number nobody gave)
+``error``; the later units of the chain are its dependents (``irrelevant``, depending on it).
+Wrong arithmetic anywhere stays an error. Synthetic problems have no annotated reference
+solution; their operation graph serves as one (`with_reference`).
 
 Contiguous units with the same label form one step; a step depends on the latest earlier
 steps that stated or computed the values it uses (the oracle's grouping, `oracle._group`).
@@ -38,12 +49,12 @@ solutions, 95 % of units come out useful; the rest are mostly such algebra).
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections import Counter
 
 from ..measures import BACKTRACKING, VERIFICATION, equations, numbers
 from ..problems.answer import check_answer
-from ..records import Problem, Review, Unit
 from ..domains.oracles.arithmetic import (
     _TASK_WORDS,
     _WORD,
@@ -53,6 +64,8 @@ from ..domains.oracles.arithmetic import (
     mark_failed_attempts,
     question_values,
 )
+from ..records import UNVERIFIED, Problem, ReferenceStep, Review, Unit
+from .traceback import answer_chain, read_units
 
 __all__ = ["ReferenceReviewer"]
 
@@ -71,6 +84,7 @@ class ReferenceReviewer:
     name = "reference"
 
     def review(self, problem: Problem, trace_completion: str, units: list[Unit], *, trace_id: str) -> Review:
+        problem = with_reference(problem)
         if not problem.reference_steps or not problem.intermediate_values:
             return Review(
                 trace_id=trace_id,
@@ -89,6 +103,19 @@ class ReferenceReviewer:
             steps=_group(labels),
             metadata={"problem_id": problem.id},
         )
+
+
+def with_reference(problem: Problem) -> Problem:
+    """A synthetic problem with its operation graph written as an annotated reference solution
+    (one line ``a op b = c`` per operation, the answer last); other problems as they are."""
+    if problem.reference_steps or not problem.operations:
+        return problem
+    values = {f.id: f.value for f in problem.facts} | {o.id: o.value for o in problem.operations}
+    steps = []
+    for operation in problem.operations:
+        expression = f" {operation.op} ".join(f"{values[i]:g}" for i in operation.inputs)
+        steps.append(ReferenceStep(text=f"{expression} = {operation.value:g}", expressions=[expression.replace(" ", "")], values=[operation.value]))
+    return dataclasses.replace(problem, reference_steps=steps, intermediate_values=[o.value for o in problem.operations])
 
 
 class _ReferenceLabeller:
@@ -131,7 +158,49 @@ class _ReferenceLabeller:
             self.seen.update(values)
             if label.contribution != "error" and not label.on_error:
                 self.known.update(values)
+        self._trace_back(units, labels)
         return mark_failed_attempts(units, labels)
+
+    def _trace_back(self, units: list[Unit], labels: list[_Label]) -> None:
+        """When the final answer is wrong: the earliest unit of its dependence chain whose
+        result leaves the reference's values while its inputs are given or on the path is the
+        error; the later units of the chain are its dependents (`dca.review.traceback`)."""
+        answer_unit = next((i for i in range(len(labels) - 1, -1, -1) if labels[i].function == "conclusion"), None)
+        if answer_unit is None or labels[answer_unit].contribution != "error":
+            return
+        stated = check_answer(units[answer_unit].text, self.problem.answer).answer or ""
+        values = [_key(v) for v in numbers(stated)]
+        if not values:
+            return
+        origin = None
+        for link in answer_chain(read_units(units), answer_unit, values[0], lambda v: v in self.base):
+            label = labels[link.unit]
+            if origin is not None:
+                if label.contribution != "error":
+                    label.contribution, label.on_error = "irrelevant", True
+                    label.reason = f"builds on the wrong value of unit {origin}"
+                continue
+            reason = self._leaves_path(link)
+            if reason is not None:
+                origin = link.unit
+                label.function = "computation" if link.equation is not None else label.function
+                label.contribution, label.reason = "error", reason
+
+    def _leaves_path(self, link) -> str | None:
+        """Why a link of the answer's chain is where the trace left the reference path (None:
+        it is not: its inputs come from an earlier link, or its arithmetic was judged already)."""
+        if link.equation is None:
+            return f"states {link.value:g}, which neither the problem nor the reference gives"
+        if not link.equation.correct or link.value in self.reference:
+            return None
+        if link.unsourced:
+            return f"uses {link.unsourced[0]:g}, which neither the problem nor an earlier step gives"
+        if not all(v in self.base for v in link.inputs):
+            return None
+        unused = next((v for v in link.inputs if v in self.unused_givens), None)
+        if unused is not None:
+            return f"uses {unused:g}, which the reference solution never uses"
+        return f"computes {link.value:g}, off the reference path, from given values"
 
     def _derivable(self, value: float) -> bool:
         return value in self.base or value in self.known
@@ -205,7 +274,7 @@ class _ReferenceLabeller:
             return _Label("backtracking", "indirect", "abandons the wrong line of work before")
         if _TASK_WORDS.search(text) or self._mostly_question_words(text):
             return _Label("task_statement", "indirect", "restates the question")
-        return _Label("other", "irrelevant", "no quantity, not the question")
+        return _Label("other", UNVERIFIED, "no quantity, not the question: cannot be checked")
 
     def _label_equations(self, found, index: int, earlier: list[_Label]) -> _Label:
         on_path: list[float] = []
@@ -257,7 +326,9 @@ class _ReferenceLabeller:
                 f"states {', '.join(f'{v:g}' for v in on_path)} on the reference path",
                 provides={_name(v) for v in on_path},
             )
-        return _Label("computation", "irrelevant", "states a value off the reference path")
+        if values <= self.known:
+            return _Label("computation", "irrelevant", "restates a value off the reference path")
+        return _Label("computation", UNVERIFIED, "states a value the reference and the steps before do not give")
 
     def _mostly_question_words(self, text: str) -> bool:
         words = _WORD.findall(text.lower())

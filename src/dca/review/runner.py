@@ -70,6 +70,8 @@ class ReviewerStats:
     retries: int = 0
     input_tokens: int = 0
     output_tokens: int = 0
+    cached_input_tokens: int = 0
+    """Input tokens the provider reported as served from its prompt cache."""
     cost: float = 0.0
 
     def add(self, review: Review) -> None:
@@ -86,12 +88,13 @@ class ReviewerStats:
         self.retries += int(usage.get("retries", 0))
         self.input_tokens += int(usage.get("input_tokens", 0))
         self.output_tokens += int(usage.get("output_tokens", 0))
+        self.cached_input_tokens += int(usage.get("cached_input_tokens", 0))
         self.cost += usage.get("cost_usd", 0.0)
 
 
 class _Usage:
     def __init__(self) -> None:
-        self.input_tokens = self.output_tokens = 0
+        self.input_tokens = self.output_tokens = self.cached_input_tokens = 0
         self.requests = self.answered = self.cached = self.retries = 0
         self.dialogue_input_tokens = self.dialogue_output_tokens = 0
         self.cost = 0.0
@@ -99,6 +102,7 @@ class _Usage:
     def add(self, generation) -> None:
         self.input_tokens += generation.input_tokens
         self.output_tokens += generation.output_tokens
+        self.cached_input_tokens += 0 if generation.cached else generation.cached_input_tokens
         self.cost += generation.cost
         self.requests += generation.requests
         self.retries += generation.retries
@@ -117,6 +121,8 @@ class _Usage:
             "answered_calls": self.answered,
             "cached_calls": self.cached,
         }
+        if self.cached_input_tokens:  # the provider's prompt cache served part of the input
+            usage["cached_input_tokens"] = self.cached_input_tokens
         if self.dialogue_input_tokens or self.dialogue_output_tokens:  # the answerer's replies in a dialogue review
             usage.update(dialogue_input_tokens=self.dialogue_input_tokens, dialogue_output_tokens=self.dialogue_output_tokens)
         return usage

@@ -51,6 +51,8 @@ from ..files import append_jsonl, lock_dir, prepare_output_dir, unlock_dir, writ
 from ..model import SamplingConfig, load_model, resolve_model_path, trainer_device_arguments
 from ..records import Consensus, Credit, Problem, Review, Trace, from_dict
 from ..rollout import summarize
+from ..review.batch import summary as review_summary
+from ..review.runner import ReviewerStats
 from .config import TrainConfig
 from .portable import portable_config
 from .preflight import check_run_requirements, failed_before_first_step
@@ -248,12 +250,18 @@ class RunRecorder:
         self.traces: list[Trace] = []
         self.credits: list[Credit] = []
         self.reviews_failed = 0
+        self.review_stats: dict = {}  # reviewer -> ReviewerStats: calls, tokens, cost (issue 22)
 
     def load_existing(self) -> None:
         """Take in the records already in the run directory (a resumed run's earlier steps)."""
         self.traces = [from_dict(Trace, row) for row in read_json_lines(self.run.file("traces.jsonl"))]
         self.credits = [from_dict(Credit, row) for row in read_json_lines(self.run.file("credits.jsonl"))]
         self.reviews_failed = sum(row.get("status") != "ok" for row in read_json_lines(self.run.file("reviews.jsonl")))
+        self._count_reviews(from_dict(Review, row) for row in read_json_lines(self.run.file("reviews.jsonl")))
+
+    def _count_reviews(self, reviews) -> None:
+        for review in reviews:
+            self.review_stats.setdefault(review.reviewer, ReviewerStats()).add(review)
 
     def record(
         self, *, step: int, traces: list[Trace], reviews: list[Review], credits: list[Credit], consensuses: list[Consensus]
@@ -270,6 +278,7 @@ class RunRecorder:
         self.traces.extend(traces)
         self.credits.extend(credits)
         self.reviews_failed += sum(r.status != "ok" for r in reviews)
+        self._count_reviews(reviews)
 
 
 def group_variance_fraction(traces: list[Trace]) -> float:
@@ -540,6 +549,8 @@ def _train(
         "reviews_failed": recorder.reviews_failed,
         **credit_figures(recorder.credits),
     }
+    # The reviews' calls, tokens and cost as measured, in the figures `dca train --estimate` gives.
+    summary["reviews"] = review_summary(recorder.review_stats, traces=len(recorder.traces))
     summary["seconds"] = round(time.time() - started, 1)
     if processes.is_main:
         summary["warnings"] = run_warnings(config, summary, read_json_lines(metrics_file))
