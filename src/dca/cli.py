@@ -223,11 +223,13 @@ def cmd_rollout(args: argparse.Namespace) -> int:
     from .rollout import SamplingConfig, rollout, summarize
     from .files import read_problems_file
 
+    from .micro.start import check_micro_problems
     from .model import resolve_model_path
 
     out = _out_file(args.out, args, args.problems)
     problems = read_problems_file(args.problems)[: args.limit]
-    resolve_model_path(args.model)  # a wrong model fails before any is loaded
+    # A wrong model, or problems a micro model cannot read, fail before any model is loaded.
+    check_micro_problems(resolve_model_path(args.model), problems)
     try:
         sampling = SamplingConfig(
             max_new_tokens=args.max_new_tokens,

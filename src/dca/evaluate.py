@@ -52,6 +52,7 @@ from .continuation import ContinuationSettings, HFContinuationEngine, split_cot
 from .errors import UserError
 from .files import prepare_output_dir, unlock_dir
 from .measures import tokens_per_insight, useful_steps
+from .micro.start import check_micro_problems
 from .faithfulness import (
     BACKTRACKING,
     DEFAULT_BUCKETS,
@@ -68,6 +69,7 @@ from .domains import check, domain_of
 from .domains.judge import use_judge
 from .domains.sources import DEFAULT_SYNTHETIC_COUNT, EVAL_SEED, SYNTHETIC_SETS, SetSpec, load_set, parse_set_spec
 from .records import Problem, Review, Trace, to_dict, write_jsonl
+from .model import resolve_model_path
 from .rollout import SamplingConfig, rollout
 from .segment import segment
 
@@ -309,6 +311,7 @@ def run_eval(config: EvalConfig, out: str | Path, *, model=None, tokenizer=None,
     if unknown:
         raise UserError(f"probe set(s) {unknown} are not among the evaluated sets {names}")
     loaded = {s.name: load_set(s, seed=config.synthetic_seed) for s in specs}
+    check_micro_problems(resolve_model_path(config.model), [p for problems in loaded.values() for p in problems])
     judge = _make_judge(config, [p for problems in loaded.values() for p in problems])
     inputs = [s.source.rpartition("@")[2] for s in specs] + [config.model]  # only existing paths count
     out_dir = prepare_output_dir(out, overwrite=overwrite, marker="eval.json", kind="a DCA evaluation", inputs=inputs)

@@ -19,6 +19,8 @@ import tempfile
 from pathlib import Path
 
 from .errors import UserError
+from .micro.vocabulary import WORLD as MICRO_MODEL_NAME
+from .micro.vocabulary import check_micro_checkpoint, is_micro_checkpoint
 
 EMBEDDED_MODEL_NAMES = ("embedded", "smollm2-135m")
 """Names that select the embedded model instead of a path or hub id."""
@@ -92,9 +94,16 @@ def resolve_model_path(name_or_path: str) -> str:
     """The local directory (or hub id) for a model name given by the user."""
     if name_or_path in EMBEDDED_MODEL_NAMES:
         return str(ensure_embedded_checkpoint())
+    if name_or_path == MICRO_MODEL_NAME:
+        # Imported here: the micro start pulls in the training stack (TRL) to build itself once.
+        from .micro.start import micro_start
+
+        return str(micro_start())
     if os.path.isdir(name_or_path):
         if not os.path.exists(os.path.join(name_or_path, "config.json")):
             raise UserError(f"{name_or_path} is not a model directory (no config.json); give a checkpoint directory, a hub id or 'embedded'")
+        if is_micro_checkpoint(name_or_path):
+            check_micro_checkpoint(name_or_path)
         return name_or_path
     if os.path.exists(name_or_path) or name_or_path.startswith((".", "/", "~")):
         raise UserError(f"model path {name_or_path} does not exist; give a checkpoint directory, a hub id or 'embedded'")

@@ -43,6 +43,7 @@ from ..credit import credit_statistics
 from ..domains.judge import use_judge
 from ..errors import Terminated, UserError
 from ..files import lock_dir, prepare_output_dir, unlock_dir, write_text_atomic
+from ..micro.start import check_micro_problems
 from ..model import load_model, resolve_model_path, trainer_device_arguments
 from ..domains.sources import load_problems  # noqa: F401 (re-exported: one home for problem sources)
 from ..prompting import chat_messages
@@ -339,7 +340,7 @@ def run_training(
     """
     problems = load_problems(config.problems)
     eval_problems = load_problems(config.eval_problems) if config.eval_problems else []
-    resolve_model_path(config.model)
+    check_micro_problems(resolve_model_path(config.model), problems + eval_problems)
     if config.reviewers_file is not None:  # a wrong reviewers file or name fails before the run starts
         from ..review import load_reviewers
 
