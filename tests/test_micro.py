@@ -183,3 +183,49 @@ def test_a_spec_asking_for_micro_with_a_hub_tokenizer_is_refused(tmp_path):
     result = _dca("experiment", "run", "spec.yaml", "--out", "runs", cwd=tmp_path)
     _assert_refused(result, "tokenizer")
     assert not (tmp_path / "runs").exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# The shipped start, the smoke preset and the demo (the same trainer, credit and reviewers)
+
+
+def test_the_shipped_start_matches_its_recipe():
+    from dca.micro.start import MICRO_WARMSTART, SHIPPED_DIR, recipe_hash, shipped_start
+
+    manifest = json.loads((SHIPPED_DIR / "recipe.json").read_text())
+    assert manifest["recipe"] == recipe_hash(MicroSettings(), MICRO_WARMSTART), f"the recipe changed: rebuild with `{manifest['rebuild']}`"
+    assert manifest["model.safetensors"] == hashlib.sha256((SHIPPED_DIR / "model.safetensors").read_bytes()).hexdigest()
+    assert shipped_start() == SHIPPED_DIR
+
+
+def test_micro_smoke_runs_every_arm_in_both_conditions(tmp_path):
+    from dca.experiment.spec import load_spec
+
+    spec = load_spec(ROOT / "experiments" / "micro-smoke.yaml")
+    limits = {spec.arm_config(arm, 0).grpo.max_completion_length for arm, a in spec.arms.items() if a.method == "grpo"}
+    assert len(limits) == 2  # padding-free and padding-costs
+    out = tmp_path / "smoke"
+    result = _dca("experiment", "run", str(ROOT / "experiments" / "micro-smoke.yaml"), "--out", str(out), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads((out / "experiment.json").read_text())["status"] == "finished"
+    start = json.loads((out / "start" / "start.json").read_text())
+    assert start["parameters"] <= 2_000_000 and start["measured"]["problems"] == 8
+    for arm in spec.arms:
+        final = json.loads((out / "runs" / arm / "seed-0" / "final.json").read_text())
+        assert final["sets"]["in-distribution"]["traces"] == 16
+    report = _dca("experiment", "report", str(out), cwd=tmp_path)
+    assert report.returncode == 0, report.stderr[-3000:]
+
+
+def test_the_demo_runs_in_the_micro_world_by_default(tmp_path):
+    out = tmp_path / "demo"
+    result = _dca("demo", "--steps", "2", "--eval-problems", "12", "--out", str(out), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    figures = json.loads((out / "demo.json").read_text())
+    assert figures["world"] == "micro" and figures["intervals"]["problems"] == 12
+    share = figures["intervals"]["irrelevant_share"]
+    assert share["grpo"]["low"] <= share["grpo"]["value"] <= share["grpo"]["high"]
+    assert share["dca_minus_grpo"]["value"] == pytest.approx(share["dca"]["value"] - share["grpo"]["value"])
+    assert figures["arms"]["grpo"]["held_out"]["irrelevant_share"] == pytest.approx(share["grpo"]["value"])
+    assert "95 % intervals over 12 held-out problems" in result.stdout
+    assert json.loads((out / "start" / "start.json").read_text())["model"] == "micro"

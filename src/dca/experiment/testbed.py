@@ -98,6 +98,7 @@ def measure_start(
     write_jsonl(out_dir / "greedy.traces.jsonl", greedy)
     write_jsonl(out_dir / "sampled.traces.jsonl", sampled)
     g, s = summarize(greedy), summarize(sampled)
+    padding = sampled_padding(sampled, problems, tokenizer)
     figures = {
         "problems": len(problems),
         "greedy_accuracy": g["accuracy"],
@@ -106,10 +107,42 @@ def measure_start(
         "group_size": group_size,
         "groups_with_reward_variance": group_variance_fraction(sampled),
         "mean_tokens": s["mean_tokens"],
+        **padding,
         "seconds": round(time.time() - started, 1),
     }
     log(
         f"start model: greedy {figures['greedy_accuracy']:.1%}, sampled (T={temperature}) {figures['sampled_accuracy']:.1%}, "
         f"groups with reward variance {figures['groups_with_reward_variance']:.0%} ({len(problems)} problems x {group_size})"
+        + (f", sampled CoT tokens in irrelevant units {padding['irrelevant_share']:.0%}" if padding.get("irrelevant_share") is not None else "")
     )
     return figures
+
+
+def sampled_padding(traces: list, problems: list[Problem], tokenizer) -> dict:
+    """The share of the traces' labelled tokens in irrelevant units, in all and by padding kind
+    (`dca.problems.gold.padding_kind`), by the auto reviewer (the oracle on synthetic problems);
+    empty when no reviewer knows the problems."""
+    from ..problems.gold import padding_kind
+    from .measures import auto_reviewer, review_traces, summarize_measures, trace_measures
+
+    reviewer = auto_reviewer(problems)
+    if reviewer is None:
+        return {}
+
+    def count(text: str) -> int:
+        return len(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    reviews = review_traces(reviewer, traces, {p.id: p for p in problems})
+    measures = trace_measures(traces, reviews, count)
+    labelled = sum(m.labelled_tokens for m in measures)
+    by_kind: dict[str, int] = {}
+    for review in reviews:
+        for step in review.steps if review.status == "ok" else []:
+            if step.contribution == "irrelevant":
+                kind = padding_kind(step.function)
+                by_kind[kind] = by_kind.get(kind, 0) + sum(count(u.text) for u in review.units[step.first_unit : step.last_unit + 1])
+    return {
+        "irrelevant_share": summarize_measures(measures)["irrelevant_share"],
+        "irrelevant_share_by_kind": {k: round(v / labelled, 4) for k, v in sorted(by_kind.items())} if labelled else {},
+        "reviewer": reviewer.name,
+    }

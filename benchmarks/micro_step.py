@@ -1,0 +1,115 @@
+"""GRPO steps of 64 completions in the micro world beside the same steps on SmolLM2-135M.
+
+    PYTHONPATH=src .venv/bin/python benchmarks/micro_step.py
+    PYTHONPATH=src .venv/bin/python benchmarks/micro_step.py --micro-steps 6 --smollm-steps 2
+
+One run, both worlds, the same code path: `DCAGRPOTrainer` (generation, the oracle review,
+``conserve`` credit, the update) on 8 prompts x 8 completions of the same 1-2-operation
+synthetic problems, the same completion limit and learning rate. ``micro`` is the shipped
+warm-started micro model (`dca.micro`); ``embedded`` is SmolLM2-135M-Instruct as it ships
+(no warm start). Each step's wall and process CPU seconds are recorded by a callback; the
+first step of each world is a warm-up and is not counted. Prints completions per wall second
+and per CPU second for each world, the mean completion length, and
+``ratio=`` (micro / SmolLM2 completions per wall second; goal >= 100). On a shared machine
+wall time swings with the load beside it: the CPU-second figures are the steadier ones.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+
+import torch
+from datasets import Dataset
+from transformers import PrinterCallback, TrainerCallback
+from trl import GRPOConfig
+
+from dca.credit import CreditConfig
+from dca.micro.start import MICRO_PROBLEMS
+from dca.model import load_model, trainer_device_arguments
+from dca.problems import SyntheticConfig, generate_problems
+from dca.prompting import chat_messages
+from dca.review import OracleReviewer
+from dca.train.grpo_trainer import DCAGRPOTrainer, domain_reward
+
+COMPLETIONS_PER_STEP = 64
+
+
+class StepClock(TrainerCallback):
+    """Wall and process CPU seconds of each optimizer step (generation and review included)."""
+
+    def __init__(self) -> None:
+        self.steps: list[dict] = []
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        self._wall, self._cpu = time.perf_counter(), time.process_time()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.steps.append({"wall": time.perf_counter() - self._wall, "cpu": time.process_time() - self._cpu})
+
+
+def run_world(name: str, steps: int, completion_tokens: int, seed: int, tmp: str) -> dict:
+    model, tokenizer = load_model(name)
+    problems = generate_problems(8 * (steps + 1), SyntheticConfig(seed=seed, **MICRO_PROBLEMS))
+    dataset = Dataset.from_list([{"prompt": chat_messages(p), "problem_id": p.id} for p in problems])
+    args = GRPOConfig(
+        output_dir=f"{tmp}/{name}", max_steps=steps + 1, per_device_train_batch_size=COMPLETIONS_PER_STEP, num_generations=8,
+        max_completion_length=completion_tokens, learning_rate=1e-5, temperature=1.0, logging_steps=1, save_strategy="no",
+        report_to=[], disable_tqdm=True, seed=seed, **trainer_device_arguments(),
+    )  # fmt: skip
+    clock = StepClock()
+    trainer = DCAGRPOTrainer(
+        model=model, reward_funcs=[domain_reward({p.id: p for p in problems})], args=args, train_dataset=dataset,
+        processing_class=tokenizer, reviewer=OracleReviewer(), problems={p.id: p for p in problems},
+        credit_config=CreditConfig(policy="conserve"), callbacks=[clock],
+    )  # fmt: skip
+    trainer.remove_callback(PrinterCallback)
+    trainer.train()
+    timed = clock.steps[1:]
+    lengths = [row["completions/mean_length"] for row in trainer.state.log_history if "completions/mean_length" in row][1:]
+    wall = statistics.median(s["wall"] for s in timed)
+    cpu = statistics.median(s["cpu"] for s in timed)
+    return {
+        "world": name,
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "timed_steps": len(timed),
+        "step_wall_seconds": round(wall, 3),
+        "step_cpu_seconds": round(cpu, 3),
+        "completions_per_second": round(COMPLETIONS_PER_STEP / wall, 2),
+        "completions_per_cpu_second": round(COMPLETIONS_PER_STEP / cpu, 2),
+        "mean_completion_tokens": round(statistics.mean(lengths), 1) if lengths else None,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--micro-steps", type=int, default=5, help="timed micro steps (after one warm-up step)")
+    parser.add_argument("--smollm-steps", type=int, default=1, help="timed SmolLM2 steps (after one warm-up step)")
+    parser.add_argument("--completion-tokens", type=int, default=96)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", help="also write the figures to this JSON file")
+    args = parser.parse_args()
+    torch.manual_seed(args.seed)
+    with tempfile.TemporaryDirectory() as tmp:
+        figures = [run_world(name, steps, args.completion_tokens, args.seed, tmp) for name, steps in (("micro", args.micro_steps), ("embedded", args.smollm_steps))]
+    for f in figures:
+        print(
+            f"{f['world']:>8}: {f['parameters'] / 1e6:.2f} M parameters, step of {COMPLETIONS_PER_STEP} completions "
+            f"{f['step_wall_seconds']:.2f} s wall / {f['step_cpu_seconds']:.2f} s CPU -> {f['completions_per_second']:.1f} completions/s "
+            f"({f['completions_per_cpu_second']:.1f} per CPU second), mean {f['mean_completion_tokens']} completion tokens"
+        )
+    micro, smollm = figures
+    ratio = micro["completions_per_second"] / smollm["completions_per_second"]
+    cpu_ratio = micro["completions_per_cpu_second"] / smollm["completions_per_cpu_second"]
+    print(f"cpu_ratio={cpu_ratio:.1f}")
+    print(f"ratio={ratio:.1f}")
+    if args.out:
+        with open(args.out, "w", encoding="utf-8") as f:
+            json.dump({"worlds": figures, "ratio": round(ratio, 2), "cpu_ratio": round(cpu_ratio, 2), "load_average": list(__import__("os").getloadavg())}, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
