@@ -78,6 +78,15 @@ def test_every_generator_string_round_trips_without_unknown_words(tokenizer):
     assert count > 1000
 
 
+def test_any_text_the_model_can_write_re_encodes(tokenizer):
+    """Decoded sequences of random vocabulary tokens (glued words included) encode again to the same text."""
+    rng = random.Random(0)
+    ordinary = [i for t, i in tokenizer.get_vocab().items() if t not in tokenizer.all_special_tokens]
+    for _ in range(3000):
+        text = tokenizer.decode([rng.choice(ordinary) for _ in range(rng.randint(1, 24))])
+        assert tokenizer.decode(tokenizer(text, add_special_tokens=False)["input_ids"]) == text
+
+
 def test_the_chat_template_closes_each_turn_with_eos(tokenizer):
     problem = generate_problems(1, SyntheticConfig(seed=1))[0]
     messages = chat_messages(problem) + [{"role": "assistant", "content": "Answer: 7"}]
@@ -89,6 +98,7 @@ def test_the_chat_template_closes_each_turn_with_eos(tokenizer):
 
 def test_unknown_text_fails_loudly(tokenizer):
     assert [tokenizer.backend_tokenizer.decoder.decode([p]) for p in unknown_pieces(tokenizer, "Ava has 3 zebras.")] == [" zebras"]
+    assert unknown_pieces(tokenizer, "Ava hashas 3 apples.") == []  # glued words split into words
     with pytest.raises(Exception, match="Missing"):
         tokenizer("Ava has 3 zebras.")
 

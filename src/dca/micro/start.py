@@ -2,7 +2,7 @@
 
 ``model: micro`` (in `dca train`, `dca eval`, `dca rollout`, an experiment's ``start.model``)
 names the warm-started micro model: `MicroSettings` builds a randomly initialised Llama
-(hidden 128, 4 layers: about 0.9 M parameters, 36 K of them the embedding), then
+(hidden 128, 4 layers: 1.09 M parameters, 38 K of them the embedding), then
 `dca.train.warmstart` fine-tunes it on gold CoTs padded by kind (`MICRO_WARMSTART`). Both
 are cached (``<cache dir>/micro/base-<hash>``, ``<cache dir>/warmstart/<hash>``), so only the
 first use trains. The checkpoint's ``config.json`` carries ``dca_world: micro``, by which
@@ -141,25 +141,37 @@ def micro_start(
     return run_warmstart(str(micro_base(settings)), warmstart, log=log)
 
 
-SHIPPED_FILES = ("config.json", "generation_config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "chat_template.jinja")
+WEIGHT_FILES = ("config.json", "generation_config.json", "model.safetensors")
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja")
 
 
 def ship(log: Callable[[str], None] = print) -> Path:
-    """Rebuild the shipped start checkpoint from the default recipe in a fresh cache and copy
-    it into the package with its recipe hash and file hash (``recipe.json``)."""
+    """Rebuild the shipped start checkpoint from the default recipe in a fresh cache and
+    install it into the package (`install_start`)."""
+    from ..train.warmstart import warmstart as run_warmstart
+
     with tempfile.TemporaryDirectory(prefix="micro-ship-") as scratch:
         previous = os.environ.get("DCA_CACHE_DIR")
         os.environ["DCA_CACHE_DIR"] = scratch
         try:
-            built = run_warmstart_default(log)
+            built = run_warmstart(str(micro_base(MicroSettings())), MICRO_WARMSTART, log=log)
+            return install_start(built)
         finally:
             if previous is None:
                 del os.environ["DCA_CACHE_DIR"]
             else:
                 os.environ["DCA_CACHE_DIR"] = previous
-        SHIPPED_DIR.mkdir(exist_ok=True)
-        for name in SHIPPED_FILES:
-            shutil.copyfile(built / name, SHIPPED_DIR / name)
+
+
+def install_start(built: Path) -> Path:
+    """Copy a checkpoint built by the default recipe into the package, with the shipped
+    tokenizer files, and write ``recipe.json`` (the recipe's hash, the weights' sha256)."""
+    SHIPPED_DIR.mkdir(exist_ok=True)
+    for name in WEIGHT_FILES:
+        if Path(built).resolve() != SHIPPED_DIR.resolve():
+            shutil.copyfile(Path(built) / name, SHIPPED_DIR / name)
+    for name in TOKENIZER_FILES:
+        shutil.copyfile(TOKENIZER_DIR / name, SHIPPED_DIR / name)
     manifest = {
         "recipe": recipe_hash(MicroSettings(), MICRO_WARMSTART),
         "model.safetensors": hashlib.sha256((SHIPPED_DIR / "model.safetensors").read_bytes()).hexdigest(),
@@ -167,12 +179,6 @@ def ship(log: Callable[[str], None] = print) -> Path:
     }
     (SHIPPED_DIR / "recipe.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     return SHIPPED_DIR
-
-
-def run_warmstart_default(log: Callable[[str], None]) -> Path:
-    from ..train.warmstart import warmstart as run_warmstart
-
-    return run_warmstart(str(micro_base(MicroSettings())), MICRO_WARMSTART, log=log)
 
 
 def check_micro_problems(model_path: str | Path, problems, *, what: str = "problem") -> None:
@@ -199,9 +205,12 @@ def main() -> None:
 
     parser = argparse.ArgumentParser(description="Rebuild the shipped micro start checkpoint from its recipe.")
     parser.add_argument("--ship", action="store_true", help="train the default recipe in a fresh cache and copy it into the package")
+    parser.add_argument("--install", metavar="DIR", help="install a checkpoint that the default recipe built (e.g. its cached warm start) without training")
     args = parser.parse_args()
     if args.ship:
         print(f"shipped: {ship()}")
+    elif args.install:
+        print(f"shipped: {install_start(Path(args.install))}")
     else:
         print(f"recipe {recipe_hash(MicroSettings(), MICRO_WARMSTART)}; shipped checkpoint: {shipped_start() or 'none (or stale)'}")
 

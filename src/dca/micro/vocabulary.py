@@ -8,8 +8,13 @@ space; a newline and a lone space are tokens of their own. Tokens are spelled in
 byte-level alphabet with a `ByteLevel` decoder, so decoding is exact and `dca.credit` aligns
 tokens to characters by its exact byte-level path.
 
-There is no unknown token: a word outside the vocabulary makes encoding raise, so unknown
-text can never enter training data as ``<unk>`` (`check_text` names the word first).
+A run of letters that the model wrote by gluing words together ("hashas", "herest") is split
+into vocabulary words by the pre-tokenizer itself (`piece_pattern`: a word matches only where
+the rest of the run parses as words, so the regex engine's backtracking finds a parse
+whenever one exists); so any text the model writes re-encodes. There is no unknown token:
+text that no vocabulary words spell makes encoding raise, so unknown text can never enter
+training data as ``<unk>``; `unknown_pieces` names such pieces, and
+`dca.micro.start.check_micro_problems` refuses problems that have any.
 
 Special tokens: ``<|system|>``, ``<|user|>``, ``<|assistant|>`` open a chat turn, ``<|end|>``
 closes one (the end-of-sequence token), ``<pad>`` pads. The chat template writes each turn
@@ -44,9 +49,17 @@ CHAT_TEMPLATE = (
     "{% for message in messages %}<|{{ message['role'] }}|>{{ message['content'] }}<|end|>{% endfor %}"
     "{% if add_generation_prompt %}<|assistant|>{% endif %}"
 )
-#: How text splits into pieces before the vocabulary lookup: a possessive, a word (with an
+#: How text splits into pieces (before the words are known): a possessive, a word (with an
 #: optional leading space), a digit, a punctuation mark, a newline or a lone space.
 PIECE = r"'s| ?[A-Za-z][A-Za-z-]*| ?[0-9]| ?[^\sA-Za-z0-9]|\s"
+
+
+def piece_pattern(words: set[str]) -> str:
+    """`PIECE` with glued words split: a vocabulary word (longest first) matches where the rest
+    of its run of letters parses as vocabulary words; other runs stay whole (and unknown)."""
+    alternatives = "|".join(re.escape(w) for w in sorted((w for w in words if re.fullmatch(r"[A-Za-z][A-Za-z-]*", w)), key=lambda w: (-len(w), w)))
+    word = f"(?:{alternatives})"
+    return rf"'s| ?{word}(?={word}*(?![A-Za-z]))| ?[A-Za-z][A-Za-z-]*| ?[0-9]| ?[^\sA-Za-z0-9]|\s"
 
 # Words of dca.problems.gold's sentences and of padding text not held in synthetic's tables.
 _GOLD_TEXT = (
@@ -84,7 +97,7 @@ def build_tokenizer():
     vocab = {token: i for i, token in enumerate([*SPECIAL_TOKENS, *spelled])}
     backend = Tokenizer(models.WordLevel(vocab))  # no unk_token: unknown words raise
     backend.pre_tokenizer = pre_tokenizers.Sequence(
-        [pre_tokenizers.Split(Regex(PIECE), behavior="isolated"), pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)]
+        [pre_tokenizers.Split(Regex(piece_pattern(set(pieces))), behavior="isolated"), pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)]
     )
     backend.decoder = decoders.ByteLevel()
     backend.add_special_tokens(list(SPECIAL_TOKENS))
@@ -105,7 +118,7 @@ def load_micro_tokenizer():
 
 def unknown_pieces(tokenizer, text: str) -> list[str]:
     """The pieces of `text` that the micro vocabulary lacks (empty when it can encode it all)."""
-    vocab = tokenizer.get_vocab()
+    vocab = tokenizer.get_vocab()  # whole pieces only: glued or unknown words count as unknown
     special = set(SPECIAL_TOKENS)
     pre = tokenizer.backend_tokenizer.pre_tokenizer
     missing = []
@@ -124,16 +137,26 @@ def is_micro_checkpoint(path: str | Path) -> bool:
 
 
 def check_micro_checkpoint(path: str | Path) -> None:
-    """A micro checkpoint must carry the shipped micro tokenizer; else one-line UserError."""
-    shipped = json.loads((TOKENIZER_DIR / "tokenizer.json").read_text(encoding="utf-8"))["model"]["vocab"]
-    tokenizer_file = Path(path) / "tokenizer.json"
-    own = json.loads(tokenizer_file.read_text(encoding="utf-8")).get("model", {}).get("vocab") if tokenizer_file.is_file() else None
+    """A micro checkpoint must carry the shipped micro tokenizer (its vocabulary, model and
+    splitting); else one-line UserError."""
+    shipped = _tokenizer_core(TOKENIZER_DIR / "tokenizer.json")
+    own = _tokenizer_core(Path(path) / "tokenizer.json")
     if own != shipped:
-        raise UserError(
-            f"checkpoint {path} is a micro model but its tokenizer does not match the micro vocabulary "
-            f"({'no tokenizer.json' if own is None else f'{len(own)} tokens, the micro tokenizer has {len(shipped)}'}); "
-            "rebuild it from `model: micro`"
-        )
+        if own is None:
+            detail = "no tokenizer.json"
+        elif own["vocab"] != shipped["vocab"]:
+            detail = f"{len(own['vocab'])} tokens, the micro tokenizer has {len(shipped['vocab'])}"
+        else:
+            detail = "the same tokens, split or matched differently"
+        raise UserError(f"checkpoint {path} is a micro model but its tokenizer does not match the micro vocabulary ({detail}); rebuild it from `model: micro`")
+
+
+def _tokenizer_core(tokenizer_file: Path) -> dict | None:
+    if not tokenizer_file.is_file():
+        return None
+    data = json.loads(tokenizer_file.read_text(encoding="utf-8"))
+    model = data.get("model") or {}
+    return {"vocab": model.get("vocab"), "model": {k: v for k, v in model.items() if k != "vocab"}, "pre_tokenizer": data.get("pre_tokenizer")}
 
 
 def main() -> None:
