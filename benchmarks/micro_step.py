@@ -51,8 +51,9 @@ class StepClock(TrainerCallback):
         self.steps.append({"wall": time.perf_counter() - self._wall, "cpu": time.process_time() - self._cpu})
 
 
-def run_world(name: str, steps: int, completion_tokens: int, seed: int, tmp: str) -> dict:
+def run_world(name: str, steps: int, completion_tokens: int, seed: int, tmp: str, threads: int) -> dict:
     model, tokenizer = load_model(name)
+    torch.set_num_threads(threads)  # the same for both worlds (loading a micro model sets 1)
     problems = generate_problems(8 * (steps + 1), SyntheticConfig(seed=seed, **MICRO_PROBLEMS))
     dataset = Dataset.from_list([{"prompt": chat_messages(p), "problem_id": p.id} for p in problems])
     args = GRPOConfig(
@@ -89,12 +90,14 @@ def main() -> None:
     parser.add_argument("--micro-steps", type=int, default=5, help="timed micro steps (after one warm-up step)")
     parser.add_argument("--smollm-steps", type=int, default=1, help="timed SmolLM2 steps (after one warm-up step)")
     parser.add_argument("--completion-tokens", type=int, default=96)
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads for both worlds (1: no OpenMP spinning on a shared machine)")
+    parser.add_argument("--micro-model", default="micro", help="the micro checkpoint (default: the micro start model)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", help="also write the figures to this JSON file")
     args = parser.parse_args()
     torch.manual_seed(args.seed)
     with tempfile.TemporaryDirectory() as tmp:
-        figures = [run_world(name, steps, args.completion_tokens, args.seed, tmp) for name, steps in (("micro", args.micro_steps), ("embedded", args.smollm_steps))]
+        figures = [run_world(name, steps, args.completion_tokens, args.seed, tmp, args.threads) for name, steps in ((args.micro_model, args.micro_steps), ("embedded", args.smollm_steps))]
     for f in figures:
         print(
             f"{f['world']:>8}: {f['parameters'] / 1e6:.2f} M parameters, step of {COMPLETIONS_PER_STEP} completions "

@@ -14,7 +14,7 @@ import pytest
 
 from dca.credit import token_char_spans
 from dca.micro.start import MICRO_PROBLEMS, MicroSettings, build_micro_model
-from dca.micro.vocabulary import TOKENIZER_DIR, build_tokenizer, load_micro_tokenizer, unknown_pieces
+from dca.micro.vocabulary import SPECIAL_TOKENS, TOKENIZER_DIR, build_tokenizer, load_micro_tokenizer, unknown_pieces
 from dca.problems import SyntheticConfig, generate_problems
 from dca.problems.gold import PaddingRates, padding_kind, render_gold_cot
 from dca.prompting import chat_messages
@@ -81,7 +81,7 @@ def test_every_generator_string_round_trips_without_unknown_words(tokenizer):
 def test_any_text_the_model_can_write_re_encodes(tokenizer):
     """Decoded sequences of random vocabulary tokens (glued words included) encode again to the same text."""
     rng = random.Random(0)
-    ordinary = [i for t, i in tokenizer.get_vocab().items() if t not in tokenizer.all_special_tokens]
+    ordinary = [i for t, i in tokenizer.get_vocab().items() if t not in SPECIAL_TOKENS]
     for _ in range(3000):
         text = tokenizer.decode([rng.choice(ordinary) for _ in range(rng.randint(1, 24))])
         assert tokenizer.decode(tokenizer(text, add_special_tokens=False)["input_ids"]) == text
@@ -199,13 +199,20 @@ def test_a_spec_asking_for_micro_with_a_hub_tokenizer_is_refused(tmp_path):
 # The shipped start, the smoke preset and the demo (the same trainer, credit and reviewers)
 
 
-def test_the_shipped_start_matches_its_recipe():
-    from dca.micro.start import MICRO_WARMSTART, SHIPPED_DIR, recipe_hash, shipped_start
+def test_a_shipped_start_is_used_only_while_it_matches_its_recipe(micro_dir, tmp_path, monkeypatch):
+    import dca.micro.start as start
 
-    manifest = json.loads((SHIPPED_DIR / "recipe.json").read_text())
-    assert manifest["recipe"] == recipe_hash(MicroSettings(), MICRO_WARMSTART), f"the recipe changed: rebuild with `{manifest['rebuild']}`"
-    assert manifest["model.safetensors"] == hashlib.sha256((SHIPPED_DIR / "model.safetensors").read_bytes()).hexdigest()
-    assert shipped_start() == SHIPPED_DIR
+    monkeypatch.setattr(start, "SHIPPED_DIR", tmp_path / "shipped")
+    assert start.shipped_start() is None
+    start.install_start(micro_dir)  # as if the recipe had built micro_dir
+    manifest = json.loads((tmp_path / "shipped" / "recipe.json").read_text())
+    assert manifest["recipe"] == start.recipe_hash(MicroSettings(), start.MICRO_WARMSTART)
+    assert manifest["model.safetensors"] == hashlib.sha256((tmp_path / "shipped" / "model.safetensors").read_bytes()).hexdigest()
+    assert start.shipped_start() == tmp_path / "shipped" == start.micro_start()
+    assert (tmp_path / "shipped" / "tokenizer.json").read_bytes() == (TOKENIZER_DIR / "tokenizer.json").read_bytes()
+    changed = start.MICRO_WARMSTART.model_copy(update={"steps": start.MICRO_WARMSTART.steps + 1})
+    monkeypatch.setattr(start, "MICRO_WARMSTART", changed)
+    assert start.shipped_start() is None  # a changed recipe no longer matches the shipped file
 
 
 def test_micro_smoke_runs_every_arm_in_both_conditions(tmp_path):
@@ -227,6 +234,7 @@ def test_micro_smoke_runs_every_arm_in_both_conditions(tmp_path):
     assert report.returncode == 0, report.stderr[-3000:]
 
 
+@pytest.mark.slow  # builds the micro start (MICRO_WARMSTART) on first use where no shipped start matches
 def test_the_demo_runs_in_the_micro_world_by_default(tmp_path):
     out = tmp_path / "demo"
     result = _dca("demo", "--steps", "2", "--eval-problems", "12", "--out", str(out), cwd=tmp_path)

@@ -55,11 +55,12 @@ PIECE = r"'s| ?[A-Za-z][A-Za-z-]*| ?[0-9]| ?[^\sA-Za-z0-9]|\s"
 
 
 def piece_pattern(words: set[str]) -> str:
-    """`PIECE` with glued words split: a vocabulary word (longest first) matches where the rest
-    of its run of letters parses as vocabulary words; other runs stay whole (and unknown)."""
-    alternatives = "|".join(re.escape(w) for w in sorted((w for w in words if re.fullmatch(r"[A-Za-z][A-Za-z-]*", w)), key=lambda w: (-len(w), w)))
-    word = f"(?:{alternatives})"
-    return rf"'s| ?{word}(?={word}*(?![A-Za-z]))| ?[A-Za-z][A-Za-z-]*| ?[0-9]| ?[^\sA-Za-z0-9]|\s"
+    """`PIECE` with glued words split: a vocabulary word or possessive (longest first) matches
+    where the rest of its run of letters parses as such words; other runs stay whole (and
+    unknown)."""
+    glueable = (w for w in words if re.fullmatch(r"[A-Za-z][A-Za-z-]*|'s", w))
+    word = "(?:" + "|".join(re.escape(w) for w in sorted(glueable, key=lambda w: (-len(w), w))) + ")"
+    return rf" ?{word}(?={word}*(?![A-Za-z]))| ?[A-Za-z][A-Za-z-]*| ?[0-9]| ?[^\sA-Za-z0-9]|\s"
 
 # Words of dca.problems.gold's sentences and of padding text not held in synthetic's tables.
 _GOLD_TEXT = (
