@@ -8,7 +8,8 @@ One run, both worlds, the same code path: `DCAGRPOTrainer` (generation, the orac
 synthetic problems, the same completion limit and learning rate. ``micro`` is the shipped
 warm-started micro model (`dca.micro`); ``embedded`` is SmolLM2-135M-Instruct as it ships
 (no warm start). Each step's wall and process CPU seconds are recorded by a callback; the
-first step of each world is a warm-up and is not counted. Prints completions per wall second
+first step of each world is a warm-up and is not counted (``--smollm-warmup 0`` times
+SmolLM2's first step, first-call costs included, which favours micro a little). Prints completions per wall second
 and per CPU second for each world, the mean completion length, and
 ``ratio=`` (micro / SmolLM2 completions per wall second; goal >= 100). On a shared machine
 wall time swings with the load beside it: the CPU-second figures are the steadier ones.
@@ -51,13 +52,13 @@ class StepClock(TrainerCallback):
         self.steps.append({"wall": time.perf_counter() - self._wall, "cpu": time.process_time() - self._cpu})
 
 
-def run_world(name: str, steps: int, completion_tokens: int, seed: int, tmp: str, threads: int) -> dict:
+def run_world(name: str, steps: int, completion_tokens: int, seed: int, tmp: str, threads: int, warmup: int = 1) -> dict:
     model, tokenizer = load_model(name)
     torch.set_num_threads(threads)  # the same for both worlds (loading a micro model sets 1)
-    problems = generate_problems(8 * (steps + 1), SyntheticConfig(seed=seed, **MICRO_PROBLEMS))
+    problems = generate_problems(8 * (steps + warmup), SyntheticConfig(seed=seed, **MICRO_PROBLEMS))
     dataset = Dataset.from_list([{"prompt": chat_messages(p), "problem_id": p.id} for p in problems])
     args = GRPOConfig(
-        output_dir=f"{tmp}/{name}", max_steps=steps + 1, per_device_train_batch_size=COMPLETIONS_PER_STEP, num_generations=8,
+        output_dir=f"{tmp}/{name}", max_steps=steps + warmup, per_device_train_batch_size=COMPLETIONS_PER_STEP, num_generations=8,
         max_completion_length=completion_tokens, learning_rate=1e-5, temperature=1.0, logging_steps=1, save_strategy="no",
         report_to=[], disable_tqdm=True, seed=seed, **trainer_device_arguments(),
     )  # fmt: skip
@@ -69,12 +70,13 @@ def run_world(name: str, steps: int, completion_tokens: int, seed: int, tmp: str
     )  # fmt: skip
     trainer.remove_callback(PrinterCallback)
     trainer.train()
-    timed = clock.steps[1:]
-    lengths = [row["completions/mean_length"] for row in trainer.state.log_history if "completions/mean_length" in row][1:]
+    timed = clock.steps[warmup:]
+    lengths = [row["completions/mean_length"] for row in trainer.state.log_history if "completions/mean_length" in row][warmup:]
     wall = statistics.median(s["wall"] for s in timed)
     cpu = statistics.median(s["cpu"] for s in timed)
-    return {
+    figures = {
         "world": name,
+        "warmup_steps": warmup,
         "parameters": sum(p.numel() for p in model.parameters()),
         "timed_steps": len(timed),
         "step_wall_seconds": round(wall, 3),
@@ -83,12 +85,20 @@ def run_world(name: str, steps: int, completion_tokens: int, seed: int, tmp: str
         "completions_per_cpu_second": round(COMPLETIONS_PER_STEP / cpu, 2),
         "mean_completion_tokens": round(statistics.mean(lengths), 1) if lengths else None,
     }
+    print(
+        f"{name}: {figures['parameters'] / 1e6:.2f} M parameters, step of {COMPLETIONS_PER_STEP} completions "
+        f"{wall:.2f} s wall / {cpu:.2f} s CPU -> {figures['completions_per_second']:.1f} completions/s "
+        f"({figures['completions_per_cpu_second']:.1f} per CPU second), mean {figures['mean_completion_tokens']} completion tokens",
+        flush=True,
+    )
+    return figures
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--micro-steps", type=int, default=5, help="timed micro steps (after one warm-up step)")
-    parser.add_argument("--smollm-steps", type=int, default=1, help="timed SmolLM2 steps (after one warm-up step)")
+    parser.add_argument("--smollm-steps", type=int, default=1, help="timed SmolLM2 steps (after --smollm-warmup steps)")
+    parser.add_argument("--smollm-warmup", type=int, default=1, help="untimed SmolLM2 steps first (0: its first step is timed, first-call costs included)")
     parser.add_argument("--completion-tokens", type=int, default=96)
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads for both worlds (1: no OpenMP spinning on a shared machine)")
     parser.add_argument("--micro-model", default="micro", help="the micro checkpoint (default: the micro start model)")
@@ -97,13 +107,10 @@ def main() -> None:
     args = parser.parse_args()
     torch.manual_seed(args.seed)
     with tempfile.TemporaryDirectory() as tmp:
-        figures = [run_world(name, steps, args.completion_tokens, args.seed, tmp, args.threads) for name, steps in ((args.micro_model, args.micro_steps), ("embedded", args.smollm_steps))]
-    for f in figures:
-        print(
-            f"{f['world']:>8}: {f['parameters'] / 1e6:.2f} M parameters, step of {COMPLETIONS_PER_STEP} completions "
-            f"{f['step_wall_seconds']:.2f} s wall / {f['step_cpu_seconds']:.2f} s CPU -> {f['completions_per_second']:.1f} completions/s "
-            f"({f['completions_per_cpu_second']:.1f} per CPU second), mean {f['mean_completion_tokens']} completion tokens"
-        )
+        figures = [
+            run_world(args.micro_model, args.micro_steps, args.completion_tokens, args.seed, tmp, args.threads),
+            run_world("embedded", args.smollm_steps, args.completion_tokens, args.seed, tmp, args.threads, warmup=args.smollm_warmup),
+        ]
     micro, smollm = figures
     ratio = micro["completions_per_second"] / smollm["completions_per_second"]
     cpu_ratio = micro["completions_per_cpu_second"] / smollm["completions_per_cpu_second"]

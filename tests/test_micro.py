@@ -35,8 +35,8 @@ def micro_dir(tmp_path_factory):
     return build_micro_model(tmp_path_factory.mktemp("micro") / "base", MicroSettings())
 
 
-def _dca(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "dca.cli", *args], capture_output=True, text=True, cwd=cwd, timeout=300)
+def _dca(*args: str, cwd: Path, timeout: int = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "dca.cli", *args], capture_output=True, text=True, cwd=cwd, timeout=timeout)
 
 
 def _generator_texts():
@@ -222,7 +222,7 @@ def test_micro_smoke_runs_every_arm_in_both_conditions(tmp_path):
     limits = {spec.arm_config(arm, 0).grpo.max_completion_length for arm, a in spec.arms.items() if a.method == "grpo"}
     assert len(limits) == 2  # padding-free and padding-costs
     out = tmp_path / "smoke"
-    result = _dca("experiment", "run", str(ROOT / "experiments" / "micro-smoke.yaml"), "--out", str(out), cwd=tmp_path)
+    result = _dca("experiment", "run", str(ROOT / "experiments" / "micro-smoke.yaml"), "--out", str(out), cwd=tmp_path, timeout=1800)
     assert result.returncode == 0, result.stderr[-3000:]
     assert json.loads((out / "experiment.json").read_text())["status"] == "finished"
     start = json.loads((out / "start" / "start.json").read_text())
