@@ -14,7 +14,13 @@ import pytest
 
 from dca.credit import token_char_spans
 from dca.micro.start import MICRO_PROBLEMS, MicroSettings, build_micro_model
-from dca.micro.vocabulary import SPECIAL_TOKENS, TOKENIZER_DIR, build_tokenizer, load_micro_tokenizer, unknown_pieces
+from dca.micro.vocabulary import (
+    SPECIAL_TOKENS,
+    TOKENIZER_DIR,
+    build_tokenizer,
+    load_micro_tokenizer,
+    unknown_pieces,
+)
 from dca.problems import SyntheticConfig, generate_problems
 from dca.problems.gold import PaddingRates, padding_kind, render_gold_cot
 from dca.prompting import chat_messages
@@ -36,7 +42,7 @@ def micro_dir(tmp_path_factory):
 
 
 def _dca(*args: str, cwd: Path, timeout: int = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "dca.cli", *args], capture_output=True, text=True, cwd=cwd, timeout=timeout)
+    return subprocess.run([sys.executable, "-m", "dca.cli", *args], capture_output=True, text=True, cwd=cwd, timeout=timeout, check=False)
 
 
 def _generator_texts():
@@ -200,7 +206,7 @@ def test_a_spec_asking_for_micro_with_a_hub_tokenizer_is_refused(tmp_path):
 
 
 def test_a_shipped_start_is_used_only_while_it_matches_its_recipe(micro_dir, tmp_path, monkeypatch):
-    import dca.micro.start as start
+    from dca.micro import start
 
     monkeypatch.setattr(start, "SHIPPED_DIR", tmp_path / "shipped")
     assert start.shipped_start() is None

@@ -78,7 +78,11 @@ def ensure_embedded_checkpoint() -> Path:
     model.load_state_dict(gguf_model.state_dict())
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.generation_config.eos_token_id = tokenizer.eos_token_id
+    return save_checkpoint(model, tokenizer, target)
 
+
+def save_checkpoint(model, tokenizer, target: Path) -> Path:
+    """Save `model` and `tokenizer` to `target`, whole or not at all."""
     # Write into a temporary sibling and rename, so a crash never leaves a half checkpoint.
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".partial-", dir=target.parent))

@@ -17,15 +17,22 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ..errors import UserError
-from ..model import cache_dir
+from ..model import cache_dir, save_checkpoint
 from ..train.config import PaddingSettings, SyntheticSettings, WarmstartSettings
-from .vocabulary import TOKENIZER_DIR, WORLD, check_micro_checkpoint, is_micro_checkpoint, load_micro_tokenizer, unknown_pieces
+from .vocabulary import (
+    TOKENIZER_DIR,
+    WORLD,
+    check_micro_checkpoint,
+    is_micro_checkpoint,
+    load_micro_tokenizer,
+    unknown_pieces,
+)
 
 SHIPPED_DIR = Path(__file__).parent / "start"
 """The shipped warm-started micro checkpoint (`ship` rebuilds it)."""
@@ -88,15 +95,7 @@ def build_micro_model(out_dir: str | Path, settings: MicroSettings) -> Path:
     model = AutoModelForCausalLM.from_config(config)
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.generation_config.eos_token_id = tokenizer.eos_token_id
-    out = Path(out_dir)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".partial-", dir=out.parent))
-    model.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    if out.exists():
-        shutil.rmtree(out)
-    os.replace(tmp, out)
-    return out
+    return save_checkpoint(model, tokenizer, Path(out_dir))
 
 
 def micro_base(settings: MicroSettings) -> Path:

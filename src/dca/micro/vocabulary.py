@@ -37,8 +37,8 @@ import string
 from pathlib import Path
 
 from ..errors import UserError
-from ..prompting import ANSWER_PREFIX, SYSTEM_PROMPT
 from ..problems import synthetic
+from ..prompting import ANSWER_PREFIX, SYSTEM_PROMPT
 
 TOKENIZER_DIR = Path(__file__).parent / "tokenizer"
 WORLD = "micro"
