@@ -12,7 +12,7 @@ from dca.domains import DOMAINS, check, domain_of, get_domain
 from dca.domains.sources import DomainSettings, ProblemsSettings, load_problems, load_set, parse_set_spec
 from dca.errors import UserError
 from dca.problems.labels import check_against_gold, check_label, extract_text_answer
-from dca.domains.prompts import SYSTEM_PROMPT
+from dca.problems.answer import SYSTEM_PROMPT
 from dca.domains import chat_messages
 from dca.records import Problem
 from dca.files import read_jsonl

@@ -38,7 +38,7 @@ def test_embedded_model_generates_traces_that_align_with_their_tokens():
 def test_demo_runs_grpo_beside_dca_end_to_end_on_the_embedded_model(tmp_path):
     out = tmp_path / "demo"
     result = subprocess.run(
-        [sys.executable, "-m", "dca.cli", "demo", "--steps", "1", "--warmstart-steps", "2", "--eval-problems", "4", "--out", str(out)],
+        [sys.executable, "-m", "dca.cli", "demo", "--world", "smollm2", "--steps", "1", "--warmstart-steps", "2", "--eval-problems", "4", "--out", str(out)],
         capture_output=True, text=True, timeout=900,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]

@@ -6,7 +6,7 @@
     dca rollout    sample traces from a model for a problems file
     dca warmstart  SFT a model on gold CoTs of synthetic problems (cached)
     dca train      DCA-GRPO from a YAML config
-    dca demo       the whole loop on the embedded model, on the CPU
+    dca demo       the whole loop in the micro world (--world smollm2: on the embedded model), on the CPU
     dca review     review a traces file with the reviewers of a YAML file (cached, fault-tolerant)
     dca consensus  merge several reviewers' reviews of each trace into a consensus
     dca agreement  agreement between reviewers (alpha, kappa, pairs) and quality against a truth
@@ -229,11 +229,13 @@ def cmd_rollout(args: argparse.Namespace) -> int:
     from .rollout import rollout, summarize
     from .files import read_problems_file
 
+    from .rollout import check_micro_problems
     from .model import resolve_model_path
 
     out = _out_file(args.out, args, args.problems)
     problems = read_problems_file(args.problems)[: args.limit]
-    resolve_model_path(args.model)  # a wrong model fails before any is loaded
+    # A wrong model, or problems a micro model cannot read, fail before any model is loaded.
+    check_micro_problems(resolve_model_path(args.model), problems)
     try:
         sampling = SamplingConfig(
             max_new_tokens=args.max_new_tokens,
@@ -413,7 +415,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     _log(f"DCA demo -> {args.out}")
     _quiet_libraries()
-    figures = run_demo(args.out, steps=args.steps, warmstart_steps=args.warmstart_steps, eval_problems=args.eval_problems, overwrite=args.overwrite, log=_log)
+    figures = run_demo(
+        args.out, world=args.world, steps=args.steps, warmstart_steps=args.warmstart_steps, eval_problems=args.eval_problems, overwrite=args.overwrite, log=_log
+    )
     print_demo(figures, Path(args.out))
     return 0
 
@@ -877,10 +881,11 @@ def build_parser() -> argparse.ArgumentParser:
     add_estimate_train_arguments(p)
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("demo", help="warm start, then plain GRPO beside DCA-GRPO on the embedded model, on the CPU")
-    p.add_argument("--steps", type=_count(1), default=3, help="GRPO steps of each arm")
-    p.add_argument("--warmstart-steps", type=_count(1), default=24, help="SFT steps (4 gold CoTs each) of the cached warm start")
-    p.add_argument("--eval-problems", type=_count(1), default=16, help="held-out problems evaluated before and after")
+    p = sub.add_parser("demo", help="plain GRPO beside DCA-GRPO in the micro world (or on the embedded SmolLM2), on the CPU")
+    p.add_argument("--world", choices=("micro", "smollm2"), default="micro", help="micro: the micro world (docs/micro-world.md); smollm2: the embedded SmolLM2-135M")
+    p.add_argument("--steps", type=_count(1), default=None, help="GRPO steps of each arm (default: micro 60, smollm2 3)")
+    p.add_argument("--warmstart-steps", type=_count(1), default=None, help="smollm2: SFT steps (4 gold CoTs each) of the cached warm start (default 24)")
+    p.add_argument("--eval-problems", type=_count(1), default=None, help="held-out problems evaluated before and after (default: micro 200, smollm2 16)")
     p.add_argument("--out", default="runs/demo", help="the demo's experiment directory")
     p.add_argument("--overwrite", action="store_true", help="replace an earlier demo in --out")
     p.set_defaults(func=cmd_demo)

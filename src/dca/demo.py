@@ -1,9 +1,13 @@
-"""`dca demo`: a two-arm experiment on the embedded model — plain GRPO beside DCA — on the CPU.
+"""`dca demo`: a two-arm experiment — plain GRPO beside DCA — on the CPU.
 
-The demo is a small `dca.experiment` spec (`demo_spec`): one warm start on gold CoTs that
-carry irrelevant steps (30 %), so the start model writes padding that credit can act on; then
-two GRPO runs of the same length from it, same seed and problem order, that differ only in
-where the advantage lands:
+The demo is a small `dca.experiment` spec. By default it runs in the micro world
+(`micro_demo_spec`, docs/micro-world.md): the shipped warm-started micro model, whose gold CoTs
+carried padding of three kinds, trained for enough steps that the arms can separate, and
+evaluated on 200 held-out problems with 95 % intervals (`demo_intervals`: a paired bootstrap
+over problems of each figure's difference between the arms). ``--world smollm2`` runs the
+earlier demo on the embedded SmolLM2 (`demo_spec`): one warm start on gold CoTs that carry
+irrelevant steps (30 %), then a few GRPO steps. Either way, two GRPO runs of the same length
+from one start, same seed and problem order, differ only in where the advantage lands:
 
 - ``grpo``: uniform credit (plain GRPO);
 - ``dca``: the ``signed`` policy with the oracle reviewer (positive advantages on the units the
@@ -36,7 +40,47 @@ Log = Callable[[str], None]
 ARMS = {"grpo": "plain GRPO (uniform credit)", "dca": "DCA: oracle reviews, signed credit"}
 
 
+WORLDS = ("micro", "smollm2")
+#: Defaults of each world: GRPO steps per arm, warm-start steps (smollm2 only), held-out problems.
+DEFAULTS = {"micro": {"steps": 60, "warmstart_steps": 0, "eval_problems": 200}, "smollm2": {"steps": 3, "warmstart_steps": 24, "eval_problems": 16}}
+
+
+def micro_demo_spec(steps: int, eval_problems: int) -> ExperimentSpec:
+    """The micro-world demo: the shipped micro start, padding free (the length limit well above
+    padded gold CoTs), 16 completions a step."""
+    from .train.micro import MICRO_PROBLEMS
+
+    easy = {**MICRO_PROBLEMS, "distractors": list(MICRO_PROBLEMS["distractors"])}
+    arm = {"condition": "padding-free"}
+    return parse_spec(
+        {
+            "name": "demo",
+            "description": "dca demo: plain GRPO beside DCA from the micro world's start model",
+            "start": {"model": "micro", "measure": 0},
+            "base": {
+                "reviewer": "oracle",
+                "problems": {"synthetic": {"count": 512, "seed": 1, **easy}},
+                "grpo": {"steps": steps, "num_generations": 8, "prompts_per_step": 2, "learning_rate": 2e-4, "temperature": 1.0},
+            },
+            "arms": {
+                "grpo": {**arm, "overrides": {"credit": {"policy": "uniform"}}, "description": ARMS["grpo"]},
+                "dca": {**arm, "overrides": {"credit": {"policy": "signed"}}, "description": ARMS["dca"]},
+            },
+            "seeds": [0],
+            "eval": {
+                "every": 0,
+                "curve_limit": eval_problems,
+                "max_new_tokens": 160,
+                "probes": [],
+                "sets": [{"name": "held-out", "problems": {"synthetic": {"count": eval_problems, "seed": 2, **easy}}}],
+            },
+        },
+        where="demo",
+    )
+
+
 def demo_spec(steps: int, warmstart_steps: int, eval_problems: int) -> ExperimentSpec:
+    """The SmolLM2 demo (``--world smollm2``)."""
     easy = {"min_operations": 1, "max_operations": 1, "distractors": [1, 2], "max_value": 20}
     return parse_spec(
         {
@@ -73,11 +117,22 @@ def demo_spec(steps: int, warmstart_steps: int, eval_problems: int) -> Experimen
     )
 
 
-def run_demo(out: str | Path, *, steps: int, warmstart_steps: int, eval_problems: int, overwrite: bool, log: Log = print) -> dict:
+def run_demo(
+    out: str | Path, *, world: str = "micro", steps: int | None = None, warmstart_steps: int | None = None, eval_problems: int | None = None,
+    overwrite: bool, log: Log = print,
+) -> dict:
     """Run the demo into `out` (an experiment directory) and return its figures (``demo.json``)."""
     from .experiment.runner import run_experiment
 
-    spec = demo_spec(steps, warmstart_steps, eval_problems)
+    defaults = DEFAULTS[world]
+    steps = steps or defaults["steps"]
+    eval_problems = eval_problems or defaults["eval_problems"]
+    if world == "micro":
+        if warmstart_steps is not None:
+            raise UserError("--warmstart-steps applies to --world smollm2; the micro world starts from its shipped warm start")
+        spec = micro_demo_spec(steps, eval_problems)
+    else:
+        spec = demo_spec(steps, warmstart_steps or defaults["warmstart_steps"], eval_problems)
     out = check_output_dir(out, overwrite=overwrite, marker="spec.yaml", kind="a DCA demo")
     if out.is_dir() and any(out.iterdir()):  # --overwrite of an earlier demo, never of another experiment
         earlier = read_yaml(out / "spec.yaml", what="demo spec")
@@ -87,6 +142,7 @@ def run_demo(out: str | Path, *, steps: int, warmstart_steps: int, eval_problems
     started = time.time()
     run_experiment(spec, out, log=log)
     figures = demo_figures(out)
+    figures["world"] = world
     figures["seconds"] = round(time.time() - started, 1)
     for arm in ARMS:
         figures["viewer"][arm] = str(write_viewer(out, arm))
@@ -109,7 +165,55 @@ def demo_figures(out: Path) -> dict:
             "placement": run_credit_placement(run),
             "steps": final["steps_run"],
         }
+    figures["intervals"] = demo_intervals(out)
     return figures
+
+
+#: Held-out figures with intervals: (name, per-trace value, aggregate) — ratio of sums for shares.
+_INTERVAL_FIGURES = ("accuracy", "mean_cot_tokens", "irrelevant_share")
+
+
+def demo_intervals(out: Path, *, draws: int = 2000, seed: int = 0) -> dict:
+    """95 % intervals over held-out problems (bootstrap, problems resampled): each arm's
+    figure and the paired difference dca - grpo, from each run's ``eval/held-out.measures.jsonl``."""
+    import numpy as np
+
+    from .experiment.measures import read_rows
+
+    rows = {arm: {r["problem_id"]: r for r in read_rows(out / "runs" / arm / "seed-0" / "eval" / "held-out.measures.jsonl")} for arm in ARMS}
+    problems = sorted(set.intersection(*(set(r) for r in rows.values())))
+    columns = {
+        arm: {
+            "correct": np.array([float(rows[arm][p]["correct"]) for p in problems]),
+            "cot": np.array([float(rows[arm][p]["cot_tokens"]) for p in problems]),
+            "irrelevant": np.array([float(rows[arm][p]["irrelevant_tokens"]) for p in problems]),
+            "labelled": np.array([float(rows[arm][p]["labelled_tokens"]) for p in problems]),
+        }
+        for arm in ARMS
+    }
+
+    def figure(c: dict, index) -> dict[str, float]:
+        labelled = c["labelled"][index].sum()
+        return {
+            "accuracy": c["correct"][index].mean(),
+            "mean_cot_tokens": c["cot"][index].mean(),
+            "irrelevant_share": c["irrelevant"][index].sum() / labelled if labelled else float("nan"),
+        }
+
+    rng = np.random.default_rng(seed)
+    samples = [rng.integers(0, len(problems), len(problems)) for _ in range(draws)]
+    everything = np.arange(len(problems))
+    result: dict = {"problems": len(problems), "draws": draws}
+    for name in _INTERVAL_FIGURES:
+        entry = {}
+        for arm in ARMS:
+            values = [figure(columns[arm], s)[name] for s in samples]
+            entry[arm] = {"value": float(figure(columns[arm], everything)[name]), "low": float(np.nanpercentile(values, 2.5)), "high": float(np.nanpercentile(values, 97.5))}
+        diffs = [figure(columns["dca"], s)[name] - figure(columns["grpo"], s)[name] for s in samples]
+        point = figure(columns["dca"], everything)[name] - figure(columns["grpo"], everything)[name]
+        entry["dca_minus_grpo"] = {"value": float(point), "low": float(np.nanpercentile(diffs, 2.5)), "high": float(np.nanpercentile(diffs, 97.5))}
+        result[name] = entry
+    return result
 
 
 def write_viewer(out: Path, arm: str) -> Path:
@@ -153,6 +257,21 @@ def print_demo(figures: dict, out: Path) -> None:
     for label, key, fmt in rows:
         table.add_row(label, fmt(figures["start"][key]), *(fmt(a["held_out"][key]) for a in arms.values()))
     console.print(table)
+    intervals = figures.get("intervals")
+    if intervals:
+        table = Table(title=f"95 % intervals over {intervals['problems']} held-out problems (bootstrap over problems, {intervals['draws']} draws)")
+        table.add_column("figure")
+        for arm in arms:
+            table.add_column(arm, justify="right")
+        table.add_column("dca - grpo (paired)", justify="right")
+        for label, key, fmt in rows:
+            if key in intervals:
+                e = intervals[key]
+                cells = [f"{fmt(e[a]['value'])} [{fmt(e[a]['low'])}, {fmt(e[a]['high'])}]" for a in arms]
+                d = e["dca_minus_grpo"]
+                cells.append(f"{fmt(d['value'])} [{fmt(d['low'])}, {fmt(d['high'])}]")
+                table.add_row(label, *cells)
+        console.print(table)
 
     table = Table(title="training: where the advantages landed (by the oracle's unit labels)")
     table.add_column("figure")

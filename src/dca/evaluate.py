@@ -59,6 +59,7 @@ from .terminal import console
 from .errors import UserError
 from .files import prepare_output_dir, unlock_dir, write_text_atomic
 from .measures import labelled_tokens, token_counter, tokens_per_insight, useful_steps
+from .rollout import check_micro_problems
 from .faithfulness import (
     BACKTRACKING,
     DEFAULT_BUCKETS,
@@ -75,7 +76,7 @@ from .domains import check, domain_of
 from .domains.judge import use_judge
 from .domains.sources import DEFAULT_SYNTHETIC_COUNT, EVAL_SEED, SYNTHETIC_SETS, SetSpec, load_set, parse_set_spec
 from .files import write_jsonl
-from .model import SamplingConfig
+from .model import SamplingConfig, resolve_model_path
 from .records import Problem, Review, Trace, to_dict
 from .review import BuildContext, review_traces, reviewer_for
 from .rollout import render_prompt, rollout
@@ -336,6 +337,7 @@ def run_eval(config: EvalConfig, out: str | Path, *, model=None, tokenizer=None,
     if unknown:
         raise UserError(f"probe set(s) {unknown} are not among the evaluated sets {names}")
     loaded = {s.name: load_set(s, seed=config.synthetic_seed) for s in specs}
+    check_micro_problems(resolve_model_path(config.model), [p for problems in loaded.values() for p in problems])
     judge = _make_judge(config, [p for problems in loaded.values() for p in problems])
     inputs = [s.source.rpartition("@")[2] for s in specs] + [config.model]  # only existing paths count
     out_dir = prepare_output_dir(out, overwrite=overwrite, marker="eval.json", kind="a DCA evaluation", inputs=inputs)

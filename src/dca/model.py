@@ -20,6 +20,8 @@ from typing import Callable
 
 from .errors import UserError
 from .files import cache_dir, publish_dir, scratch_dir
+from .micro.vocabulary import WORLD as MICRO_MODEL_NAME
+from .micro.vocabulary import check_micro_checkpoint, is_micro_checkpoint
 
 EMBEDDED_MODEL_NAMES = ("embedded", "smollm2-135m")
 """Names that select the embedded model instead of a path or hub id."""
@@ -73,8 +75,15 @@ def ensure_embedded_checkpoint() -> Path:
     model.load_state_dict(gguf_model.state_dict())
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.generation_config.eos_token_id = tokenizer.eos_token_id
+    return save_checkpoint(model, tokenizer, target)
 
-    with scratch_dir(target) as scratch:  # a crash never leaves a half checkpoint
+    return save_checkpoint(model, tokenizer, target)
+
+
+def save_checkpoint(model, tokenizer, target: Path) -> Path:
+    """Save `model` and `tokenizer` to `target`, whole or not at all (built in a scratch
+    directory beside it and renamed: a crash never leaves a half checkpoint)."""
+    with scratch_dir(target) as scratch:
         model.save_pretrained(scratch)
         tokenizer.save_pretrained(scratch)
         publish_dir(scratch, target)
@@ -84,6 +93,18 @@ def ensure_embedded_checkpoint() -> Path:
 #: Models named by what they are: name -> a function that returns the local checkpoint
 #: directory, building it on first use (a config names these, never their cache path).
 MODEL_NAMES: dict[str, Callable[[], Path]] = {name: lambda: ensure_embedded_checkpoint() for name in EMBEDDED_MODEL_NAMES}
+
+
+def _micro_start_unregistered() -> Path:
+    raise UserError(
+        f"model '{MICRO_MODEL_NAME}' is built by dca.train.micro (its recipe needs the training stack): "
+        "import dca.train.micro first, as the dca command, dca.train.run and the experiment runner do"
+    )
+
+
+#: 'micro': the micro world's warm-started start model; `dca.train.micro` replaces this entry
+#: with its builder (shipped copy, else built on first use) when it is imported.
+MODEL_NAMES[MICRO_MODEL_NAME] = _micro_start_unregistered
 #: ``warmstart:<key>`` names a cached warm start (`dca.train.warmstart`) by its key.
 WARMSTART_PREFIX = "warmstart:"
 
@@ -132,6 +153,8 @@ def resolve_model_path(name_or_path: str, *, local_only: bool = False) -> str:
     if os.path.isdir(name_or_path):
         if not os.path.exists(os.path.join(name_or_path, "config.json")):
             raise UserError(f"{name_or_path} is not a model directory (no config.json); give a checkpoint directory, a hub id or 'embedded'")
+        if is_micro_checkpoint(name_or_path):
+            check_micro_checkpoint(name_or_path)
         return name_or_path
     if os.path.exists(name_or_path) or name_or_path.startswith((".", "/", "~")):
         raise UserError(f"model path {name_or_path} does not exist; give a checkpoint directory, a hub id or 'embedded'")
@@ -193,6 +216,12 @@ def load_model(name_or_path: str, *, dtype: str = "float32"):
 
     path = resolve_model_path(name_or_path)
     tokenizer = load_tokenizer(name_or_path)
+    if is_micro_checkpoint(path) and not os.environ.get("OMP_NUM_THREADS"):
+        # A micro model's matrices are 128 wide: a second CPU thread buys nothing and, on a
+        # shared machine, OpenMP's spinning threads cost many times the work (measured under a
+        # load of 20: 64 completions of up to 96 tokens had not finished after 300 s (26 s CPU)
+        # with 2 threads; 64 of up to 32 took 11 s (0.8 s CPU) with 1).
+        torch.set_num_threads(1)
     try:
         model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype))
     except (OSError, ValueError) as e:

@@ -8,10 +8,13 @@ and in the caller's run config, so a rollout can be repeated exactly on the CPU.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Callable, Iterable
 
 from .domains import check as check_answer_of
 from .domains import chat_messages
+from .errors import UserError
+from .micro.vocabulary import check_micro_checkpoint, is_micro_checkpoint, load_micro_tokenizer, unknown_pieces
 from .model import SamplingConfig, generate_batch
 from .records import Problem, Trace
 
@@ -86,3 +89,20 @@ def summarize(traces: list[Trace]) -> dict[str, float]:
     if judge_failures:
         figures["judge_failures"] = judge_failures
     return figures
+
+
+def check_micro_problems(model_path: str | Path, problems, *, what: str = "problem") -> None:
+    """For a micro checkpoint: every problem's prompt must lie in the micro vocabulary
+    (one-line UserError naming the first problem and word that do not). Other models: nothing."""
+    if not is_micro_checkpoint(model_path):
+        return
+    check_micro_checkpoint(model_path)
+    tokenizer = load_micro_tokenizer()
+    for problem in problems:
+        missing = unknown_pieces(tokenizer, render_prompt(tokenizer, problem))
+        if missing:
+            word = tokenizer.backend_tokenizer.decoder.decode([missing[0]]).strip()
+            raise UserError(
+                f"{what} {problem.id} has {len(missing)} word(s) outside the micro vocabulary (first: {word!r}); "
+                "the micro model reads synthetic arithmetic problems only"
+            )

@@ -54,7 +54,7 @@ def user_message(problem: Problem) -> str:
 
 def chat_messages(problem: Problem) -> list[dict[str, str]]:
     """The conversational prompt (TRL's conversational dataset format), with the system
-    prompt of the problem's domain (`SYSTEM_PROMPT` of `dca.domains.prompts` for arithmetic)."""
+    prompt of the problem's domain (`SYSTEM_PROMPT` of `dca.problems.answer` for arithmetic)."""
     return [
         {"role": "system", "content": system_prompt(problem)},
         {"role": "user", "content": user_message(problem)},

@@ -7,7 +7,7 @@ import random
 from typing import Any
 
 from ..problems.answer import ANSWER_PREFIX
-from .prompts import SYSTEM_PROMPT  # noqa: F401 (ANSWER_PREFIX: prompts below)
+from ..problems.answer import SYSTEM_PROMPT  # noqa: F401 (ANSWER_PREFIX: prompts below)
 from ..records import Problem
 from .base import Domain
 

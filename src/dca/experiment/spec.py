@@ -42,8 +42,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from ..errors import UserError, validation_problem
 from ..files import read_yaml
+from ..train.micro import MicroSettings
 from ..train.config import ProblemsSettings, TrainConfig, WarmstartSettings
 
+_LIMITS: dict[tuple[str, str], int] = {}  # condition limits, by condition and training problems
 ARM_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
 
 
@@ -51,28 +53,23 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class MicroSettings(_Strict):
-    """A Llama built from a config with the embedded model's tokenizer (`dca.experiment.testbed`)."""
-
-    hidden_size: int = Field(128, ge=16)
-    layers: int = Field(4, ge=1)
-    heads: int = Field(4, ge=1)
-    intermediate_size: int | None = Field(None, ge=16, description="Default: 4 x hidden_size.")
-    seed: int = 0
-
-
 class StartSettings(_Strict):
     """The one start checkpoint every arm and seed begins from."""
 
     model: str = Field("embedded", description="'embedded', 'tiny' (a random test model), 'micro', a checkpoint directory or a hub id.")
-    micro: MicroSettings = MicroSettings()
-    warmstart: WarmstartSettings | None = Field(None, description="SFT on gold CoTs (with irrelevant steps) before every arm.")
+    micro: MicroSettings = Field(MicroSettings(), description="model: micro: the micro Llama's architecture (dca.train.micro).")
+    warmstart: WarmstartSettings | None = Field(
+        None, description="SFT on gold CoTs (with irrelevant steps) before every arm; model: micro defaults to the micro recipe (dca.train.micro.MICRO_WARMSTART)."
+    )
     measure: int = Field(32, ge=0, description="Problems of the first eval set on which the start model's greedy and sampled accuracy are measured (0: skip).")
 
 
 class ArmSpec(_Strict):
     method: Literal["grpo", "sft"] = "grpo"
     overrides: dict[str, Any] = Field(default_factory=dict, description="grpo: settings merged into the base TrainConfig.")
+    condition: Literal["padding-free", "padding-costs"] | None = Field(
+        None, description="start.model micro: the completion length limit that makes padding free or costly (dca.micro.conditions)."
+    )
     edit: Literal["edit", "rft", "random-drop"] = Field("edit", description="sft: which edit set the rollouts become.")
     edit_mode: Literal["drop", "bridge-template"] = "bridge-template"
     sft_learning_rate: float | None = Field(None, gt=0, description="sft: default the base config's GRPO learning rate x 10.")
@@ -141,6 +138,8 @@ class ExperimentSpec(_Strict):
             raise ValueError(f"seeds repeat: {self.seeds}")
         base = self.base_config(0)
         for name, arm in self.arms.items():
+            if arm.condition is not None and self.start.model != "micro":
+                raise ValueError(f"arms.{name}: condition {arm.condition!r} is measured in micro tokens; it needs start.model: micro")
             if arm.method == "grpo":
                 self.arm_config(name, 0)
             elif arm.overrides:
@@ -155,7 +154,19 @@ class ExperimentSpec(_Strict):
     def arm_config(self, arm: str, seed: int, *, model: str = "embedded") -> TrainConfig:
         """The TrainConfig of one GRPO arm and seed, starting from `model`."""
         merged = deep_merge(self.base, self.arms[arm].overrides)
+        condition = self.arms[arm].condition
+        if condition is not None:
+            merged = deep_merge(merged, {"grpo": {"max_completion_length": self._length_limit(condition)}})
         return _train_config({**merged, "model": model, "seed": seed}, f"arms.{arm}.overrides")
+
+    def _length_limit(self, condition: str) -> int:
+        from ..micro.conditions import length_limit  # tokenizer and gold rendering: only for specs that set a condition
+        from ..train.run import load_problems
+
+        key = (condition, repr(self.base.get("problems")))
+        if key not in _LIMITS:
+            _LIMITS[key] = length_limit(condition, load_problems(self.base_config(0).problems))
+        return _LIMITS[key]
 
     def budget(self, arm: str) -> dict[str, Any]:
         """The compute an arm spends per seed: completions sampled, reviews, optimizer steps."""

@@ -4,10 +4,10 @@ Start models:
 
 - ``embedded``, a checkpoint directory or a hub id: used as is;
 - ``tiny``: `dca.model.build_tiny_model` (a random model: plumbing checks only);
-- ``micro``: a Llama of a few million parameters built from `MicroSettings` with the embedded
-  model's tokenizer and chat template (so prompts, answer checking, segmentation and credit
-  alignment are the same as for SmolLM2), trained *from scratch* by the warm start on gold
-  CoTs. Most of its parameters are the tied 49k-token embedding; the transformer body is small.
+- ``micro``: the micro world's model (`dca.micro`): a Llama of about a million parameters
+  built from `MicroSettings` with the task's own word-level tokenizer, trained *from scratch*
+  by the warm start on gold CoTs padded by kind (the micro recipe `MICRO_WARMSTART` unless the
+  spec gives ``start.warmstart``). Base and warm start are cached, so experiments share them.
 
 The warm start (`dca.train.warmstart`, cached by its settings) renders gold CoTs with
 irrelevant steps at ``irrelevant_rate``, so the start model writes padding that credit can
@@ -23,44 +23,17 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from ..files import publish_dir, scratch_dir
-from ..model import build_tiny_model, load_model, load_tokenizer, resolve_model_path
-from ..records import Problem
 from ..files import write_jsonl
-from .spec import ExperimentSpec, MicroSettings
+from ..model import build_tiny_model, load_model, resolve_model_path
+from ..measures import token_counter
+from ..problems.gold import padding_kind
+from ..records import Problem
+from ..review import review_traces, reviewer_for
+from ..train.micro import MICRO_WARMSTART, micro_start
+from .measures import trace_measures
+from .spec import ExperimentSpec
 
 Log = Callable[[str], None]
-
-
-def build_micro_model(out_dir: str | Path, settings: MicroSettings) -> Path:
-    """Save a randomly initialised Llama of `settings`' size with the embedded tokenizer."""
-    import torch
-    from transformers import AutoModelForCausalLM, LlamaConfig
-
-    tokenizer = load_tokenizer("embedded")
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=settings.hidden_size,
-        intermediate_size=settings.intermediate_size or 4 * settings.hidden_size,
-        num_hidden_layers=settings.layers,
-        num_attention_heads=settings.heads,
-        num_key_value_heads=settings.heads,
-        max_position_embeddings=1024,
-        tie_word_embeddings=True,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-    )
-    torch.manual_seed(settings.seed)
-    model = AutoModelForCausalLM.from_config(config)
-    model.generation_config.pad_token_id = tokenizer.pad_token_id
-    model.generation_config.eos_token_id = tokenizer.eos_token_id
-    out = Path(out_dir)
-    with scratch_dir(out) as scratch:
-        model.save_pretrained(scratch)
-        tokenizer.save_pretrained(scratch)
-        publish_dir(scratch, out)
-    return out
 
 
 def parameter_count(path: str | Path) -> dict[str, int]:
@@ -71,16 +44,13 @@ def parameter_count(path: str | Path) -> dict[str, int]:
 
 
 def base_model(spec: ExperimentSpec, start_dir: Path) -> str:
-    """The start model before the warm start (built under `start_dir` for tiny and micro)."""
+    """The start model before the warm start (built under `start_dir` for tiny; micro starts come from `dca.train.micro`)."""
     name = spec.start.model
-    if name not in ("tiny", "micro"):
+    if name != "tiny":
         return resolve_model_path(name)
     target = start_dir / f"{name}-base"
     if not (target / "config.json").exists():
-        if name == "tiny":
-            build_tiny_model(target)
-        else:
-            build_micro_model(target, spec.start.micro)
+        build_tiny_model(target)
     return str(target)
 
 
@@ -95,15 +65,19 @@ def prepare_start(spec: ExperimentSpec, start_dir: Path, *, log: Log = print) ->
             return record["checkpoint"], record
     start_dir.mkdir(parents=True, exist_ok=True)
     started = time.time()
-    base = base_model(spec, start_dir)
-    checkpoint = base
-    if spec.start.warmstart is not None:
-        checkpoint = str(warmstart(base, spec.start.warmstart, log=log))
+    recipe = spec.start.warmstart
+    if spec.start.model == "micro":
+        recipe = recipe or MICRO_WARMSTART
+        base = "micro"
+        checkpoint = str(micro_start(spec.start.micro, recipe, log=log))
+    else:
+        base = base_model(spec, start_dir)
+        checkpoint = str(warmstart(base, recipe, log=log)) if recipe is not None else base
     record = {
         "model": spec.start.model,
         "base": base,
         "checkpoint": checkpoint,
-        "warmstart": spec.start.warmstart.model_dump(mode="json") if spec.start.warmstart else None,
+        "warmstart": recipe.model_dump(mode="json") if recipe else None,
         "warmstart_seconds": round(time.time() - started, 1),
         **parameter_count(checkpoint),
     }
@@ -130,6 +104,7 @@ def measure_start(
     write_jsonl(out_dir / "greedy.traces.jsonl", greedy)
     write_jsonl(out_dir / "sampled.traces.jsonl", sampled)
     g, s = summarize(greedy), summarize(sampled)
+    padding = sampled_padding(sampled, problems, tokenizer)
     figures = {
         "problems": len(problems),
         "greedy_accuracy": g["accuracy"],
@@ -138,10 +113,36 @@ def measure_start(
         "group_size": group_size,
         "groups_with_reward_variance": group_variance_fraction(sampled),
         "mean_tokens": s["mean_tokens"],
+        **padding,
         "seconds": round(time.time() - started, 1),
     }
     log(
         f"start model: greedy {figures['greedy_accuracy']:.1%}, sampled (T={temperature}) {figures['sampled_accuracy']:.1%}, "
         f"groups with reward variance {figures['groups_with_reward_variance']:.0%} ({len(problems)} problems x {group_size})"
+        + (f", sampled CoT tokens in irrelevant units {padding['irrelevant_share']:.0%}" if padding.get("irrelevant_share") is not None else "")
     )
     return figures
+
+
+def sampled_padding(traces: list, problems: list[Problem], tokenizer) -> dict:
+    """The share of the traces' labelled tokens in irrelevant units, in all and by padding kind
+    (`dca.problems.gold.padding_kind`), by the auto reviewer (the oracle on synthetic problems);
+    empty when no reviewer knows the problems."""
+    reviewer = reviewer_for("auto", problems)
+    if reviewer is None:
+        return {}
+    count = token_counter(tokenizer)
+    reviews = review_traces([reviewer], traces, {p.id: p for p in problems})
+    measures = trace_measures(traces, reviews, count)
+    labelled = sum(m.labelled_tokens for m in measures)
+    by_kind: dict[str, int] = {}
+    for review in reviews:
+        for step in review.steps if review.status == "ok" else []:
+            if step.contribution == "irrelevant":
+                kind = padding_kind(step.function)
+                by_kind[kind] = by_kind.get(kind, 0) + sum(count(u.text) for u in review.units[step.first_unit : step.last_unit + 1])
+    return {
+        "irrelevant_share": round(sum(m.irrelevant_tokens for m in measures) / labelled, 4) if labelled else None,
+        "irrelevant_share_by_kind": {k: round(v / labelled, 4) for k, v in sorted(by_kind.items())} if labelled else {},
+        "reviewer": reviewer.name,
+    }

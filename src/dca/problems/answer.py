@@ -34,6 +34,13 @@ from typing import Any
 #: The asked form of the final line: ``Answer: <value>`` (every domain's prompt asks for it).
 ANSWER_PREFIX = "Answer:"
 
+#: The system prompt of arithmetic problems (synthetic, GSM8K); other domains declare theirs in
+#: `dca.domains.builtin`. The chat prompt of any problem is `dca.domains.chat_messages`.
+SYSTEM_PROMPT = (
+    "Solve the math word problem step by step, using only the facts the question needs. "
+    f"End with a last line of the form '{ANSWER_PREFIX} <number>'."
+)
+
 
 #: Longest statement text handed to math_verify (guards against pathological inputs).
 MAX_STATEMENT_CHARS = 200

@@ -10,6 +10,13 @@ sense there: restating a distractor fact, computing with two distractor numbers 
 and a small constant), or a needless check of an operation already computed ("Let me
 double-check: 7 + 5 = 12.").
 
+Padding by kind (`PaddingRates`, the micro world's gold CoTs): instead of one rate, each of
+three kinds has its own. At each slot between two useful steps, a restatement of a distractor
+fact is inserted with probability ``restatement``, then a computation with distractor numbers
+with probability ``off_path``; right after each computation, a *performative check* that
+repeats its equation ("Check: 3 + 4 = 7.") with probability ``check``. The oracle labels all
+three irrelevant (``given_fact``, ``computation``, ``verification``; see `padding_kind`).
+
 Every step is exactly one sentence. `GoldCoT.text` is the steps joined by single spaces,
 except that the final ``Answer: N`` step is on its own line (joined by one newline); the
 `GoldCoT.step_spans` method gives each step's character span in the text.
@@ -31,6 +38,7 @@ ROLES = (
     "irrelevant_fact",
     "irrelevant_computation",
     "needless_check",
+    "performative_check",
 )
 USEFUL_ROLES = ("given_fact", "computation", "conclusion")
 
@@ -70,10 +78,42 @@ def format_number(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else repr(float(value))
 
 
+@dataclass(frozen=True, kw_only=True)
+class PaddingRates:
+    """Probabilities of the three padding kinds (see the module docstring)."""
+
+    restatement: float = 0.0
+    """Per slot between useful steps: restate a distractor fact."""
+    off_path: float = 0.0
+    """Per slot between useful steps: compute with distractor numbers."""
+    check: float = 0.0
+    """Per computation: repeat its equation as a performative check."""
+
+    def __post_init__(self) -> None:
+        for name in ("restatement", "off_path", "check"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"padding rate {name} must lie in [0, 1], got {getattr(self, name)}")
+
+
+#: Padding kind of each irrelevant gold role, and of each function the oracle gives an
+#: irrelevant unit (``verification`` is a check, ``given_fact`` a restatement).
+PADDING_KINDS = {
+    "irrelevant_fact": "restatement", "irrelevant_computation": "off_path",
+    "needless_check": "check", "performative_check": "check",
+    "given_fact": "restatement", "computation": "off_path", "verification": "check",
+}  # fmt: skip
+
+
+def padding_kind(role_or_function: str) -> str:
+    """``restatement``, ``off_path``, ``check`` or ``other`` for a gold role or an oracle function."""
+    return PADDING_KINDS.get(role_or_function, "other")
+
+
 def render_gold_cot(
-    problem: Problem, *, irrelevant_rate: float = 0.0, rng: random.Random
+    problem: Problem, *, irrelevant_rate: float = 0.0, rng: random.Random, padding: PaddingRates | None = None
 ) -> GoldCoT:
-    """A correct step-by-step solution of a synthetic problem (see the module docstring)."""
+    """A correct step-by-step solution of a synthetic problem (see the module docstring);
+    with `padding`, its per-kind rates replace `irrelevant_rate`."""
     if not 0.0 <= irrelevant_rate <= 1.0:
         raise ValueError(f"irrelevant_rate must lie in [0, 1], got {irrelevant_rate}")
     if not problem.operations or "solution_templates" not in problem.metadata:
@@ -84,6 +124,8 @@ def render_gold_cot(
     values = {f.id: f.value for f in problem.facts} | {o.id: o.value for o in problem.operations}
     useful = _useful_steps(problem, values)
 
+    if padding is not None:
+        return _join(_padded_by_kind(problem, useful, values, padding, rng), problem)
     steps: list[GoldStep] = []
     computed: list[Operation] = []
     for step, operation in useful:
@@ -94,9 +136,30 @@ def render_gold_cot(
         steps.append(step)
         if operation is not None:
             computed.append(operation)
-    steps.append(GoldStep(text=f"{ANSWER_PREFIX} {problem.answer}", role="conclusion"))
+    return _join(steps, problem)
+
+
+def _join(steps: list[GoldStep], problem: Problem) -> GoldCoT:
+    steps = [*steps, GoldStep(text=f"{ANSWER_PREFIX} {problem.answer}", role="conclusion")]
     text = " ".join(step.text for step in steps[:-1]) + "\n" + steps[-1].text
     return GoldCoT(text=text, steps=steps)
+
+
+def _padded_by_kind(
+    problem: Problem, useful: list[tuple[GoldStep, Operation | None]], values: dict[str, float], padding: PaddingRates, rng: random.Random
+) -> list[GoldStep]:
+    """Useful steps with padding of each kind at its own rate (see `PaddingRates`)."""
+    steps: list[GoldStep] = []
+    for step, operation in useful:
+        if steps and problem.distractors:
+            if rng.random() < padding.restatement:
+                steps.append(GoldStep(text=rng.choice(problem.distractors).text, role="irrelevant_fact"))
+            if rng.random() < padding.off_path:
+                steps.append(GoldStep(text=_distractor_computation(problem.distractors, rng), role="irrelevant_computation"))
+        steps.append(step)
+        if operation is not None and rng.random() < padding.check:
+            steps.append(GoldStep(text=f"Check: {_equation(operation, values)}.", role="performative_check"))
+    return steps
 
 
 def _useful_steps(

@@ -5,7 +5,7 @@ common sense (Yes / No) and puzzle answers ("Amelia is a hero, and Elizabeth is 
 villain.") are text. This module finds the final-answer statement the same way, by its
 marker, and hands back its text:
 
-- **strict**: the last line that starts with ``Answer:`` (the asked form, `dca.domains.prompts`);
+- **strict**: the last line that starts with ``Answer:`` (the asked form, `dca.problems.answer`);
 - **lenient**: the last ``answer: X`` / ``**Answer:** X`` anywhere in a line, or
   ``the (final) answer is X``.
 

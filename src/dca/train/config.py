@@ -37,6 +37,14 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class PaddingSettings(_Strict):
+    """Per-kind padding of synthetic gold CoTs (`dca.problems.gold.PaddingRates`)."""
+
+    restatement: float = Field(0.0, ge=0, le=1, description="Per slot between useful steps: restate a distractor fact.")
+    off_path: float = Field(0.0, ge=0, le=1, description="Per slot between useful steps: compute with distractor numbers.")
+    check: float = Field(0.0, ge=0, le=1, description="Per computation: repeat its equation ('Check: 3 + 4 = 7.').")
+
+
 class WarmstartSettings(_Strict):
     """A short SFT on rendered gold CoTs before RL (see `dca.train.warmstart`)."""
 
@@ -44,6 +52,9 @@ class WarmstartSettings(_Strict):
     batch_size: int = Field(8, ge=1)
     learning_rate: float = Field(2e-4, gt=0)
     irrelevant_rate: float = Field(0.3, ge=0, le=1, description="Share of irrelevant steps mixed into gold CoTs.")
+    padding: PaddingSettings | None = Field(
+        None, description="Synthetic problems: per-kind padding rates (restatement, off_path, check) that replace irrelevant_rate."
+    )
     problems: SyntheticSettings | DomainSettings = Field(
         SyntheticSettings(count=320, seed=1000),
         description="Problems whose gold CoTs are trained on: synthetic arithmetic, or {name: DOMAIN, count, seed, options} "
@@ -58,6 +69,8 @@ class WarmstartSettings(_Strict):
             if DOMAINS[self.problems.name].gold_cot is None or DOMAINS[self.problems.name].generate is None:
                 with_gold = [d.name for d in DOMAINS.values() if d.gold_cot is not None and d.generate is not None]
                 raise ValueError(f"domain {self.problems.name!r} has no gold-CoT renderer; warm starts use {', '.join(with_gold)}")
+            if self.padding is not None:
+                raise ValueError("padding (per-kind rates) applies to synthetic problems; use irrelevant_rate for other domains")
         return self
 
 

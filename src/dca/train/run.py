@@ -45,6 +45,8 @@ from ..domains.judge import use_judge
 from ..durable import OutputFailure, environment_failure
 from ..errors import Terminated, UserError
 from ..domains import chat_messages
+from ..rollout import check_micro_problems
+from . import micro as _micro  # noqa: F401 (registers the 'micro' model name's builder)
 from ..domains.sources import load_problems  # noqa: F401 (re-exported: one home for problem sources)
 from ..evaluate import evaluate_problems
 from ..files import append_jsonl, lock_dir, prepare_output_dir, unlock_dir, write_json, write_jsonl, write_run_state, write_text_atomic
@@ -365,7 +367,7 @@ def run_training(
     """
     problems = load_problems(config.problems)
     eval_problems = load_problems(config.eval_problems) if config.eval_problems else []
-    resolve_model_path(config.model)
+    check_micro_problems(resolve_model_path(config.model), problems + eval_problems)
     check_run_requirements(config, problems)  # reviewers that fit the domains, their models here
     if not resume and not overwrite and failed_before_first_step(out):
         log(f"replacing the run in {out}: it failed before its first step ({failed_before_first_step(out)})")

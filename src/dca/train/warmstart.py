@@ -26,6 +26,7 @@ from ..model import MODEL_NAMES, portable_model_name, resolve_model_path, warmst
 from ..domains import domain_of
 from ..domains.sources import DomainSettings, ProblemsSettings, domain_problems, load_problems
 from ..domains import chat_messages
+from ..problems.gold import PaddingRates, render_gold_cot
 from .config import WarmstartSettings
 from .sft import SFTSettings, loss_logger, sft_trainer
 
@@ -50,13 +51,13 @@ def gold_dataset_rows(settings: WarmstartSettings) -> list[dict]:
     else:
         problems = load_problems(ProblemsSettings(synthetic=p))
     rng = random.Random(p.seed)
+    if settings.padding is not None:  # synthetic problems, padding by kind
+        rates = PaddingRates(**settings.padding.model_dump())
+        render = lambda problem: render_gold_cot(problem, rng=rng, padding=rates)  # noqa: E731
+    else:
+        render = lambda problem: domain_of(problem).gold_cot(problem, settings.irrelevant_rate, rng)  # noqa: E731
     return [
-        {
-            "prompt": chat_messages(problem),
-            "completion": [
-                {"role": "assistant", "content": domain_of(problem).gold_cot(problem, settings.irrelevant_rate, rng).text}
-            ],
-        }
+        {"prompt": chat_messages(problem), "completion": [{"role": "assistant", "content": render(problem).text}]}
         for problem in problems
     ]
 
