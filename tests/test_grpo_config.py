@@ -16,7 +16,8 @@ import trl
 
 from dca.model import load_model, trainer_device_arguments
 from dca.train.config import LOSS_TYPES, GRPOSettings, TrainConfig
-from dca.train.grpo_config import DCAGRPOConfig, build_grpo_config, check_trl_options, grpo_config_fields
+from dca.train.grpo_config import DCAGRPOConfig, build_grpo_config
+from dca.train.trl_options import check_trl_options, grpo_config_fields
 from dca.train.grpo_trainer import outcome_reward
 
 

@@ -26,7 +26,8 @@ from ..domains import OracleReviewer
 from .protocol import PROTOCOL_VERSION, InvalidAnswer, build_messages, parse_answer
 from .reference import ReferenceReviewer
 from .registry import REGISTRY, BuildContext, build_reviewer, build_reviewers, builtin_spec, close_reviewers, resolve_reviewer_name, reviewer_for
-from .runner import LLMReviewer, ReviewerStats, ReviewRunner, default_cache_path
+from .llm_reviewer import LLMReviewer, ReviewerStats
+from .runner import ReviewRunner, default_cache_path
 
 __all__ = [
     "PROTOCOL_VERSION",

@@ -20,7 +20,8 @@ from ..records import Problem, Review, Trace
 from ..segment import segment
 from ..llm.cache import ReviewCache
 from .config import ReviewerSpec
-from .runner import ReviewItem, ReviewRunner, ReviewerStats
+from .llm_reviewer import ReviewItem, ReviewerStats
+from .runner import ReviewRunner
 
 __all__ = ["load_review_items", "review_items", "summary"]
 

@@ -47,7 +47,7 @@ from ..problems.answer import check_answer
 from ..records import Operation, Problem, Review, Trace, Unit
 from ..llm.cache import ReviewCache
 from .config import ReviewerSpec
-from .runner import ReviewItem
+from .base import ReviewItem
 
 __all__ = [
     "BenchItem",

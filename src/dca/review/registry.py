@@ -161,7 +161,7 @@ def _noisy(spec: ReviewerSpec, context: BuildContext) -> Reviewer:
 
 def _llm(spec: ReviewerSpec, context: BuildContext) -> Reviewer:
     from ..llm import LLMClient
-    from .runner import LLMReviewer
+    from .llm_reviewer import LLMReviewer
 
     client = LLMClient.from_spec(spec, cache=context.cache, backend=context.backends.get(spec.name))
     answerer = None

@@ -20,8 +20,9 @@ read; see `dca.train.grpo_config`). A field may be set in one of them, not both.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Callable, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -29,8 +30,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from ..consensus import check_rule
 from ..credit import BLAME_CONTRIBUTIONS, DEFAULT_MAX_WEIGHT, POLICIES, CreditConfig
 from ..errors import UserError, validation_problem
+from ..model import MODEL_NAMES, WARMSTART_PREFIX
 from ..domains.sources import DomainSettings, ProblemsSettings, SyntheticSettings
 from ..records import CONTRIBUTIONS, USEFUL_CONTRIBUTIONS
+from .trl_options import GRPO_SETTINGS_FIELDS, LOSS_TYPES, check_machine_options, check_trl_options
 
 
 class _Strict(BaseModel):
@@ -125,21 +128,7 @@ class LengthPenaltySettings(_Strict):
     strength: float = Field(0.5, gt=0, le=1, description="A correct completion's reward falls from 1 to 1 - strength from the shortest correct completion of its group to the longest.")
 
 
-#: `loss_type` values TRL 1.16's `GRPOTrainer._compute_loss` implements.
-LOSS_TYPES = ("grpo", "bnpo", "dr_grpo", "dapo", "luspo", "cispo", "sapo", "vespo")
 
-#: The `grpo:` settings and the trl.GRPOConfig field each one sets.
-GRPO_SETTINGS_FIELDS = {
-    "steps": "max_steps",
-    "learning_rate": "learning_rate",
-    "num_generations": "num_generations",
-    "prompts_per_step": "per_device_train_batch_size",
-    "max_completion_length": "max_completion_length",
-    "temperature": "temperature",
-    "beta": "beta",
-    "loss_type": "loss_type",
-    "scale_rewards": "scale_rewards",
-}
 
 
 class GRPOSettings(_Strict):
@@ -200,8 +189,6 @@ class TrainConfig(_Strict):
     @classmethod
     def _trl_fields(cls, options: dict[str, Any]) -> dict[str, Any]:
         if options:  # imports TRL (and torch) only for a config that uses the passthrough
-            from .grpo_config import check_trl_options
-
             check_trl_options(options)
         return options
 
@@ -256,17 +243,44 @@ def load_train_config(path: str | Path) -> TrainConfig:
     except ValidationError as e:
         raise UserError(f"{path}: {validation_problem(e)} ({e.error_count()} problem(s) in all)") from e
     check_machine(config, where=str(path))
-    from .portable import rebase_paths
-
     return rebase_paths(config, path.parent)
 
 
 def check_machine(config: TrainConfig, *, where: str) -> None:
     """A `UserError` when this machine cannot run the config's ``trl:`` options (vLLM, fp16, bf16)."""
     if config.trl:  # imports torch only for a config that uses the passthrough
-        from .grpo_config import check_machine_options
-
         try:
             check_machine_options(config.trl)
         except ValueError as e:
             raise UserError(f"{where}: {e}") from e
+
+
+def _is_name(value: str) -> bool:
+    return value in MODEL_NAMES or value.startswith(WARMSTART_PREFIX)
+
+
+def _map_paths(config: TrainConfig, change: Callable[[str], str]) -> TrainConfig:
+    """`config` with `change` applied to every path it holds (names and hub ids included for
+    ``model``: `change` leaves what is not a path alone)."""
+    update: dict = {"model": change(config.model)}
+    if config.reviewers_file is not None:
+        update["reviewers_file"] = change(config.reviewers_file)
+    for key in ("problems", "eval_problems"):
+        settings = getattr(config, key)
+        if settings is not None and settings.file is not None:
+            update[key] = settings.model_copy(update={"file": change(settings.file)})
+    return config.model_copy(update=update)
+
+
+def rebase_paths(config: TrainConfig, config_dir: str | Path) -> TrainConfig:
+    """Relative paths of `config` that exist relative to `config_dir` become paths from the
+    current directory (see the module docstring)."""
+    base = Path(config_dir)
+
+    def rebase(value: str) -> str:
+        if _is_name(value) or os.path.isabs(value) or base.resolve() == Path.cwd().resolve():
+            return value
+        candidate = base / value
+        return os.path.normpath(candidate) if candidate.exists() else value
+
+    return _map_paths(config, rebase)

@@ -47,7 +47,8 @@ from ..durable import fsync_tree
 from ..records import Consensus, Credit, Problem, Review, Trace
 from ..review.base import Reviewer, ReviewItem, review_batch
 from ..segment import segment
-from .grpo_config import DCAGRPOConfig, check_per_token_options
+from .grpo_config import DCAGRPOConfig
+from .trl_options import check_per_token_options
 from .resume import DCA_STATE_FILE
 
 #: ``dca/*`` metrics that are counts per generation batch: summed over processes (the others,

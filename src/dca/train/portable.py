@@ -14,43 +14,10 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
-from typing import Callable
 
-from ..model import MODEL_NAMES, WARMSTART_PREFIX, portable_model_name
-from .config import TrainConfig
-
-
-def _is_name(value: str) -> bool:
-    return value in MODEL_NAMES or value.startswith(WARMSTART_PREFIX)
-
-
-def _map_paths(config: TrainConfig, change: Callable[[str], str]) -> TrainConfig:
-    """`config` with `change` applied to every path it holds (names and hub ids included for
-    ``model``: `change` leaves what is not a path alone)."""
-    update: dict = {"model": change(config.model)}
-    if config.reviewers_file is not None:
-        update["reviewers_file"] = change(config.reviewers_file)
-    for key in ("problems", "eval_problems"):
-        settings = getattr(config, key)
-        if settings is not None and settings.file is not None:
-            update[key] = settings.model_copy(update={"file": change(settings.file)})
-    return config.model_copy(update=update)
-
-
-def rebase_paths(config: TrainConfig, config_dir: str | Path) -> TrainConfig:
-    """Relative paths of `config` that exist relative to `config_dir` become paths from the
-    current directory (see the module docstring)."""
-    base = Path(config_dir)
-
-    def rebase(value: str) -> str:
-        if _is_name(value) or os.path.isabs(value) or base.resolve() == Path.cwd().resolve():
-            return value
-        candidate = base / value
-        return os.path.normpath(candidate) if candidate.exists() else value
-
-    return _map_paths(config, rebase)
+from ..model import portable_model_name
+from .config import TrainConfig, _map_paths
 
 
 def portable_config(config: TrainConfig, run_dir: str | Path) -> TrainConfig:

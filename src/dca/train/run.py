@@ -54,7 +54,7 @@ from ..model import SamplingConfig, load_model, resolve_model_path, trainer_devi
 from ..records import Consensus, Credit, Problem, Review, Trace, from_dict
 from ..rollout import summarize
 from ..review.batch import summary as review_summary
-from ..review.runner import ReviewerStats
+from ..review.llm_reviewer import ReviewerStats
 from .config import TrainConfig
 from .portable import portable_config
 from .preflight import check_run_requirements, failed_before_first_step
