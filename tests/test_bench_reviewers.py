@@ -67,10 +67,11 @@ def test_reference_and_oracle_find_the_planted_first_errors():
     assert reference["planted-gsm8k"]["f1"] >= 0.8
     assert reference["planted-gsm8k"]["accuracy_correct"] >= 0.9
     assert oracle["planted-synthetic"]["f1"] >= 0.9
-    # Each reviewer fails, counted, on the source it cannot read; "all" leaves that source out.
-    assert reference["planted-synthetic"]["failed_reviews"] == reference["planted-synthetic"]["items"]
+    # The reference reviewer reads a synthetic problem's operation graph as its reference
+    # solution (issue 22); the oracle fails, counted, on GSM8K, and "all" leaves that source out.
+    assert reference["planted-synthetic"]["failed_reviews"] == 0 and reference["planted-synthetic"]["f1"] >= 0.9
     assert oracle["planted-gsm8k"]["failed_reviews"] == oracle["planted-gsm8k"]["items"]
-    assert reference["all"] == reference["planted-gsm8k"]
+    assert oracle["all"] == oracle["planted-synthetic"]
 
 
 def review_with(labels: list[str], status: str = "ok", trace_id: str = "t", units: int = 4) -> Review:

@@ -134,7 +134,10 @@ def first_mistake(problem: Problem, units: list[Unit]) -> Mistake | None:
     answer = key(numbers(stated)[0]) if numbers(stated) else None
     found = [slip] if slip is not None else []
     if answer is not None:
+        slipped = {key(e.result) for r in readings for e in r.equations if not e.correct}
         for link in answer_chain(readings, answer_unit, answer, structure.settled):
+            if any(v in slipped and v not in structure.facts and v not in structure.operations for v in link.inputs):
+                continue  # an input an arithmetic slip produced (a constant-looking 8, say): a dependent
             mistake = _judge_link(structure, link)
             if mistake is not None:
                 found.append(mistake)

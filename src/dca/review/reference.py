@@ -197,6 +197,8 @@ class _ReferenceLabeller:
             return f"uses {link.unsourced[0]:g}, which neither the problem nor an earlier step gives"
         if not all(v in self.base for v in link.inputs):
             return None
+        if any(v in self.wrong and v not in self.given for v in link.inputs):
+            return None  # a constant-looking input that an earlier error produced: a dependent
         unused = next((v for v in link.inputs if v in self.unused_givens), None)
         if unused is not None:
             return f"uses {unused:g}, which the reference solution never uses"

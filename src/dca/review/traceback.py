@@ -2,8 +2,8 @@
 
 A unit *produces* a value when one of its equations ends in it (``3 * 4 = 12`` produces 12);
 a unit that only mentions a number (``Ava has 12 apples.``) *states* it. The producer of a
-value used by unit i is the latest unit before i that computes it, else the first unit before
-i that states it (a value restated after it was computed still comes from the computation).
+value used by unit i is the first unit before i that computes it (a computation repeated later
+is no new source), else the first unit before i that states it.
 The chain starts at the answer unit and follows, from each unit on it, the values it uses
 that the caller does not take as *settled* (given in the problem, or known to be right): their
 producers join the chain. A value no earlier unit produces or states is *unsourced*.
@@ -62,7 +62,7 @@ def read_units(units: list[Unit]) -> list[UnitReading]:
 
 def producer(readings: list[UnitReading], value: float, before: int) -> int | None:
     """The unit the value used at `before` comes from (see the module docstring)."""
-    for index in range(before - 1, -1, -1):
+    for index in range(before):
         if readings[index].computes(value) is not None:
             return index
     return next((i for i in range(before) if value in readings[i].numbers), None)
