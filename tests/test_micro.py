@@ -249,7 +249,6 @@ def test_micro_smoke_runs_every_arm_in_both_conditions(tmp_path):
     assert report.returncode == 0, report.stderr[-3000:]
 
 
-@pytest.mark.slow  # builds the micro start (MICRO_WARMSTART) on first use where no shipped start matches
 def test_the_demo_runs_in_the_micro_world_by_default(tmp_path):
     out = tmp_path / "demo"
     result = _dca("demo", "--steps", "2", "--eval-problems", "12", "--out", str(out), cwd=tmp_path)
