@@ -52,13 +52,13 @@ class StepClock(TrainerCallback):
         self.steps.append({"wall": time.perf_counter() - self._wall, "cpu": time.process_time() - self._cpu})
 
 
-def run_world(name: str, steps: int, completion_tokens: int, seed: int, tmp: str, threads: int, warmup: int = 1) -> dict:
+def run_world(name: str, steps: int, completion_tokens: int, seed: int, tmp: str, threads: int, warmup: int = 1, batch: int = COMPLETIONS_PER_STEP) -> dict:
     model, tokenizer = load_model(name)
     torch.set_num_threads(threads)  # the same for both worlds (loading a micro model sets 1)
-    problems = generate_problems(8 * (steps + warmup), SyntheticConfig(seed=seed, **MICRO_PROBLEMS))
+    problems = generate_problems(batch // 8 * (steps + warmup), SyntheticConfig(seed=seed, **MICRO_PROBLEMS))
     dataset = Dataset.from_list([{"prompt": chat_messages(p), "problem_id": p.id} for p in problems])
     args = GRPOConfig(
-        output_dir=f"{tmp}/{name}", max_steps=steps + warmup, per_device_train_batch_size=COMPLETIONS_PER_STEP, num_generations=8,
+        output_dir=f"{tmp}/{name}", max_steps=steps + warmup, per_device_train_batch_size=batch, num_generations=8,
         max_completion_length=completion_tokens, learning_rate=1e-5, temperature=1.0, logging_steps=1, save_strategy="no",
         report_to=[], disable_tqdm=True, seed=seed, **trainer_device_arguments(),
     )  # fmt: skip
@@ -81,12 +81,13 @@ def run_world(name: str, steps: int, completion_tokens: int, seed: int, tmp: str
         "timed_steps": len(timed),
         "step_wall_seconds": round(wall, 3),
         "step_cpu_seconds": round(cpu, 3),
-        "completions_per_second": round(COMPLETIONS_PER_STEP / wall, 2),
-        "completions_per_cpu_second": round(COMPLETIONS_PER_STEP / cpu, 2),
+        "completions_per_step": batch,
+        "completions_per_second": round(batch / wall, 2),
+        "completions_per_cpu_second": round(batch / cpu, 2),
         "mean_completion_tokens": round(statistics.mean(lengths), 1) if lengths else None,
     }
     print(
-        f"{name}: {figures['parameters'] / 1e6:.2f} M parameters, step of {COMPLETIONS_PER_STEP} completions "
+        f"{name}: {figures['parameters'] / 1e6:.2f} M parameters, step of {batch} completions "
         f"{wall:.2f} s wall / {cpu:.2f} s CPU -> {figures['completions_per_second']:.1f} completions/s "
         f"({figures['completions_per_cpu_second']:.1f} per CPU second), mean {figures['mean_completion_tokens']} completion tokens",
         flush=True,
@@ -98,6 +99,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--micro-steps", type=int, default=5, help="timed micro steps (after one warm-up step)")
     parser.add_argument("--smollm-steps", type=int, default=1, help="timed SmolLM2 steps (after --smollm-warmup steps)")
+    parser.add_argument("--smollm-batch", type=int, default=COMPLETIONS_PER_STEP, help="SmolLM2's completions per step (64 needs ~20 GB: its 49k-token logits; 16 fits 23 GB, per-completion rates compare, a smaller batch favours micro a little)")
     parser.add_argument("--smollm-warmup", type=int, default=1, help="untimed SmolLM2 steps first (0: its first step is timed, first-call costs included)")
     parser.add_argument("--completion-tokens", type=int, default=96)
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads for both worlds (1: no OpenMP spinning on a shared machine)")
@@ -109,7 +111,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         figures = [
             run_world(args.micro_model, args.micro_steps, args.completion_tokens, args.seed, tmp, args.threads),
-            run_world("embedded", args.smollm_steps, args.completion_tokens, args.seed, tmp, args.threads, warmup=args.smollm_warmup),
+            run_world("embedded", args.smollm_steps, args.completion_tokens, args.seed, tmp, args.threads, warmup=args.smollm_warmup, batch=args.smollm_batch),
         ]
     micro, smollm = figures
     ratio = micro["completions_per_second"] / smollm["completions_per_second"]

@@ -205,6 +205,15 @@ def test_a_spec_asking_for_micro_with_a_hub_tokenizer_is_refused(tmp_path):
 # The shipped start, the smoke preset and the demo (the same trainer, credit and reviewers)
 
 
+def test_the_shipped_start_matches_its_recipe():
+    from dca.train.micro import MICRO_WARMSTART, SHIPPED_DIR, recipe_hash, shipped_start
+
+    manifest = json.loads((SHIPPED_DIR / "recipe.json").read_text())
+    assert manifest["recipe"] == recipe_hash(MicroSettings(), MICRO_WARMSTART), f"the recipe changed: rebuild with `{manifest['rebuild']}`"
+    assert manifest["model.safetensors"] == hashlib.sha256((SHIPPED_DIR / "model.safetensors").read_bytes()).hexdigest()
+    assert shipped_start() == SHIPPED_DIR
+
+
 def test_a_shipped_start_is_used_only_while_it_matches_its_recipe(micro_dir, tmp_path, monkeypatch):
     from dca.train import micro as start
 
@@ -240,7 +249,6 @@ def test_micro_smoke_runs_every_arm_in_both_conditions(tmp_path):
     assert report.returncode == 0, report.stderr[-3000:]
 
 
-@pytest.mark.slow  # builds the micro start (MICRO_WARMSTART) on first use where no shipped start matches
 def test_the_demo_runs_in_the_micro_world_by_default(tmp_path):
     out = tmp_path / "demo"
     result = _dca("demo", "--steps", "2", "--eval-problems", "12", "--out", str(out), cwd=tmp_path)
