@@ -14,7 +14,7 @@ from review_servers import ReviewServer, make_traces
 from dca.files import write_jsonl
 from dca.review.config import ReviewerSpec
 from dca.review.estimate import estimate_reviews, sum_estimates
-from dca.cli_estimate import gold_items
+from dca.cli.estimate import gold_items
 
 
 def dca(*args, env=None):

@@ -16,7 +16,7 @@ import argparse
 import json
 import random
 
-from .errors import UserError
+from ..errors import UserError
 
 #: Completions the estimate builds prompts for (the mean per call is scaled to all calls).
 DEFAULT_SAMPLE = 32
@@ -40,11 +40,10 @@ def _sample_size(args: argparse.Namespace) -> int:
 
 
 def review_estimate(args: argparse.Namespace) -> int:
-    from .review import load_reviewers
-    from .review.batch import load_review_items
-    from .review.estimate import estimate_reviews
-
-    from .cli import _out_file
+    from ..review import load_reviewers
+    from ..review.batch import load_review_items
+    from ..review.estimate import estimate_reviews
+    from .common import _out_file
 
     size = _sample_size(args)
     json_out = _out_file(args.summary_json, args, args.traces, args.problems, args.reviewers, flag="--summary-json") if args.summary_json else None
@@ -58,10 +57,10 @@ def review_estimate(args: argparse.Namespace) -> int:
 def gold_items(problems, count: int, seed: int = 0):
     """Review items of gold CoTs of the first `count` problems: a domain's gold-CoT renderer,
     else a reference solution's lines (GSM8K) and the answer."""
-    from .domains import domain_of
-    from .records import Trace
-    from .review.base import ReviewItem
-    from .segment import segment
+    from ..domains import domain_of
+    from ..records import Trace
+    from ..review.base import ReviewItem
+    from ..segment import segment
 
     rng = random.Random(seed)
     items = []
@@ -82,9 +81,9 @@ def gold_items(problems, count: int, seed: int = 0):
 
 def config_estimate(config, size: int) -> dict:
     """The estimate of one training run's reviews."""
-    from .domains.sources import load_problems
-    from .review import builtin_spec, load_reviewers
-    from .review.estimate import estimate_reviews
+    from ..domains.sources import load_problems
+    from ..review import builtin_spec, load_reviewers
+    from ..review.estimate import estimate_reviews
 
     if config.reviewers_file is None:
         specs = [builtin_spec(name) for name in config.reviewer_names]
@@ -96,11 +95,11 @@ def config_estimate(config, size: int) -> dict:
 
 
 def train_estimate(args: argparse.Namespace) -> int:
-    from .review.estimate import sum_estimates
+    from ..review.estimate import sum_estimates
 
     size = _sample_size(args)
     if args.spec is not None:
-        from .experiment.spec import load_spec
+        from ..experiment.spec import load_spec
 
         spec = load_spec(args.spec)
         estimates = [
@@ -113,7 +112,7 @@ def train_estimate(args: argparse.Namespace) -> int:
         estimate = sum_estimates(estimates)
         title = f"estimated training reviews of {len(estimates)} runs (arms x seeds) of {args.spec}"
     elif args.config is not None:
-        from .train.config import load_train_config
+        from ..train.config import load_train_config
 
         estimate = config_estimate(load_train_config(args.config), size)
         title = f"estimated training reviews of {args.config}"
@@ -124,7 +123,7 @@ def train_estimate(args: argparse.Namespace) -> int:
 
 
 def _finish(estimate: dict, title: str, json_out) -> None:
-    from .review.estimate import print_estimate
+    from ..review.estimate import print_estimate
 
     print_estimate(estimate, title)
     if json_out is not None:
