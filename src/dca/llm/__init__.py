@@ -8,21 +8,8 @@ cache key and, optionally, a JSON schema or a decoding grammar.
 
 from __future__ import annotations
 
-from .client import (
-    LLM_BACKENDS,
-    CallError,
-    CallStats,
-    Generation,
-    Grammar,
-    LLMBackend,
-    LLMCallFailed,
-    LLMClient,
-    LLMSpec,
-    Price,
-    RateLimiter,
-    backoff_delay,
-    run_sync,
-)
+from .client import LLMClient, RateLimiter, backoff_delay, run_sync
+from .spec import LLM_BACKENDS, CallError, CallStats, Generation, Grammar, LLMBackend, LLMCallFailed, LLMSpec, Price
 
 __all__ = [
     "LLM_BACKENDS",

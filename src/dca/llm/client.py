@@ -71,23 +71,9 @@ from typing import Any, Awaitable, Callable, Coroutine, TypeVar
 from ..redact import redact, redact_url
 from .backends import make_backend
 from .cache import cache_key
-from .spec import LLM_BACKENDS, CallError, CallStats, Generation, Grammar, LLMBackend, LLMCallFailed, LLMSpec, Price
+from .spec import CallError, CallStats, Generation, Grammar, LLMBackend, LLMCallFailed, LLMSpec
 
-__all__ = [
-    "LLM_BACKENDS",
-    "CallError",
-    "CallStats",
-    "Generation",
-    "Grammar",
-    "LLMBackend",
-    "LLMCallFailed",
-    "LLMClient",
-    "LLMSpec",
-    "Price",
-    "RateLimiter",
-    "backoff_delay",
-    "run_sync",
-]
+__all__ = ["LLMClient", "RateLimiter", "backoff_delay", "run_sync"]
 
 T = TypeVar("T")
 
