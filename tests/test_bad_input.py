@@ -388,8 +388,8 @@ cases(
     C("persona-train-persona-unknown", "persona-train --labels reviews.jsonl --traces traces.jsonl --problems problems.jsonl --model {M} --personas psychic --out out/p", r"unknown persona 'psychic'"),
     C("persona-train-out-not-empty", "persona-train --labels reviews.jsonl --traces traces.jsonl --problems problems.jsonl --model {M} --out foreign", r"--out foreign is not empty"),
     C("experiment-no-subcommand", "experiment", r"the following arguments are required: experiment_command"),
-    C("experiment-run-spec-missing", "experiment run nowhere.yaml --out out/x", r"experiment spec nowhere\.yaml does not exist"),
-    C("experiment-run-spec-invalid-yaml", "experiment run bad/invalid.yaml --out out/x", r"bad/invalid\.yaml is not valid YAML"),
+    C("experiment-run-spec-missing", "experiment run nowhere.yaml --out out/x", r"experiment spec file nowhere\.yaml does not exist"),
+    C("experiment-run-spec-invalid-yaml", "experiment run bad/invalid.yaml --out out/x", r"bad/invalid\.yaml:\d+: not valid YAML"),
     C("experiment-run-spec-not-a-spec", "experiment run train.yaml --out out/x", r"train\.yaml: arms: Field required"),
     C("experiment-report-no-experiment", "experiment report bad", r"bad holds no experiment \(no spec\.yaml\)"),
 )

@@ -128,8 +128,11 @@ def test_a_small_model_gets_a_repair_turn_then_a_failed_review_and_the_rerun_is_
     assert review.usage["input_tokens"] > 100 and 0 < review.usage["output_tokens"] <= 2 * 32
 
     again, stats_again = review_once(spec, ReviewCache(tmp_path / "cache.sqlite"))
-    assert stats_again.requests == 0 and stats_again.cached_calls == stats.answered_calls
-    assert (again.status, again.error, again.steps) == (review.status, review.error, review.steps)
+    if review.status == "ok":  # answers that parsed are served from the cache
+        assert stats_again.requests == 0 and stats_again.cached_calls == stats.answered_calls
+    else:  # only answers that parse are cached: the re-run asks the model again (issue 24)
+        assert stats_again.requests == stats.requests and stats_again.cached_calls == 0
+    assert (again.status, again.error, again.steps) == (review.status, review.error, review.steps)  # greedy
 
 
 def test_dca_review_against_the_local_server(served_model, tmp_path, capsys):

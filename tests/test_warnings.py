@@ -13,6 +13,7 @@ from dca.caveats import format_failure_warning, zero_variance_warning
 from dca.cli import main
 from dca.consensus import agreed_share, build_consensuses, consensus_warnings
 from dca.files import write_jsonl
+from dca.records import Review
 from dca.review import build_reviewers, builtin_spec
 from gold_traces import gold_traces, review_all
 
@@ -22,9 +23,20 @@ def _reviews(n: int, names: list[str]):
     return golds, review_all(golds, build_reviewers([builtin_spec(name) for name in names]))
 
 
+def _oracle_and_a_failing_reviewer(n: int):
+    """The oracle's reviews beside a second reviewer that failed every trace (as a reviewer that
+    cannot read the problems does): each consensus is the oracle's alone."""
+    golds, oracle = _reviews(n, ["oracle"])
+    failed = [
+        Review(trace_id=r.trace_id, reviewer="reference", units=r.units, status="failed", error="unsupported_problem: no reference",
+               unreviewed_units=[u.index for u in r.units], metadata={"failure": "unsupported_problem"})
+        for r in oracle
+    ]  # fmt: skip
+    return golds, oracle + failed
+
+
 def test_consensus_of_one_usable_reviewer_is_flagged_and_left_out_of_the_agreed_share():
-    # The reference reviewer fails every synthetic trace: each consensus is the oracle's alone.
-    _, reviews = _reviews(4, ["oracle", "reference"])
+    _, reviews = _oracle_and_a_failing_reviewer(4)
     consensuses = build_consensuses(reviews)
     assert all(c.fraction_agreed == 1.0 for c in consensuses)  # what used to print as "100.0 % agreed"
     assert agreed_share(consensuses) is None
@@ -41,7 +53,7 @@ def test_consensus_of_two_usable_reviewers_has_no_warning():
 
 
 def test_agreement_says_why_figures_are_not_available():
-    _, reviews = _reviews(3, ["oracle", "reference"])
+    _, reviews = _oracle_and_a_failing_reviewer(3)
     report = agreement_report(reviews)
     assert report["labels"]["alpha"] is None
     assert any(w.startswith("every review by reference failed (3)") for w in report["warnings"])
@@ -49,7 +61,7 @@ def test_agreement_says_why_figures_are_not_available():
 
 
 def test_dca_consensus_and_agreement_print_the_warnings(tmp_path, capsys):
-    _, reviews = _reviews(3, ["oracle", "reference"])
+    _, reviews = _oracle_and_a_failing_reviewer(3)
     write_jsonl(tmp_path / "reviews.jsonl", reviews)
     assert main(["consensus", "--reviews", str(tmp_path / "reviews.jsonl"), "--out", str(tmp_path / "c.jsonl")]) == 0
     out, err = capsys.readouterr()

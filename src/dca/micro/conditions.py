@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 import random
 
+from ..measures import token_counter
 from ..problems.gold import PaddingRates, render_gold_cot
 from ..records import Problem
 from .vocabulary import load_micro_tokenizer
@@ -27,14 +28,14 @@ FREE_FACTOR = 1.25
 def gold_lengths(problems: list[Problem]) -> dict[str, list[int]]:
     """Micro-token lengths of each problem's gold CoT, unpadded and with all padding at rate 1
     (each followed by the end-of-turn token the model must also write)."""
-    tokenizer = load_micro_tokenizer()
+    count = token_counter(load_micro_tokenizer())
     full = PaddingRates(restatement=1.0, off_path=1.0, check=1.0)
     lengths: dict[str, list[int]] = {"unpadded": [], "padded": []}
     for problem in problems:
         rng = random.Random(problem.id)
         for key, padding in (("unpadded", None), ("padded", full)):
             text = render_gold_cot(problem, rng=rng, padding=padding).text
-            lengths[key].append(len(tokenizer(text, add_special_tokens=False)["input_ids"]) + 1)
+            lengths[key].append(count(text) + 1)
     return lengths
 
 

@@ -368,6 +368,7 @@ def run_training(
     problems = load_problems(config.problems)
     eval_problems = load_problems(config.eval_problems) if config.eval_problems else []
     check_micro_problems(resolve_model_path(config.model), problems + eval_problems)
+    check_reward(config, problems + eval_problems)
     check_run_requirements(config, problems)  # reviewers that fit the domains, their models here
     if not resume and not overwrite and failed_before_first_step(out):
         log(f"replacing the run in {out}: it failed before its first step ({failed_before_first_step(out)})")
@@ -400,16 +401,23 @@ def run_training(
     return summary, run
 
 
+def check_reward(config: TrainConfig, problems: list[Problem]) -> None:
+    """Open-ended problems have no verifier: without ``reward: judge`` nothing could reward
+    them (a UserError, checked before anything else about the run)."""
+    from ..domains import domain_of
+
+    judged = sorted({domain_of(p).name for p in problems if domain_of(p).needs_judge})
+    if config.reward != "judge" and judged:
+        raise UserError(f"{', '.join(judged)} problems have no verifier: set reward: judge and judge: NAME (a reviewer of reviewers_file)")
+
+
 def make_judge(config: TrainConfig, problems: list[Problem]):
     """The LLM judge of ``reward: judge`` (None otherwise); open-ended problems without one
     are a UserError, as nothing else could reward them."""
-    from ..domains import domain_of
     from ..domains.judge import Judge
 
-    judged = sorted({domain_of(p).name for p in problems if domain_of(p).needs_judge})
     if config.reward != "judge":
-        if judged:
-            raise UserError(f"{', '.join(judged)} problems have no verifier: set reward: judge and judge: NAME (a reviewer of reviewers_file)")
+        check_reward(config, problems)
         return None
     from ..review import ReviewCache, default_cache_path, load_reviewers
 
