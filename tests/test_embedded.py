@@ -57,7 +57,7 @@ def test_demo_runs_grpo_beside_dca_end_to_end_on_the_embedded_model(tmp_path):
         for credit in credits:
             assert credit.policy == policy
             assert sum(credit.token_advantages) == pytest.approx(credit.uniform_sum, abs=1e-5)  # both conserve the total
-        assert (run / "checkpoint" / "model.safetensors").exists()
+        assert not (run / "checkpoint").exists()  # dropped after its final evaluation: nothing later reads it
         assert Path(figures["viewer"][arm]).is_file()
     # the same seed and problem: both arms drew the same prompt
     assert {t.problem_id for t in read_jsonl(out / "runs" / "grpo" / "seed-0" / "traces.jsonl", Trace)} == {

@@ -59,15 +59,16 @@ def test_the_judge_decodes_without_the_review_grammar(hf_spec, plain_greedy, tmp
     response = "Rainbows form when sunlight is refracted and reflected in raindrops."
     cache = ReviewCache(tmp_path / "cache.sqlite")
     judge = Judge(hf_spec, cache=cache)
+    messages = judge_messages(task, response)
     try:
         with pytest.raises(JudgeFailed, match="not a valid verdict"):  # random weights write no verdict
             judge.verdict(task, response)
+        assert judge.stats.failed_by_reason == {"invalid_answer": 1} and judge.client.stats.answered == 1
+        # An invalid verdict is not cached (issue 24): the same call asks the model again.
+        text = judge.client.generate_sync(messages, namespace=JUDGE_PROTOCOL, json_schema=JudgeVerdict.model_json_schema()).text
+        assert judge.client.stats.answered == 2
     finally:
         judge.close()
-    assert judge.stats.failed_by_reason == {"invalid_answer": 1} and judge.client.stats.answered == 1
-    messages = judge_messages(task, response)
-    key = judge.client.key(messages, namespace=JUDGE_PROTOCOL, json_schema=JudgeVerdict.model_json_schema())
-    text = cache.get(key)["text"]
     cache.close()
     assert text == plain_greedy(messages)  # the model's own text: nothing constrained it
     assert text and REVIEW_LINES.fullmatch(text) is None
@@ -107,7 +108,7 @@ def test_a_review_by_the_same_entry_still_parses(hf_spec):
     grammar = ReviewGrammar.from_spec(hf_spec)
     items = [ReviewItem(problem=g.problem, trace=g.trace, units=segment(g.trace.completion)) for g in gold_traces(4, seed=5)]
     items = [item for item in items if grammar.steps(len(item.units)) == len(item.units)]  # every unit fits the budget
-    assert len(items) == 2
+    assert len(items) >= 2  # (dca-review/3's one-letter codes: all four fit)
     context = BuildContext()
     reviewer = build_reviewer(hf_spec, context)
     try:

@@ -304,7 +304,7 @@ def cmd_bench_reviewers(args: argparse.Namespace) -> int:
 
     table = Table(title="first-error detection (ProcessBench metric)")
     for column in ("reviewer", "source", "erroneous", "acc. erroneous", "correct", "acc. correct", "F1", "failed reviews"):
-        table.add_column(column, justify="left" if column in ("reviewer", "source") else "right")
+        table.add_column(column, justify="left" if column in ("reviewer", "source") else "right", no_wrap=column in ("reviewer", "source"))
 
     def show(value) -> str:
         return "n/a" if value is None else f"{value:.3f}"
