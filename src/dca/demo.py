@@ -289,8 +289,8 @@ def print_demo(figures: dict, out: Path) -> None:
     table.add_row("training reward (mean over steps)", *(_num_reward(a["train"]["reward"]) for a in arms.values()))
     table.add_row("seconds per step", *(_num(a["train"]["seconds_per_step"]) for a in arms.values()))
     console.print(table)
-    console.print(f"viewer pages (open in a browser): {', '.join(figures['viewer'].values())}")
-    console.print(f"experiment directory: {out} (dca experiment report {out} writes report.md and report.html); {figures['seconds']:.0f} s in all")
+    console.print(f"viewer pages (open in a browser): {', '.join(figures['viewer'].values())}", soft_wrap=True)  # paths whole, never folded
+    console.print(f"experiment directory: {out} (dca experiment report {out} writes report.md and report.html); {figures['seconds']:.0f} s in all", soft_wrap=True)
 
 
 def _num_reward(rewards: list) -> str:
