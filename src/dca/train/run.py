@@ -412,12 +412,11 @@ def check_reward(config: TrainConfig, problems: list[Problem]) -> None:
 
 
 def make_judge(config: TrainConfig, problems: list[Problem]):
-    """The LLM judge of ``reward: judge`` (None otherwise); open-ended problems without one
-    are a UserError, as nothing else could reward them."""
+    """The LLM judge of ``reward: judge`` (None otherwise); `run_training` has checked with
+    `check_reward` that problems needing a judge have one."""
     from ..domains.judge import Judge
 
-    if config.reward != "judge":
-        check_reward(config, problems)
+    if config.reward != "judge":  # (`check_reward` refused open-ended problems already)
         return None
     from ..review import ReviewCache, default_cache_path, load_reviewers
 
