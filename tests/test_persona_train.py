@@ -39,11 +39,14 @@ def test_targets_and_rows_follow_the_labels(labelled, tiny_model_dir):
     with pytest.raises(ValueError, match="no reviews by 'nobody'"):
         targets_from_labels(reviews, traces, problems, "nobody")
 
+    from dca.review.protocol import CONTRIBUTION_CODES, parse_answer
+
     answer = persona_answer(oracle[0].review)
     lines = answer.splitlines()
-    assert answer.endswith("\n") and [int(line.split()[0]) for line in lines] == list(range(len(lines)))
+    assert answer.endswith("\n") and len(lines) == len(oracle[0].review.units)  # one line per unit, no unit numbers
     labels = oracle[0].review.unit_contributions()
-    assert [line.split()[2] for line in lines] == labels[: len(lines)]
+    assert [CONTRIBUTION_CODES[line.split()[0][1]] for line in lines] == labels
+    assert [s.contribution for s in parse_answer(answer, oracle[0].review.units).steps] == labels
 
     _, tokenizer = load_model(str(tiny_model_dir))
     personas = resolve_personas(["strict", "causal"])

@@ -27,12 +27,14 @@ from dca.llm.backends import make_backend
 from dca.review.config import ReviewerSpec
 from dca.llm import Grammar
 from dca.llm.hf import HFBackend
-from dca.review.grammar import ReviewGrammar, answer_grammar_bound
-from dca.review.protocol import ReviewAnswer, _lines_object, build_messages
+from dca.review.grammar import ReviewGrammar, answer_grammar_bound, lines_grammar
+from dca.review.protocol import LINE_FORMS, ReviewAnswer, _lines_object, answer_lines, build_messages
 from dca.segment import segment
 from review_servers import make_traces
 
 PROBLEMS, TRACES = make_traces(2, seed=5, irrelevant_rate=0.0)
+#: One line of the protocol's current line form (dca-review/4), as the grammar writes it.
+CURRENT_LINE = re.compile(r"(\d+ )?[gtpcvbfo][seir]( \d+)*|(\d+ )?[gtpcvbfo][aw]( \d+)*( \| .+)?")
 BY_ID = {p.id: p for p in PROBLEMS}
 ITEMS = [ReviewItem(problem=BY_ID[t.problem_id], trace=t, units=segment(t.completion)) for t in TRACES]
 
@@ -58,7 +60,7 @@ def check_format(text: str, answer_format: str, units: int) -> ReviewAnswer:
     if answer_format == "json":
         answer = ReviewAnswer.model_validate_json(text)
     else:
-        assert text.endswith("\n") and all(line[:1].isdigit() for line in text.splitlines()), text
+        assert text.endswith("\n") and all(CURRENT_LINE.fullmatch(line) for line in text.splitlines()), text
         answer = ReviewAnswer.model_validate(_lines_object(text))
     assert answer.steps
     for position, step in enumerate(answer.steps):
@@ -106,7 +108,7 @@ def test_the_grammar_params_are_the_reviewers_and_never_reach_the_backend(tiny_m
     grammar = ReviewGrammar.from_spec(spec).build(12)
     assert grammar.kind == "ebnf" and "rest2" in grammar.text and "rest3" not in grammar.text  # at most max_steps lines
     lowered = ReviewGrammar.from_spec(hf_spec(tiny_model_dir, params={"max_new_tokens": 200}))
-    # dca-review/3's one-letter codes: three lines of the longest form fit in 200 tokens, four do not
+    # dca-review/4's line form: three lines of the longest form fit in 200 tokens, four do not
     assert lowered.steps(12) == 3 and lowered.bound(units=12, steps=3) <= 200 < lowered.bound(units=12, steps=4)
     assert ReviewGrammar.from_spec(hf_spec(tiny_model_dir, answer_format="json")).build(5).kind == "json_schema"
 
@@ -138,6 +140,46 @@ def test_the_cache_key_holds_what_changes_the_answer(tiny_model_dir, tmp_path):
     weights = copy / "model.safetensors"
     os.utime(weights, ns=(weights.stat().st_atime_ns, weights.stat().st_mtime_ns + 10**9))
     assert make_backend(hf_spec(copy)).cache_params()["weights"] != before
+
+
+def test_the_lines_grammar_admits_exactly_the_current_line_form():
+    """Every oracle review of gold traces, written in dca-review/4, is admitted (and parses back
+    to the same steps); the older forms the parser still reads are not, nor a reason on a step
+    that is neither an error nor a failed attempt."""
+    from xgrammar import Grammar as XGrammar
+    from xgrammar.testing import _is_grammar_accept_string as admits
+
+    from dca.review import OracleReviewer
+    from gold_traces import gold_traces
+
+    compiled: dict[tuple[int, bool], XGrammar] = {}
+
+    def grammar(units: int, one_step_per_unit: bool = False) -> XGrammar:
+        if (units, one_step_per_unit) not in compiled:
+            compiled[units, one_step_per_unit] = XGrammar.from_ebnf(lines_grammar(units, units, 4, 40, one_step_per_unit=one_step_per_unit))
+        return compiled[units, one_step_per_unit]
+
+    checked = 0
+    for gold in gold_traces(12, seed=3, wrong_share=0.5, irrelevant_rate=0.5):
+        units = segment(gold.trace.completion)
+        review = OracleReviewer().review(gold.problem, gold.trace.completion, units, trace_id=gold.trace.id)
+        if any(len(s.depends_on) > 4 for s in review.steps):
+            continue
+        for step in review.steps:
+            step.reason = " ".join(step.reason.split()[:5])[:40]
+        text = answer_lines(review.steps) + "\n"
+        assert admits(grammar(len(units)), text), text
+        assert [(s.first_unit, s.last_unit, s.depends_on) for s in parse_answer(text, units).steps] == [
+            (s.first_unit, s.last_unit, s.depends_on) for s in review.steps
+        ]
+        for form in LINE_FORMS[:-1]:
+            assert not admits(grammar(len(units)), answer_lines(review.steps, form=form) + "\n")
+        checked += 1
+    assert checked >= 10
+    assert admits(grammar(3), "1 gi\ncw 0 | 3*4 is 12\n") and admits(grammar(3), "1 gi\nca 0\n")
+    assert not admits(grammar(3), "1 gi\nce 0 | fine\n")  # a reason only on error and failed_attempt
+    assert admits(grammar(3, True), "gi\nce 0\nfs 1\n") and not admits(grammar(3, True), "0 gi\nce 0\nfs 1\n")
+    assert not admits(grammar(3, True), "gi\nce 0\n")  # one line per unit: every line is required
 
 
 @pytest.mark.parametrize("answer_format", ["lines", "json"])

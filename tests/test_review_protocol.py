@@ -9,6 +9,7 @@ from dca.problems import load_gsm8k
 from dca.records import Problem, Step, Trace
 from dca.review.config import load_reviewers
 from dca.review.protocol import (
+    LINE_FORMS,
     PROTOCOL_VERSION,
     InvalidAnswer,
     answer_json,
@@ -50,7 +51,7 @@ def test_units_are_the_ones_the_prompt_shows():
     assert "Outcome: failed" in build_messages(PROBLEM, failed, UNITS)[1]["content"]
     system = build_messages(PROBLEM, TRACE, UNITS)[0]["content"]
     assert "useful thoughts more frequent" in system  # the goal, in plain words
-    assert PROTOCOL_VERSION.startswith("dca-review/")
+    assert PROTOCOL_VERSION == LINE_FORMS[-1] == "dca-review/4"
 
 
 def test_a_valid_answer_becomes_steps():
@@ -115,21 +116,54 @@ def test_the_shared_part_comes_first_so_prompt_caches_apply_across_a_group():
     assert first[1]["content"].rstrip().endswith("</unit-" + prompt_tag(PROBLEM, TRACE, UNITS) + ">")  # the completion last
 
 
-def test_coded_lines_and_the_old_full_names_parse_to_the_same_steps():
-    coded = "0 t i\n1-2 g i\n3 c w <1> | 3+4 is 7\n4 f e <2>"
+def test_the_current_and_older_line_forms_parse_to_the_same_steps():
+    current = "ti\n2 gi\ncw 1 | 3+4 is 7\nfe 2"  # dca-review/4
+    coded = "0 t i\n2 g i\n3 c w <1> | 3+4 is 7\n4 f e <2>"  # dca-review/3
     named = "0 task_statement indirect | asks\n1-2 given_fact indirect | facts\n3 computation error <1> | 3+4 is 7\n4 conclusion essential <2> | states it"
-    a, b = parse_answer(coded, UNITS).steps, parse_answer(named, UNITS).steps
-    assert [(s.function, s.contribution, s.depends_on) for s in a] == [(s.function, s.contribution, s.depends_on) for s in b]
+    mixed = "0 t i\n1-2 given_fact indirect\ncw <1> | 3+4 is 7\n4 fe 2"  # any mix of the forms
+    labels = lambda steps: [(s.first_unit, s.last_unit, s.function, s.contribution, s.depends_on) for s in steps]  # noqa: E731
+    a = parse_answer(current, UNITS).steps
+    assert labels(a) == labels(parse_answer(coded, UNITS).steps) == labels(parse_answer(named, UNITS).steps) == labels(parse_answer(mixed, UNITS).steps)
+    assert labels(a) == [(0, 0, "task_statement", "indirect", []), (1, 2, "given_fact", "indirect", []),
+                         (3, 3, "computation", "error", [1]), (4, 4, "conclusion", "essential", [2])]  # fmt: skip
     assert a[2].reason == "3+4 is 7" and a[0].reason == ""
-    assert parse_answer(answer_lines(b), UNITS).steps[2].contribution == "error"
-    assert answer_lines(b).splitlines()[0] == "0 t i"  # codes, no reason on a useful step
+    named_steps = parse_answer(named, UNITS).steps
+    assert answer_lines(named_steps) == current  # no reason on a useful step, a number only on the two-unit step
+    assert answer_lines(named_steps, form="dca-review/3") == coded
+
+
+@pytest.mark.parametrize("form", LINE_FORMS)
+def test_every_line_form_round_trips(form):
+    steps = [
+        Step(index=0, first_unit=0, last_unit=1, function="task_statement", contribution="indirect", reason="x"),
+        Step(index=1, first_unit=2, last_unit=2, function="given_fact", contribution="unverified"),  # no code: written by name
+        Step(index=2, first_unit=3, last_unit=3, function="computation", contribution="failed_attempt", depends_on=[0, 1], reason="3+4 is 8"),
+        Step(index=3, first_unit=4, last_unit=4, function="conclusion", contribution="solved", depends_on=[2]),
+    ]
+    parsed = parse_answer(answer_lines(steps, form=form), UNITS).steps
+    assert [(s.first_unit, s.last_unit, s.function, s.contribution, s.depends_on) for s in parsed] == [
+        (s.first_unit, s.last_unit, s.function, s.contribution, s.depends_on) for s in steps
+    ]
+    assert parsed[2].reason == "3+4 is 8" and parsed[0].reason == ("x" if form == "dca-review/2" else "")
+    with pytest.raises(ValueError, match="unknown line form"):
+        answer_lines(steps, form="dca-review/9")
 
 
 @pytest.mark.parametrize(
     "text, reason",
     [
         ("The steps look fine to me.", "the answer has no steps"),
-        ("0-1 given_fact\n2 computation essential", "is not 'first-last function contribution"),
+        ("0-1 given_fact\n2 computation essential", "is not '[last unit] fc [earlier steps it uses] [| reason]'"),
+        ("ti\ngi ce\nce 1", "line 'gi ce' is not '[last unit] fc"),  # two steps on one line
+        ("ti\nc e 0", "line 'c e 0' is not"),  # separate codes need the unit number (dca-review/3)
+        ("ti\nce0", "line 'ce0' is not"),
+        ("ti\nxe 0", "'x' is not a function code (g t p c v b f o)"),
+        ("ti\ncq 0", "'q' is not a contribution code (s e i r a w)"),
+        ("ok", "'k' is not a contribution code"),
+        ("ti\ngi\nce 1\nfs 2", "uncovered units 4"),  # a line left out: the rest shift, the last unit is uncovered
+        ("ti\ngi\ngi\nce 1\ncs 3\nfs 4", "out of range (units are 0 to 4)"),  # a line too many
+        ("ce 1\nfs 0", "depends_on 1 is not an earlier step"),
+        ("3 gi\n2 ce", "overlap or precede"),
         ("0-1 given_fact indirect | facts\n1-3 computation solved <0> | sum", "overlap"),
         ("0-9 computation solved | all", "out of range (units are 0 to 4)"),
         ("0 computation solved <0> | self", "depends_on 0 is not an earlier step"),
@@ -187,7 +221,7 @@ def test_answer_json_round_trips_and_omits_empty_dependencies():
     text = answer_json(steps)
     assert '"depends_on"' in text and text.count("depends_on") == 1
     assert parse_answer(text, UNITS).steps == steps
-    assert parse_answer(answer_lines(steps, codes=False), UNITS).steps == steps
+    assert parse_answer(answer_lines(steps, form="dca-review/2"), UNITS).steps == steps
 
 
 # --- quote mode ------------------------------------------------------------------------------

@@ -11,10 +11,13 @@ which only compiles and applies it:
   most ``max_steps`` steps, ``depends_on`` naming at most ``max_depends`` earlier steps (step i
   only steps 0 .. i-1), and reasons of at most ``max_reason_chars`` printable ASCII characters
   (no escapes). Every answer of the tightened schema is valid for the protocol's.
-- ``answer_format: lines``: an EBNF grammar for the line form with the same bounds
-  (``first[-last] function contribution [<uses>] | reason``, one line per step); with
-  ``one_step_per_unit`` line i must label unit i alone, and every line up to the step limit is
-  required, so an answer is always in order, never overlapping (the `persona` reviewer).
+- ``answer_format: lines``: an EBNF grammar for exactly the current line form
+  (``dca-review/4``: ``[last-unit] fc [uses ...] [| reason]``, one line per step, a reason
+  only after an error or failed_attempt code) with the same bounds; the older forms the parser
+  still reads (ranges, codes as two words, bracketed uses, full names) are not admitted. With
+  ``one_step_per_unit`` no line has a unit number, so line i labels unit i alone, and every
+  line up to the step limit is required: an answer is always in order, never overlapping (the
+  `persona` reviewer).
 - Dialogue reviews (`dca.review.dialogue`, line form only): while the reviewer may still ask,
   the grammar admits either an answer or one line ``QUESTION <unit>: <text>`` (unit numbers
   within the trace's units, at most 120 characters of the reason alphabet).
@@ -47,7 +50,7 @@ from ..errors import UserError
 from ..llm import Grammar
 from ..llm.hf import DEFAULTS as HF_DEFAULTS
 from ..records import CONTRIBUTIONS, FUNCTIONS
-from .protocol import CONTRIBUTION_CODES, FUNCTION_CODES, answer_json_schema
+from .protocol import CONTRIBUTION_CODES, FUNCTION_CODES, REASONED, answer_json_schema
 
 __all__ = [
     "GRAMMAR_PARAMS",
@@ -107,25 +110,28 @@ def json_answer_schema(units: int, steps: int, depends: int, reason_chars: int) 
 
 
 def lines_grammar(units: int, steps: int, depends: int, reason_chars: int, *, one_step_per_unit: bool = False) -> str:
-    """An xgrammar EBNF grammar for the protocol's line form with the given bounds; the line
-    of step i may only name steps 0 .. i-1 in its ``<uses>``. With `one_step_per_unit` line i
-    names unit i alone (answers then always parse: in order, no overlap)."""
+    """An xgrammar EBNF grammar for the protocol's line form (``dca-review/4``) with the given
+    bounds; the line of step i may only name steps 0 .. i-1 among its uses, and only an error or
+    failed_attempt code may be followed by a reason. With `one_step_per_unit` no line has a
+    unit number, so line i labels unit i alone (answers then always parse: in order, no
+    overlap)."""
     more = "" if one_step_per_unit else "?"  # one line per unit: every line up to `steps` is required
+    reasoned = [code for code, name in CONTRIBUTION_CODES.items() if name in REASONED]
     rules = [
         "root ::= line0" + (f" rest1{more}" if steps > 1 else ""),
         f"unit ::= {_number_alternatives(units)}",
-        # The one-letter codes the prompt asks for (dca-review/3).
         "function ::= " + " | ".join(f'"{f}"' for f in FUNCTION_CODES),
-        "contribution ::= " + " | ".join(f'"{c}"' for c in CONTRIBUTION_CODES),
-        f"reason ::= {REASON_CHARS}{{0,{reason_chars}}}",
+        "plain ::= " + " | ".join(f'"{c}"' for c in CONTRIBUTION_CODES if c not in reasoned),
+        "reasoned ::= " + " | ".join(f'"{c}"' for c in reasoned),
+        f"reason ::= {REASON_CHARS}{{1,{reason_chars}}}",
     ]
     for i in range(steps):
         uses = ""
         if _depends(i, depends):
-            uses = f' (" <" dep{i} ("," dep{i}){{0,{_depends(i, depends) - 1}}} ">")?'
+            uses = f' (" " dep{i}){{0,{_depends(i, depends)}}}'
             rules.append(f"dep{i} ::= {_number_alternatives(i)}")
-        span = f'"{i}"' if one_step_per_unit else 'unit ("-" unit)?'
-        rules.append(f'line{i} ::= {span} " " function " " contribution{uses} (" | " reason)? "\\n"')
+        number = "" if one_step_per_unit else '(unit " ")? '
+        rules.append(f'line{i} ::= {number}function (plain{uses} | reasoned{uses} (" | " reason)?) "\\n"')
         if i > 0:
             rules.append(f"rest{i} ::= line{i}" + (f" rest{i + 1}{more}" if i + 1 < steps else ""))
     return "\n".join(rules) + "\n"
@@ -141,7 +147,7 @@ def question_grammar(answer_grammar: str) -> str:
     )
 
 
-def answer_grammar_bound(answer_format: str, units: int, steps: int, depends: int, reason_chars: int) -> int:
+def answer_grammar_bound(answer_format: str, units: int, steps: int, depends: int, reason_chars: int, *, one_step_per_unit: bool = False) -> int:
     """The longest answer the grammar admits, in bytes, plus one for the stop token: an upper
     bound on its length in tokens (every token the grammar allows is at least one byte)."""
     unit = max(units - 1, 0)
@@ -155,11 +161,11 @@ def answer_grammar_bound(answer_format: str, units: int, steps: int, depends: in
         ]  # fmt: skip
         text = json.dumps({"steps": items}, separators=(",", ":"))
     else:
+        number = "" if one_step_per_unit else f"{unit} "
         text = ""
         for i in range(steps):
-            deps = [str(max(i - 1, 0))] * _depends(i, depends)
-            uses = f" <{','.join(deps)}>" if deps else ""
-            text += f"{unit}-{unit} f c{uses} | {reason}\n"  # one-letter codes
+            uses = f" {max(i - 1, 0)}" * _depends(i, depends)
+            text += f"{number}fw{uses} | {reason}\n"  # the two codes, then the uses and the reason
     return len(text.encode("utf-8")) + 1
 
 
@@ -213,7 +219,9 @@ class ReviewGrammar:
 
     def bound(self, *, units: int, steps: int) -> int:
         """`answer_grammar_bound` for this reviewer's format and bounds."""
-        return answer_grammar_bound(self.answer_format, units, steps, self.max_depends, self.max_reason_chars)
+        return answer_grammar_bound(
+            self.answer_format, units, steps, self.max_depends, self.max_reason_chars, one_step_per_unit=self.one_step_per_unit
+        )
 
     def steps(self, units: int) -> int:
         """The step limit for a trace of `units` units: at most ``max_steps`` and the unit count,

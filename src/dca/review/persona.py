@@ -12,11 +12,12 @@ In the style of split-personality training, each reviewer style (``strict``, ``l
 
 and decodes a review in the protocol's line form (`dca.review.protocol`), under the review
 answer's grammar (`dca.review.grammar`, one per row) through the local ``hf`` backend
-(`dca.llm.hf.HFBackend.decode_batch`) with ``one_step_per_unit``: line i labels unit i and
-every line is required, so every answer parses, whatever the weights, when the trace's units
-fit the answer budget (``max_new_tokens`` 1024 with 8-character reasons: about 20 units); a
-longer trace is a failed review (``uncovered_units``: the project never credits a partly
-reviewed trace as if reviewed).
+(`dca.llm.hf.HFBackend.decode_batch`) with ``one_step_per_unit``: line i labels unit i (no
+unit numbers: ``gi``, ``cw 0 | reason``) and every line is required, so every answer parses,
+whatever the weights, when the trace's units fit the answer budget (``max_steps``, 32 lines;
+``max_new_tokens`` 1024 with 8-character reasons would hold 52 units); a longer trace is a
+failed review (``uncovered_units``: the project never credits a partly reviewed trace as if
+reviewed).
 
 **Embedding initialisation** (`add_persona_tokens`). A new token's input embedding is the
 mean of the input embeddings of its persona's description (``"a strict reviewer: ..."``,
@@ -77,8 +78,9 @@ __all__ = [
 ]
 
 PERSONA_FILE = "personas.json"
-#: Recorded in every persona review's metadata; change it when `persona_prompt` changes.
-PERSONA_PROTOCOL = "dca-persona/1"
+#: Recorded in every persona review's metadata; change it when `persona_prompt` or the answer
+#: form changes (2: the answer in dca-review/4's line form, no unit numbers).
+PERSONA_PROTOCOL = "dca-persona/2"
 
 #: Constrained-decoding parameters of a persona review (any `dca.review.grammar` or `dca.llm.hf`
 #: parameter may be overridden): short reasons keep a review a few tokens per unit.

@@ -5,31 +5,40 @@ serve it to every completion of a group): the instructions and the answer format
 turn, the same for every request), the problem (with the reference answer only when the
 reviewer is configured to see it), the outcome (solved / failed), and last the completion as
 numbered units (`dca.segment`). It groups contiguous units into steps and answers with unit
-indices, never by re-quoting the text, one line per step (``answer_format="lines"``, the
-default; ``dca-review/3``)::
+indices, never by re-quoting the text, one line per step in text order
+(``answer_format="lines"``, the default; ``dca-review/4``)::
 
-    1 g i
-    2 c e <0>
-    3 f s <1>
+    1 gi
+    ce 0
+    fs 1
 
-that is ``last-unit function contribution [<earlier steps it uses>] [| reason]``: a step is
-written by its last unit and starts after the step before; functions and contributions are
-one-letter codes (`FUNCTION_CODES`, `CONTRIBUTION_CODES`); a reason is given only for error
-and failed_attempt steps. The ``dca-review/2`` form (``0-1 given_fact indirect | reason``:
-ranges, full names, a reason on every step) still parses to the same steps, and so does any
-mix. ``answer_format="json"`` asks for the same content as JSON (``{"steps": [{"units": [0,
-1], "function": ..., "contribution": ..., "depends_on": [...], "reason": ...}]}``), which
-endpoints with JSON-schema structured output can enforce. The line form exists for cost
+that is ``[last-unit] fc [earlier steps it uses] [| reason]``: a step starts at the unit after
+the step before, and a line without a unit number is that unit alone (a step of several units
+is written by its last unit); ``fc`` is two letters, the function's one-letter code and the
+contribution's (`FUNCTION_CODES`, `CONTRIBUTION_CODES`); the positions of the earlier steps it
+uses follow as numbers; a reason is given only for error and failed_attempt steps
+(`REASONED`). Nothing the consensus or the credit reads is left out: every step's units,
+function, contribution, dependencies and (on error steps) reason. The older forms still parse
+to the same steps, and so does any mix: ``dca-review/3`` (``2 c e <0>``: every step written by
+its last unit, the codes as two words, the uses in brackets) and ``dca-review/2`` (``0-1
+given_fact indirect | reason``: ranges, full names, a reason on every step); `answer_lines`
+writes all three. ``answer_format="json"`` asks for the same content as JSON (``{"steps":
+[{"units": [0, 1], "function": ..., "contribution": ..., "depends_on": [...], "reason": ...}]}``),
+which endpoints with JSON-schema structured output can enforce. The line form exists for cost
 (`benchmarks/review_tokens.py`: median output tokens per CoT token on 128 gold CoTs, 0.97 in
-the dca-review/2 form, 0.43 in dca-review/3).
+the dca-review/2 form, 0.43 in dca-review/3, 0.25 in dca-review/4).
 
 The answer is untrusted text. Either form is turned into the same pydantic model
 (`ReviewAnswer`, ``extra="forbid"``, closed label sets) and accepted only when its ranges are
 in order, inside the completion, not backwards and not overlapping, cover every unit, and its
 dependencies name earlier steps; anything else raises `InvalidAnswer` with a reason that the
-runner shows the reviewer in a bounded repair turn (`repair_message`). In the line form, lines
-that do not start with a digit (a preamble, a code fence) are ignored; a line that starts with
-one but does not parse is rejected.
+runner shows the reviewer in a bounded repair turn (`repair_message`). In the line form, a line
+is a step when it starts with a digit, or with one or two lowercase letters that no other
+letter follows (``ce 0``, ``c e``, ``ce0``); other lines (a preamble, a code fence) are
+ignored, and a step line that does not parse, or names a code that does not exist, is
+rejected. A missing line shifts the unnumbered lines after it by a
+unit: unless a later numbered step takes the gap in, the last unit is left uncovered and the
+answer is rejected.
 
 Uncovered units (policy): an answer that leaves any unit outside every step is invalid
 ("uncovered units 2-6: ..."), never a partial ``ok`` review. After the repair turns the
@@ -68,8 +77,10 @@ from ..errors import validation_problem
 from ..records import CONTRIBUTIONS, FUNCTIONS, Problem, Step, Trace, Unit
 
 __all__ = [
+    "LINE_FORMS",
     "MODES",
     "PROTOCOL_VERSION",
+    "REASONED",
     "InvalidAnswer",
     "ParsedAnswer",
     "QuoteAnswer",
@@ -84,7 +95,7 @@ __all__ = [
     "repair_message",
 ]
 
-PROTOCOL_VERSION = "dca-review/3"
+PROTOCOL_VERSION = "dca-review/4"
 MODES = ("units", "quotes")
 ANSWER_FORMATS = ("lines", "json")
 
@@ -162,18 +173,23 @@ You do not grade the answer; the outcome is given.
 function (what the step does): given_fact (restates a fact from the problem), task_statement (restates what is asked), plan (says how to proceed), computation (computes a value), verification (checks something already computed), backtracking (abandons or revises an earlier step), conclusion (states the final answer), other.
 contribution (what it did for the outcome): solved (produced the final answer), essential (on the solution path; the answer depends on it), indirect (helped without computing on the path), irrelevant (the answer does not depend on it: padding, needless checks, unused facts), failed_attempt (tried and abandoned), error (a wrong statement or computation)."""
 
-#: One-letter codes of the line format (dca-review/3); full names are accepted too.
+#: One-letter codes of the line format (since dca-review/3); full names are accepted too.
 FUNCTION_CODES = {"g": "given_fact", "t": "task_statement", "p": "plan", "c": "computation", "v": "verification", "b": "backtracking", "f": "conclusion", "o": "other"}
 CONTRIBUTION_CODES = {"s": "solved", "e": "essential", "i": "indirect", "r": "irrelevant", "a": "failed_attempt", "w": "error"}
 _CODE_OF = {name: code for code, name in (FUNCTION_CODES | CONTRIBUTION_CODES).items()}
+#: The contributions whose steps carry a reason in the line form (the others' is left out).
+REASONED = ("error", "failed_attempt")
+#: The line forms `answer_lines` writes (every one of them parses).
+LINE_FORMS = ("dca-review/2", "dca-review/3", "dca-review/4")
 
-_LINES_FORMAT = """Answer with one line per step and no other text:
-first-last function contribution <steps it uses> | reason
-with one-letter codes. function: g given_fact, t task_statement, p plan, c computation, v verification, b backtracking, f conclusion, o other. contribution: s solved, e essential, i indirect, r irrelevant, a failed_attempt, w error.
-For example (units 0-1, then unit 2)
-1 g i
-2 c w <0> | 3*4 is 12, not 14
-Steps in text order, counted from 0, each written by its last unit (it starts after the step before); leave out <...> when the step uses no earlier step. Give a reason (at most 5 words) only for error and failed_attempt steps; leave out "| reason" otherwise."""
+_LINES_FORMAT = """Answer with one line per step, in text order, and no other text:
+[last unit] fc [earlier steps it uses] [| reason]
+fc: the function's code, then the contribution's. function: g given_fact, t task_statement, p plan, c computation, v verification, b backtracking, f conclusion, o other. contribution: s solved, e essential, i indirect, r irrelevant, a failed_attempt, w error.
+A step starts after the one before; give its last unit only if it spans several units. Steps count from 0. Reasons (at most 5 words) only for error and failed_attempt steps.
+For example (units 0-1, then 2, then 3):
+1 gi
+cw 0 | 3*4 is 12, not 14
+fs 1"""
 
 _UNIT_FORMAT = """Answer with JSON only, no other text:
 {"steps": [{"units": [first, last], "function": "...", "contribution": "...", "depends_on": [earlier step positions], "reason": "a few words"}]}
@@ -325,19 +341,33 @@ def answer_json_schema(mode: str = "units") -> dict:
     return (ReviewAnswer if mode == "units" else QuoteAnswer).model_json_schema()
 
 
-def answer_lines(steps: list[Step], *, codes: bool = True) -> str:
-    """Steps in the protocol's line format, as a reviewer following the prompt writes them:
-    each step by its last unit, one-letter codes, a reason only on error and failed_attempt
-    steps (``codes=False``: the dca-review/2 form, ranges, full names and every reason)."""
+def answer_lines(steps: list[Step], *, form: str = PROTOCOL_VERSION) -> str:
+    """Steps in one of the protocol's line forms (`LINE_FORMS`), as a reviewer following its
+    prompt writes them. ``dca-review/4`` (the current one): a unit number only on a step of
+    several units, the two codes as one word, the uses as numbers, a reason only on `REASONED`
+    steps; a label without a code (``unverified``) is written by name, after the unit number.
+    ``dca-review/3``: every step by its last unit, codes as two words, uses in brackets.
+    ``dca-review/2``: ranges, full names and every reason."""
+    if form not in LINE_FORMS:
+        raise ValueError(f"unknown line form {form!r}; choose from {LINE_FORMS}")
     lines = []
     for s in steps:
-        uses = f" <{','.join(map(str, s.depends_on))}>" if s.depends_on else ""
-        if not codes:
+        reason = f" | {s.reason}" if s.contribution in REASONED and s.reason else ""
+        function, contribution = _CODE_OF.get(s.function), _CODE_OF.get(s.contribution)
+        if form == "dca-review/2":
             units = f"{s.first_unit}" if s.first_unit == s.last_unit else f"{s.first_unit}-{s.last_unit}"
+            uses = f" <{','.join(map(str, s.depends_on))}>" if s.depends_on else ""
             lines.append(f"{units} {s.function} {s.contribution}{uses} | {s.reason}")
-            continue
-        reason = f" | {s.reason}" if s.contribution in ("error", "failed_attempt") and s.reason else ""
-        lines.append(f"{s.last_unit} {_CODE_OF.get(s.function, s.function)} {_CODE_OF.get(s.contribution, s.contribution)}{uses}{reason}")
+        elif form == "dca-review/3":
+            uses = f" <{','.join(map(str, s.depends_on))}>" if s.depends_on else ""
+            lines.append(f"{s.last_unit} {function or s.function} {contribution or s.contribution}{uses}{reason}")
+        else:
+            uses = "".join(f" {d}" for d in s.depends_on)
+            if function and contribution:
+                number = f"{s.last_unit} " if s.last_unit > s.first_unit else ""
+                lines.append(f"{number}{function}{contribution}{uses}{reason}")
+            else:
+                lines.append(f"{s.last_unit} {function or s.function} {contribution or s.contribution}{uses}{reason}")
     return "\n".join(lines)
 
 
@@ -396,9 +426,15 @@ def _clean_reason(reason: str) -> str:
 
 
 _STEP_LINE = re.compile(
-    r"(?P<first>\d+)(?:\s*-\s*(?P<last>\d+))?\s+(?P<function>[a-z_]+)\s+(?P<contribution>[a-z_]+)"
-    r"\s*(?:<(?P<uses>[\d,\s]*)>)?\s*(?:\|\s*(?P<reason>.*))?"
+    r"(?:(?P<first>\d+)(?:\s*-\s*(?P<last>\d+))?\s+)?"  # the unit number (or an older form's range)
+    r"(?:(?P<pair>[a-z]{2})|(?P<function>[a-z_]+)\s+(?P<contribution>[a-z_]+))"  # "ce", or "c e" / full names
+    r"(?:\s*<(?P<bracketed>[\d,\s]*)>|(?P<listed>(?:\s+\d+)*))"  # the uses: " 0 2", or an older form's "<0,2>"
+    r"\s*(?:\|\s*(?P<reason>.*))?"
 )
+#: A line the line form reads as a step: it starts with a digit, or with one or two lowercase
+#: letters that no other letter follows (a code pair, or codes written apart).
+_STEP_START = re.compile(r"\d|[a-z]{1,2}(?![a-z_'])")
+_LINE_SHAPE = "'[last unit] fc [earlier steps it uses] [| reason]'"
 
 
 def _looks_like_json(text: str) -> bool:
@@ -416,24 +452,34 @@ def _lines_object(text: str) -> dict:
     following = 0  # the unit after the previous step's last
     for line in text.splitlines():
         line = line.strip().strip("`").strip()
-        if not line[:1].isdigit():
+        if not _STEP_START.match(line):
             continue  # a preamble or a fence line
+        shown = line[:80] + ("..." if len(line) > 80 else "")
         match = _STEP_LINE.fullmatch(line)
-        if match is None:
-            shown = line[:80] + ("..." if len(line) > 80 else "")
-            raise InvalidAnswer(f"line {shown!r} is not 'first-last function contribution <uses> | reason'")
-        first = int(match["first"])
-        if match["last"] is not None:
-            units = [first, int(match["last"])]
+        if match is None or (match["first"] is None and match["pair"] is None):
+            raise InvalidAnswer(f"line {shown!r} is not {_LINE_SHAPE}")
+        if match["pair"] is not None:
+            function, contribution = match["pair"]
+            if function not in FUNCTION_CODES:
+                raise InvalidAnswer(f"line {shown!r}: {function!r} is not a function code ({' '.join(FUNCTION_CODES)})")
+            if contribution not in CONTRIBUTION_CODES:
+                raise InvalidAnswer(f"line {shown!r}: {contribution!r} is not a contribution code ({' '.join(CONTRIBUTION_CODES)})")
+        else:
+            function, contribution = match["function"], match["contribution"]
+        if match["first"] is None:  # no number: the unit after the previous step, alone
+            units = [following]
+        elif match["last"] is not None:
+            units = [int(match["first"]), int(match["last"])]
         else:  # "n": the step ends at unit n and starts after the previous one (a single unit when adjacent)
+            first = int(match["first"])
             units = [following, first] if following < first else [first]
         following = units[-1] + 1
         steps.append(
             {
                 "units": units,
-                "function": FUNCTION_CODES.get(match["function"], match["function"]),
-                "contribution": CONTRIBUTION_CODES.get(match["contribution"], match["contribution"]),
-                "depends_on": [int(d) for d in re.findall(r"\d+", match["uses"] or "")],
+                "function": FUNCTION_CODES.get(function, function),
+                "contribution": CONTRIBUTION_CODES.get(contribution, contribution),
+                "depends_on": [int(d) for d in re.findall(r"\d+", match["bracketed"] or match["listed"] or "")],
                 "reason": match["reason"] or "",
             }
         )

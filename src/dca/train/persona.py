@@ -9,11 +9,12 @@ measure agreement; the rest become SFT rows.
 
 Rows. For each persona and training trace: the prompt is `dca.review.persona.persona_prompt`
 (the policy's own prompt, the numbered units, the persona token), the completion is the
-target in the persona's answer form: one protocol line per unit (``i function contribution
-<uses> | reason``, what the persona's grammar admits), reasons cut to the grammar's
-characters and length, dependencies mapped onto the last unit of each step depended on
-(at most ``max_depends``, earlier units only); the target stops at its first uncovered unit
-(the grammar cannot skip one). The loss is on completion tokens only (TRL SFTTrainer,
+target in the persona's answer form: one protocol line per unit, without unit numbers
+(``fc [uses ...] [| reason]``, ``dca-review/4`` as the persona's grammar admits it), reasons
+only on error and failed_attempt units, cut to the grammar's characters and length,
+dependencies mapped onto the last unit of each step depended on (at most ``max_depends``,
+earlier units only); the target stops at its first uncovered unit, or its first unit whose
+label has no code (``unverified``): the grammar cannot skip or write one. The loss is on completion tokens only (TRL SFTTrainer,
 ``completion_only_loss``, through `dca.train.sft.sft_trainer`); LoRA optional (merged into
 the saved checkpoint). Departure: under LoRA the persona tokens' embeddings stay at their
 initialisation (PEFT adapts linear layers only); the adapter learns the behaviour.
@@ -58,12 +59,14 @@ from ..files import publish_dir, scratch_dir
 from ..records import Consensus, Problem, Review, Step, Trace
 from ..review.base import ReviewItem
 from ..review.grammar import REASON_CHARS
+from ..review.protocol import CONTRIBUTION_CODES, FUNCTION_CODES, REASONED
 from ..review.persona import PERSONA_PARAMS, Persona, PersonaReviewer, add_persona_tokens, persona_prompt, save_persona_checkpoint
 from .sft import SFTSettings
 
 __all__ = ["PersonaTrainSettings", "Target", "measure_personas", "persona_rows", "policy_check", "policy_rows", "run_persona_train", "targets_from_labels"]
 
 _REASON = re.compile(REASON_CHARS)
+_CODE = {name: code for code, name in (FUNCTION_CODES | CONTRIBUTION_CODES).items()}
 
 
 @dataclass(kw_only=True)
@@ -147,16 +150,18 @@ def _clean_reason(reason: str, limit: int) -> str:
 
 
 def persona_answer(review: Review, *, max_reason_chars: int = PERSONA_PARAMS["max_reason_chars"], max_depends: int = PERSONA_PARAMS["max_depends"]) -> str:
-    """`review` as the persona writes it: one line per unit, up to the first uncovered unit."""
+    """`review` as the persona writes it: one line per unit, up to the first unit that is
+    uncovered or labelled without a code."""
     step_of: dict[int, Step] = {i: s for s in review.steps for i in range(s.first_unit, s.last_unit + 1)}
     lines = []
     for unit in review.units:
         step = step_of.get(unit.index)
-        if step is None:
+        if step is None or step.function not in _CODE or step.contribution not in _CODE:
             break
         uses = sorted({review.steps[d].last_unit for d in step.depends_on if review.steps[d].last_unit < unit.index})[-max_depends:] if max_depends else []
-        uses_text = f" <{','.join(map(str, uses))}>" if uses else ""
-        lines.append(f"{unit.index} {step.function} {step.contribution}{uses_text} | {_clean_reason(step.reason, max_reason_chars)}")
+        reason = _clean_reason(step.reason, max_reason_chars) if step.contribution in REASONED else ""
+        line = _CODE[step.function] + _CODE[step.contribution] + "".join(f" {u}" for u in uses)
+        lines.append(line + (f" | {reason}" if reason else ""))
     return "".join(line + "\n" for line in lines)
 
 
