@@ -237,7 +237,9 @@ def _mistake_items(args: argparse.Namespace):
     """The real-mistake items of `--mistakes MODEL` and the counts of its rollout."""
     from ..model import SamplingConfig, cache_dir, resolve_model_path
     from ..problems import SyntheticConfig, generate_problems
+    from ..micro.vocabulary import is_micro_checkpoint
     from ..review.mistakes import mistake_items, rollout_cached
+    from ..train.micro import MICRO_PROBLEMS
 
     if args.max_new_tokens < 1 or args.temperature < 0:
         raise UserError("--max-new-tokens must be at least 1 and --temperature at least 0")
@@ -251,7 +253,9 @@ def _mistake_items(args: argparse.Namespace):
         model_path = str(warmstart("embedded", WarmstartSettings(), log=_log))
     else:
         model_path = resolve_model_path(args.mistakes)
-    problems = generate_problems(args.limit, SyntheticConfig(seed=args.seed))
+    # A micro model reads only the micro vocabulary and was trained on the micro world's problems.
+    world = MICRO_PROBLEMS if is_micro_checkpoint(model_path) else {}
+    problems = generate_problems(args.limit, SyntheticConfig(seed=args.seed, **world))
     traces = rollout_cached(model_path, problems, settings, cache_dir() / "mistakes", log=_log)
     return mistake_items(problems, traces)
 
