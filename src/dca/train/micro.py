@@ -39,9 +39,9 @@ MICRO_PROBLEMS = {"min_operations": 1, "max_operations": 2, "distractors": (1, 2
 
 #: The warm start that `micro` names. Measured in docs/micro-world.md (start/start.json).
 MICRO_WARMSTART = WarmstartSettings(
-    steps=400, batch_size=32, learning_rate=3e-3,
+    steps=1000, batch_size=32, learning_rate=3e-3,
     padding=PaddingSettings(restatement=0.5, off_path=0.5, check=0.5),
-    problems=SyntheticSettings(count=400 * 32, seed=1000, **MICRO_PROBLEMS),
+    problems=SyntheticSettings(count=1000 * 32, seed=1000, **MICRO_PROBLEMS),
 )  # fmt: skip
 
 
