@@ -8,7 +8,7 @@ The experiment directory::
     start/curve.jsonl          the start model on the curve sets: every run's step 0
     eval-sets/<name>.jsonl     the held-out problems, written once
     rollouts/seed-<s>/         the start model's rollouts shared by the SFT arms of seed s
-    runs/<arm>/seed-<s>/       one ordinary run directory per arm and seed (`dca.train.run`)
+    runs/<arm>/seed-<s>/       one ordinary run directory per arm and seed (`dca.train.run_directory`)
 
 Each run directory holds, besides what `dca train` writes (or, for SFT arms, ``config.yaml``,
 ``run.json``, ``traces.jsonl``, ``reviews.jsonl``, ``edits.jsonl``, ``metrics.jsonl``,
@@ -376,7 +376,8 @@ def shared_rollouts(spec: ExperimentSpec, root: Path, seed: int, start: str, log
     from ..consensus import build_consensuses
     from ..model import load_model
     from ..rollout import rollout
-    from ..train.run import load_problems, make_reviewers
+    from ..domains.sources import load_problems
+    from ..train.run import make_reviewers
 
     target = root / "rollouts" / f"seed-{seed}"
     if (target / "done.json").exists():
@@ -545,7 +546,7 @@ def run_experiment(
     spec: ExperimentSpec, out: str | Path, *, only: list[str] | None = None, seeds: list[int] | None = None, log: Log = print
 ) -> dict:
     """Run (or resume) the selected runs of `spec` in `out`; returns experiment.json's content."""
-    from ..train.run import load_problems
+    from ..domains.sources import load_problems
 
     root = Path(out)
     keys = select_runs(spec, only=only, seeds=seeds)

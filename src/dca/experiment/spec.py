@@ -161,7 +161,7 @@ class ExperimentSpec(_Strict):
 
     def _length_limit(self, condition: str) -> int:
         from ..micro.conditions import length_limit  # tokenizer and gold rendering: only for specs that set a condition
-        from ..train.run import load_problems
+        from ..domains.sources import load_problems
 
         key = (condition, repr(self.base.get("problems")))
         if key not in _LIMITS:

@@ -57,7 +57,7 @@ SUMMED_METRICS = ("dca/traces", "dca/tokens", "dca/fallbacks", "dca/reviews_fail
 
 
 class BatchRecorder(Protocol):
-    """Receives what the trainer produced for each generation batch (see `dca.train.run`)."""
+    """Receives what the trainer produced for each generation batch (`dca.train.run_directory.RunRecorder`)."""
 
     def record(
         self, *, step: int, traces: list[Trace], reviews: list[Review], credits: list[Credit], consensuses: list[Consensus]
