@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from ..errors import UserError
-from .common import _count, _log, _Parser, _quiet_libraries
+from .common import _Parser, _count, _log, _quiet_libraries
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

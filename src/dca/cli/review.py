@@ -6,15 +6,22 @@ import argparse
 import json
 from pathlib import Path
 
+from ..caveats import warn
+from ..consensus import agreed_share, build_consensuses, check_rule, consensus_warnings
+from ..domains import domain_of
 from ..errors import UserError
+from ..files import write_jsonl, write_text_atomic
+from ..model import SamplingConfig, cache_dir, resolve_model_path
+from ..problems import SyntheticConfig, generate_problems, load_gsm8k
+from ..records import Problem, Review, Trace, to_dict
+from ..terminal import console
+from ..train.config import WarmstartSettings
 from .common import _beside, _count, _log, _out_file, _quiet_libraries, _read_records, _write_text
 from .estimate import add_review_arguments as add_estimate_review_arguments
 from .estimate import review_estimate
 
 
 def cmd_review(args: argparse.Namespace) -> int:
-    import json
-
     from rich.console import Console
     from rich.progress import (
         BarColumn,
@@ -24,7 +31,6 @@ def cmd_review(args: argparse.Namespace) -> int:
         TimeElapsedColumn,
     )
 
-    from ..files import write_jsonl
     from ..review import ReviewCache, default_cache_path, load_reviewers
     from ..review.batch import load_review_items, review_items, summary
 
@@ -67,7 +73,6 @@ def cmd_review(args: argparse.Namespace) -> int:
 
 def check_review_requirements(specs: list, items: list, *, where: str) -> None:
     """Every reviewer supports the items' problem domains and has its model on this machine."""
-    from ..domains import domain_of
     from ..review.registry import check_domains, check_local_models
 
     check_domains(specs, {domain_of(item.problem).name for item in items}, where=where)
@@ -77,8 +82,6 @@ def check_review_requirements(specs: list, items: list, *, where: str) -> None:
 def _print_review_summary(figures: dict) -> None:
     from rich.markup import escape
     from rich.table import Table
-
-    from ..terminal import console
 
     table = Table(title="reviews")
     for column in ("reviewer", "reviews", "ok", "failed", "new calls", "cached calls", "retries", "tokens in", "tokens out", "cost $"):
@@ -96,16 +99,6 @@ def _print_review_summary(figures: dict) -> None:
 
 
 def cmd_consensus(args: argparse.Namespace) -> int:
-    from ..caveats import warn
-    from ..consensus import (
-        agreed_share,
-        build_consensuses,
-        check_rule,
-        consensus_warnings,
-    )
-    from ..files import write_jsonl
-    from ..records import Review
-
     try:
         check_rule(args.rule)
     except ValueError as e:
@@ -129,14 +122,10 @@ def cmd_consensus(args: argparse.Namespace) -> int:
 
 
 def cmd_agreement(args: argparse.Namespace) -> int:
-    import json
-
     from rich.console import Console
     from rich.table import Table
 
     from ..agreement import agreement_report, format_report
-    from ..caveats import warn
-    from ..records import Problem, Review, Trace
 
     compare = None
     if args.compare is not None:
@@ -172,7 +161,6 @@ def cmd_agreement(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    from ..consensus import check_rule
     from ..report import collect_inputs, render_report
 
     try:
@@ -220,12 +208,8 @@ def _items(args: argparse.Namespace):
     items = []
     for source in dict.fromkeys(planted):
         if source == "gsm8k":
-            from ..problems import load_gsm8k
-
             items += bench.planted_gsm8k(load_gsm8k(args.gsm8k, limit=args.limit), seed=args.seed)
         else:
-            from ..problems import SyntheticConfig, generate_problems
-
             problems = generate_problems(args.limit, SyntheticConfig(min_operations=1, max_operations=4, seed=args.seed))
             items += bench.planted_synthetic(problems, seed=args.seed)
     for path in args.processbench:
@@ -235,8 +219,6 @@ def _items(args: argparse.Namespace):
 
 def _mistake_items(args: argparse.Namespace):
     """The real-mistake items of `--mistakes MODEL` and the counts of its rollout."""
-    from ..model import SamplingConfig, cache_dir, resolve_model_path
-    from ..problems import SyntheticConfig, generate_problems
     from ..review.mistakes import mistake_items, rollout_cached
 
     if args.max_new_tokens < 1 or args.temperature < 0:
@@ -245,7 +227,6 @@ def _mistake_items(args: argparse.Namespace):
     SamplingConfig(**settings)
     _quiet_libraries()
     if args.mistakes == "warmstart":
-        from ..train.config import WarmstartSettings
         from ..train.warmstart import warmstart
 
         model_path = str(warmstart("embedded", WarmstartSettings(), log=_log))
@@ -259,10 +240,8 @@ def _mistake_items(args: argparse.Namespace):
 def cmd_bench_reviewers(args: argparse.Namespace) -> int:
     from rich.table import Table
 
-    from ..records import to_dict
     from ..review import ReviewCache, default_cache_path
     from ..review.bench import first_error, run_bench, write_processbench
-    from ..terminal import console
 
     inputs = [args.reviewers, *args.processbench, args.gsm8k, args.cache]
     out = _out_file(args.out, args, *inputs) if args.out else None
@@ -323,9 +302,6 @@ def cmd_bench_reviewers(args: argparse.Namespace) -> int:
              "source": by_id[r.trace_id].source, "kind": by_id[r.trace_id].kind, "review": to_dict(r)}
             for r in reviews
         ]  # fmt: skip
-        from ..files import (
-            write_text_atomic,  # here, not at the top: every command imports this module for its parser
-        )
 
         report = {"figures": figures, "predictions": predictions} | ({"mistakes": counts} if counts is not None else {})
         write_text_atomic(out, json.dumps(report, indent=1) + "\n")

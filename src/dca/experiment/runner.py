@@ -51,17 +51,28 @@ from typing import Any, Callable
 
 import yaml
 
+from ..agreement import agreement_report
+from ..consensus import build_consensuses
+from ..domains.sources import load_problems
+from ..edit import EditConfig, edit_traces
 from ..errors import UserError
 from ..evaluate import EvalConfig, evaluate_problems, run_eval
 from ..files import (
-    append_jsonl, check_unlocked, lock_dir, read_jsonl, unlock_dir, write_json, write_jsonl, write_run_state, write_text_atomic,
+    append_jsonl, check_unlocked, lock_dir, prepare_output_dir, read_jsonl, unlock_dir, write_json, write_jsonl, write_run_state, write_text_atomic,
 )
 from ..measures import token_counter
-from ..model import SamplingConfig
-from ..records import Problem, Review, Trace, to_dict
+from ..model import SamplingConfig, load_model, load_tokenizer
+from ..records import Consensus, Problem, Review, Trace, to_dict
 from ..review import close_reviewers, review_traces, reviewer_for
+from ..rollout import rollout
+from ..train.config import TrainConfig
+from ..train.resume import last_checkpoint
+from ..train.run import group_variance_fraction, make_reviewers, run_training
+from ..train.sft import SFTSettings, run_sft
+from ..train.warmstart import warmstart_key
 from .measures import read_rows, trace_measures
 from .spec import ExperimentSpec
+from .testbed import measure_start, prepare_start
 
 Log = Callable[[str], None]
 
@@ -160,8 +171,6 @@ def start_curve(evaluator: _Evaluator, start: str, limit: int, start_dir: Path, 
     """The step-0 rows of every run's curve: the start model is the same for every arm and
     seed (and greedy decoding is deterministic), so it is evaluated once, in
     ``start/curve.jsonl``."""
-    from ..model import load_model
-
     path = start_dir / "curve.jsonl"
     if path.exists():
         return read_rows(path)
@@ -224,8 +233,6 @@ def _curve_callback(evaluator: _Evaluator, tokenizer, every: int, limit: int, ru
 
 def final_evaluation(spec: ExperimentSpec, root: Path, run_dir: Path, evaluator: _Evaluator, log: Log) -> dict:
     """`dca eval` on the run's checkpoint (sets, probes) plus per-trace measures and agreement."""
-    from ..model import load_model
-
     checkpoint = run_dir / "checkpoint"
     partial = run_dir / "eval"
     if partial.is_dir() and not (partial / "eval.json").exists():  # an interrupted evaluation of ours
@@ -263,10 +270,6 @@ def final_evaluation(spec: ExperimentSpec, root: Path, run_dir: Path, evaluator:
 
 def reviewer_agreement(spec: ExperimentSpec, root: Path, run_dir: Path, evaluator: _Evaluator) -> dict:
     """Agreement of the declared reviewers on the final CoTs of the first eval set."""
-    from ..agreement import agreement_report
-    from ..train.config import TrainConfig
-    from ..train.run import make_reviewers
-
     name = next(iter(evaluator.sets))
     problems = {p.id: p for p in evaluator.sets[name]}
     traces = read_jsonl(run_dir / "eval" / f"{name}.traces.jsonl", Trace)
@@ -319,8 +322,6 @@ def _train_figures(run_dir: Path) -> dict:
 
 def resumable_step(run_dir: Path) -> int | None:
     """The step of the last complete TRL checkpoint of an interrupted GRPO run (None: none)."""
-    from ..train.resume import last_checkpoint
-
     if not (run_dir / "run.json").exists():
         return None
     found = last_checkpoint(run_dir / "trainer")
@@ -342,8 +343,6 @@ def start_recipe(spec: ExperimentSpec, start: str, base: str | None) -> tuple[st
     base model and the warm start settings whose cached result is `start`, so that the run's
     config.yaml rebuilds it on a machine whose cache lacks it; `start` itself where the recipe
     does not lead to it (an experiment prepared with another cache key)."""
-    from ..train.warmstart import warmstart_key
-
     if spec.start.warmstart is None or base is None:
         return start, None
     if Path(start).name != warmstart_key(base, spec.start.warmstart):
@@ -357,9 +356,6 @@ def run_grpo_arm(
 ) -> None:
     """Train one GRPO arm; with `resume`, continue from the run's last TRL checkpoint (`dca train
     --resume`; the arm's ``trl: {save_steps: N}`` makes checkpoints)."""
-    from ..model import load_tokenizer
-    from ..train.run import run_training
-
     # The run's config names the start by its recipe (base model + warm start settings, cached:
     # the same checkpoint), never by its cache path: it trains as it is on another machine.
     model, recipe = start_recipe(spec, start, base)
@@ -373,12 +369,6 @@ def run_grpo_arm(
 
 def shared_rollouts(spec: ExperimentSpec, root: Path, seed: int, start: str, log: Log) -> Path:
     """The start model's rollouts for the SFT arms of `seed`, reviewed by the base reviewer(s)."""
-    from ..consensus import build_consensuses
-    from ..model import load_model
-    from ..rollout import rollout
-    from ..domains.sources import load_problems
-    from ..train.run import make_reviewers
-
     target = root / "rollouts" / f"seed-{seed}"
     if (target / "done.json").exists():
         return target
@@ -416,13 +406,6 @@ def shared_rollouts(spec: ExperimentSpec, root: Path, seed: int, start: str, log
 
 
 def run_sft_arm(spec: ExperimentSpec, root: Path, key: RunKey, start: str, run_dir: Path, evaluator: _Evaluator, log: Log, *, before: list[dict]) -> None:
-    from ..edit import EditConfig, edit_traces
-    from ..files import prepare_output_dir
-    from ..model import load_tokenizer
-    from ..records import Consensus
-    from ..train.run import group_variance_fraction
-    from ..train.sft import SFTSettings, run_sft
-
     arm = spec.arms[key.arm]
     config = spec.base_config(key.seed)
     g = config.grpo
@@ -546,8 +529,6 @@ def run_experiment(
     spec: ExperimentSpec, out: str | Path, *, only: list[str] | None = None, seeds: list[int] | None = None, log: Log = print
 ) -> dict:
     """Run (or resume) the selected runs of `spec` in `out`; returns experiment.json's content."""
-    from ..domains.sources import load_problems
-
     root = Path(out)
     keys = select_runs(spec, only=only, seeds=seeds)
     sets = {s.name: load_problems(s.problems) for s in spec.eval.sets}
@@ -560,8 +541,6 @@ def run_experiment(
 
 def _run_locked(spec: ExperimentSpec, root: Path, keys: list[RunKey], sets: dict[str, list[Problem]], log: Log) -> dict:
     """`run_experiment` once its directory is prepared and locked."""
-    from .testbed import measure_start, prepare_start
-
     status_file = root / "experiment.json"
     record = json.loads(status_file.read_text()) if status_file.exists() else {"invocations": []}
     invocation = {"argv": sys.argv[1:], "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "commit": git_commit(), "machine": machine(), "load_average_start": os.getloadavg()[0]}

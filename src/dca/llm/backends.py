@@ -43,6 +43,7 @@ from typing import Any
 
 from ..errors import UserError
 from ..redact import Endpoint, redact, register_secret, split_endpoint
+from .hf import HFBackend
 from .spec import CallError, Generation, Grammar, LLMBackend, LLMSpec
 
 __all__ = ["AnthropicBackend", "OpenAIBackend", "make_backend", "scrub"]
@@ -221,7 +222,5 @@ def make_backend(spec: LLMSpec) -> LLMBackend:
     if spec.backend == "anthropic":
         return AnthropicBackend(spec)
     if spec.backend == "hf":
-        from .hf import HFBackend  # torch and xgrammar load only for this backend
-
         return HFBackend(spec)
     raise ValueError(f"backend {spec.backend!r} is not an LLM backend")

@@ -48,10 +48,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from ..errors import UserError
 from ..domains import chat_messages
+from ..errors import UserError
 from ..files import write_json
 from ..llm.hf import HFBackend
+from ..model import load_model
 from ..records import Problem, Review, Trace, Unit
 from .base import ReviewItem, failed_review
 from .config import ReviewerSpec
@@ -239,8 +240,6 @@ def build_persona_reviewer(spec: Any, context: Any) -> "PersonaReviewer":
     the checkpoint's ``personas.json``, else a built-in one); the model is ``model`` when set,
     else the policy (`context.engine`: in training, the policy being trained reviews its own
     completions, and its tokenizer gains the persona token before the trainer is built)."""
-    from ..model import load_model
-
     engine = getattr(context, "engine", None)
     if spec.model:
         model, tokenizer = load_model(spec.model)

@@ -29,9 +29,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from ..consensus import check_rule
 from ..credit import BLAME_CONTRIBUTIONS, DEFAULT_MAX_WEIGHT, POLICIES, CreditConfig
-from ..errors import UserError, validation_problem
-from ..model import MODEL_NAMES, WARMSTART_PREFIX
+from ..domains import DOMAINS
 from ..domains.sources import DomainSettings, ProblemsSettings, SyntheticSettings
+from ..errors import UserError, validation_problem
+from ..files import read_yaml
+from ..model import MODEL_NAMES, WARMSTART_PREFIX
 from ..records import CONTRIBUTIONS, USEFUL_CONTRIBUTIONS
 from .trl_options import GRPO_SETTINGS_FIELDS, LOSS_TYPES, check_machine_options, check_trl_options
 
@@ -67,8 +69,6 @@ class WarmstartSettings(_Strict):
     @model_validator(mode="after")
     def _has_gold(self):
         if isinstance(self.problems, DomainSettings):
-            from ..domains import DOMAINS
-
             if DOMAINS[self.problems.name].gold_cot is None or DOMAINS[self.problems.name].generate is None:
                 with_gold = [d.name for d in DOMAINS.values() if d.gold_cot is not None and d.generate is not None]
                 raise ValueError(f"domain {self.problems.name!r} has no gold-CoT renderer; warm starts use {', '.join(with_gold)}")
@@ -232,8 +232,6 @@ class TrainConfig(_Strict):
 
 def load_train_config(path: str | Path) -> TrainConfig:
     """Read and validate a YAML config; any problem becomes one `UserError` line."""
-    from ..files import read_yaml
-
     path = Path(path)
     data = read_yaml(path, what="config") or {}
     if not isinstance(data, dict):

@@ -12,6 +12,7 @@ shipped micro tokenizer.
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import os
@@ -23,13 +24,9 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ..files import cache_dir
+from ..micro.vocabulary import TOKENIZER_DIR, WORLD, load_micro_tokenizer
 from ..model import MODEL_NAMES, save_checkpoint
 from .config import PaddingSettings, SyntheticSettings, WarmstartSettings
-from ..micro.vocabulary import (
-    TOKENIZER_DIR,
-    WORLD,
-    load_micro_tokenizer,
-)
 
 SHIPPED_DIR = Path(__file__).resolve().parent.parent / "micro" / "start"
 """The shipped warm-started micro checkpoint (`ship` rebuilds it)."""
@@ -183,8 +180,6 @@ MODEL_NAMES[WORLD] = lambda: micro_start()
 
 
 def main() -> None:
-    import argparse
-
     parser = argparse.ArgumentParser(description="Rebuild the shipped micro start checkpoint from its recipe.")
     parser.add_argument("--ship", action="store_true", help="train the default recipe in a fresh cache and copy it into the package")
     parser.add_argument("--install", metavar="DIR", help="install a checkpoint that the default recipe built (e.g. its cached warm start) without training")

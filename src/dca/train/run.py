@@ -15,9 +15,10 @@ from collections import defaultdict
 from pathlib import Path
 
 from ..caveats import format_failure_warning, warn, zero_variance_warning
+from ..continuation import HFContinuationEngine
 from ..credit import credit_statistics
-from ..domains import chat_messages
-from ..domains.judge import use_judge
+from ..domains import chat_messages, domain_of
+from ..domains.judge import Judge, use_judge
 from ..domains.sources import load_problems
 from ..durable import OutputFailure, environment_failure
 from ..errors import UserError
@@ -25,10 +26,13 @@ from ..evaluate import evaluate_problems
 from ..files import append_jsonl, write_jsonl
 from ..model import SamplingConfig, load_model, resolve_model_path, trainer_device_arguments
 from ..records import Credit, Problem, Trace, from_dict
+from ..review import BuildContext, ReviewCache, build_reviewers, builtin_spec, close_reviewers, default_cache_path, load_reviewers
 from ..review.batch import summary as review_summary
-from ..rollout import check_micro_problems, summarize
+from ..review.persona import policy_personas, write_personas
+from ..rollout import check_micro_problems, render_prompt, summarize
 from . import micro as _micro  # noqa: F401 (registers the 'micro' model name's builder)
 from .config import TrainConfig
+from .length_reward import train_reward
 from .preflight import check_run_requirements, failed_before_first_step
 from .resume import read_json_lines
 from .run_directory import Log, Processes, RunDirectory, RunRecorder, open_run
@@ -92,8 +96,6 @@ def run_training(
 def check_reward(config: TrainConfig, problems: list[Problem]) -> None:
     """Open-ended problems have no verifier: without ``reward: judge`` nothing could reward
     them (a UserError, checked before anything else about the run)."""
-    from ..domains import domain_of
-
     judged = sorted({domain_of(p).name for p in problems if domain_of(p).needs_judge})
     if config.reward != "judge" and judged:
         raise UserError(f"{', '.join(judged)} problems have no verifier: set reward: judge and judge: NAME (a reviewer of reviewers_file)")
@@ -102,11 +104,8 @@ def check_reward(config: TrainConfig, problems: list[Problem]) -> None:
 def make_judge(config: TrainConfig, problems: list[Problem]):
     """The LLM judge of ``reward: judge`` (None otherwise); `run_training` has checked with
     `check_reward` that problems needing a judge have one."""
-    from ..domains.judge import Judge
-
     if config.reward != "judge":  # (`check_reward` refused open-ended problems already)
         return None
-    from ..review import ReviewCache, default_cache_path, load_reviewers
 
     (spec,) = load_reviewers(config.reviewers_file, only=[config.judge])
     return Judge(spec, cache=ReviewCache(default_cache_path()), pass_score=config.judge_pass_score)
@@ -137,8 +136,6 @@ def make_reviewers(config: TrainConfig, context=None) -> list:
     (`dca.review.registry`): a built-in one (oracle, reference, counterfactual) or any reviewer
     declared in `config.reviewers_file`. LLM reviewers share the review cache; a failed review
     makes the trainer fall back to uniform credit for that trace."""
-    from ..review import BuildContext, ReviewCache, build_reviewers, builtin_spec, default_cache_path, load_reviewers
-
     if config.reviewers_file is None:
         specs = [builtin_spec(name) for name in config.reviewer_names]
     else:
@@ -163,7 +160,6 @@ def _train(
     from transformers import PrinterCallback, TrainerCallback
 
     from .grpo_trainer import DCAGRPOTrainer, domain_reward
-    from .length_reward import train_reward
 
     started = time.time()
     if run.writer:
@@ -204,10 +200,6 @@ def _train(
                 f"credited {logs.get('dca/fraction_credited', 0):.0%}  loss {logs['loss']:.4f}"
             )
 
-    from ..continuation import HFContinuationEngine
-    from ..review import BuildContext, close_reviewers
-    from ..rollout import render_prompt
-
     # A counterfactual reviewer without a model of its own probes the policy being trained.
     context = BuildContext(engine=HFContinuationEngine(model, tokenizer, name=model_path), render_prompt=lambda p: render_prompt(tokenizer, p))
     reviewers = make_reviewers(config, context)
@@ -246,8 +238,6 @@ def _train(
     model.config.use_cache = True  # TRL turns it off for training; generation wants it back
     saved = save_final_checkpoint(trainer, model, tokenizer, run.file("checkpoint"), save=config.save, dtype=config.save_dtype, writer=run.writer)
     if run.writer and saved:
-        from ..review.persona import policy_personas, write_personas
-
         personas = policy_personas(reviewers, model, model_path)
         if personas:  # the policy reviewed itself: its checkpoint declares the persona tokens it learnt
             write_personas(run.file("checkpoint"), personas)

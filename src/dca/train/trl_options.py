@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import importlib.util
 import typing
 from typing import Any
+
+from pydantic import TypeAdapter, ValidationError
 
 #: `loss_type` values TRL 1.16's `GRPOTrainer._compute_loss` implements.
 LOSS_TYPES = ("grpo", "bnpo", "dr_grpo", "dapo", "luspo", "cispo", "sapo", "vespo")
@@ -66,8 +69,6 @@ def grpo_config_fields() -> dict[str, dataclasses.Field]:
 def check_trl_options(options: dict[str, Any]) -> None:
     """Validate a ``trl:`` mapping: names against GRPOConfig's fields, values against their
     types and TRL's choices. Raises ValueError with one line naming the first bad option."""
-    from pydantic import TypeAdapter, ValidationError
-
     from trl import GRPOConfig
 
     fields = grpo_config_fields()
@@ -101,8 +102,6 @@ def check_machine_options(options: dict[str, Any]) -> None:
     (torch's CPU autocast runs it). Checked apart from `check_trl_options`, on the machine that
     runs the config (`dca.train.config.load_train_config`, `dca.train.preflight`): a GPU config
     is still a valid config on a laptop."""
-    import importlib.util
-
     import torch
 
     if options.get("use_vllm") and importlib.util.find_spec("vllm") is None:
