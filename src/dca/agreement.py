@@ -106,7 +106,7 @@ def krippendorff_alpha(items: list[Item], weights: list[int] | None = None) -> f
     None where α is undefined: no item has two labels, or only one label value occurs
     (there is no disagreement to expect).
     """
-    import krippendorff
+    import krippendorff  # heavy: krippendorff and numpy load only when alpha is computed
     import numpy as np
 
     weights = _weights(items, weights)

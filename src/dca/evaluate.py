@@ -522,7 +522,7 @@ def print_table(report: dict[str, Any]) -> None:
 def write_plots(report: dict[str, Any], out_dir: Path) -> list[Path]:
     """``accuracy.png`` (with the Wilson interval), ``tokens_per_insight.png`` and
     ``early_answering.png`` (the mean curve per set; only when an early-answering probe ran)."""
-    import matplotlib
+    import matplotlib  # heavy: matplotlib loads only when plots are written
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

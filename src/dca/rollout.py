@@ -41,7 +41,7 @@ def rollout(
     on_batch: Callable[[int], None] | None = None,
 ) -> list[Trace]:
     """Draw `config.samples_per_problem` completions for each problem."""
-    import torch
+    import torch  # heavy: torch loads only when a model runs
 
     torch.manual_seed(config.seed)
     requests = [(p, k) for p in problems for k in range(config.samples_per_problem)]

@@ -17,7 +17,7 @@ def _log(message: str) -> None:
 
 def _quiet_libraries() -> None:
     """Keep the terminal for DCA's own progress lines: no per-library progress bars."""
-    import datasets
+    import datasets  # heavy: only commands that load a model silence these
     import transformers
 
     warnings.filterwarnings("ignore", category=FutureWarning)  # library deprecation notices

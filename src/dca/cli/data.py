@@ -77,7 +77,7 @@ def _option_value(text: str):
 
 
 def cmd_domains(args: argparse.Namespace) -> int:
-    from rich.markup import escape
+    from rich.markup import escape  # start-up: rich loads only when a table is printed
     from rich.table import Table
 
     table = Table(title="registered domains")
@@ -98,7 +98,7 @@ def cmd_domains(args: argparse.Namespace) -> int:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    from ..generate import run_generate
+    from ..generate import run_generate  # start-up: the generator and the LLM client load only when this command runs
     from ..review import default_cache_path
 
     out = _out_file(args.out, args, args.reviewers, *(args.against or []))

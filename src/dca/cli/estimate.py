@@ -46,7 +46,7 @@ def _sample_size(args: argparse.Namespace) -> int:
 
 
 def review_estimate(args: argparse.Namespace) -> int:
-    from ..review import load_reviewers
+    from ..review import load_reviewers  # start-up: the review stack loads only when this command runs
     from ..review.batch import load_review_items
     from ..review.estimate import estimate_reviews
 
@@ -62,7 +62,7 @@ def review_estimate(args: argparse.Namespace) -> int:
 def gold_items(problems, count: int, seed: int = 0):
     """Review items of gold CoTs of the first `count` problems: a domain's gold-CoT renderer,
     else a reference solution's lines (GSM8K) and the answer."""
-    from ..review.base import ReviewItem
+    from ..review.base import ReviewItem  # start-up: the review stack loads only when this command runs
 
     rng = random.Random(seed)
     items = []
@@ -83,7 +83,7 @@ def gold_items(problems, count: int, seed: int = 0):
 
 def config_estimate(config, size: int) -> dict:
     """The estimate of one training run's reviews."""
-    from ..review import builtin_spec, load_reviewers
+    from ..review import builtin_spec, load_reviewers  # start-up: the review stack loads only when this command runs
     from ..review.estimate import estimate_reviews
 
     if config.reviewers_file is None:
@@ -96,7 +96,7 @@ def config_estimate(config, size: int) -> dict:
 
 
 def train_estimate(args: argparse.Namespace) -> int:
-    from ..review.estimate import sum_estimates
+    from ..review.estimate import sum_estimates  # start-up: the review stack loads only when this command runs
 
     size = _sample_size(args)
     if args.spec is not None:
@@ -122,7 +122,7 @@ def train_estimate(args: argparse.Namespace) -> int:
 
 
 def _finish(estimate: dict, title: str, json_out) -> None:
-    from ..review.estimate import print_estimate
+    from ..review.estimate import print_estimate  # start-up: the review stack loads only when this command runs
 
     print_estimate(estimate, title)
     if json_out is not None:

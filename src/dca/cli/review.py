@@ -22,7 +22,7 @@ from .estimate import review_estimate
 
 
 def cmd_review(args: argparse.Namespace) -> int:
-    from rich.console import Console
+    from rich.console import Console  # start-up: rich loads only when a table is printed and the review stack when this command runs
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -73,14 +73,14 @@ def cmd_review(args: argparse.Namespace) -> int:
 
 def check_review_requirements(specs: list, items: list, *, where: str) -> None:
     """Every reviewer supports the items' problem domains and has its model on this machine."""
-    from ..review.registry import check_domains, check_local_models
+    from ..review.registry import check_domains, check_local_models  # start-up: the review stack loads only when this command runs
 
     check_domains(specs, {domain_of(item.problem).name for item in items}, where=where)
     check_local_models(specs)
 
 
 def _print_review_summary(figures: dict) -> None:
-    from rich.markup import escape
+    from rich.markup import escape  # start-up: rich loads only when a table is printed
     from rich.table import Table
 
     table = Table(title="reviews")
@@ -122,7 +122,7 @@ def cmd_consensus(args: argparse.Namespace) -> int:
 
 
 def cmd_agreement(args: argparse.Namespace) -> int:
-    from rich.console import Console
+    from rich.console import Console  # start-up: rich loads only when a table is printed and the agreement statistics when this command runs
     from rich.table import Table
 
     from ..agreement import agreement_report, format_report
@@ -161,7 +161,7 @@ def cmd_agreement(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    from ..report import collect_inputs, render_report
+    from ..report import collect_inputs, render_report  # start-up: the report page loads only when this command runs
 
     try:
         check_rule(args.rule)
@@ -188,7 +188,7 @@ PLANTED_SOURCES = ("gsm8k", "synthetic")
 
 
 def _specs(args: argparse.Namespace):
-    from ..review.config import ReviewerSpec, load_reviewers
+    from ..review.config import ReviewerSpec, load_reviewers  # start-up: the review stack loads only when this command runs
 
     if args.reviewers:
         return load_reviewers(args.reviewers, only=args.reviewer)
@@ -200,7 +200,7 @@ def _specs(args: argparse.Namespace):
 
 
 def _items(args: argparse.Namespace):
-    from ..review import bench
+    from ..review import bench  # start-up: the review stack loads only when this command runs
 
     if args.limit < 1:
         raise UserError("--limit must be at least 1")
@@ -219,7 +219,7 @@ def _items(args: argparse.Namespace):
 
 def _mistake_items(args: argparse.Namespace):
     """The real-mistake items of `--mistakes MODEL` and the counts of its rollout."""
-    from ..review.mistakes import mistake_items, rollout_cached
+    from ..review.mistakes import mistake_items, rollout_cached  # start-up: the review stack loads only when this command runs (and the warm start)
 
     if args.max_new_tokens < 1 or args.temperature < 0:
         raise UserError("--max-new-tokens must be at least 1 and --temperature at least 0")
@@ -238,7 +238,7 @@ def _mistake_items(args: argparse.Namespace):
 
 
 def cmd_bench_reviewers(args: argparse.Namespace) -> int:
-    from rich.table import Table
+    from rich.table import Table  # start-up: rich loads only when a table is printed and the review stack when this command runs
 
     from ..review import ReviewCache, default_cache_path
     from ..review.bench import first_error, run_bench, write_processbench

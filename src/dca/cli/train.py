@@ -21,7 +21,7 @@ from .estimate import train_estimate
 
 
 def cmd_warmstart(args: argparse.Namespace) -> int:
-    from ..train.warmstart import warmstart
+    from ..train.warmstart import warmstart  # start-up: the SFT stack loads only when this command runs
 
     try:
         settings = WarmstartSettings(
@@ -62,7 +62,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     elif args.config is None:
         raise UserError("give --config run.yaml (or --resume to continue the run in --out)")
     else:
-        from ..train.preflight import failed_before_first_step
+        from ..train.preflight import failed_before_first_step  # start-up: the reviewer registry and the run load only when this command runs
 
         config = load_train_config(args.config)
         # Checked again, with the config's own inputs, and locked by run_training; this early
@@ -80,7 +80,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def _print_summary(summary: dict, path: Path, *, policy: str) -> None:
-    from rich.console import Console
+    from rich.console import Console  # start-up: rich loads only when a table is printed
     from rich.table import Table
 
     table = Table(title=f"run {path}")
@@ -137,7 +137,7 @@ def _token_counter(name: str):
 
 
 def _print_edit_figures(figures: dict, title: str) -> None:
-    from rich.console import Console
+    from rich.console import Console  # start-up: rich loads only when a table is printed
     from rich.table import Table
 
     def show(value) -> str:
@@ -168,7 +168,7 @@ def _print_edit_figures(figures: dict, title: str) -> None:
 
 
 def cmd_edit(args: argparse.Namespace) -> int:
-    from ..edit import EditConfig, LLMBridgeWriter, edit_figures, edit_traces
+    from ..edit import EditConfig, LLMBridgeWriter, edit_figures, edit_traces  # start-up: editing and the LLM client load only for this command
 
     if bool(args.consensus) == bool(args.reviews):
         raise UserError("give the labels with exactly one of --consensus FILE or --reviews FILE")
@@ -217,7 +217,7 @@ def cmd_edit(args: argparse.Namespace) -> int:
 
 
 def cmd_sft(args: argparse.Namespace) -> int:
-    from ..train.sft import SFTSettings, run_sft
+    from ..train.sft import SFTSettings, run_sft  # start-up: the SFT stack loads only when this command runs
 
     try:
         settings = SFTSettings(
@@ -247,7 +247,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     check_output_dir(args.out, overwrite=args.overwrite, marker="eval.json", kind="a DCA evaluation", inputs=[args.model])
 
     resolve_model_path(args.model)
-    from ..continuation import ContinuationSettings
+    from ..continuation import ContinuationSettings  # start-up: the evaluation stack loads only when this command runs
     from ..evaluate import EvalConfig, print_table, run_eval
 
     counterfactual = {"samples": args.cf_samples, "threshold": args.cf_threshold, "mode": args.cf_mode, "max_new_tokens": args.max_new_tokens, "seed": args.seed}
@@ -276,7 +276,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def _personas(value: str) -> list:
     """Built-in names separated by commas, or a YAML file with a ``personas:`` list."""
-    from ..review.persona import resolve_personas
+    from ..review.persona import resolve_personas  # start-up: the review stack loads only when this command runs
 
     if value.endswith((".yaml", ".yml")):
         path = Path(value)
@@ -305,7 +305,7 @@ def _labels(path: str) -> list:
 
 
 def cmd_persona_train(args: argparse.Namespace) -> int:
-    from ..train.persona import PersonaTrainSettings, run_persona_train
+    from ..train.persona import PersonaTrainSettings, run_persona_train  # start-up: persona training loads only when this command runs
     from ..train.sft import SFTSettings
 
     personas = _personas(args.personas)

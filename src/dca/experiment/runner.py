@@ -111,7 +111,7 @@ def git_commit() -> str | None:
 
 
 def machine() -> dict:
-    import torch
+    import torch  # heavy: torch loads only when a run records its machine
 
     return {
         "platform": platform.platform(),
@@ -124,7 +124,7 @@ def machine() -> dict:
 
 def training_order(n_problems: int, seed: int, count: int) -> list[int]:
     """Problem indices in the order TRL's RepeatSampler (shuffle, seed) draws prompts."""
-    import torch
+    import torch  # heavy: torch loads only when training runs
 
     generator = torch.Generator()
     generator.manual_seed(seed)
@@ -183,7 +183,7 @@ def start_curve(evaluator: _Evaluator, start: str, limit: int, start_dir: Path, 
 
 def _curve_callback(evaluator: _Evaluator, tokenizer, every: int, limit: int, run_dir: Path, log: Log, *, before: list[dict]):
     """`before`: the start model's rows (`start_curve`), written as the run's step 0."""
-    from transformers import TrainerCallback
+    from transformers import TrainerCallback  # heavy: transformers loads only when training runs
 
     def write(rows: list[dict]) -> None:
         with (run_dir / "curve.jsonl").open("a", encoding="utf-8") as f:

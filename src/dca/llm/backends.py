@@ -131,7 +131,7 @@ class OpenAIBackend:
 
     def __init__(self, spec: LLMSpec):
         try:
-            import openai
+            import openai  # heavy: the provider SDK loads only for its backend
         except ImportError as e:  # pragma: no cover - a dependency of the package
             raise UserError("the openai backend needs the openai SDK: pip install openai") from e
         self._sdk = openai
@@ -181,7 +181,7 @@ class AnthropicBackend:
 
     def __init__(self, spec: LLMSpec):
         try:
-            import anthropic
+            import anthropic  # heavy: the provider SDK loads only for its backend
         except ImportError as e:  # pragma: no cover - a dependency of the package
             raise UserError("the anthropic backend needs the anthropic SDK: pip install anthropic") from e
         self._sdk = anthropic

@@ -155,7 +155,7 @@ def resolve_personas(declared: Sequence[str | dict | Persona]) -> list[Persona]:
 def add_persona_tokens(model: Any, tokenizer: Any, personas: Sequence[Persona]) -> dict[str, int]:
     """Add each persona's token to `tokenizer` (as a special token) and `model`'s embeddings,
     initialised as the module docstring says; returns persona name -> token id."""
-    import torch
+    import torch  # heavy: torch loads only when a model runs
     from tokenizers import AddedToken
 
     vocab = tokenizer.get_vocab()

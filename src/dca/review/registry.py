@@ -98,7 +98,7 @@ class ProgrammaticReviewer:
 
     def review(self, problem: Problem, trace_completion: str, units: list[Unit], *, trace_id: str, prompt: str | None = None) -> Review:
         if self._takes_prompt:  # continuations from the policy: keep the caller's random state untouched
-            import torch
+            import torch  # heavy: torch loads only when a model runs
 
             with torch.random.fork_rng(devices=list(range(torch.cuda.device_count()))):
                 review = self.inner.review(problem, trace_completion, units, trace_id=trace_id, prompt=prompt)

@@ -207,7 +207,7 @@ class TrainConfig(_Strict):
             raise ValueError("reviewer: name at least one reviewer")
         if len(set(names)) != len(names):
             raise ValueError(f"reviewer: each reviewer may be named once (got {names})")
-        from ..review.registry import builtin_spec
+        from ..review.registry import builtin_spec  # start-up: the reviewer registry loads only when a config names reviewers
 
         unknown = [n for n in names if builtin_spec(n) is None]
         if self.reviewers_file is None and unknown:

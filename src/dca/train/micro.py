@@ -67,7 +67,7 @@ class MicroSettings(BaseModel):
 
 def build_micro_model(out_dir: str | Path, settings: MicroSettings) -> Path:
     """Save a randomly initialised micro Llama with the micro tokenizer to `out_dir` (whole or not at all)."""
-    import torch
+    import torch  # heavy: torch and transformers load only when the model is built
     from transformers import AutoModelForCausalLM, LlamaConfig
 
     tokenizer = load_micro_tokenizer()
@@ -126,7 +126,7 @@ def micro_start(
 ) -> Path:
     """The warm-started micro checkpoint: the shipped one for the default recipe, else built
     (base and warm start cached) on first use."""
-    from .warmstart import warmstart as run_warmstart  # the SFT stack (TRL) loads only to build
+    from .warmstart import warmstart as run_warmstart  # start-up: the warm-start stack (SFT, LLM client) loads only to build one
 
     settings, warmstart = settings or MicroSettings(), warmstart or MICRO_WARMSTART
     if settings == MicroSettings() and warmstart == MICRO_WARMSTART and shipped_start() is not None:
@@ -141,7 +141,7 @@ TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "chat_template.jin
 def ship(log: Callable[[str], None] = print) -> Path:
     """Rebuild the shipped start checkpoint from the default recipe in a fresh cache and
     install it into the package (`install_start`)."""
-    from .warmstart import warmstart as run_warmstart  # the SFT stack (TRL) loads only to build
+    from .warmstart import warmstart as run_warmstart  # start-up: the warm-start stack (SFT, LLM client) loads only to build one
 
     with tempfile.TemporaryDirectory(prefix="micro-ship-") as scratch:
         previous = os.environ.get("DCA_CACHE_DIR")

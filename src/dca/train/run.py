@@ -115,7 +115,7 @@ def make_judge(config: TrainConfig, problems: list[Problem]):
 def grpo_arguments(config: TrainConfig, out: str | Path):
     """The run's `DCAGRPOConfig` (the ``grpo:`` settings, DCA's defaults, then ``trl:``); a bad
     combination is a UserError."""
-    from .grpo_config import build_grpo_config
+    from .grpo_config import build_grpo_config  # heavy: TRL and torch load only when a run starts
 
     try:
         return build_grpo_config(
@@ -156,7 +156,7 @@ def _silent(message: str) -> None:
 def _train(
     config: TrainConfig, args, run: RunDirectory, processes: Processes, problems, eval_problems, log: Log, *, checkpoint: str | None, callbacks=()
 ) -> dict:
-    from datasets import Dataset
+    from datasets import Dataset  # heavy: torch, transformers, TRL and datasets load only when training runs
     from transformers import PrinterCallback, TrainerCallback
 
     from .grpo_trainer import DCAGRPOTrainer, domain_reward
@@ -317,7 +317,7 @@ def run_warnings(config: TrainConfig, summary: dict, metrics: list[dict]) -> lis
 def _send_tensorboard_to(trainer, folder: Path) -> None:
     """TensorBoard event files go to the run directory's ``tensorboard/`` (transformers would
     put them under ``trainer/runs/``), unless TENSORBOARD_LOGGING_DIR says otherwise."""
-    from transformers.integrations import TensorBoardCallback
+    from transformers.integrations import TensorBoardCallback  # heavy: transformers loads only when training runs
 
     for callback in trainer.callback_handler.callbacks:
         if isinstance(callback, TensorBoardCallback) and callback.logging_dir is None:

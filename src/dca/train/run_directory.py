@@ -252,7 +252,7 @@ class Processes:
     GRPOConfig) sets up accelerate's `PartialState` exactly as the trainer will use it."""
 
     def __init__(self, args):
-        from accelerate import PartialState
+        from accelerate import PartialState  # heavy: accelerate (torch) loads only when training runs
 
         _ = args.device  # the trainer's own device setup: starts the process group (gloo on CPUs)
         self.state = args.distributed_state or PartialState()
@@ -273,7 +273,7 @@ class Processes:
             except UserError as e:
                 error = str(e)
         if self.count > 1:
-            from accelerate.utils import broadcast_object_list
+            from accelerate.utils import broadcast_object_list  # heavy: accelerate (torch) loads only when training runs
 
             shared = broadcast_object_list([result, error], from_process=0)
             result, error = shared
@@ -285,7 +285,7 @@ class Processes:
         """Every process's `records`, in process order (the local list with one process)."""
         if self.count == 1:
             return list(records)
-        from accelerate.utils import gather_object
+        from accelerate.utils import gather_object  # heavy: accelerate (torch) loads only when training runs
 
         return gather_object(list(records))
 
