@@ -19,8 +19,6 @@ from .model import SamplingConfig, generate_batch
 from .records import Problem, Trace
 
 
-
-
 def render_prompt(tokenizer, problem: Problem) -> str:
     """The prompt text exactly as the model sees it."""
     return tokenizer.apply_chat_template(chat_messages(problem), tokenize=False, add_generation_prompt=True)

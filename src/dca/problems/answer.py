@@ -50,7 +50,6 @@ MAX_EXPONENT = 64
 TIMEOUT_SECONDS = 2
 
 
-
 @functools.cache
 def _extraction() -> tuple:
     # math_verify (and sympy under it) cost seconds to import: only commands that check an

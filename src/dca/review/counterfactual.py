@@ -43,7 +43,6 @@ from ..records import Problem, Review, Step, Unit
 from ..segment import segment
 
 
-
 @dataclass(kw_only=True)
 class CounterfactualConfig:
     """Settings of the counterfactual reviewer."""

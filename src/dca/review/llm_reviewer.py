@@ -48,7 +48,6 @@ __all__ = ["LLMReviewer", "ReviewItem", "ReviewerStats"]
 MAX_REPAIR_ECHO_CHARS = 4000
 
 
-
 @dataclass
 class ReviewerStats:
     """One reviewer's totals over a run (summed from its reviews' ``usage``)."""

@@ -128,9 +128,6 @@ class LengthPenaltySettings(_Strict):
     strength: float = Field(0.5, gt=0, le=1, description="A correct completion's reward falls from 1 to 1 - strength from the shortest correct completion of its group to the longest.")
 
 
-
-
-
 class GRPOSettings(_Strict):
     """The `trl.GRPOConfig` settings DCA gives its own defaults; any other field goes in the
     run's ``trl:`` mapping. ``prompts_per_step`` is per process."""
@@ -146,7 +143,6 @@ class GRPOSettings(_Strict):
     beta: float = Field(0.0, ge=0, description="KL coefficient (TRL's default 0 drops the reference model).")
     loss_type: Literal[LOSS_TYPES] = Field("dapo", description="Any loss_type TRL 1.16's GRPO loss implements.")
     scale_rewards: Literal["group", "batch", "none"] = "group"
-
 
 
 class TrainConfig(_Strict):

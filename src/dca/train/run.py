@@ -92,7 +92,6 @@ def run_training(
     return summary, run
 
 
-
 def check_reward(config: TrainConfig, problems: list[Problem]) -> None:
     """Open-ended problems have no verifier: without ``reward: judge`` nothing could reward
     them (a UserError, checked before anything else about the run)."""
@@ -106,10 +105,8 @@ def make_judge(config: TrainConfig, problems: list[Problem]):
     `check_reward` that problems needing a judge have one."""
     if config.reward != "judge":  # (`check_reward` refused open-ended problems already)
         return None
-
     (spec,) = load_reviewers(config.reviewers_file, only=[config.judge])
     return Judge(spec, cache=ReviewCache(default_cache_path()), pass_score=config.judge_pass_score)
-
 
 
 def grpo_arguments(config: TrainConfig, out: str | Path):
@@ -130,7 +127,6 @@ def grpo_arguments(config: TrainConfig, out: str | Path):
         raise UserError(f"trl settings: {str(e).splitlines()[0]}") from e
 
 
-
 def make_reviewers(config: TrainConfig, context=None) -> list:
     """The reviewers `config.reviewer` names, built by the reviewer registry
     (`dca.review.registry`): a built-in one (oracle, reference, counterfactual) or any reviewer
@@ -147,10 +143,8 @@ def make_reviewers(config: TrainConfig, context=None) -> list:
     return build_reviewers(specs, context)
 
 
-
 def _silent(message: str) -> None:
     pass
-
 
 
 def _train(
@@ -260,7 +254,6 @@ def _train(
     return summary
 
 
-
 def evaluate(model, tokenizer, problems: list[Problem], *, max_new_tokens: int, path: Path | None = None) -> dict:
     """Greedy accuracy on `problems` by the one evaluation path (`dca.evaluate.evaluate_problems`,
     no reviewer); traces are written to `path` when given; a failed rollout is listed under
@@ -272,7 +265,6 @@ def evaluate(model, tokenizer, problems: list[Problem], *, max_new_tokens: int, 
     if result.failures:
         figures["failures"] = result.failures
     return figures
-
 
 
 # ---------------------------------------------------------------------------------------------
@@ -300,7 +292,6 @@ def credit_figures(credits: list[Credit]) -> dict[str, float]:
         "fallbacks": int(stats["fallbacks"]),
         "conserve_max_abs_error": max((abs(sum(c.token_advantages) - c.uniform_sum) for c in conserve), default=0.0),
     }
-
 
 
 def run_warnings(config: TrainConfig, summary: dict, metrics: list[dict]) -> list[str]:

@@ -76,16 +76,12 @@ def open_run(config: TrainConfig, out, args, *, overwrite: bool, resume: bool, l
     return {"checkpoint": checkpoint, "resumed": run.resumed}
 
 
-
-
 def input_paths(config: TrainConfig) -> list[str | None]:
     """The files and directories a run reads (a run directory must not hold them)."""
     paths = [config.problems.file, config.eval_problems.file if config.eval_problems else None, config.reviewers_file]
     if Path(config.model).exists():
         paths.append(config.model)
     return paths
-
-
 
 
 # ---------------------------------------------------------------------------------------------
@@ -188,12 +184,8 @@ class RunDirectory:
             # reader reports as interrupted (`dca.files.run_status`); the run's error is raised.
 
 
-
-
 def _raise_terminated(signum, frame) -> None:
     raise Terminated(f"terminated by signal {signal.Signals(signum).name}")
-
-
 
 
 class RunRecorder:
@@ -237,8 +229,6 @@ class RunRecorder:
         self.credits.extend(credits)
         self.reviews_failed += sum(r.status != "ok" for r in reviews)
         self._count_reviews(reviews)
-
-
 
 
 # ---------------------------------------------------------------------------------------------
