@@ -1,4 +1,5 @@
-"""The built-in domains. Heavy or optional pieces (reasoning-gym, reviewers) load lazily."""
+"""The built-in domains: each one's generator, checker, gold-CoT renderer and oracle. Heavy libraries
+(reasoning-gym, math-verify) load only when a domain uses them, inside `dca.problems`."""
 
 from __future__ import annotations
 
