@@ -22,7 +22,7 @@ from .estimate import review_estimate
 
 
 def cmd_review(args: argparse.Namespace) -> int:
-    from rich.console import Console  # start-up: rich loads only when a table is printed and the review stack when this command runs
+    from rich.console import Console  # start-up: rich and the review stack load only when this command runs
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -122,7 +122,7 @@ def cmd_consensus(args: argparse.Namespace) -> int:
 
 
 def cmd_agreement(args: argparse.Namespace) -> int:
-    from rich.console import Console  # start-up: rich loads only when a table is printed and the agreement statistics when this command runs
+    from rich.console import Console  # start-up: rich and the agreement statistics load only when this command runs
     from rich.table import Table
 
     from ..agreement import agreement_report, format_report
@@ -219,7 +219,7 @@ def _items(args: argparse.Namespace):
 
 def _mistake_items(args: argparse.Namespace):
     """The real-mistake items of `--mistakes MODEL` and the counts of its rollout."""
-    from ..review.mistakes import mistake_items, rollout_cached  # start-up: the review stack loads only when this command runs (and the warm start)
+    from ..review.mistakes import mistake_items, rollout_cached  # start-up: the review stack and the warm start load only when this command runs
 
     if args.max_new_tokens < 1 or args.temperature < 0:
         raise UserError("--max-new-tokens must be at least 1 and --temperature at least 0")
@@ -238,7 +238,7 @@ def _mistake_items(args: argparse.Namespace):
 
 
 def cmd_bench_reviewers(args: argparse.Namespace) -> int:
-    from rich.table import Table  # start-up: rich loads only when a table is printed and the review stack when this command runs
+    from rich.table import Table  # start-up: rich and the review stack load only when this command runs
 
     from ..review import ReviewCache, default_cache_path
     from ..review.bench import first_error, run_bench, write_processbench
