@@ -196,7 +196,7 @@ def test_sft_arms_train_on_the_shared_rollouts(tmp_path):
     from dca.files import read_jsonl, write_jsonl
     from dca.review import OracleReviewer
     from dca.segment import segment
-    from dca.train.run import load_problems
+    from dca.domains.sources import load_problems
 
     data = smoke_data()
     data["eval"]["agreement_reviewers"] = []
@@ -295,7 +295,7 @@ def test_report_over_two_seeds_pairs_problems_and_states_the_mde(tmp_path):
     from dca.experiment.report import build_report
     from dca.experiment.runner import prepare_experiment_dir
     from dca.files import write_jsonl
-    from dca.train.run import load_problems
+    from dca.domains.sources import load_problems
 
     data = smoke_data()
     data["arms"] = {"grpo": data["arms"]["grpo"], "dca-conserve": data["arms"]["dca-conserve"]}

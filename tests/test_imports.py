@@ -4,8 +4,10 @@ the review protocol, consensus, agreement, credit and editing import without tor
 
 from __future__ import annotations
 
+import ast
 import json
 from pathlib import Path
+import re
 import subprocess
 import sys
 
@@ -87,3 +89,34 @@ def test_no_import_cycle_between_modules():
             if graph.chain_exists(importer=imported, imported=module):
                 cycles.append(f"{module} -> {imported}")
     assert cycles == []
+
+
+def _function_imports(tree):
+    """(function, its imports in line order) for each function holding imports of its own."""
+    found = []
+    for function in ast.walk(tree):
+        if not isinstance(function, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            continue
+        inner = {id(n) for f in ast.walk(function) if f is not function and isinstance(f, (ast.FunctionDef, ast.AsyncFunctionDef)) for n in ast.walk(f)}
+        imports = sorted(
+            (n for n in ast.walk(function) if isinstance(n, (ast.Import, ast.ImportFrom)) and id(n) not in inner), key=lambda n: n.lineno
+        )
+        if imports:
+            found.append((function, imports))
+    return found
+
+
+def test_every_import_inside_a_function_says_why():
+    """An import inside a function is there for the torch-free core or for start-up time
+    (docs/layout.md): the first one of each function carries ``# heavy: ...`` or
+    ``# start-up: ...`` on its line, saying what loads late and when."""
+    reason = re.compile(r"#\s*(heavy|start-up): \S")
+    src = Path(__file__).resolve().parents[1] / "src" / "dca"
+    silent = []
+    for path in sorted(src.rglob("*.py")):
+        lines = path.read_text(encoding="utf-8").splitlines()
+        for function, imports in _function_imports(ast.parse("\n".join(lines))):
+            first = imports[0]
+            if not any(reason.search(line) for line in lines[first.lineno - 1 : first.end_lineno]):
+                silent.append(f"{path.relative_to(src.parent)}:{first.lineno} ({function.name})")
+    assert silent == []

@@ -52,6 +52,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import random
 import re
 from collections import Counter
 from dataclasses import dataclass, field
@@ -105,7 +106,7 @@ def krippendorff_alpha(items: list[Item], weights: list[int] | None = None) -> f
     None where α is undefined: no item has two labels, or only one label value occurs
     (there is no disagreement to expect).
     """
-    import krippendorff
+    import krippendorff  # heavy: krippendorff and numpy load only when alpha is computed
     import numpy as np
 
     weights = _weights(items, weights)
@@ -520,8 +521,6 @@ def compare_reviewers(traces: list[ProjectedTrace], truth: str, a: str, b: str, 
     F1 as in `reviewer_quality`) and the difference b - a with a 95 % percentile interval
     from a bootstrap over those traces (both reviewers resampled together; an interval is
     None when fewer than half of the `draws` define the difference)."""
-    import random
-
     names = sorted({r for t in traces for r in [*t.labels, *t.failed]})
     for name in (truth, a, b):
         if name not in names:

@@ -280,7 +280,7 @@ class HFContinuationEngine:
         self.name = name or getattr(model.config, "_name_or_path", "hf")
 
     def continue_batch(self, requests: list[ContinuationRequest], settings: ContinuationSettings) -> list[Continuation]:
-        import torch
+        import torch  # heavy: torch loads only when a model runs
 
         torch.manual_seed(settings.seed)
         jobs = [(r, s) for r in requests for s in range(settings.samples)]

@@ -31,9 +31,17 @@ import time
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
+from rich.table import Table
+
 from .errors import UserError
-from .files import check_output_dir, read_yaml, write_json, write_text_atomic
+from .experiment.measures import read_rows, run_credit_placement
+from .experiment.runner import run_experiment
 from .experiment.spec import ExperimentSpec, parse_spec
+from .files import check_output_dir, read_yaml, write_json, write_text_atomic
+from .report import collect_inputs, render_report
+from .terminal import console as table_console
+from .train.micro import MICRO_PROBLEMS
 
 Log = Callable[[str], None]
 
@@ -48,8 +56,6 @@ DEFAULTS = {"micro": {"steps": 60, "warmstart_steps": 0, "eval_problems": 200}, 
 def micro_demo_spec(steps: int, eval_problems: int) -> ExperimentSpec:
     """The micro-world demo: the shipped micro start, padding free (the length limit well above
     padded gold CoTs), 16 completions a step."""
-    from .train.micro import MICRO_PROBLEMS
-
     easy = {**MICRO_PROBLEMS, "distractors": list(MICRO_PROBLEMS["distractors"])}
     arm = {"condition": "padding-free"}
     return parse_spec(
@@ -122,8 +128,6 @@ def run_demo(
     overwrite: bool, log: Log = print,
 ) -> dict:
     """Run the demo into `out` (an experiment directory) and return its figures (``demo.json``)."""
-    from .experiment.runner import run_experiment
-
     defaults = DEFAULTS[world]
     steps = steps or defaults["steps"]
     eval_problems = eval_problems or defaults["eval_problems"]
@@ -152,8 +156,6 @@ def run_demo(
 
 def demo_figures(out: Path) -> dict:
     """The start model's and each arm's held-out figures, and where each arm's advantages landed."""
-    from .experiment.measures import read_rows, run_credit_placement
-
     start = {row["set"]: row for row in read_rows(out / "start" / "curve.jsonl")}
     figures: dict = {"start": start["held-out"], "arms": {}, "viewer": {}}
     for arm in ARMS:
@@ -176,10 +178,6 @@ _INTERVAL_FIGURES = ("accuracy", "mean_cot_tokens", "irrelevant_share")
 def demo_intervals(out: Path, *, draws: int = 2000, seed: int = 0) -> dict:
     """95 % intervals over held-out problems (bootstrap, problems resampled): each arm's
     figure and the paired difference dca - grpo, from each run's ``eval/held-out.measures.jsonl``."""
-    import numpy as np
-
-    from .experiment.measures import read_rows
-
     rows = {arm: {r["problem_id"]: r for r in read_rows(out / "runs" / arm / "seed-0" / "eval" / "held-out.measures.jsonl")} for arm in ARMS}
     problems = sorted(set.intersection(*(set(r) for r in rows.values())))
     columns = {
@@ -218,8 +216,6 @@ def demo_intervals(out: Path, *, draws: int = 2000, seed: int = 0) -> dict:
 
 def write_viewer(out: Path, arm: str) -> Path:
     """The viewer page of an arm's training traces (reviews and per-unit credit)."""
-    from .report import collect_inputs, render_report
-
     run = out / "runs" / arm / "seed-0"
     page = render_report(collect_inputs([str(run)]), rule="majority", limit=500, title=f"DCA demo: {arm} ({ARMS[arm]})")
     path = out / f"viewer-{arm}.html"
@@ -236,10 +232,6 @@ def _num(value) -> str:
 
 
 def print_demo(figures: dict, out: Path) -> None:
-    from rich.table import Table
-
-    from .terminal import console as table_console
-
     arms = figures["arms"]
     steps = next(iter(arms.values()))["steps"]
     console = table_console(160)

@@ -55,10 +55,11 @@ import re
 from dataclasses import dataclass
 from typing import Any, Callable, Protocol
 
+from .domains import chat_messages
+from .llm import LLMCallFailed, LLMClient
 from .measures import numbers, tokens_per_insight, useful_steps, word_token_count
 from .problems.answer import extract_answer
-from .domains import chat_messages
-from .records import Consensus, Edit, EditSpan, Problem, Review, Step, Trace, Unit  # noqa: F401 - Edit, EditSpan re-exported (they live in records)
+from .records import CONTRIBUTIONS, Consensus, Edit, EditSpan, Problem, Review, Step, Trace, Unit  # noqa: F401 - Edit, EditSpan re-exported (they live in records)
 
 __all__ = [
     "ARMS",
@@ -114,8 +115,6 @@ class EditConfig:
     """Seeds the ``random-drop`` arm (mixed with each trace id)."""
 
     def __post_init__(self) -> None:
-        from .records import CONTRIBUTIONS
-
         if self.arm not in ARMS:
             raise ValueError(f"unknown arm {self.arm!r}; use one of {', '.join(ARMS)}")
         if self.mode not in MODES:
@@ -590,8 +589,6 @@ class LLMBridgeWriter:
     Retry-After). Counts calls, tokens and cost."""
 
     def __init__(self, spec, *, cache=None):
-        from .llm import LLMClient
-
         if not spec.is_llm:
             raise ValueError(f"reviewer {spec.name!r} has backend {spec.backend!r}; bridges need an LLM backend (openai, anthropic, hf)")
         self.name = spec.name
@@ -607,8 +604,6 @@ class LLMBridgeWriter:
         }  # fmt: skip
 
     def write(self, context: BridgeContext) -> str:
-        from .llm import LLMCallFailed
-
         try:
             return self.client.generate_sync(bridge_messages(context), namespace=BRIDGE_PROTOCOL).text
         except LLMCallFailed as e:

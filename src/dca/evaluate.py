@@ -46,6 +46,7 @@ The output directory holds ``eval.json``, per set ``<set>.traces.jsonl``,
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata as md
 import json
 import math
 import time
@@ -53,42 +54,33 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from rich.markup import escape
+from rich.table import Table
+
 from .caveats import format_failure_warning, warn
 from .continuation import ContinuationSettings, HFContinuationEngine, split_cot
-from .terminal import console
-from .errors import UserError
-from .files import prepare_output_dir, unlock_dir, write_text_atomic
-from .measures import labelled_tokens, token_counter, tokens_per_insight, useful_steps
-from .rollout import check_micro_problems
-from .faithfulness import (
-    BACKTRACKING,
-    DEFAULT_BUCKETS,
-    PROBES,
-    VERIFICATION,
-    ProbeItem,
-    adding_mistakes,
-    early_answering,
-    filler,
-    probe_figures,
-    reference_answers,
-)
 from .domains import check, domain_of
-from .domains.judge import use_judge
+from .domains.judge import Judge, use_judge
 from .domains.sources import DEFAULT_SYNTHETIC_COUNT, EVAL_SEED, SYNTHETIC_SETS, SetSpec, load_set, parse_set_spec
-from .files import write_jsonl
-from .model import SamplingConfig, resolve_model_path
+from .errors import UserError
+from .faithfulness import (
+    BACKTRACKING, DEFAULT_BUCKETS, PROBES, VERIFICATION, ProbeItem, adding_mistakes, early_answering, filler, probe_figures, reference_answers,
+)
+from .files import prepare_output_dir, unlock_dir, write_jsonl, write_text_atomic
+from .measures import labelled_tokens, token_counter, tokens_per_insight, useful_steps
+from .model import SamplingConfig, load_model, resolve_model_path
 from .records import Problem, Review, Trace, to_dict
-from .review import BuildContext, review_traces, reviewer_for
-from .rollout import render_prompt, rollout
+from .review import BuildContext, CounterfactualConfig, ReviewCache, default_cache_path, load_reviewers, review_traces, reviewer_for
+from .review.registry import REGISTRY, builtin_spec
+from .rollout import check_micro_problems, render_prompt, rollout
 from .segment import segment
+from .terminal import console
 
 Log = Callable[[str], None]
 
 
 def eval_reviewers() -> tuple[str, ...]:
     """``--reviewer`` choices: auto, none, and every registry reviewer that needs no settings."""
-    from .review.registry import REGISTRY, builtin_spec
-
     return ("auto", *(name for name in REGISTRY if builtin_spec(name) is not None), "none")
 
 
@@ -260,8 +252,6 @@ class EvalConfig:
         if self.probe_limit is not None and self.probe_limit < 1:
             raise UserError(f"probe_limit must be at least 1 (got {self.probe_limit})")
         if self.reviewer == "counterfactual":
-            from .review import CounterfactualConfig
-
             try:
                 CounterfactualConfig(**self.counterfactual)
             except (TypeError, ValueError) as e:
@@ -312,8 +302,6 @@ def evaluate_problems(
 
 
 def _versions() -> dict[str, str]:
-    import importlib.metadata as md
-
     versions = {}
     for package in ("deliberative-credit", "torch", "transformers", "math-verify"):
         try:
@@ -342,8 +330,6 @@ def run_eval(config: EvalConfig, out: str | Path, *, model=None, tokenizer=None,
     inputs = [s.source.rpartition("@")[2] for s in specs] + [config.model]  # only existing paths count
     out_dir = prepare_output_dir(out, overwrite=overwrite, marker="eval.json", kind="a DCA evaluation", inputs=inputs)
     if model is None:
-        from .model import load_model
-
         model, tokenizer = load_model(config.model)
     engine = HFContinuationEngine(model, tokenizer, name=config.model)
 
@@ -390,8 +376,6 @@ def run_eval(config: EvalConfig, out: str | Path, *, model=None, tokenizer=None,
 def _make_judge(config: EvalConfig, problems: list[Problem]):
     """The LLM judge for open-ended sets (None when no set needs one); a needed but missing
     judge is a UserError."""
-    from .domains.judge import Judge
-
     judged = sorted({domain_of(p).name for p in problems if domain_of(p).needs_judge})
     if config.judge is None:
         if judged:
@@ -399,7 +383,6 @@ def _make_judge(config: EvalConfig, problems: list[Problem]):
         return None
     if config.judge_reviewers is None:
         raise UserError("--judge needs --judge-reviewers FILE, the reviewers YAML that declares it")
-    from .review import ReviewCache, default_cache_path, load_reviewers
 
     (spec,) = load_reviewers(config.judge_reviewers, only=[config.judge])
     return Judge(spec, cache=ReviewCache(default_cache_path()), pass_score=config.judge_pass_score)
@@ -527,9 +510,6 @@ def table_rows(report: dict[str, Any]) -> list[tuple[str, ...]]:
 
 
 def print_table(report: dict[str, Any]) -> None:
-    from rich.markup import escape
-    from rich.table import Table
-
     table = Table(title=f"dca eval: {escape(report['config']['model'])}")
     table.add_column("figure")
     for name in report["results"]:
@@ -542,7 +522,7 @@ def print_table(report: dict[str, Any]) -> None:
 def write_plots(report: dict[str, Any], out_dir: Path) -> list[Path]:
     """``accuracy.png`` (with the Wilson interval), ``tokens_per_insight.png`` and
     ``early_answering.png`` (the mean curve per set; only when an early-answering probe ran)."""
-    import matplotlib
+    import matplotlib  # heavy: matplotlib loads only when plots are written
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

@@ -31,6 +31,8 @@ import tempfile
 from pathlib import Path
 from typing import IO, Any, Iterable, Iterator, TypeVar
 
+import yaml
+
 from .durable import NO_SPACE_ERRNOS, raise_output_failure, replace_durably, rewrite_in_place
 from .errors import UserError
 from .records import Problem, RecordError, from_dict, to_dict
@@ -82,8 +84,6 @@ def read_records(path: str | os.PathLike, cls: type[R], *, what: str, hint: str 
 def read_yaml(path: str | os.PathLike, *, what: str) -> object:
     """The data of a YAML file (None when empty); a missing, non-UTF-8 or invalid file, and a
     mapping that repeats a key (YAML would keep the last silently), are UserErrors."""
-    import yaml
-
     class _UniqueKeyLoader(yaml.SafeLoader):
         def construct_mapping(self, node, deep=False):
             seen = set()

@@ -49,13 +49,20 @@ import math
 import random
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from rapidfuzz import fuzz, process
 
-from .files import write_json
+from .domains.sources import load
+from .errors import UserError
+from .files import read_problems_file, write_json, write_jsonl
+from .llm import LLMCallFailed, LLMClient, run_sync
 from .measures import numbers
+from .problems.logic import forward_chain, literal_text, rule_text
 from .records import Fact, Operation, Problem
+from .review import ReviewCache, load_reviewers
 
 GENERATE_PROTOCOL = "generate-v1"
 DOMAINS = ("arithmetic", "logic")
@@ -244,8 +251,6 @@ def execute_arithmetic(solution: ArithmeticSolution, problem_id: str, source: st
 
 def execute_logic(solution: LogicSolution, problem_id: str, source: str) -> Problem:
     """A logic Problem (text rendered from the structure, proof DAG traced), or Rejected."""
-    from .problems.logic import forward_chain, literal_text, rule_text
-
     word = re.compile(r"^[a-z][a-z-]*$")
     people = sorted({f.person for f in solution.facts} | {solution.statement.person})
     attributes = [f.attribute for f in solution.facts] + [r.premise for r in solution.rules] + [r.attribute for r in solution.rules]
@@ -337,8 +342,6 @@ class DuplicateIndex:
         self.texts.append(text)
 
     def closest(self, question: str) -> dict[str, Any] | None:
-        from rapidfuzz import fuzz, process
-
         if not self.texts:
             return None
         found = process.extractOne(normalise(question), self.texts, scorer=fuzz.ratio)
@@ -363,8 +366,6 @@ def generate_problems_with(client, domain: str, count: int, *, index: DuplicateI
                            model_name: str = "") -> GenerationResult:  # fmt: skip
     """Ask `client` (a `dca.llm.LLMClient`) for `count` problems concurrently, execute and
     deduplicate them in request order. Never raises for a bad answer: it is counted."""
-    from .llm import LLMCallFailed, run_sync
-
     if domain not in DOMAINS:
         raise ValueError(f"dca generate writes {' or '.join(DOMAINS)} problems, not {domain!r}")
 
@@ -424,9 +425,6 @@ def _check_duplicate(index: DuplicateIndex, question: str, threshold: float, ite
 
 def build_index(*, gsm8k: bool, against: list[str]) -> DuplicateIndex:
     """GSM8K train and test (when `gsm8k`) and every problems file in `against`."""
-    from .files import read_problems_file
-    from .domains.sources import load
-
     index = DuplicateIndex()
     if gsm8k:
         for split in ("train", "test"):
@@ -442,13 +440,6 @@ def run_generate(*, reviewers: str, generator: str, domain: str, count: int, out
                  against: list[str] | None = None, gsm8k: bool = True, cache_path=None, log=print) -> GenerationResult:  # fmt: skip
     """`dca generate`: load the generator spec, compare against GSM8K and earlier sets, ask,
     execute, write ``out`` (accepted problems) and ``<out>.report.json``."""
-    from pathlib import Path
-
-    from .errors import UserError
-    from .files import write_jsonl
-    from .llm import LLMClient
-    from .review import ReviewCache, load_reviewers
-
     if domain not in DOMAINS:
         raise UserError(f"dca generate writes {' or '.join(DOMAINS)} problems, not {domain!r}")
     if count < 1:

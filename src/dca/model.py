@@ -62,7 +62,7 @@ def ensure_embedded_checkpoint() -> Path:
     if (target / "config.json").exists() and (target / "model.safetensors").exists():
         return target
     directory = _gguf_dir()
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer  # heavy: transformers loads only when a model is built
 
     tokenizer = AutoTokenizer.from_pretrained(directory, gguf_file=GGUF_FILE)
     _fix_padding(tokenizer)
@@ -175,7 +175,7 @@ def check_local_model(name_or_path: str) -> None:
 def _hub_model(repo_id: str, *, local_only: bool = False) -> str:
     """`repo_id` when it names a model in the local Hugging Face cache or on a reachable hub;
     else a UserError at once (not the minute of retries a failed download takes)."""
-    import huggingface_hub
+    import huggingface_hub  # heavy: huggingface_hub loads only for a hub model name
     import huggingface_hub.constants
     from huggingface_hub.utils import HFValidationError, validate_repo_id
 
@@ -198,7 +198,7 @@ def _hub_model(repo_id: str, *, local_only: bool = False) -> str:
 
 
 def load_tokenizer(name_or_path: str):
-    from transformers import AutoTokenizer
+    from transformers import AutoTokenizer  # heavy: transformers loads only when a tokenizer is loaded
 
     path = resolve_model_path(name_or_path)
     try:
@@ -211,7 +211,7 @@ def load_tokenizer(name_or_path: str):
 
 def load_model(name_or_path: str, *, dtype: str = "float32"):
     """Return ``(model, tokenizer)`` for 'embedded', a checkpoint directory or a hub id."""
-    import torch
+    import torch  # heavy: torch and transformers load only when a model loads
     from transformers import AutoModelForCausalLM
 
     path = resolve_model_path(name_or_path)
@@ -236,7 +236,7 @@ def build_tiny_model(out_dir: str | os.PathLike, *, seed: int = 0, hidden_size: 
     Fast tests and benchmarks use it: same tokenizer and chat template as the real model,
     a few hundred thousand parameters outside the embedding.
     """
-    import torch
+    import torch  # heavy: torch and transformers load only when a model is built
     from transformers import AutoModelForCausalLM, LlamaConfig
 
     tokenizer = load_tokenizer("embedded")
@@ -265,7 +265,7 @@ def build_tiny_model(out_dir: str | os.PathLike, *, seed: int = 0, hidden_size: 
 
 def trainer_device_arguments() -> dict:
     """TrainingArguments that fit this machine: the CPU in fp32, or a GPU in bf16 where it can."""
-    import torch
+    import torch  # heavy: torch loads only when training is set up
 
     if not torch.cuda.is_available():
         # TRL turns gradient checkpointing on by default; on a CPU with the memory to spare it
@@ -309,7 +309,7 @@ def generate_batch(
     Greedy when `temperature` is 0; each result runs up to and including the first
     end-of-sequence token, without padding. The caller seeds torch.
     """
-    import torch
+    import torch  # heavy: torch loads only when a model runs
 
     padding_side = tokenizer.padding_side
     tokenizer.padding_side = "left"  # decoder-only generation needs the inputs right-aligned

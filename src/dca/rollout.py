@@ -19,8 +19,6 @@ from .model import SamplingConfig, generate_batch
 from .records import Problem, Trace
 
 
-
-
 def render_prompt(tokenizer, problem: Problem) -> str:
     """The prompt text exactly as the model sees it."""
     return tokenizer.apply_chat_template(chat_messages(problem), tokenize=False, add_generation_prompt=True)
@@ -41,7 +39,7 @@ def rollout(
     on_batch: Callable[[int], None] | None = None,
 ) -> list[Trace]:
     """Draw `config.samples_per_problem` completions for each problem."""
-    import torch
+    import torch  # heavy: torch loads only when a model runs
 
     torch.manual_seed(config.seed)
     requests = [(p, k) for p in problems for k in range(config.samples_per_problem)]

@@ -9,7 +9,7 @@ import sys
 
 
 def console(wide: int = 160, *, stderr: bool = False):
-    from rich.console import Console
+    from rich.console import Console  # start-up: rich loads only when a table is printed
 
     stream = sys.stderr if stderr else sys.stdout
     if stream.isatty():

@@ -28,18 +28,21 @@ One module per command group (`data`, `review`, `train`, `experiment`), shared h
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
+import warnings
 from pathlib import Path
 
+from .. import __version__
+from ..durable import ENVIRONMENT_EXIT_CODE, failure_line
 from ..errors import Terminated, UserError
+from ..files import check_unlocked
 from ..train import micro as _micro  # noqa: F401 (registers the 'micro' model name: rollout, eval, show)
 from . import data, experiment, review, train
 from .common import _Parser
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .. import __version__
-
     parser = _Parser(prog="dca", description="Deliberative Credit Assignment for chain-of-thought training.")
     parser.add_argument("--version", action="version", version=f"dca {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -60,8 +63,6 @@ def _refuse_a_second_writer(args: argparse.Namespace) -> None:
     library imported (in well under a second; benchmarks/refusal_latency.py)."""
     out = getattr(args, "out", None)
     if getattr(args.func, "__name__", "") in _LOCKING_COMMANDS and out and Path(out).is_dir():
-        from ..files import check_unlocked
-
         check_unlocked(Path(out))
 
 
@@ -69,9 +70,6 @@ def _silence_third_party() -> None:
     """Once, at start: library notices that say nothing to a DCA user (math-verify's "Timeout is
     disabled", printed by its parser and its grader each: DCA turns the timeout off on purpose
     outside the main thread, see dca.problems.answer; deprecation notices of the libraries)."""
-    import logging
-    import warnings
-
     logging.getLogger("math_verify").setLevel(logging.ERROR)
     warnings.filterwarnings("ignore", category=FutureWarning)
 
@@ -86,8 +84,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"dca: error: {e}", file=sys.stderr)
         return getattr(e, "exit_code", 2)
     except Exception as e:
-        from ..durable import ENVIRONMENT_EXIT_CODE, failure_line
-
         line = failure_line(e)  # an OS error on output that no command named: still one line
         if line is None:
             raise

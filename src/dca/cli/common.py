@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import argparse
 import copy
+import math
+import warnings
 from pathlib import Path
+
+from ..files import check_output_file, read_records, write_text_atomic
 
 
 def _log(message: str) -> None:
@@ -13,9 +17,7 @@ def _log(message: str) -> None:
 
 def _quiet_libraries() -> None:
     """Keep the terminal for DCA's own progress lines: no per-library progress bars."""
-    import warnings
-
-    import datasets
+    import datasets  # heavy: only commands that load a model silence these
     import transformers
 
     warnings.filterwarnings("ignore", category=FutureWarning)  # library deprecation notices
@@ -27,14 +29,10 @@ def _quiet_libraries() -> None:
 def _out_file(path: str, args: argparse.Namespace | None = None, *inputs: str | None, flag: str = "--out") -> Path:
     """An output file that may be written: refused when it exists (without --overwrite) or is
     one of the command's inputs."""
-    from ..files import check_output_file
-
     return check_output_file(path, overwrite=getattr(args, "overwrite", False), inputs=inputs, flag=flag)
 
 
 def _write_text(path: Path, text: str) -> None:
-    from ..files import write_text_atomic
-
     write_text_atomic(path, text)
 
 
@@ -56,8 +54,6 @@ def _count(minimum: int):
 
 def _number(minimum: float | None = None, maximum: float | None = None, *, above: float | None = None):
     """An argparse type: a finite number in [minimum, maximum] (or > `above`)."""
-    import math
-
     def parse(text: str) -> float:
         try:
             value = float(text)
@@ -78,8 +74,6 @@ def _number(minimum: float | None = None, maximum: float | None = None, *, above
 
 
 def _read_records(path: str, cls, what: str) -> list:
-    from ..files import read_records
-
     return read_records(path, cls, what=what)
 
 

@@ -6,14 +6,20 @@ import argparse
 import time
 from pathlib import Path
 
+import yaml
+from pydantic import ValidationError
+
+from ..domains import DOMAINS, get_domain
+from ..domains.sources import DomainSettings, ProblemsSettings, SyntheticSettings, load_problems
 from ..errors import UserError
+from ..files import read_problems_file, write_jsonl
+from ..model import SamplingConfig, load_model, resolve_model_path
+from ..rollout import check_micro_problems, rollout, summarize
+from ..terminal import console
 from .common import _count, _log, _number, _out_file, _quiet_libraries
 
 
 def cmd_problems(args: argparse.Namespace) -> int:
-    from ..domains.sources import ProblemsSettings, SyntheticSettings, load_problems
-    from ..files import write_jsonl
-
     out = _out_file(args.out, args, args.gsm8k if args.gsm8k and Path(args.gsm8k).exists() else None, args.file)
     if args.domain:
         settings = ProblemsSettings.model_construct(
@@ -43,11 +49,6 @@ def cmd_problems(args: argparse.Namespace) -> int:
 def _domain_settings(args: argparse.Namespace):
     """`dca problems --domain`: a DomainSettings from the flags (arithmetic's knob flags
     become its generator options unless --option gives them)."""
-    from pydantic import ValidationError
-
-    from ..domains import get_domain
-    from ..domains.sources import DomainSettings
-
     domain = get_domain(args.domain)
     options: dict = {}
     if domain.name == "arithmetic":
@@ -69,8 +70,6 @@ def _domain_settings(args: argparse.Namespace):
 
 def _option_value(text: str):
     """An --option value as YAML reads it (numbers, booleans, [lists]), else the string."""
-    import yaml
-
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError:
@@ -78,11 +77,8 @@ def _option_value(text: str):
 
 
 def cmd_domains(args: argparse.Namespace) -> int:
-    from rich.markup import escape
+    from rich.markup import escape  # start-up: rich loads only when a table is printed
     from rich.table import Table
-
-    from ..domains import DOMAINS
-    from ..terminal import console
 
     table = Table(title="registered domains")
     for column in ("domain", "source", "answer", "reward", "gold CoT", "oracle", "reviewer reference", "options / data"):
@@ -102,7 +98,7 @@ def cmd_domains(args: argparse.Namespace) -> int:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    from ..generate import run_generate
+    from ..generate import run_generate  # start-up: the generator and the LLM client load only when this command runs
     from ..review import default_cache_path
 
     out = _out_file(args.out, args, args.reviewers, *(args.against or []))
@@ -122,10 +118,6 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 def cmd_rollout(args: argparse.Namespace) -> int:
-    from ..files import read_problems_file, write_jsonl
-    from ..model import SamplingConfig, load_model, resolve_model_path
-    from ..rollout import check_micro_problems, rollout, summarize
-
     out = _out_file(args.out, args, args.problems)
     problems = read_problems_file(args.problems)[: args.limit]
     # A wrong model, or problems a micro model cannot read, fail before any model is loaded.

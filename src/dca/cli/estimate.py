@@ -16,7 +16,13 @@ import argparse
 import json
 import random
 
+from ..domains import domain_of
+from ..domains.sources import load_problems
 from ..errors import UserError
+from ..records import Trace
+from ..segment import segment
+from ..train.config import load_train_config
+from .common import _out_file
 
 #: Completions the estimate builds prompts for (the mean per call is scaled to all calls).
 DEFAULT_SAMPLE = 32
@@ -40,10 +46,9 @@ def _sample_size(args: argparse.Namespace) -> int:
 
 
 def review_estimate(args: argparse.Namespace) -> int:
-    from ..review import load_reviewers
+    from ..review import load_reviewers  # start-up: the review stack loads only when this command runs
     from ..review.batch import load_review_items
     from ..review.estimate import estimate_reviews
-    from .common import _out_file
 
     size = _sample_size(args)
     json_out = _out_file(args.summary_json, args, args.traces, args.problems, args.reviewers, flag="--summary-json") if args.summary_json else None
@@ -57,10 +62,7 @@ def review_estimate(args: argparse.Namespace) -> int:
 def gold_items(problems, count: int, seed: int = 0):
     """Review items of gold CoTs of the first `count` problems: a domain's gold-CoT renderer,
     else a reference solution's lines (GSM8K) and the answer."""
-    from ..domains import domain_of
-    from ..records import Trace
-    from ..review.base import ReviewItem
-    from ..segment import segment
+    from ..review.base import ReviewItem  # start-up: the review stack loads only when this command runs
 
     rng = random.Random(seed)
     items = []
@@ -81,8 +83,7 @@ def gold_items(problems, count: int, seed: int = 0):
 
 def config_estimate(config, size: int) -> dict:
     """The estimate of one training run's reviews."""
-    from ..domains.sources import load_problems
-    from ..review import builtin_spec, load_reviewers
+    from ..review import builtin_spec, load_reviewers  # start-up: the review stack loads only when this command runs
     from ..review.estimate import estimate_reviews
 
     if config.reviewers_file is None:
@@ -95,7 +96,7 @@ def config_estimate(config, size: int) -> dict:
 
 
 def train_estimate(args: argparse.Namespace) -> int:
-    from ..review.estimate import sum_estimates
+    from ..review.estimate import sum_estimates  # start-up: the review stack loads only when this command runs
 
     size = _sample_size(args)
     if args.spec is not None:
@@ -112,8 +113,6 @@ def train_estimate(args: argparse.Namespace) -> int:
         estimate = sum_estimates(estimates)
         title = f"estimated training reviews of {len(estimates)} runs (arms x seeds) of {args.spec}"
     elif args.config is not None:
-        from ..train.config import load_train_config
-
         estimate = config_estimate(load_train_config(args.config), size)
         title = f"estimated training reviews of {args.config}"
     else:
@@ -123,7 +122,7 @@ def train_estimate(args: argparse.Namespace) -> int:
 
 
 def _finish(estimate: dict, title: str, json_out) -> None:
-    from ..review.estimate import print_estimate
+    from ..review.estimate import print_estimate  # start-up: the review stack loads only when this command runs
 
     print_estimate(estimate, title)
     if json_out is not None:

@@ -6,11 +6,11 @@ import argparse
 from pathlib import Path
 
 from ..errors import UserError
-from .common import _count, _log, _Parser, _quiet_libraries
+from .common import _Parser, _count, _log, _quiet_libraries
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from ..demo import print_demo, run_demo
+    from ..demo import print_demo, run_demo  # start-up: the experiment runner loads only when this command runs
 
     _log(f"DCA demo -> {args.out}")
     _quiet_libraries()
@@ -29,7 +29,7 @@ def _int_list(text: str, flag: str) -> list[int]:
 
 
 def cmd_experiment_run(args: argparse.Namespace) -> int:
-    from ..experiment.report import build_report
+    from ..experiment.report import build_report  # start-up: the experiment runner loads only when this command runs
     from ..experiment.runner import run_experiment
     from ..experiment.spec import load_spec
 
@@ -46,7 +46,7 @@ def cmd_experiment_run(args: argparse.Namespace) -> int:
 
 
 def cmd_experiment_report(args: argparse.Namespace) -> int:
-    from ..experiment.report import build_report
+    from ..experiment.report import build_report  # start-up: the report loads only when this command runs
 
     figures = build_report(args.dir, args.out)
     for line in figures["mde"]:

@@ -6,16 +6,25 @@ import argparse
 import json
 from pathlib import Path
 
+from ..caveats import warn
+from ..consensus import agreed_share, build_consensuses, check_rule, consensus_warnings
+from ..domains import domain_of
 from ..errors import UserError
+from ..files import write_jsonl, write_text_atomic
+from ..micro.vocabulary import is_micro_checkpoint
+from ..model import SamplingConfig, cache_dir, resolve_model_path
+from ..problems import SyntheticConfig, generate_problems, load_gsm8k
+from ..records import Problem, Review, Trace, to_dict
+from ..terminal import console
+from ..train.config import WarmstartSettings
+from ..train.micro import MICRO_PROBLEMS
 from .common import _beside, _count, _log, _out_file, _quiet_libraries, _read_records, _write_text
 from .estimate import add_review_arguments as add_estimate_review_arguments
 from .estimate import review_estimate
 
 
 def cmd_review(args: argparse.Namespace) -> int:
-    import json
-
-    from rich.console import Console
+    from rich.console import Console  # start-up: rich and the review stack load only when this command runs
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -24,7 +33,6 @@ def cmd_review(args: argparse.Namespace) -> int:
         TimeElapsedColumn,
     )
 
-    from ..files import write_jsonl
     from ..review import ReviewCache, default_cache_path, load_reviewers
     from ..review.batch import load_review_items, review_items, summary
 
@@ -67,18 +75,15 @@ def cmd_review(args: argparse.Namespace) -> int:
 
 def check_review_requirements(specs: list, items: list, *, where: str) -> None:
     """Every reviewer supports the items' problem domains and has its model on this machine."""
-    from ..domains import domain_of
-    from ..review.registry import check_domains, check_local_models
+    from ..review.registry import check_domains, check_local_models  # start-up: the review stack loads only when this command runs
 
     check_domains(specs, {domain_of(item.problem).name for item in items}, where=where)
     check_local_models(specs)
 
 
 def _print_review_summary(figures: dict) -> None:
-    from rich.markup import escape
+    from rich.markup import escape  # start-up: rich loads only when a table is printed
     from rich.table import Table
-
-    from ..terminal import console
 
     table = Table(title="reviews")
     for column in ("reviewer", "reviews", "ok", "failed", "new calls", "cached calls", "retries", "tokens in", "tokens out", "cost $"):
@@ -96,16 +101,6 @@ def _print_review_summary(figures: dict) -> None:
 
 
 def cmd_consensus(args: argparse.Namespace) -> int:
-    from ..caveats import warn
-    from ..consensus import (
-        agreed_share,
-        build_consensuses,
-        check_rule,
-        consensus_warnings,
-    )
-    from ..files import write_jsonl
-    from ..records import Review
-
     try:
         check_rule(args.rule)
     except ValueError as e:
@@ -129,14 +124,10 @@ def cmd_consensus(args: argparse.Namespace) -> int:
 
 
 def cmd_agreement(args: argparse.Namespace) -> int:
-    import json
-
-    from rich.console import Console
+    from rich.console import Console  # start-up: rich and the agreement statistics load only when this command runs
     from rich.table import Table
 
     from ..agreement import agreement_report, format_report
-    from ..caveats import warn
-    from ..records import Problem, Review, Trace
 
     compare = None
     if args.compare is not None:
@@ -172,8 +163,7 @@ def cmd_agreement(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    from ..consensus import check_rule
-    from ..report import collect_inputs, render_report
+    from ..report import collect_inputs, render_report  # start-up: the report page loads only when this command runs
 
     try:
         check_rule(args.rule)
@@ -200,7 +190,7 @@ PLANTED_SOURCES = ("gsm8k", "synthetic")
 
 
 def _specs(args: argparse.Namespace):
-    from ..review.config import ReviewerSpec, load_reviewers
+    from ..review.config import ReviewerSpec, load_reviewers  # start-up: the review stack loads only when this command runs
 
     if args.reviewers:
         return load_reviewers(args.reviewers, only=args.reviewer)
@@ -212,7 +202,7 @@ def _specs(args: argparse.Namespace):
 
 
 def _items(args: argparse.Namespace):
-    from ..review import bench
+    from ..review import bench  # start-up: the review stack loads only when this command runs
 
     if args.limit < 1:
         raise UserError("--limit must be at least 1")
@@ -220,12 +210,8 @@ def _items(args: argparse.Namespace):
     items = []
     for source in dict.fromkeys(planted):
         if source == "gsm8k":
-            from ..problems import load_gsm8k
-
             items += bench.planted_gsm8k(load_gsm8k(args.gsm8k, limit=args.limit), seed=args.seed)
         else:
-            from ..problems import SyntheticConfig, generate_problems
-
             problems = generate_problems(args.limit, SyntheticConfig(min_operations=1, max_operations=4, seed=args.seed))
             items += bench.planted_synthetic(problems, seed=args.seed)
     for path in args.processbench:
@@ -235,11 +221,7 @@ def _items(args: argparse.Namespace):
 
 def _mistake_items(args: argparse.Namespace):
     """The real-mistake items of `--mistakes MODEL` and the counts of its rollout."""
-    from ..model import SamplingConfig, cache_dir, resolve_model_path
-    from ..problems import SyntheticConfig, generate_problems
-    from ..micro.vocabulary import is_micro_checkpoint
-    from ..review.mistakes import mistake_items, rollout_cached
-    from ..train.micro import MICRO_PROBLEMS
+    from ..review.mistakes import mistake_items, rollout_cached  # start-up: the review stack and the warm start load only when this command runs
 
     if args.max_new_tokens < 1 or args.temperature < 0:
         raise UserError("--max-new-tokens must be at least 1 and --temperature at least 0")
@@ -247,7 +229,6 @@ def _mistake_items(args: argparse.Namespace):
     SamplingConfig(**settings)
     _quiet_libraries()
     if args.mistakes == "warmstart":
-        from ..train.config import WarmstartSettings
         from ..train.warmstart import warmstart
 
         model_path = str(warmstart("embedded", WarmstartSettings(), log=_log))
@@ -261,12 +242,10 @@ def _mistake_items(args: argparse.Namespace):
 
 
 def cmd_bench_reviewers(args: argparse.Namespace) -> int:
-    from rich.table import Table
+    from rich.table import Table  # start-up: rich and the review stack load only when this command runs
 
-    from ..records import to_dict
     from ..review import ReviewCache, default_cache_path
     from ..review.bench import first_error, run_bench, write_processbench
-    from ..terminal import console
 
     inputs = [args.reviewers, *args.processbench, args.gsm8k, args.cache]
     out = _out_file(args.out, args, *inputs) if args.out else None
@@ -327,9 +306,6 @@ def cmd_bench_reviewers(args: argparse.Namespace) -> int:
              "source": by_id[r.trace_id].source, "kind": by_id[r.trace_id].kind, "review": to_dict(r)}
             for r in reviews
         ]  # fmt: skip
-        from ..files import (
-            write_text_atomic,  # here, not at the top: every command imports this module for its parser
-        )
 
         report = {"figures": figures, "predictions": predictions} | ({"mistakes": counts} if counts is not None else {})
         write_text_atomic(out, json.dumps(report, indent=1) + "\n")

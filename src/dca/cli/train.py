@@ -6,26 +6,22 @@ import argparse
 import json
 from pathlib import Path
 
+import yaml
+
+from ..domains.sources import SyntheticSettings
 from ..errors import UserError
-from .common import (
-    _beside,
-    _count,
-    _log,
-    _number,
-    _out_file,
-    _quiet_libraries,
-    _read_records,
-    _write_text,
-)
+from ..files import check_output_dir, prepare_output_dir, read_records, read_yaml, write_jsonl
+from ..measures import token_counter, word_token_count
+from ..model import SamplingConfig, load_tokenizer, portable_model_name, resolve_model_path
+from ..records import Consensus, Edit, Problem, Review, Trace
+from ..train.config import WarmstartSettings, load_train_config
+from .common import _beside, _count, _log, _number, _out_file, _quiet_libraries, _read_records, _write_text
 from .estimate import add_train_arguments as add_estimate_train_arguments
 from .estimate import train_estimate
 
 
 def cmd_warmstart(args: argparse.Namespace) -> int:
-    from ..domains.sources import SyntheticSettings
-    from ..model import resolve_model_path
-    from ..train.config import WarmstartSettings
-    from ..train.warmstart import warmstart
+    from ..train.warmstart import warmstart  # start-up: the SFT stack loads only when this command runs
 
     try:
         settings = WarmstartSettings(
@@ -41,9 +37,6 @@ def cmd_warmstart(args: argparse.Namespace) -> int:
     _quiet_libraries()
     path = warmstart(args.model, settings, log=_log)
     _log(f"warm-started checkpoint: {path}")
-    import yaml
-
-    from ..model import portable_model_name
 
     recipe = yaml.safe_dump({"model": portable_model_name(args.model), "warmstart": settings.model_dump(mode="json")}, sort_keys=False, default_flow_style=None)
     _log(f"in a run config, name it model: {portable_model_name(str(path))} (this machine), or by its recipe (any machine):\n{recipe.rstrip()}")
@@ -51,9 +44,6 @@ def cmd_warmstart(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from ..files import check_output_dir
-    from ..train.config import load_train_config
-
     if args.estimate:  # issue 22: the reviews' cost before the run (dca.cli.estimate)
         return train_estimate(args)
     if args.out is None:
@@ -72,7 +62,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     elif args.config is None:
         raise UserError("give --config run.yaml (or --resume to continue the run in --out)")
     else:
-        from ..train.preflight import failed_before_first_step
+        from ..train.preflight import failed_before_first_step  # start-up: the reviewer registry and the run load only when this command runs
 
         config = load_train_config(args.config)
         # Checked again, with the config's own inputs, and locked by run_training; this early
@@ -90,7 +80,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def _print_summary(summary: dict, path: Path, *, policy: str) -> None:
-    from rich.console import Console
+    from rich.console import Console  # start-up: rich loads only when a table is printed
     from rich.table import Table
 
     table = Table(title=f"run {path}")
@@ -117,8 +107,6 @@ def _print_summary(summary: dict, path: Path, *, policy: str) -> None:
 
 def _edit_labels(args: argparse.Namespace) -> dict:
     """Labels by trace id: a consensus file, or a reviews file with one review per trace."""
-    from ..records import Consensus, Review
-
     if args.consensus:
         consensuses = _read_records(args.consensus, Consensus, "consensus")
         return {c.trace_id: c for c in consensuses}
@@ -140,11 +128,8 @@ def _edit_labels(args: argparse.Namespace) -> dict:
 
 def _token_counter(name: str):
     """A function counting a text's tokens with the named tokenizer ('words': words and marks)."""
-    from ..measures import token_counter, word_token_count
-
     if name == "words":
         return word_token_count
-    from ..model import load_tokenizer
 
     _quiet_libraries()
     tokenizer = load_tokenizer(name)
@@ -152,7 +137,7 @@ def _token_counter(name: str):
 
 
 def _print_edit_figures(figures: dict, title: str) -> None:
-    from rich.console import Console
+    from rich.console import Console  # start-up: rich loads only when a table is printed
     from rich.table import Table
 
     def show(value) -> str:
@@ -183,11 +168,7 @@ def _print_edit_figures(figures: dict, title: str) -> None:
 
 
 def cmd_edit(args: argparse.Namespace) -> int:
-    import json
-
-    from ..edit import EditConfig, LLMBridgeWriter, edit_figures, edit_traces
-    from ..files import write_jsonl
-    from ..records import Problem, Trace
+    from ..edit import EditConfig, LLMBridgeWriter, edit_figures, edit_traces  # start-up: editing and the LLM client load only for this command
 
     if bool(args.consensus) == bool(args.reviews):
         raise UserError("give the labels with exactly one of --consensus FILE or --reviews FILE")
@@ -236,8 +217,7 @@ def cmd_edit(args: argparse.Namespace) -> int:
 
 
 def cmd_sft(args: argparse.Namespace) -> int:
-    from ..records import Edit
-    from ..train.sft import SFTSettings, run_sft
+    from ..train.sft import SFTSettings, run_sft  # start-up: the SFT stack loads only when this command runs
 
     try:
         settings = SFTSettings(
@@ -246,14 +226,12 @@ def cmd_sft(args: argparse.Namespace) -> int:
         )  # fmt: skip
     except ValueError as e:
         raise UserError(str(e)) from e
-    from ..files import check_output_dir
 
     inputs = [args.edits] + ([args.model] if Path(args.model).exists() else [])
     out = check_output_dir(args.out, overwrite=args.overwrite, marker="sft.json", kind="a DCA sft checkpoint", inputs=inputs)
     edits = _read_records(args.edits, Edit, "edits")
     if not any(e.status != "skipped" for e in edits):
         raise UserError(f"{args.edits} holds no trained-on edit (every trace was skipped); edit solved traces first")
-    from ..model import resolve_model_path
 
     resolve_model_path(args.model)  # before the training libraries load
     _quiet_libraries()
@@ -264,17 +242,13 @@ def cmd_sft(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from ..files import check_output_dir
-
     # The output directory is checked again (and locked) by run_eval; this early check refuses
     # a wrong --out before the model libraries are imported.
     check_output_dir(args.out, overwrite=args.overwrite, marker="eval.json", kind="a DCA evaluation", inputs=[args.model])
-    from ..model import resolve_model_path
 
     resolve_model_path(args.model)
-    from ..continuation import ContinuationSettings
+    from ..continuation import ContinuationSettings  # start-up: the evaluation stack loads only when this command runs
     from ..evaluate import EvalConfig, print_table, run_eval
-    from ..model import SamplingConfig
 
     counterfactual = {"samples": args.cf_samples, "threshold": args.cf_threshold, "mode": args.cf_mode, "max_new_tokens": args.max_new_tokens, "seed": args.seed}
     try:
@@ -302,11 +276,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def _personas(value: str) -> list:
     """Built-in names separated by commas, or a YAML file with a ``personas:`` list."""
-    from ..review.persona import resolve_personas
+    from ..review.persona import resolve_personas  # start-up: the review stack loads only when this command runs
 
     if value.endswith((".yaml", ".yml")):
-        from ..files import read_yaml
-
         path = Path(value)
         data = read_yaml(path, what="personas")
         entries = data.get("personas") if isinstance(data, dict) else data
@@ -318,9 +290,6 @@ def _personas(value: str) -> list:
 
 def _labels(path: str) -> list:
     """Review or Consensus records, told apart by the first record's fields."""
-    from ..files import read_records
-    from ..records import Consensus, Review
-
     if not Path(path).is_file():
         raise UserError(f"labels file {path} does not exist; write reviews with `dca review` or a consensus with `dca consensus`")
     with open(path, encoding="utf-8") as f:
@@ -336,9 +305,7 @@ def _labels(path: str) -> list:
 
 
 def cmd_persona_train(args: argparse.Namespace) -> int:
-    from ..files import prepare_output_dir, read_records
-    from ..records import Problem, Trace
-    from ..train.persona import PersonaTrainSettings, run_persona_train
+    from ..train.persona import PersonaTrainSettings, run_persona_train  # start-up: persona training loads only when this command runs
     from ..train.sft import SFTSettings
 
     personas = _personas(args.personas)

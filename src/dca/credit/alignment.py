@@ -47,7 +47,7 @@ def _is_byte_level(tokenizer: Any) -> bool:
     decoder = getattr(backend, "decoder", None)
     if decoder is None:
         return False
-    from tokenizers.decoders import ByteLevel  # installed with transformers; no torch
+    from tokenizers.decoders import ByteLevel  # heavy: tokenizers (installed with transformers) loads only for a real tokenizer
 
     return isinstance(decoder, ByteLevel)
 

@@ -1,4 +1,5 @@
-"""The built-in domains. Heavy or optional pieces (reasoning-gym, reviewers) load lazily."""
+"""The built-in domains: each one's generator, checker, gold-CoT renderer and oracle. Heavy libraries
+(reasoning-gym, math-verify) load only when a domain uses them, inside `dca.problems`."""
 
 from __future__ import annotations
 
@@ -6,15 +7,24 @@ import dataclasses
 import random
 from typing import Any
 
-from ..problems.answer import ANSWER_PREFIX
+from ..problems.answer import ANSWER_PREFIX, check_answer
 from ..problems.answer import SYSTEM_PROMPT  # noqa: F401 (ANSWER_PREFIX: prompts below)
+from ..problems.gold import render_gold_cot
+from ..problems.gsm8k import load_gsm8k
+from ..problems.labels import check_label
+from ..problems.logic import LogicConfig, generate_logic_problems, render_logic_gold_cot
+from ..problems.reasoning_gym import check_reasoning_gym, generate_reasoning_gym
+from ..problems.strategyqa import load_strategyqa
+from ..problems.synthetic import SyntheticConfig, generate_problems
 from ..records import Problem
 from .base import Domain
+from .judge import OPEN_ENDED_PROMPT, check_open_ended, generate_open_ended, load_open_ended
+from .oracles.arithmetic import ArithmeticOracleReviewer
+from .oracles.knights import KnightsKnavesOracleReviewer
+from .oracles.logic import LogicOracleReviewer
 
 
 def _numeric_check(problem: Problem, completion: str):
-    from ..problems.answer import check_answer
-
     return check_answer(completion, problem.answer)
 
 
@@ -31,26 +41,18 @@ def _options(cls, options: dict[str, Any], domain: str):
 
 
 def _arithmetic_generate(count: int, seed: int, options: dict[str, Any]) -> list[Problem]:
-    from ..problems.synthetic import SyntheticConfig, generate_problems
-
     return generate_problems(count, SyntheticConfig(seed=seed, **_options(SyntheticConfig, options, "arithmetic")))
 
 
 def _arithmetic_gold(problem: Problem, irrelevant_rate: float, rng: random.Random):
-    from ..problems.gold import render_gold_cot
-
     return render_gold_cot(problem, irrelevant_rate=irrelevant_rate, rng=rng)
 
 
 def _arithmetic_oracle():
-    from .oracles.arithmetic import ArithmeticOracleReviewer
-
     return ArithmeticOracleReviewer()
 
 
 def _gsm8k_load(path_or_split: str | None, limit: int | None) -> list[Problem]:
-    from ..problems.gsm8k import load_gsm8k
-
     return load_gsm8k(path_or_split or "test", limit=limit)
 
 
@@ -64,26 +66,18 @@ LOGIC_PROMPT = (
 
 
 def _logic_generate(count: int, seed: int, options: dict[str, Any]) -> list[Problem]:
-    from ..problems.logic import LogicConfig, generate_logic_problems
-
     return generate_logic_problems(count, LogicConfig(seed=seed, **_options(LogicConfig, options, "logic")))
 
 
 def _logic_check(problem: Problem, completion: str):
-    from ..problems.labels import check_label
-
     return check_label(completion, problem.answer, ("True", "False", "Unknown"))
 
 
 def _logic_gold(problem: Problem, irrelevant_rate: float, rng: random.Random):
-    from ..problems.logic import render_logic_gold_cot
-
     return render_logic_gold_cot(problem, irrelevant_rate=irrelevant_rate, rng=rng)
 
 
 def _logic_oracle():
-    from .oracles.logic import LogicOracleReviewer
-
     return LogicOracleReviewer()
 
 
@@ -105,22 +99,16 @@ REASONING_GYM = {
 
 def _reasoning_gym_generate(name: str):
     def generate(count: int, seed: int, options: dict[str, Any]) -> list[Problem]:
-        from ..problems.reasoning_gym import generate_reasoning_gym
-
         return generate_reasoning_gym(REASONING_GYM[name][0], name, count, seed, options)
 
     return generate
 
 
 def _reasoning_gym_check(problem: Problem, completion: str):
-    from ..problems.reasoning_gym import check_reasoning_gym
-
     return check_reasoning_gym(problem, completion)
 
 
 def _knights_oracle():
-    from .oracles.knights import KnightsKnavesOracleReviewer
-
     return KnightsKnavesOracleReviewer()
 
 
@@ -133,14 +121,10 @@ COMMONSENSE_PROMPT = (
 
 
 def _commonsense_load(path: str | None, limit: int | None) -> list[Problem]:
-    from ..problems.strategyqa import load_strategyqa
-
     return load_strategyqa(path, limit)
 
 
 def _yes_no_check(problem: Problem, completion: str):
-    from ..problems.labels import check_label
-
     return check_label(completion, problem.answer, ("Yes", "No"))
 
 
@@ -148,20 +132,14 @@ def _yes_no_check(problem: Problem, completion: str):
 
 
 def _open_ended_generate(count: int, seed: int, options: dict[str, Any]) -> list[Problem]:
-    from .judge import generate_open_ended
-
     return generate_open_ended(count, seed, options)
 
 
 def _open_ended_load(path: str | None, limit: int | None) -> list[Problem]:
-    from .judge import load_open_ended
-
     return load_open_ended(path, limit)
 
 
 def _open_ended_check(problem: Problem, completion: str):
-    from .judge import check_open_ended
-
     return check_open_ended(problem, completion)
 
 
@@ -217,7 +195,6 @@ def builtin_domains() -> list[Domain]:
             load_hint="a StrategyQA JSON file ($DCA_STRATEGYQA_FILE or ../shared/data/strategyqa/strategyqa_train.json)",
         )
     )
-    from .judge import OPEN_ENDED_PROMPT
 
     domains.append(
         Domain(

@@ -131,7 +131,7 @@ class Judge:
             raise UserError(f"judge {spec.name!r} has backend {spec.backend!r}; a judge needs an LLM backend (openai, anthropic, hf)")
         if not 0 <= pass_score <= 10:
             raise UserError(f"pass_score must lie in 0..10, got {pass_score}")
-        from ..llm import LLMClient
+        from ..llm import LLMClient  # start-up: the LLM client loads only when a judge is built (domains load with every command)
 
         self.name = getattr(spec, "name", spec.model)
         self.pass_score = pass_score
@@ -155,7 +155,7 @@ class Judge:
 
     def prefetch(self, items: list[tuple[Problem, str]]) -> None:
         """Judge several responses concurrently (the client's concurrency and rate limits)."""
-        import asyncio
+        import asyncio  # start-up: asyncio and the LLM client load only when a judge runs
 
         from ..llm import run_sync
 
@@ -175,12 +175,12 @@ class Judge:
                 self._memo[key] = result
 
     def _ask(self, problem: Problem, response: str) -> JudgeVerdict | JudgeFailed:
-        from ..llm import run_sync
+        from ..llm import run_sync  # start-up: the LLM client loads only when a judge runs
 
         return run_sync(self._ask_async(problem, response))
 
     async def _ask_async(self, problem: Problem, response: str) -> JudgeVerdict | JudgeFailed:
-        from ..llm import LLMCallFailed
+        from ..llm import LLMCallFailed  # start-up: the LLM client loads only when a judge runs
 
         try:
             generation = await self.client.generate(

@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from ..errors import UserError
 from ..files import read_problems_file
 from ..records import Problem
+from . import DOMAINS, get_domain
 
 
 class _Strict(BaseModel):
@@ -56,8 +57,6 @@ class DomainSettings(_Strict):
 
     @model_validator(mode="after")
     def _known_domain(self):
-        from . import DOMAINS
-
         if self.name not in DOMAINS:
             raise ValueError(f"unknown domain {self.name!r}: choose from {', '.join(DOMAINS)}")
         domain = DOMAINS[self.name]
@@ -88,8 +87,6 @@ class ProblemsSettings(_Strict):
 
 def generate(name: str, count: int, seed: int, options: dict[str, Any] | None = None) -> list[Problem]:
     """`count` problems of a generated domain; bad options are a UserError."""
-    from . import get_domain
-
     domain = get_domain(name)
     if domain.generate is None:
         raise UserError(f"domain {name!r} has no generator; load it from a file (its loader: {domain.load_hint or 'a data file'})")
@@ -101,8 +98,6 @@ def generate(name: str, count: int, seed: int, options: dict[str, Any] | None = 
 
 def load(name: str, path_or_split: str | None = None, limit: int | None = None) -> list[Problem]:
     """Problems of a loaded domain from its data (a split name or a file)."""
-    from . import get_domain
-
     domain = get_domain(name)
     if domain.load is None:
         raise UserError(f"domain {name!r} is generated, not loaded; give a count instead of a file")
@@ -115,8 +110,6 @@ def load(name: str, path_or_split: str | None = None, limit: int | None = None) 
 
 
 def domain_problems(settings: DomainSettings, *, default_count: int | None = None) -> list[Problem]:
-    from . import get_domain
-
     domain = get_domain(settings.name)
     if settings.file is not None or domain.generate is None:
         return load(settings.name, settings.file, settings.count)
@@ -173,8 +166,6 @@ class SetSpec:
 def parse_set_spec(spec: str) -> SetSpec:
     """``"synthetic-easy"``, ``"gsm8k-test:50"``, ``"logic:30"``,
     ``"commonsense@data/strategyqa.json:20"``, ``"my/problems.jsonl:20"``."""
-    from . import DOMAINS
-
     spec = spec.strip()
     source, limit = spec, None
     head, sep, tail = spec.rpartition(":")
@@ -200,8 +191,6 @@ def parse_set_spec(spec: str) -> SetSpec:
 
 
 def load_set(spec: SetSpec, *, seed: int = EVAL_SEED) -> list[Problem]:
-    from . import DOMAINS
-
     if spec.source in SYNTHETIC_SETS:
         options = dict(max_value=20, **SYNTHETIC_SETS[spec.source])
         return generate("arithmetic", spec.limit or DEFAULT_SYNTHETIC_COUNT, seed, options)

@@ -15,6 +15,7 @@ irrelevant share's parts are `dca.measures.labelled_tokens`.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -121,8 +122,6 @@ def credit_placement(reviews: list[Review], credits: list[Credit]) -> dict[str, 
 
 def read_rows(path: Path) -> list[dict]:
     """The rows of a JSON-lines file of plain dicts (curve, steps, metrics); [] when it is missing."""
-    import json
-
     if not path.exists():
         return []
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]

@@ -377,7 +377,7 @@ def _html_table(rows: list[list[str]]) -> str:
 
 
 def write_plots(exp: dict, tables: dict[str, list[dict]], out_dir: Path) -> list[tuple[str, Path]]:
-    import matplotlib
+    import matplotlib  # heavy: matplotlib loads only when plots are written
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

@@ -8,7 +8,7 @@ The experiment directory::
     start/curve.jsonl          the start model on the curve sets: every run's step 0
     eval-sets/<name>.jsonl     the held-out problems, written once
     rollouts/seed-<s>/         the start model's rollouts shared by the SFT arms of seed s
-    runs/<arm>/seed-<s>/       one ordinary run directory per arm and seed (`dca.train.run`)
+    runs/<arm>/seed-<s>/       one ordinary run directory per arm and seed (`dca.train.run_directory`)
 
 Each run directory holds, besides what `dca train` writes (or, for SFT arms, ``config.yaml``,
 ``run.json``, ``traces.jsonl``, ``reviews.jsonl``, ``edits.jsonl``, ``metrics.jsonl``,
@@ -51,17 +51,28 @@ from typing import Any, Callable
 
 import yaml
 
+from ..agreement import agreement_report
+from ..consensus import build_consensuses
+from ..domains.sources import load_problems
+from ..edit import EditConfig, edit_traces
 from ..errors import UserError
 from ..evaluate import EvalConfig, evaluate_problems, run_eval
 from ..files import (
-    append_jsonl, check_unlocked, lock_dir, read_jsonl, unlock_dir, write_json, write_jsonl, write_run_state, write_text_atomic,
+    append_jsonl, check_unlocked, lock_dir, prepare_output_dir, read_jsonl, unlock_dir, write_json, write_jsonl, write_run_state, write_text_atomic,
 )
 from ..measures import token_counter
-from ..model import SamplingConfig
-from ..records import Problem, Review, Trace, to_dict
+from ..model import SamplingConfig, load_model, load_tokenizer
+from ..records import Consensus, Problem, Review, Trace, to_dict
 from ..review import close_reviewers, review_traces, reviewer_for
+from ..rollout import rollout
+from ..train.config import TrainConfig
+from ..train.resume import last_checkpoint
+from ..train.run import group_variance_fraction, make_reviewers, run_training
+from ..train.sft import SFTSettings, run_sft
+from ..train.warmstart import warmstart_key
 from .measures import read_rows, trace_measures
 from .spec import ExperimentSpec
+from .testbed import measure_start, prepare_start
 
 Log = Callable[[str], None]
 
@@ -100,7 +111,7 @@ def git_commit() -> str | None:
 
 
 def machine() -> dict:
-    import torch
+    import torch  # heavy: torch loads only when a run records its machine
 
     return {
         "platform": platform.platform(),
@@ -113,7 +124,7 @@ def machine() -> dict:
 
 def training_order(n_problems: int, seed: int, count: int) -> list[int]:
     """Problem indices in the order TRL's RepeatSampler (shuffle, seed) draws prompts."""
-    import torch
+    import torch  # heavy: torch loads only when training runs
 
     generator = torch.Generator()
     generator.manual_seed(seed)
@@ -160,8 +171,6 @@ def start_curve(evaluator: _Evaluator, start: str, limit: int, start_dir: Path, 
     """The step-0 rows of every run's curve: the start model is the same for every arm and
     seed (and greedy decoding is deterministic), so it is evaluated once, in
     ``start/curve.jsonl``."""
-    from ..model import load_model
-
     path = start_dir / "curve.jsonl"
     if path.exists():
         return read_rows(path)
@@ -174,7 +183,7 @@ def start_curve(evaluator: _Evaluator, start: str, limit: int, start_dir: Path, 
 
 def _curve_callback(evaluator: _Evaluator, tokenizer, every: int, limit: int, run_dir: Path, log: Log, *, before: list[dict]):
     """`before`: the start model's rows (`start_curve`), written as the run's step 0."""
-    from transformers import TrainerCallback
+    from transformers import TrainerCallback  # heavy: transformers loads only when training runs
 
     def write(rows: list[dict]) -> None:
         with (run_dir / "curve.jsonl").open("a", encoding="utf-8") as f:
@@ -224,8 +233,6 @@ def _curve_callback(evaluator: _Evaluator, tokenizer, every: int, limit: int, ru
 
 def final_evaluation(spec: ExperimentSpec, root: Path, run_dir: Path, evaluator: _Evaluator, log: Log) -> dict:
     """`dca eval` on the run's checkpoint (sets, probes) plus per-trace measures and agreement."""
-    from ..model import load_model
-
     checkpoint = run_dir / "checkpoint"
     partial = run_dir / "eval"
     if partial.is_dir() and not (partial / "eval.json").exists():  # an interrupted evaluation of ours
@@ -263,10 +270,6 @@ def final_evaluation(spec: ExperimentSpec, root: Path, run_dir: Path, evaluator:
 
 def reviewer_agreement(spec: ExperimentSpec, root: Path, run_dir: Path, evaluator: _Evaluator) -> dict:
     """Agreement of the declared reviewers on the final CoTs of the first eval set."""
-    from ..agreement import agreement_report
-    from ..train.config import TrainConfig
-    from ..train.run import make_reviewers
-
     name = next(iter(evaluator.sets))
     problems = {p.id: p for p in evaluator.sets[name]}
     traces = read_jsonl(run_dir / "eval" / f"{name}.traces.jsonl", Trace)
@@ -319,8 +322,6 @@ def _train_figures(run_dir: Path) -> dict:
 
 def resumable_step(run_dir: Path) -> int | None:
     """The step of the last complete TRL checkpoint of an interrupted GRPO run (None: none)."""
-    from ..train.resume import last_checkpoint
-
     if not (run_dir / "run.json").exists():
         return None
     found = last_checkpoint(run_dir / "trainer")
@@ -342,8 +343,6 @@ def start_recipe(spec: ExperimentSpec, start: str, base: str | None) -> tuple[st
     base model and the warm start settings whose cached result is `start`, so that the run's
     config.yaml rebuilds it on a machine whose cache lacks it; `start` itself where the recipe
     does not lead to it (an experiment prepared with another cache key)."""
-    from ..train.warmstart import warmstart_key
-
     if spec.start.warmstart is None or base is None:
         return start, None
     if Path(start).name != warmstart_key(base, spec.start.warmstart):
@@ -357,9 +356,6 @@ def run_grpo_arm(
 ) -> None:
     """Train one GRPO arm; with `resume`, continue from the run's last TRL checkpoint (`dca train
     --resume`; the arm's ``trl: {save_steps: N}`` makes checkpoints)."""
-    from ..model import load_tokenizer
-    from ..train.run import run_training
-
     # The run's config names the start by its recipe (base model + warm start settings, cached:
     # the same checkpoint), never by its cache path: it trains as it is on another machine.
     model, recipe = start_recipe(spec, start, base)
@@ -373,11 +369,6 @@ def run_grpo_arm(
 
 def shared_rollouts(spec: ExperimentSpec, root: Path, seed: int, start: str, log: Log) -> Path:
     """The start model's rollouts for the SFT arms of `seed`, reviewed by the base reviewer(s)."""
-    from ..consensus import build_consensuses
-    from ..model import load_model
-    from ..rollout import rollout
-    from ..train.run import load_problems, make_reviewers
-
     target = root / "rollouts" / f"seed-{seed}"
     if (target / "done.json").exists():
         return target
@@ -415,13 +406,6 @@ def shared_rollouts(spec: ExperimentSpec, root: Path, seed: int, start: str, log
 
 
 def run_sft_arm(spec: ExperimentSpec, root: Path, key: RunKey, start: str, run_dir: Path, evaluator: _Evaluator, log: Log, *, before: list[dict]) -> None:
-    from ..edit import EditConfig, edit_traces
-    from ..files import prepare_output_dir
-    from ..model import load_tokenizer
-    from ..records import Consensus
-    from ..train.run import group_variance_fraction
-    from ..train.sft import SFTSettings, run_sft
-
     arm = spec.arms[key.arm]
     config = spec.base_config(key.seed)
     g = config.grpo
@@ -545,8 +529,6 @@ def run_experiment(
     spec: ExperimentSpec, out: str | Path, *, only: list[str] | None = None, seeds: list[int] | None = None, log: Log = print
 ) -> dict:
     """Run (or resume) the selected runs of `spec` in `out`; returns experiment.json's content."""
-    from ..train.run import load_problems
-
     root = Path(out)
     keys = select_runs(spec, only=only, seeds=seeds)
     sets = {s.name: load_problems(s.problems) for s in spec.eval.sets}
@@ -559,8 +541,6 @@ def run_experiment(
 
 def _run_locked(spec: ExperimentSpec, root: Path, keys: list[RunKey], sets: dict[str, list[Problem]], log: Log) -> dict:
     """`run_experiment` once its directory is prepared and locked."""
-    from .testbed import measure_start, prepare_start
-
     status_file = root / "experiment.json"
     record = json.loads(status_file.read_text()) if status_file.exists() else {"invocations": []}
     invocation = {"argv": sys.argv[1:], "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "commit": git_commit(), "machine": machine(), "load_average_start": os.getloadavg()[0]}

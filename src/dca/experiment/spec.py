@@ -40,10 +40,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from ..domains.sources import load_problems
 from ..errors import UserError, validation_problem
 from ..files import read_yaml
-from ..train.micro import MicroSettings
+from ..micro.conditions import length_limit
 from ..train.config import ProblemsSettings, TrainConfig, WarmstartSettings
+from ..train.micro import MicroSettings
 
 _LIMITS: dict[tuple[str, str], int] = {}  # condition limits, by condition and training problems
 ARM_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
@@ -160,9 +162,6 @@ class ExperimentSpec(_Strict):
         return _train_config({**merged, "model": model, "seed": seed}, f"arms.{arm}.overrides")
 
     def _length_limit(self, condition: str) -> int:
-        from ..micro.conditions import length_limit  # tokenizer and gold rendering: only for specs that set a condition
-        from ..train.run import load_problems
-
         key = (condition, repr(self.base.get("problems")))
         if key not in _LIMITS:
             _LIMITS[key] = length_limit(condition, load_problems(self.base_config(0).problems))

@@ -24,12 +24,15 @@ from pathlib import Path
 from typing import Callable
 
 from ..files import write_jsonl
-from ..model import build_tiny_model, load_model, resolve_model_path
 from ..measures import token_counter
+from ..model import SamplingConfig, build_tiny_model, load_model, resolve_model_path
 from ..problems.gold import padding_kind
 from ..records import Problem
 from ..review import review_traces, reviewer_for
+from ..rollout import rollout, summarize
 from ..train.micro import MICRO_WARMSTART, micro_start
+from ..train.run import group_variance_fraction
+from ..train.warmstart import warmstart
 from .measures import trace_measures
 from .spec import ExperimentSpec
 
@@ -56,8 +59,6 @@ def base_model(spec: ExperimentSpec, start_dir: Path) -> str:
 
 def prepare_start(spec: ExperimentSpec, start_dir: Path, *, log: Log = print) -> tuple[str, dict]:
     """The start checkpoint's path and its record (``start/start.json``), made once per experiment."""
-    from ..train.warmstart import warmstart
-
     record_file = start_dir / "start.json"
     if record_file.exists():
         record = json.loads(record_file.read_text(encoding="utf-8"))
@@ -88,10 +89,6 @@ def measure_start(
     checkpoint: str, problems: list[Problem], *, temperature: float, group_size: int, max_new_tokens: int, out_dir: Path, log: Log = print
 ) -> dict:
     """Greedy and sampled accuracy of the start model, and the share of groups with reward variance."""
-    from ..model import SamplingConfig
-    from ..rollout import rollout, summarize
-    from ..train.run import group_variance_fraction
-
     model, tokenizer = load_model(checkpoint)
     started = time.time()
     greedy = rollout(model, tokenizer, problems, SamplingConfig(max_new_tokens=max_new_tokens, batch_size=16))

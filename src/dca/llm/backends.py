@@ -43,6 +43,7 @@ from typing import Any
 
 from ..errors import UserError
 from ..redact import Endpoint, redact, register_secret, split_endpoint
+from .hf import HFBackend
 from .spec import CallError, Generation, Grammar, LLMBackend, LLMSpec
 
 __all__ = ["AnthropicBackend", "OpenAIBackend", "make_backend", "scrub"]
@@ -130,7 +131,7 @@ class OpenAIBackend:
 
     def __init__(self, spec: LLMSpec):
         try:
-            import openai
+            import openai  # heavy: the provider SDK loads only for its backend
         except ImportError as e:  # pragma: no cover - a dependency of the package
             raise UserError("the openai backend needs the openai SDK: pip install openai") from e
         self._sdk = openai
@@ -180,7 +181,7 @@ class AnthropicBackend:
 
     def __init__(self, spec: LLMSpec):
         try:
-            import anthropic
+            import anthropic  # heavy: the provider SDK loads only for its backend
         except ImportError as e:  # pragma: no cover - a dependency of the package
             raise UserError("the anthropic backend needs the anthropic SDK: pip install anthropic") from e
         self._sdk = anthropic
@@ -221,7 +222,5 @@ def make_backend(spec: LLMSpec) -> LLMBackend:
     if spec.backend == "anthropic":
         return AnthropicBackend(spec)
     if spec.backend == "hf":
-        from .hf import HFBackend  # torch and xgrammar load only for this backend
-
         return HFBackend(spec)
     raise ValueError(f"backend {spec.backend!r} is not an LLM backend")

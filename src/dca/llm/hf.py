@@ -72,7 +72,7 @@ def _fingerprint(model: str) -> str:
 
 def _xgrammar():
     try:
-        import xgrammar  # imported on the first constrained call: most callers never need it
+        import xgrammar  # heavy: xgrammar (and torch) load on the first constrained call only
     except ImportError as e:  # pragma: no cover - a dependency of the package
         raise UserError("constrained decoding needs xgrammar: pip install 'xgrammar>=0.2,<0.3'") from e
     return xgrammar
@@ -176,7 +176,7 @@ class HFBackend:
 
     def _decode_batch(self, prompts: list[str], grammars: list[Grammar | None]) -> list[Generation]:
         """Generate for each of `prompts` in one batch (the caller holds the lock)."""
-        import torch  # loaded with the model (dca.model), never for a backend that is only built
+        import torch  # heavy: torch loads with the model (dca.model), never for a backend that is only built
 
         p = self.params
         tokenizer, model = self._tokenizer, self._model

@@ -89,7 +89,7 @@ def task_words() -> set[str]:
 
 def build_tokenizer():
     """The micro tokenizer as a `transformers.PreTrainedTokenizerFast`."""
-    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers  # heavy: tokenizers and transformers load only to build a tokenizer
     from transformers import PreTrainedTokenizerFast
 
     # Spelled in the byte-level alphabet: ByteLevel maps ' ' to 'Ġ' and '\n' to 'Ċ'.
@@ -112,7 +112,7 @@ def build_tokenizer():
 
 def load_micro_tokenizer():
     """The shipped micro tokenizer."""
-    from transformers import AutoTokenizer
+    from transformers import AutoTokenizer  # heavy: transformers loads only when a tokenizer is loaded
 
     return AutoTokenizer.from_pretrained(str(TOKENIZER_DIR))
 

@@ -50,12 +50,11 @@ MAX_EXPONENT = 64
 TIMEOUT_SECONDS = 2
 
 
-
 @functools.cache
 def _extraction() -> tuple:
     # math_verify (and sympy under it) cost seconds to import: only commands that check an
     # answer pay for them, not every command that merely imports dca.problems.
-    from math_verify import ExprExtractionConfig, LatexExtractionConfig
+    from math_verify import ExprExtractionConfig, LatexExtractionConfig  # heavy: math-verify (sympy) loads only when an answer is parsed
 
     return (LatexExtractionConfig(), ExprExtractionConfig())
 
@@ -153,7 +152,7 @@ def _statement_span(completion: str, match: re.Match[str], line_end: int) -> tup
 
 def _as_text(value: Any) -> str:
     """A parsed value as plain text: ``"1200"`` for 1200.0, ``"3.5"``, ``"1/2"``."""
-    import sympy
+    import sympy  # heavy: sympy loads only when an answer is parsed
 
     if isinstance(value, sympy.Number) and value.is_integer:
         return str(int(value))
@@ -170,7 +169,7 @@ def _timeout() -> int | None:
 
 def _parse(text: str) -> list[Any]:
     """math_verify's parse of a statement: [] when nothing parses (never raises)."""
-    from math_verify import parse
+    from math_verify import parse  # heavy: math-verify (sympy) loads only when an answer is parsed
 
     try:
         return parse(
@@ -185,7 +184,7 @@ def _parse(text: str) -> list[Any]:
 
 def _is_tame(value: Any) -> bool:
     """False for sympy values with a power whose exponent is not a small number."""
-    import sympy
+    import sympy  # heavy: sympy loads only when an answer is parsed
 
     if not isinstance(value, sympy.Basic):
         return True
@@ -202,7 +201,7 @@ def _parse_gold(gold: str) -> list[Any]:
 
 
 def _verify(gold: list[Any], prediction: list[Any]) -> bool:
-    from math_verify import verify
+    from math_verify import verify  # heavy: math-verify (sympy) loads only when an answer is checked
 
     if not all(_is_tame(value) for value in prediction):
         return False

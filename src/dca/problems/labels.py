@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import re
 
-from .answer import AnswerCheck, ExtractedAnswer
+from .answer import AnswerCheck, ExtractedAnswer, check_answer
 
 _STRICT = re.compile(r"^[ \t]*\**Answer\**:\**[ \t]*(?P<value>.*)$", re.MULTILINE)
 _LENIENT = re.compile(
@@ -97,8 +97,6 @@ def check_against_gold(completion: str, gold: str) -> AnswerCheck:
     """Check against a bare gold answer (no problem at hand, e.g. a probe's continuation):
     a label gold (True / False / Unknown / Yes / No) is compared as a label, anything else
     as a number (`dca.problems.answer.check_answer`)."""
-    from .answer import check_answer
-
     label = normalize_label(gold)
     if label in ("true", "false", "unknown") and gold.strip().lower().strip(".") in SYNONYMS:
         return check_label(completion, gold, LABEL_SETS[label])

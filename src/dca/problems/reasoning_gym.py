@@ -50,7 +50,7 @@ def _json_safe(value: Any) -> Any:
 @functools.lru_cache(maxsize=64)
 def _dataset(name: str, seed: int, size: int, config_json: str):
     try:
-        import reasoning_gym
+        import reasoning_gym  # heavy: reasoning-gym (matplotlib, sympy) loads only for its domains
     except ImportError as e:  # pragma: no cover - a declared dependency
         raise ImportError("reasoning-gym is not installed: pip install reasoning-gym") from e
     return reasoning_gym.create_dataset(name, seed=seed, size=size, **json.loads(config_json))

@@ -23,6 +23,7 @@ import asyncio
 from dataclasses import dataclass
 from typing import Any, Callable, Protocol, Sequence, runtime_checkable
 
+from ..llm import run_sync
 from ..records import Problem, Review, Trace, Unit
 from ..redact import redact
 from ..segment import segment
@@ -124,8 +125,6 @@ def review_batch(
     """`review_all` from synchronous code, on the process's background event loop
     (`dca.llm.run_sync`: LLM clients keep their connections and limits across batches, and a
     caller that runs its own event loop, a notebook say, is not disturbed)."""
-    from ..llm import run_sync
-
     return run_sync(review_all(reviewers, items, on_review=on_review))
 
 

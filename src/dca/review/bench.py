@@ -42,12 +42,14 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..errors import UserError
+from ..llm.cache import ReviewCache
 from ..measures import NUMBER, evaluate, format_number, number_value
 from ..problems.answer import check_answer
+from ..problems.gold import render_gold_cot
 from ..records import Operation, Problem, Review, Trace, Unit
-from ..llm.cache import ReviewCache
-from .config import ReviewerSpec
 from .base import ReviewItem
+from .batch import review_items
+from .config import ReviewerSpec
 
 __all__ = [
     "BenchItem",
@@ -235,8 +237,6 @@ def _plant_gsm8k(problem: Problem, rng: random.Random) -> tuple[list[str], int, 
 def planted_synthetic(problems: list[Problem], *, seed: int = 0, irrelevant_rate: float = 0.3) -> list[BenchItem]:
     """For each synthetic problem: a gold CoT (label -1) and the same CoT with one
     computation's result changed and propagated through the operation graph."""
-    from ..problems.gold import render_gold_cot
-
     rng = random.Random(seed)
     items = []
     for problem in problems:
@@ -432,8 +432,6 @@ def run_bench(
     on_review: Callable[[Review], Any] | None = None,
 ) -> tuple[dict[str, Any], list[Review]]:
     """Review every item with every reviewer; the figures and the reviews."""
-    from .batch import review_items
-
     if len({item.id for item in items}) != len(items):
         raise UserError("bench items must have distinct ids")
     reviews, _ = review_items(bench_review_items(items), specs, cache=cache, on_review=on_review)

@@ -62,8 +62,10 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from ..errors import UserError, validation_problem
+from ..files import read_yaml
 from ..llm import LLM_BACKENDS, LLMSpec, Price
-from ..redact import redact_url
+from ..redact import is_secret_name, redact_url
+from .counterfactual import CounterfactualConfig
 from .dialogue import DialogueSpec
 from .grammar import GRAMMAR_PARAMS
 from .protocol import ANSWER_FORMATS, MODES
@@ -99,8 +101,6 @@ class ReviewerSpec(LLMSpec):
     @model_validator(mode="before")
     @classmethod
     def _no_keys_in_files(cls, data: Any) -> Any:
-        from ..redact import is_secret_name
-
         if isinstance(data, dict) and any(k in data for k in ("api_key", "key", "token")):
             raise ValueError("API keys do not belong in the file; put the key in an environment variable and name it in api_key_env")
         params = data.get("params") if isinstance(data, dict) else None
@@ -142,8 +142,6 @@ class ReviewerSpec(LLMSpec):
             if self.mode != "units" or (self.backend == "hf" and self.answer_format != "lines"):
                 raise ValueError("dialogue reviews answer in unit mode (and, with backend 'hf', in the line form)")
         if self.backend == "counterfactual":
-            from .counterfactual import CounterfactualConfig
-
             try:
                 CounterfactualConfig(**self.counterfactual)
             except (TypeError, ValueError) as e:
@@ -222,8 +220,6 @@ class ReviewersFile(BaseModel):
 
 def load_reviewers(path: str | Path, only: list[str] | None = None) -> list[ReviewerSpec]:
     """Read and validate a reviewers YAML file; `only` keeps the named reviewers, in that order."""
-    from ..files import read_yaml
-
     path = Path(path)
     data = read_yaml(path, what="reviewers")
     if isinstance(data, list):

@@ -34,11 +34,13 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Callable
 
+from rapidfuzz import fuzz
+
+from ..continuation import CoTEdit, ContinuationEngine, ContinuationRequest, ContinuationSettings, answers_equal, apply_edit, split_cot
 from ..measures import has_computation
-from ..continuation import ContinuationEngine, ContinuationRequest, ContinuationSettings, CoTEdit, answers_equal, apply_edit, split_cot
+from ..problems.answer import extract_answer
 from ..records import Problem, Review, Step, Unit
 from ..segment import segment
-
 
 
 @dataclass(kw_only=True)
@@ -93,8 +95,6 @@ def label_importance(importance: float, threshold: float) -> str:
 
 
 def _similar(a: str, b: str) -> float:
-    from rapidfuzz import fuzz
-
     return fuzz.ratio(a.strip(), b.strip()) / 100
 
 
@@ -128,7 +128,6 @@ class CounterfactualReviewer:
             prompt = self.render_prompt(problem)
         if prompt is None:
             return self._failed(trace_id, units, "the counterfactual reviewer needs the trace's prompt or a render_prompt")
-        from ..problems.answer import extract_answer
 
         trace_answer = extract_answer(trace_completion).answer
         if config.target == "trace" and trace_answer is None:

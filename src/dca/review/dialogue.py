@@ -36,13 +36,19 @@ the trace or its reward.
 
 from __future__ import annotations
 
+import asyncio
 import re
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ..continuation import ContinuationRequest, ContinuationSettings, HFContinuationEngine
+from ..errors import UserError
+from ..llm import LLMClient
+from ..model import load_model
 from ..records import DialogueTurn, Problem, Trace, Unit
+from ..rollout import render_prompt
 
 __all__ = [
     "DIALOGUE_PROTOCOL_VERSION",
@@ -85,16 +91,11 @@ class DialogueSpec(BaseModel):
 def make_answerer(spec: DialogueSpec, context: Any, declared: dict[str, Any] | None = None) -> "Answerer":
     """The answerer a dialogue spec names: the policy (`context.engine`, or ``spec.model``
     loaded) or a declared LLM reviewer's model behind the one LLM client (sharing the cache)."""
-    from ..errors import UserError
-
     if spec.answerer == "policy":
         engine, render = getattr(context, "engine", None), getattr(context, "render_prompt", None)
         if spec.model or engine is None:
             if not spec.model:
                 raise UserError("dialogue answerer 'policy' needs dialogue.model here (no policy model is loaded)")
-            from ..continuation import HFContinuationEngine
-            from ..model import load_model
-            from ..rollout import render_prompt
 
             model, tokenizer = load_model(spec.model)
             engine = HFContinuationEngine(model, tokenizer, name=spec.model)
@@ -105,7 +106,6 @@ def make_answerer(spec: DialogueSpec, context: Any, declared: dict[str, Any] | N
         raise UserError(f"dialogue answerer {spec.answerer!r} is neither 'policy' nor a reviewer declared in the same file")
     if not other.is_llm:
         raise UserError(f"dialogue answerer {spec.answerer!r} must be an LLM reviewer (openai, anthropic, hf)")
-    from ..llm import LLMClient
 
     client = LLMClient.from_spec(other, cache=getattr(context, "cache", None), backend=getattr(context, "backends", {}).get(other.name))
     return LLMAnswerer(client, name=other.name)
@@ -195,13 +195,9 @@ class PolicyAnswerer:
         self.max_reply_tokens = max_reply_tokens
 
     async def answer(self, problem: Problem, trace: Trace, units: list[Unit], unit: int, question: str) -> Reply:
-        import asyncio
-
         return await asyncio.to_thread(self._answer, problem, trace, units, unit, question)
 
     def _answer(self, problem: Problem, trace: Trace, units: list[Unit], unit: int, question: str) -> Reply:
-        from ..continuation import ContinuationRequest, ContinuationSettings
-
         prompt = self.render_prompt(problem) if self.render_prompt is not None else trace.prompt
         prefix = f"{trace.completion.rstrip()}\n\n{_question_block(units, unit, question)}\n"
         settings = ContinuationSettings(max_new_tokens=self.max_reply_tokens, batch_size=1)

@@ -27,10 +27,16 @@ import sys
 from typing import Any, Sequence
 from urllib.parse import urlparse
 
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
 from ..llm import LLM_BACKENDS
+from ..records import Step
 from .base import ReviewItem
 from .config import ReviewerSpec
 from .protocol import answer_json, answer_lines, build_messages
+from .reference import ReferenceReviewer
 
 __all__ = ["CHARS_PER_TOKEN", "estimate_reviews", "expected_answer", "text_tokens"]
 
@@ -51,9 +57,6 @@ def message_tokens(messages: list[dict[str, str]]) -> int:
 def expected_answer(item: ReviewItem, answer_format: str) -> str:
     """The answer a good reviewer gives for `item`: the reference reviewer's steps (the
     problem's reference solution or known structure), else one step per unit."""
-    from ..records import Step
-    from .reference import ReferenceReviewer
-
     review = ReferenceReviewer().review(item.problem, item.trace.completion, item.units, trace_id=item.trace.id)
     steps = review.steps if review.status == "ok" else [
         Step(index=u.index, first_unit=u.index, last_unit=u.index, function="computation", contribution="essential", reason="computes a value")
@@ -154,10 +157,6 @@ def sum_estimates(estimates: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def print_estimate(estimate: dict[str, Any], title: str) -> None:
-    from rich.console import Console
-    from rich.markup import escape
-    from rich.table import Table
-
     table = Table(title=title)
     for column in ("reviewer", "calls", "in tokens / call", "out tokens / call", "in tokens", "out tokens", "cost $", "note"):
         table.add_column(column, justify="left" if column in ("reviewer", "note") else "right")

@@ -32,11 +32,12 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
+from ..domains import check as check_domain
 from ..llm import LLMCallFailed, LLMClient, run_sync
 from ..records import Problem, Review, Trace, Unit
+from ..redact import redact, redact_url
 from .base import ReviewItem, failed_review
 from .config import ReviewerSpec
-from ..redact import redact, redact_url
 from .dialogue import DIALOGUE_PROTOCOL_VERSION, converse, parse_question, with_dialogue
 from .grammar import ReviewGrammar
 from .protocol import PROTOCOL_VERSION, InvalidAnswer, answer_json_schema, build_messages, parse_answer, repair_message, unreviewable
@@ -45,7 +46,6 @@ __all__ = ["LLMReviewer", "ReviewItem", "ReviewerStats"]
 
 #: A rejected answer shown back to the reviewer in a repair turn is cut to this length.
 MAX_REPAIR_ECHO_CHARS = 4000
-
 
 
 @dataclass
@@ -149,8 +149,6 @@ class LLMReviewer:
     def review(self, problem: Problem, trace_completion: str, units: list[Unit], *, trace_id: str) -> Review:
         """The trace's outcome, which the prompt shows, is recomputed from the completion with
         the problem's domain verifier, as the trainer does."""
-        from ..domains import check as check_domain
-
         check = check_domain(problem, trace_completion)
         trace = Trace(id=trace_id, problem_id=problem.id, prompt="", completion=trace_completion, answer=check.answer, outcome=check.outcome)
         return run_sync(self.areview(ReviewItem(problem=problem, trace=trace, units=units)))

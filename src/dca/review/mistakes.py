@@ -40,12 +40,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from ..domains.oracles.arithmetic import COMMON_CONSTANTS, question_values
+from ..files import read_jsonl, write_jsonl
 from ..measures import numbers
+from ..model import SamplingConfig, load_model
 from ..problems.answer import check_answer
 from ..records import Problem, Trace, Unit
+from ..rollout import rollout
 from ..segment import segment
 from .bench import BenchItem
-from ..domains.oracles.arithmetic import COMMON_CONSTANTS, question_values
 from .traceback import answer_chain, key, read_units
 
 __all__ = ["MISTAKE_KINDS", "Mistake", "first_mistake", "mistake_items", "rollout_cached"]
@@ -236,11 +239,6 @@ def rollout_cached(
     model_path: str, problems: list[Problem], settings: dict, cache: Path, *, log: Callable[[str], None] = print
 ) -> list[Trace]:
     """The model's traces on the problems, rolled out once and cached at `cache`/<key>.jsonl."""
-    from ..model import load_model
-    from ..files import read_jsonl, write_jsonl
-    from ..model import SamplingConfig
-    from ..rollout import rollout
-
     path = cache / f"{rollout_key(model_path, problems, settings)}.jsonl"
     if path.is_file():
         log(f"mistakes: cached rollout {path}")

@@ -26,12 +26,10 @@ from __future__ import annotations
 import hashlib
 import random
 from dataclasses import replace
-from typing import TYPE_CHECKING, Sequence
+from typing import Sequence
 
 from ..records import CONTRIBUTIONS, UNVERIFIED, Problem, Review, Step, Unit
-
-if TYPE_CHECKING:
-    from .base import Reviewer, ReviewItem
+from .base import Reviewer, ReviewItem, review_all
 
 #: How a chosen unit is relabelled: another label (``flip``) or any label at random (``random``).
 RELABEL_CHOICES = ("flip", "random")
@@ -60,8 +58,6 @@ class NoisyReviewer:
         return self._flipped(self.inner.review(problem, trace_completion, units, trace_id=trace_id), trace_id)
 
     async def review_many(self, items: Sequence[ReviewItem]) -> list[Review]:
-        from .base import review_all
-
         (inner,) = await review_all([self.inner], items)
         return [self._flipped(review, item.trace.id) for review, item in zip(inner, items)]
 

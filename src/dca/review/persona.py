@@ -49,10 +49,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from ..errors import UserError
 from ..domains import chat_messages
+from ..errors import UserError
 from ..files import write_json
 from ..llm.hf import HFBackend
+from ..model import load_model
 from ..records import Problem, Review, Trace, Unit
 from .base import ReviewItem, failed_review
 from .config import ReviewerSpec
@@ -156,7 +157,7 @@ def resolve_personas(declared: Sequence[str | dict | Persona]) -> list[Persona]:
 def add_persona_tokens(model: Any, tokenizer: Any, personas: Sequence[Persona]) -> dict[str, int]:
     """Add each persona's token to `tokenizer` (as a special token) and `model`'s embeddings,
     initialised as the module docstring says; returns persona name -> token id."""
-    import torch
+    import torch  # heavy: torch loads only when a model runs
     from tokenizers import AddedToken
 
     vocab = tokenizer.get_vocab()
@@ -241,8 +242,6 @@ def build_persona_reviewer(spec: Any, context: Any) -> "PersonaReviewer":
     the checkpoint's ``personas.json``, else a built-in one); the model is ``model`` when set,
     else the policy (`context.engine`: in training, the policy being trained reviews its own
     completions, and its tokenizer gains the persona token before the trainer is built)."""
-    from ..model import load_model
-
     engine = getattr(context, "engine", None)
     if spec.model:
         model, tokenizer = load_model(spec.model)

@@ -72,6 +72,7 @@ from dataclasses import dataclass, field
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from rapidfuzz import fuzz
 
 from ..errors import validation_problem
 from ..records import CONTRIBUTIONS, FUNCTIONS, Problem, Step, Trace, Unit
@@ -579,8 +580,6 @@ def align_quotes(
     text order, and a phrase may occur twice), then in the whole completion. The matched
     character span covers a unit when it overlaps more than half of the unit's content.
     """
-    from rapidfuzz import fuzz
-
     ranges: list[tuple[int, int] | None] = []
     unaligned: list[str] = []
     cursor = 0

@@ -27,20 +27,26 @@ from __future__ import annotations
 import re
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import Any, Callable, Sequence
 
-from ..domains import domain_of
+from pydantic import ValidationError
+
+from ..continuation import HFContinuationEngine
+from ..domains import DOMAINS, OracleReviewer, domain_of
 from ..errors import UserError
+from ..llm import LLMBackend, LLMClient
+from ..llm.cache import ReviewCache
+from ..model import check_local_model, load_model
 from ..records import Problem, Review, Unit
-from .base import ReviewItem, failed_review
-
-from .config import REVIEWER_BACKENDS
-
-if TYPE_CHECKING:
-    from ..llm import LLMBackend
-    from .base import Reviewer
-    from ..llm.cache import ReviewCache
-    from .config import ReviewerSpec
+from ..rollout import render_prompt as render
+from .base import Reviewer, ReviewItem, failed_review
+from .config import REVIEWER_BACKENDS, ReviewerSpec
+from .counterfactual import CounterfactualConfig, CounterfactualReviewer
+from .dialogue import make_answerer
+from .llm_reviewer import LLMReviewer
+from .noisy import NoisyReviewer
+from .persona import build_persona_reviewer
+from .reference import ReferenceReviewer
 
 __all__ = [
     "REGISTRY",
@@ -92,7 +98,7 @@ class ProgrammaticReviewer:
 
     def review(self, problem: Problem, trace_completion: str, units: list[Unit], *, trace_id: str, prompt: str | None = None) -> Review:
         if self._takes_prompt:  # continuations from the policy: keep the caller's random state untouched
-            import torch
+            import torch  # heavy: torch loads only when a model runs
 
             with torch.random.fork_rng(devices=list(range(torch.cuda.device_count()))):
                 review = self.inner.review(problem, trace_completion, units, trace_id=trace_id, prompt=prompt)
@@ -121,27 +127,18 @@ class ProgrammaticReviewer:
 
 
 def _oracle(spec: ReviewerSpec, context: BuildContext) -> Reviewer:
-    from ..domains import OracleReviewer
-
     return ProgrammaticReviewer(spec, OracleReviewer())
 
 
 def _reference(spec: ReviewerSpec, context: BuildContext) -> Reviewer:
-    from .reference import ReferenceReviewer
-
     return ProgrammaticReviewer(spec, ReferenceReviewer())
 
 
 def _counterfactual(spec: ReviewerSpec, context: BuildContext) -> Reviewer:
-    from .counterfactual import CounterfactualConfig, CounterfactualReviewer
-
     engine, render_prompt = context.engine, context.render_prompt
     if engine is None or (spec.model and spec.model != getattr(engine, "name", None)):
         if not spec.model:
             raise UserError(f"reviewer '{spec.name}': backend 'counterfactual' needs a model here (no policy model to probe)")
-        from ..continuation import HFContinuationEngine
-        from ..model import load_model
-        from ..rollout import render_prompt as render
 
         model, tokenizer = load_model(spec.model)
         engine = HFContinuationEngine(model, tokenizer, name=spec.model)
@@ -151,8 +148,6 @@ def _counterfactual(spec: ReviewerSpec, context: BuildContext) -> Reviewer:
 
 
 def _noisy(spec: ReviewerSpec, context: BuildContext) -> Reviewer:
-    from .noisy import NoisyReviewer
-
     inner_spec = spec.inner_spec
     if inner_spec is None:
         raise UserError(f"reviewer '{spec.name}': inner reviewer {spec.inner!r} is not declared beside it")
@@ -160,22 +155,15 @@ def _noisy(spec: ReviewerSpec, context: BuildContext) -> Reviewer:
 
 
 def _llm(spec: ReviewerSpec, context: BuildContext) -> Reviewer:
-    from ..llm import LLMClient
-    from .llm_reviewer import LLMReviewer
-
     client = LLMClient.from_spec(spec, cache=context.cache, backend=context.backends.get(spec.name))
     answerer = None
     if spec.dialogue is not None and spec.dialogue.max_questions > 0:
-        from .dialogue import make_answerer
-
         declared = {spec.answerer_spec.name: spec.answerer_spec} if spec.answerer_spec is not None else {}
         answerer = make_answerer(spec.dialogue, context, declared)
     return LLMReviewer(spec, client, answerer=answerer)
 
 
 def _persona(spec: ReviewerSpec, context: BuildContext) -> Reviewer:
-    from .persona import build_persona_reviewer
-
     return build_persona_reviewer(spec, context)
 
 
@@ -194,8 +182,6 @@ assert tuple(REGISTRY) == REVIEWER_BACKENDS, "every reviewer kind of dca.review.
 
 
 def _oracle_domains() -> set[str]:
-    from ..domains import DOMAINS
-
     return {d.name for d in DOMAINS.values() if d.oracle is not None}
 
 
@@ -219,8 +205,6 @@ def supported_domains(spec: ReviewerSpec) -> set[str] | None:
 def check_domains(specs: Sequence[ReviewerSpec], domains: set[str], *, where: str = "the problems") -> None:
     """A `UserError` when a reviewer cannot review one of `domains` (every review of it would
     fail as ``unsupported_problem``): checked before any model loads or file is written."""
-    from ..errors import UserError
-
     for spec in specs:
         supported = supported_domains(spec)
         if supported is None:
@@ -241,9 +225,6 @@ LOCAL_MODEL_BACKENDS = ("hf", "counterfactual", "persona")
 def check_local_models(specs: Sequence[ReviewerSpec]) -> None:
     """A `UserError` when a reviewer's local model is neither 'embedded', a checkpoint directory
     nor in the local Hugging Face cache: checked before any model loads (nothing is downloaded)."""
-    from ..errors import UserError
-    from ..model import check_local_model
-
     for spec in specs:
         if spec.backend in LOCAL_MODEL_BACKENDS and spec.model:
             try:
@@ -292,10 +273,6 @@ def builtin_spec(name: str) -> ReviewerSpec | None:
     """The spec of a reviewer that needs no settings (named by its backend: oracle, reference,
     counterfactual; or a degraded oracle, `NOISY_ORACLE`), or None when `name` needs a
     declaration in a reviewers file."""
-    from pydantic import ValidationError
-
-    from .config import ReviewerSpec
-
     noisy = NOISY_ORACLE.match(name)
     if noisy:
         rate, relabel = (1.0, "random") if noisy["random"] else (float(noisy["rate"]), "flip")
@@ -330,10 +307,6 @@ def reviewer_for(
     """The built-in reviewer `name` picks for `problems` (`resolve_reviewer_name`; None: none),
     built by the registry; `counterfactual` holds `CounterfactualConfig` fields for
     ``counterfactual``, whose engine is the context's (the evaluated model)."""
-    from pydantic import ValidationError
-
-    from .config import ReviewerSpec
-
     resolved = resolve_reviewer_name(name, problems)
     if resolved is None:
         return None

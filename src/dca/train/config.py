@@ -29,9 +29,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from ..consensus import check_rule
 from ..credit import BLAME_CONTRIBUTIONS, DEFAULT_MAX_WEIGHT, POLICIES, CreditConfig
-from ..errors import UserError, validation_problem
-from ..model import MODEL_NAMES, WARMSTART_PREFIX
+from ..domains import DOMAINS
 from ..domains.sources import DomainSettings, ProblemsSettings, SyntheticSettings
+from ..errors import UserError, validation_problem
+from ..files import read_yaml
+from ..model import MODEL_NAMES, WARMSTART_PREFIX
 from ..records import CONTRIBUTIONS, USEFUL_CONTRIBUTIONS
 from .trl_options import GRPO_SETTINGS_FIELDS, LOSS_TYPES, check_machine_options, check_trl_options
 
@@ -67,8 +69,6 @@ class WarmstartSettings(_Strict):
     @model_validator(mode="after")
     def _has_gold(self):
         if isinstance(self.problems, DomainSettings):
-            from ..domains import DOMAINS
-
             if DOMAINS[self.problems.name].gold_cot is None or DOMAINS[self.problems.name].generate is None:
                 with_gold = [d.name for d in DOMAINS.values() if d.gold_cot is not None and d.generate is not None]
                 raise ValueError(f"domain {self.problems.name!r} has no gold-CoT renderer; warm starts use {', '.join(with_gold)}")
@@ -128,9 +128,6 @@ class LengthPenaltySettings(_Strict):
     strength: float = Field(0.5, gt=0, le=1, description="A correct completion's reward falls from 1 to 1 - strength from the shortest correct completion of its group to the longest.")
 
 
-
-
-
 class GRPOSettings(_Strict):
     """The `trl.GRPOConfig` settings DCA gives its own defaults; any other field goes in the
     run's ``trl:`` mapping. ``prompts_per_step`` is per process."""
@@ -146,7 +143,6 @@ class GRPOSettings(_Strict):
     beta: float = Field(0.0, ge=0, description="KL coefficient (TRL's default 0 drops the reference model).")
     loss_type: Literal[LOSS_TYPES] = Field("dapo", description="Any loss_type TRL 1.16's GRPO loss implements.")
     scale_rewards: Literal["group", "batch", "none"] = "group"
-
 
 
 class TrainConfig(_Strict):
@@ -207,7 +203,7 @@ class TrainConfig(_Strict):
             raise ValueError("reviewer: name at least one reviewer")
         if len(set(names)) != len(names):
             raise ValueError(f"reviewer: each reviewer may be named once (got {names})")
-        from ..review.registry import builtin_spec
+        from ..review.registry import builtin_spec  # start-up: the reviewer registry loads only when a config names reviewers
 
         unknown = [n for n in names if builtin_spec(n) is None]
         if self.reviewers_file is None and unknown:
@@ -232,8 +228,6 @@ class TrainConfig(_Strict):
 
 def load_train_config(path: str | Path) -> TrainConfig:
     """Read and validate a YAML config; any problem becomes one `UserError` line."""
-    from ..files import read_yaml
-
     path = Path(path)
     data = read_yaml(path, what="config") or {}
     if not isinstance(data, dict):

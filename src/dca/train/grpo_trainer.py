@@ -36,20 +36,23 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import torch
+from accelerate.utils import gather_object
 from trl import GRPOTrainer
 
+from ..consensus import build_consensus, check_rule
 from ..credit import CreditInput, compute_credits, credit_statistics, token_char_spans
 from ..domains import check as check_domain
+from ..domains import domain_of
+from ..domains.judge import active_judge, response_of
+from ..durable import fsync_tree
 from ..files import write_text_atomic
 from ..problems.answer import check_answer
-from ..consensus import build_consensus, check_rule
-from ..durable import fsync_tree
 from ..records import Consensus, Credit, Problem, Review, Trace
-from ..review.base import Reviewer, ReviewItem, review_batch
+from ..review.base import ReviewItem, Reviewer, review_batch
 from ..segment import segment
 from .grpo_config import DCAGRPOConfig
-from .trl_options import check_per_token_options
 from .resume import DCA_STATE_FILE
+from .trl_options import check_per_token_options
 
 #: ``dca/*`` metrics that are counts per generation batch: summed over processes (the others,
 #: fractions and means, are averaged; ``dca/review_seconds`` takes the slowest process).
@@ -57,7 +60,7 @@ SUMMED_METRICS = ("dca/traces", "dca/tokens", "dca/fallbacks", "dca/reviews_fail
 
 
 class BatchRecorder(Protocol):
-    """Receives what the trainer produced for each generation batch (see `dca.train.run`)."""
+    """Receives what the trainer produced for each generation batch (`dca.train.run_directory.RunRecorder`)."""
 
     def record(
         self, *, step: int, traces: list[Trace], reviews: list[Review], credits: list[Credit], consensuses: list[Consensus]
@@ -85,9 +88,6 @@ def domain_reward(problems: dict[str, Problem]):
 
 def _prefetch_judgements(problems: list[Problem], texts: list[str]) -> None:
     """Judge a batch's open-ended responses concurrently before they are scored one by one."""
-    from ..domains import domain_of
-    from ..domains.judge import active_judge, response_of
-
     judge = active_judge()
     if judge is None:
         return
@@ -219,8 +219,6 @@ class DCAGRPOTrainer(GRPOTrainer):
     def _aggregate_dca_metrics(self, mode: str) -> None:
         """Replace each process's ``dca/*`` values by one value for all processes (collective:
         every process calls it from `log`, as TRL's own gathers there)."""
-        from accelerate.utils import gather_object
-
         metrics = self._metrics[mode]
         names = sorted({name for names in gather_object([sorted(k for k in metrics if k.startswith("dca/"))]) for name in names})
         for name in names:

@@ -12,6 +12,7 @@ shipped micro tokenizer.
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import os
@@ -23,13 +24,9 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ..files import cache_dir
+from ..micro.vocabulary import TOKENIZER_DIR, WORLD, load_micro_tokenizer
 from ..model import MODEL_NAMES, save_checkpoint
 from .config import PaddingSettings, SyntheticSettings, WarmstartSettings
-from ..micro.vocabulary import (
-    TOKENIZER_DIR,
-    WORLD,
-    load_micro_tokenizer,
-)
 
 SHIPPED_DIR = Path(__file__).resolve().parent.parent / "micro" / "start"
 """The shipped warm-started micro checkpoint (`ship` rebuilds it)."""
@@ -70,7 +67,7 @@ class MicroSettings(BaseModel):
 
 def build_micro_model(out_dir: str | Path, settings: MicroSettings) -> Path:
     """Save a randomly initialised micro Llama with the micro tokenizer to `out_dir` (whole or not at all)."""
-    import torch
+    import torch  # heavy: torch and transformers load only when the model is built
     from transformers import AutoModelForCausalLM, LlamaConfig
 
     tokenizer = load_micro_tokenizer()
@@ -129,7 +126,7 @@ def micro_start(
 ) -> Path:
     """The warm-started micro checkpoint: the shipped one for the default recipe, else built
     (base and warm start cached) on first use."""
-    from .warmstart import warmstart as run_warmstart  # the SFT stack (TRL) loads only to build
+    from .warmstart import warmstart as run_warmstart  # start-up: the warm-start stack (SFT, LLM client) loads only to build one
 
     settings, warmstart = settings or MicroSettings(), warmstart or MICRO_WARMSTART
     if settings == MicroSettings() and warmstart == MICRO_WARMSTART and shipped_start() is not None:
@@ -144,7 +141,7 @@ TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "chat_template.jin
 def ship(log: Callable[[str], None] = print) -> Path:
     """Rebuild the shipped start checkpoint from the default recipe in a fresh cache and
     install it into the package (`install_start`)."""
-    from .warmstart import warmstart as run_warmstart  # the SFT stack (TRL) loads only to build
+    from .warmstart import warmstart as run_warmstart  # start-up: the warm-start stack (SFT, LLM client) loads only to build one
 
     with tempfile.TemporaryDirectory(prefix="micro-ship-") as scratch:
         previous = os.environ.get("DCA_CACHE_DIR")
@@ -183,8 +180,6 @@ MODEL_NAMES[WORLD] = lambda: micro_start()
 
 
 def main() -> None:
-    import argparse
-
     parser = argparse.ArgumentParser(description="Rebuild the shipped micro start checkpoint from its recipe.")
     parser.add_argument("--ship", action="store_true", help="train the default recipe in a fresh cache and copy it into the package")
     parser.add_argument("--install", metavar="DIR", help="install a checkpoint that the default recipe built (e.g. its cached warm start) without training")

@@ -54,14 +54,17 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from ..agreement import agreement_report
 from ..consensus import build_consensus, group_reviews
 from ..files import publish_dir, scratch_dir
+from ..model import SamplingConfig, load_model
 from ..records import Consensus, Problem, Review, Step, Trace
 from ..review.base import ReviewItem
 from ..review.grammar import REASON_CHARS
 from ..review.protocol import CONTRIBUTION_CODES, FUNCTION_CODES, REASONED
 from ..review.persona import PERSONA_PARAMS, Persona, PersonaReviewer, add_persona_tokens, persona_prompt, save_persona_checkpoint
-from .sft import SFTSettings
+from ..rollout import render_prompt, rollout, summarize
+from .sft import SFTSettings, loss_logger, sft_trainer
 
 __all__ = ["PersonaTrainSettings", "Target", "measure_personas", "persona_rows", "policy_check", "policy_rows", "run_persona_train", "targets_from_labels"]
 
@@ -177,9 +180,6 @@ def persona_rows(targets: list[Target], personas: list[Persona], tokenizer: Any,
 
 
 def _greedy(model: Any, tokenizer: Any, problems: list[Problem], max_new_tokens: int) -> list[Trace]:
-    from ..model import SamplingConfig
-    from ..rollout import rollout
-
     return rollout(model, tokenizer, problems, SamplingConfig(max_new_tokens=max_new_tokens, batch_size=16))
 
 
@@ -189,8 +189,6 @@ def policy_rows(model: Any, tokenizer: Any, problems: list[Problem], count: int,
     `problems` (distinct ones first). Mixed into persona training, they ask the weights that
     serve both roles to keep solving when no persona token asks for a review (measured at one
     per persona row, they did not suffice: see the module docstring)."""
-    from ..rollout import render_prompt
-
     if count <= 0 or not problems:
         return []
     chosen = [problems[i % len(problems)] for i in range(min(count, len(problems)))]
@@ -201,8 +199,6 @@ def policy_rows(model: Any, tokenizer: Any, problems: list[Problem], count: int,
 
 def policy_check(model: Any, tokenizer: Any, problems: list[Problem], max_new_tokens: int) -> dict:
     """Greedy accuracy and format failures of the policy (no persona token) on `problems`."""
-    from ..rollout import summarize
-
     traces = _greedy(model, tokenizer, problems, max_new_tokens)
     figures = summarize(traces)
     return {"problems": len(problems), "accuracy": figures["accuracy"], "format_failures": figures["format_failures"], "mean_tokens": figures["mean_tokens"]}
@@ -214,8 +210,6 @@ def _mean(values: list[float]) -> float | None:
 
 def measure_personas(model: Any, tokenizer: Any, personas: list[Persona], targets_by_persona: dict[str, list[Target]], *, log: Callable[[str], None] = print) -> dict:
     """Each persona's agreement with its targets on their traces (see the module docstring)."""
-    from ..agreement import agreement_report
-
     figures = {}
     for persona in personas:
         targets = targets_by_persona[persona.name]
@@ -288,9 +282,6 @@ def run_persona_train(
 ) -> dict:
     """Add the persona tokens to `model`, SFT them toward the labels, save the checkpoint to
     `out` (whole or not at all) and return the summary written to ``out/persona_train.json``."""
-    from ..model import load_model
-    from .sft import loss_logger, sft_trainer
-
     targets_by_persona: dict[str, list[Target]] = {}
     for persona in personas:
         targets_by_persona[persona.name] = targets_from_labels(labels, traces, problems, persona_settings.targets.get(persona.name, "consensus"))

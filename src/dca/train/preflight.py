@@ -23,8 +23,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from ..domains import domain_of
 from ..records import Problem
-from .config import TrainConfig
+from ..review import builtin_spec, load_reviewers
+from ..review.registry import check_domains, check_local_models
+from .config import TrainConfig, check_machine
 
 #: run.json statuses of a run that stopped with an error (or a signal).
 STOPPED = ("failed", "terminated", "interrupted")
@@ -32,8 +35,6 @@ STOPPED = ("failed", "terminated", "interrupted")
 
 def reviewer_specs(config: TrainConfig) -> list:
     """The `ReviewerSpec` of every reviewer `config.reviewer` names."""
-    from ..review import builtin_spec, load_reviewers
-
     if config.reviewers_file is None:
         return [builtin_spec(name) for name in config.reviewer_names]
     return load_reviewers(config.reviewers_file, only=config.reviewer_names)
@@ -42,10 +43,6 @@ def reviewer_specs(config: TrainConfig) -> list:
 def check_run_requirements(config: TrainConfig, problems: list[Problem]) -> None:
     """A `UserError` (one line) when this machine cannot run the ``trl:`` options, a reviewer
     cannot review the training problems' domains, or its model is not on this machine."""
-    from ..domains import domain_of
-    from ..review.registry import check_domains, check_local_models
-    from .config import check_machine
-
     check_machine(config, where="trl settings")
     specs = reviewer_specs(config)
     where = f"problems {config.problems.file}" if config.problems.file else "the training problems"

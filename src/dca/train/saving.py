@@ -26,7 +26,7 @@ def save_final_checkpoint(trainer, model, tokenizer, folder: Path, *, save: str,
     if dtype == "float32":
         trainer.save_model(str(folder))  # writes on the main process only
     elif writer:
-        import torch
+        import torch  # heavy: torch loads only when a model is saved
 
         # A half-precision copy (half the model's memory again): save_pretrained ignores the dtype of
         # a state_dict it is given, and the trained model stays float32 for the evaluation after.

@@ -78,7 +78,7 @@ def build_sft_trainer(edits: list[Edit], model: str, out_dir: str | os.PathLike,
 def sft_trainer(rows: list[dict], model: str, out_dir: str | os.PathLike, settings: SFTSettings, *, callbacks=()):
     """An `SFTTrainer` with completion-only loss on prompt-completion rows in TRL's
     conversational format (edited CoTs here, gold CoTs in the warm start)."""
-    from datasets import Dataset
+    from datasets import Dataset  # heavy: torch, transformers, TRL and datasets load only when SFT runs
     from transformers import PrinterCallback
     from trl import SFTConfig, SFTTrainer
 
@@ -118,7 +118,7 @@ def sft_trainer(rows: list[dict], model: str, out_dir: str | os.PathLike, settin
 def loss_logger(label: str, max_steps: int, log: Callable[[str], None], losses: list[dict] | None = None, every: int = 1):
     """A TrainerCallback that prints ``  LABEL step S/MAX  loss L`` every `every` steps and, when
     `losses` is given, appends ``{"step", "loss"}`` to it at every logged step."""
-    from transformers import TrainerCallback
+    from transformers import TrainerCallback  # heavy: transformers loads only when SFT runs
 
     class _LossLogger(TrainerCallback):
         def on_log(self, args, state, control, logs=None, **kwargs):

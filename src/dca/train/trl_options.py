@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import importlib.util
 import typing
 from typing import Any
+
+from pydantic import TypeAdapter, ValidationError
 
 #: `loss_type` values TRL 1.16's `GRPOTrainer._compute_loss` implements.
 LOSS_TYPES = ("grpo", "bnpo", "dr_grpo", "dapo", "luspo", "cispo", "sapo", "vespo")
@@ -58,7 +61,7 @@ def check_per_token_options(args: Any, *, prefix: str = "") -> None:
 
 def grpo_config_fields() -> dict[str, dataclasses.Field]:
     """GRPOConfig's settable fields by name (the installed TRL's, not a copied list)."""
-    from trl import GRPOConfig  # TRL loads only when a trl: mapping is checked
+    from trl import GRPOConfig  # heavy: TRL loads only when a trl: mapping is checked
 
     return {f.name: f for f in dataclasses.fields(GRPOConfig) if f.init}
 
@@ -66,9 +69,7 @@ def grpo_config_fields() -> dict[str, dataclasses.Field]:
 def check_trl_options(options: dict[str, Any]) -> None:
     """Validate a ``trl:`` mapping: names against GRPOConfig's fields, values against their
     types and TRL's choices. Raises ValueError with one line naming the first bad option."""
-    from pydantic import TypeAdapter, ValidationError
-
-    from trl import GRPOConfig
+    from trl import GRPOConfig  # heavy: TRL loads only when a trl: mapping is checked
 
     fields = grpo_config_fields()
     hints = typing.get_type_hints(GRPOConfig)
@@ -101,9 +102,7 @@ def check_machine_options(options: dict[str, Any]) -> None:
     (torch's CPU autocast runs it). Checked apart from `check_trl_options`, on the machine that
     runs the config (`dca.train.config.load_train_config`, `dca.train.preflight`): a GPU config
     is still a valid config on a laptop."""
-    import importlib.util
-
-    import torch
+    import torch  # heavy: torch loads only when machine options are checked
 
     if options.get("use_vllm") and importlib.util.find_spec("vllm") is None:
         raise ValueError("trl.use_vllm: vLLM is not installed (pip install vllm, on a CUDA machine); remove use_vllm to generate with transformers")
@@ -115,7 +114,7 @@ def check_machine_options(options: dict[str, Any]) -> None:
 
 
 def _has_other_accelerator() -> bool:
-    import torch
+    import torch  # heavy: torch loads only when machine options are checked
 
     mps = getattr(torch.backends, "mps", None)
     xpu = getattr(torch, "xpu", None)
@@ -124,7 +123,7 @@ def _has_other_accelerator() -> bool:
 
 def _check_trackers(report_to: str | list[str] | None) -> None:
     """Each tracker named in ``report_to`` must be one transformers knows and is installed."""
-    from transformers.integrations import get_available_reporting_integrations
+    from transformers.integrations import get_available_reporting_integrations  # heavy: transformers loads only when report_to is checked
     from transformers.integrations.integration_utils import INTEGRATION_TO_CALLBACK
 
     names = [report_to] if isinstance(report_to, str) else list(report_to or [])
