@@ -28,7 +28,8 @@ wrong unit; its kind is the item's mistake kind. A wrong trace in which no unit 
 (rare: a value that coincides with the path's) is counted as unlabelled and left out; a
 trace without an answer statement is a format failure and left out too.
 
-The labels were checked by hand on 30 traces (docs/results/mistakes-handcheck.md).
+The labels were checked by hand on 32 SmolLM2 traces (docs/results/mistakes-handcheck.md) and
+on 75 erroneous and 20 correct traces of the micro start (docs/results/mistakes-handcheck-micro.md).
 """
 
 from __future__ import annotations
