@@ -26,14 +26,13 @@ import time
 import torch
 from datasets import Dataset
 from transformers import PrinterCallback, TrainerCallback
-from trl import GRPOConfig
 
-from dca.credit import CreditConfig
 from dca.train.micro import MICRO_PROBLEMS
 from dca.model import load_model, trainer_device_arguments
 from dca.problems import SyntheticConfig, generate_problems
 from dca.domains import chat_messages
 from dca.review import OracleReviewer
+from dca.train.grpo_config import DCAGRPOConfig
 from dca.train.grpo_trainer import DCAGRPOTrainer, domain_reward
 
 COMPLETIONS_PER_STEP = 64
@@ -57,16 +56,16 @@ def run_world(name: str, steps: int, completion_tokens: int, seed: int, tmp: str
     torch.set_num_threads(threads)  # the same for both worlds (loading a micro model sets 1)
     problems = generate_problems(batch // 8 * (steps + warmup), SyntheticConfig(seed=seed, **MICRO_PROBLEMS))
     dataset = Dataset.from_list([{"prompt": chat_messages(p), "problem_id": p.id} for p in problems])
-    args = GRPOConfig(
+    args = DCAGRPOConfig(
         output_dir=f"{tmp}/{name}", max_steps=steps + warmup, per_device_train_batch_size=batch, num_generations=8,
         max_completion_length=completion_tokens, learning_rate=1e-5, temperature=1.0, logging_steps=1, save_strategy="no",
-        report_to=[], disable_tqdm=True, seed=seed, **trainer_device_arguments(),
+        report_to=[], disable_tqdm=True, seed=seed, credit={"policy": "conserve"}, **trainer_device_arguments(),
     )  # fmt: skip
     clock = StepClock()
     trainer = DCAGRPOTrainer(
         model=model, reward_funcs=[domain_reward({p.id: p for p in problems})], args=args, train_dataset=dataset,
         processing_class=tokenizer, reviewer=OracleReviewer(), problems={p.id: p for p in problems},
-        credit_config=CreditConfig(policy="conserve"), callbacks=[clock],
+        callbacks=[clock],
     )  # fmt: skip
     trainer.remove_callback(PrinterCallback)
     trainer.train()

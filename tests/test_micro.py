@@ -230,6 +230,21 @@ def test_a_shipped_start_is_used_only_while_it_matches_its_recipe(micro_dir, tmp
     assert start.shipped_start() is None  # a changed recipe no longer matches the shipped file
 
 
+@pytest.mark.parametrize("name", ["micro", "micro-controls"])
+def test_the_powered_presets_are_sized_as_issue_20_asks(name):
+    """>= 6 seeds, >= 5,000 completions per GRPO run, plain GRPO in each preset (every arm pairs
+    with its own preset's grpo runs), and both conditions in the main preset."""
+    from dca.experiment.spec import load_spec
+
+    spec = load_spec(ROOT / "experiments" / f"{name}.yaml")
+    assert len(spec.seeds) >= 6 and "grpo" in spec.arms
+    grpo = spec.base["grpo"]
+    assert grpo["steps"] * grpo["prompts_per_step"] * grpo["num_generations"] >= 5000
+    conditions = {arm.condition for arm in spec.arms.values()}
+    assert conditions == ({"padding-free", "padding-costs"} if name == "micro" else {"padding-free"})
+    assert "WALL TIME" in (ROOT / "experiments" / f"{name}.yaml").read_text()  # measured from a pilot, in the header
+
+
 def test_micro_smoke_runs_every_arm_in_both_conditions(tmp_path):
     from dca.experiment.spec import load_spec
 
