@@ -66,7 +66,7 @@ def micro_demo_spec(steps: int, eval_problems: int) -> ExperimentSpec:
             "base": {
                 "reviewer": "oracle",
                 "problems": {"synthetic": {"count": 512, "seed": 1, **easy}},
-                "grpo": {"steps": steps, "num_generations": 8, "prompts_per_step": 2, "learning_rate": 2e-4, "temperature": 1.0},
+                "grpo": {"steps": steps, "num_generations": 8, "prompts_per_step": 2, "learning_rate": 5e-5, "temperature": 1.0},
             },
             "arms": {
                 "grpo": {**arm, "overrides": {"credit": {"policy": "uniform"}}, "description": ARMS["grpo"]},
