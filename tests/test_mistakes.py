@@ -30,6 +30,28 @@ CASES = [
     (START + "Yusuf now has 25 - 12 = 13 balloons.\nAnswer: 13", 3, "skipped_step"),  # stopped one operation early
     (START + "Yusuf now has 25 - 12 = 13 balloons. Yusuf now has 13 - 6 = 7 balloons.\nAnswer: 9", 4, "final_statement"),
     (START + "Yusuf now has 21 balloons. Yusuf now has 21 - 6 = 15 balloons.\nAnswer: 15", 2, "wrong_operation"),  # a misread count
+    # 10 is a common constant the problem does not give: the walk follows it to the unit that
+    # computed it from the distractor, not stop there and blame 25 - 10 (micro trace 00100).
+    (
+        "Yusuf has 25 balloons. Emma's pencils less 6 are 16 - 6 = 10. Yusuf now has 25 - 10 = 15 balloons. "
+        "Yusuf now has 15 - 6 = 9 balloons.\nAnswer: 9",
+        1,
+        "distractor",
+    ),
+    # The answer's 8 is first computed by a correct side line; its source is the path's 14 - 6,
+    # built on the misread 26 (micro trace 00104); a side line after it is no source either.
+    (
+        "Yusuf has 26 balloons. Half of Emma's pencils would be 16 / 2 = 8. The 3 bags hold 3 * 4 = 12 balloons. "
+        "Yusuf now has 26 - 12 = 14 balloons. Yusuf now has 14 - 6 = 8 balloons.\nAnswer: 8",
+        0,
+        "wrong_operation",
+    ),
+    (
+        "Yusuf has 26 balloons. The 3 bags hold 3 * 4 = 12 balloons. Yusuf now has 26 - 12 = 14 balloons. "
+        "Yusuf now has 14 - 6 = 8 balloons. Half of Emma's pencils would be 16 / 2 = 8.\nAnswer: 8",
+        0,
+        "wrong_operation",
+    ),
 ]
 
 
@@ -70,7 +92,7 @@ def test_mistake_items_keep_wrong_traces_with_their_kind_and_count_the_rest():
     ]
     traces.append(Trace(id="nf", problem_id=YUSUF.id, prompt="", completion="I do not know.", outcome="format_failure"))
     items, counts = mistake_items([YUSUF], traces)
-    assert counts == {"traces": 9, "solved": 1, "wrong": 7, "format_failures": 1, "unlabelled": 0}
+    assert counts == {"traces": len(CASES) + 1, "solved": 1, "wrong": len(CASES) - 1, "format_failures": 1, "unlabelled": 0}
     assert [(i.label, i.kind) for i in items] == [(-1, "")] + [(u, k) for _, u, k in CASES[1:]]
     figures, _ = run_bench(items, [ReviewerSpec(name="reference", backend="reference"), ReviewerSpec(name="oracle", backend="oracle")])
     assert figures["reference"]["mistakes"]["accuracy_erroneous"] == 1.0

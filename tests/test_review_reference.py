@@ -189,3 +189,24 @@ def test_arithmetic_is_read_as_written(sentence):
         answer="7", intermediate_values=[7.0], reference_steps=[ReferenceStep(text="3 + 4 = 7", expressions=["3+4"], values=[7.0])],
     )  # fmt: skip
     assert labels(sentence, problem)[0][2] != "error"
+
+
+# Issue 22: which unit a value of the answer's chain comes from.
+
+
+def test_a_common_constant_the_trace_computed_is_followed_to_its_computation():
+    # 6 and 10 look like constants, but the trace computed them: the wrong 3 + 3 is the origin.
+    text = "She eats and bakes 3 + 3 = 6 eggs. She sells 16 - 6 = 10 eggs. She makes 10 * 2 = $20.\n#### 20"
+    review, _ = reviewed(text)
+    assert review.unit_contributions() == ["error", "irrelevant", "irrelevant", "error"]
+
+
+def test_the_answer_comes_from_the_path_not_from_a_side_line_with_the_same_value():
+    # The side line 2 * 3 * 4 = 24 is correct and first computes the wrong answer's 24; the answer
+    # rests on 12 * 2, built on the wrong 16 - 3 - 1.
+    text = (
+        "Two days of breakfasts and muffins take 2 * 3 * 4 = 24 eggs. Janet sells 16 - 3 - 1 = 12 duck eggs a day. "
+        "She makes 12 * 2 = $24.\n#### 24"
+    )
+    review, _ = reviewed(text)
+    assert review.unit_contributions() == ["irrelevant", "error", "irrelevant", "error"]

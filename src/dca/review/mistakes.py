@@ -14,11 +14,13 @@ or -1 for a solved trace with no wrong step.
 - an equation in it does not hold (an arithmetic slip), anywhere in the trace;
 - it is on the final answer's dependence chain (`dca.review.traceback`; the walk stops at the
   problem's facts, its operations' values, the numbers its question gives and common
-  constants) and computes a value that is no operation's value from inputs that are given or
-  settled: from a distractor (*distractor*), with one input an earlier value of the path in
-  place of the operation's own input (*skipped step*), otherwise (*wrong operation or
-  quantity*); or it uses or states a value that neither the problem nor an earlier unit gives
-  (*wrong operation or quantity*: a misread number);
+  constants, except a common constant the problem does not give that a unit computed; a
+  value's source is the last computation of it from values of the solution path, when there is
+  one) and computes a value that is no operation's value from inputs that are given or settled:
+  from a distractor (*distractor*), with one input an earlier value of the path in place of the
+  operation's own input (*skipped step*), otherwise (*wrong operation or quantity*); or it uses
+  or states a value that neither the problem nor an earlier unit gives (*wrong operation or
+  quantity*: a misread number);
 - it is the answer statement and states an operation's value that is not the answer (the
   trace stopped early: *skipped step*), or a value no unit computed (*wrong final
   statement*).
@@ -93,8 +95,11 @@ class _Structure:
         self.operations = {key(o.value): o for o in problem.operations}
         self.values = {f.id: key(f.value) for f in problem.facts} | {o.id: key(o.value) for o in problem.operations}
         self.distractors = {key(d.value) for d in problem.distractors} - self.facts - set(self.operations)
-        given = {key(v) for v in question_values(problem.question)} | {key(v) for v in COMMON_CONSTANTS}
+        given_numbers = {key(v) for v in question_values(problem.question)}
+        given = given_numbers | {key(v) for v in COMMON_CONSTANTS}
         self.constants = given - self.distractors
+        # Common constants the problem does not give: a 30 the trace computed is its own, not a month's days.
+        self.unstated = {key(v) for v in COMMON_CONSTANTS} - self.facts - set(self.operations) - self.distractors - given_numbers
         self.ancestors: dict[str, set[str]] = {}
         by_id = {o.id: o for o in problem.operations}
         for operation in problem.operations:
@@ -102,6 +107,10 @@ class _Structure:
 
     def settled(self, value: float) -> bool:
         return value in self.facts or value in self.operations or value in self.distractors or value in self.constants
+
+    def on_path(self, value: float) -> bool:
+        """A value of the solution path (a fact or an operation's value)."""
+        return value in self.facts or value in self.operations
 
     def skips(self, operands: list[float], result: float) -> str | None:
         """The operation an equation computes with an earlier value of the path in place of
@@ -139,7 +148,8 @@ def first_mistake(problem: Problem, units: list[Unit]) -> Mistake | None:
     found = [slip] if slip is not None else []
     if answer is not None:
         slipped = {key(e.result) for r in readings for e in r.equations if not e.correct}
-        for link in answer_chain(readings, answer_unit, answer, structure.settled):
+        chain = answer_chain(readings, answer_unit, answer, structure.settled, on_path=structure.on_path, own_when_computed=structure.unstated)
+        for link in chain:
             if any(v in slipped and v not in structure.facts and v not in structure.operations for v in link.inputs):
                 continue  # an input an arithmetic slip produced (a constant-looking 8, say): a dependent
             mistake = _judge_link(structure, link)

@@ -31,10 +31,12 @@ one (function, contribution) label by the first rule that applies:
 wrong solution they tend to blame the last computation that produced the wrong answer rather
 than the step where the solution left the reference's path. When the final answer is wrong,
 the reviewer then follows the answer's dependence chain (`dca.review.traceback`: which unit
-produced each value the answer rests on, stopping at given and reference values) and labels
-the earliest unit on it whose result is no reference value while its inputs are all given or
-reference values (or that uses a given the reference never uses, or a number nobody gave)
-``error``; the later units of the chain are its dependents (``irrelevant``, depending on it).
+produced each value the answer rests on, preferring a computation from used givens and
+reference values, stopping at given and reference values and at common constants the trace
+did not compute) and labels the earliest unit on it whose result is no reference value while
+its inputs are all given or reference values (or that uses a given the reference never uses,
+or a number nobody gave) ``error``; the later units of the chain are its dependents
+(``irrelevant``, depending on it).
 Wrong arithmetic anywhere stays an error. Synthetic problems have no annotated reference
 solution; their operation graph serves as one (`with_reference`).
 
@@ -173,7 +175,11 @@ class _ReferenceLabeller:
         if not values:
             return
         origin = None
-        for link in answer_chain(read_units(units), answer_unit, values[0], lambda v: v in self.base):
+        on_path = self.used_givens | self.reference
+        unstated = {_key(v) for v in COMMON_CONSTANTS} - self.given  # a 30 the trace computed is its own
+        readings = read_units(units)
+        chain = answer_chain(readings, answer_unit, values[0], self.base.__contains__, on_path=on_path.__contains__, own_when_computed=unstated)
+        for link in chain:
             label = labels[link.unit]
             if origin is not None:
                 if label.contribution != "error":
