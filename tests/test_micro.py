@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from dca.credit import token_char_spans
+from dca.demo import demo_markdown
 from dca.train.micro import MICRO_PROBLEMS, MicroSettings, build_micro_model
 from dca.micro.vocabulary import (
     SPECIAL_TOKENS,
@@ -276,3 +277,16 @@ def test_the_demo_runs_in_the_micro_world_by_default(tmp_path):
     assert figures["arms"]["grpo"]["held_out"]["irrelevant_share"] == pytest.approx(share["grpo"]["value"])
     assert "95 % intervals over 12 held-out problems" in result.stdout
     assert json.loads((out / "start" / "start.json").read_text())["model"] == "micro"
+    # The README's table is rendered from this run's demo.json by the same function.
+    assert "| irrelevant share |" in demo_markdown(figures)
+
+
+def test_the_readme_demo_table_is_rendered_from_the_committed_demo_json():
+    """The README shows the demo's figures as `demo_markdown` renders docs/results/demo-micro.json
+    (the demo.json of the run the README names), so the two cannot drift apart."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    marker = "<!-- demo-table: docs/results/demo-micro.json -->\n"
+    table = readme[readme.index(marker) + len(marker) : readme.index("<!-- /demo-table -->")]
+    figures = json.loads((ROOT / "docs" / "results" / "demo-micro.json").read_text(encoding="utf-8"))
+    assert figures["world"] == "micro" and figures["intervals"]["problems"] >= 200
+    assert table == demo_markdown(figures)

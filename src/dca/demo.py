@@ -285,6 +285,22 @@ def print_demo(figures: dict, out: Path) -> None:
     console.print(f"experiment directory: {out} (dca experiment report {out} writes report.md and report.html); {figures['seconds']:.0f} s in all", soft_wrap=True)
 
 
+def demo_markdown(figures: dict) -> str:
+    """The held-out table of `demo.json` as Markdown (the README's demo table is this text): the
+    start model and each arm, with 95 % intervals and the paired difference dca - grpo."""
+    arms, intervals = figures["arms"], figures["intervals"]
+    steps = next(iter(arms.values()))["steps"]
+    lines = [
+        f"| held-out ({intervals['problems']} problems, greedy) | start | grpo after {steps} steps | dca after {steps} steps | dca - grpo (paired) |",
+        "|---|---|---|---|---|",
+    ]
+    for label, key, fmt in (("accuracy", "accuracy", _pct), ("mean CoT tokens", "mean_cot_tokens", _num), ("irrelevant share", "irrelevant_share", _pct)):
+        e = intervals[key]
+        cell = lambda v: f"{fmt(v['value'])} [{fmt(v['low'])}, {fmt(v['high'])}]"  # noqa: E731
+        lines.append(f"| {label} | {fmt(figures['start'][key])} | {cell(e['grpo'])} | {cell(e['dca'])} | {cell(e['dca_minus_grpo'])} |")
+    return "\n".join(lines) + "\n"
+
+
 def _num_reward(rewards: list) -> str:
     values = [r for r in rewards if r is not None]
     return f"{sum(values) / len(values):.2f}" if values else "–"
