@@ -84,6 +84,21 @@ def test_zero_variance_and_format_failure_warnings_as_tables():
     assert format_failure_warning({"format_failures": 0.75}, "set a").startswith("set a: 75% of the answers are format failures")
 
 
+def test_a_warm_started_policy_is_not_told_to_warm_start_first(tmp_path, tiny_model_dir):
+    """The micro start and any checkpoint a warm start wrote are warm-started already; a plain
+    checkpoint or hub model is not."""
+    from dca.train.micro import SHIPPED_DIR
+    from dca.train.run import warm_started
+
+    assert warm_started("micro", None) and warm_started(str(SHIPPED_DIR), None)
+    assert not warm_started(str(tiny_model_dir), None) and not warm_started("embedded", None)
+    assert warm_started("embedded", object())  # the run's own warm start
+    written = tmp_path / "ws"
+    written.mkdir()
+    (written / "warmstart.json").write_text("{}")
+    assert warm_started(str(written), None)
+
+
 def test_training_the_raw_tiny_model_warns_nothing_to_learn(tmp_path, tiny_model_dir, capsys):
     """A random model never answers: every group has zero reward variance, the eval is all
     format failures. Both are printed and kept in summary.json."""

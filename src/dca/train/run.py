@@ -294,10 +294,20 @@ def credit_figures(credits: list[Credit]) -> dict[str, float]:
     }
 
 
+def warm_started(model: str, warmstart) -> bool:
+    """Whether the policy had a warm start: the run's own, the micro world's start (``micro``, or
+    its shipped directory), or a checkpoint that `dca.train.warmstart` wrote (``warmstart.json``).
+    Advice to warm-start first is wrong for these."""
+    if warmstart is not None or model == _micro.WORLD:
+        return True
+    path = Path(model)
+    return path.is_dir() and ((path / "warmstart.json").is_file() or path.resolve() == _micro.SHIPPED_DIR.resolve())
+
+
 def run_warnings(config: TrainConfig, summary: dict, metrics: list[dict]) -> list[str]:
     """Where the run's figures would mislead (`dca.caveats`): printed now, kept in the summary."""
     found: list[str] = []
-    messages = [zero_variance_warning(metrics, model=config.model, warmstarted=config.warmstart is not None)]
+    messages = [zero_variance_warning(metrics, model=config.model, warmstarted=warm_started(config.model, config.warmstart))]
     messages += [format_failure_warning(summary[key], key.replace("_", " ")) for key in ("eval_before", "eval_after") if key in summary]
     for message in messages:
         if message:
