@@ -1,9 +1,11 @@
 """The real-mistake benchmark (issue 22): the truth from a problem's structure, the reference
 reviewer's trace-back, and `dca bench-reviewers --mistakes` end to end."""
 
+import json
 from pathlib import Path
 
 import pytest
+from conftest import dca
 
 from dca.problems import SyntheticConfig, generate_problems
 from dca.records import Trace
@@ -112,3 +114,18 @@ def test_recorded_model_traces_are_labelled_and_scored():
     figures, reviews = run_bench(items, [ReviewerSpec(name="reference", backend="reference"), ReviewerSpec(name="oracle", backend="oracle")])
     assert all(r.status == "ok" for r in reviews)
     assert figures["reference"]["mistakes"]["erroneous"] == sum(i.label >= 0 for i in items)
+
+
+def test_bench_reviewers_rolls_out_the_micro_start_and_scores_its_real_mistakes(tmp_path):
+    """`dca bench-reviewers --mistakes micro` end to end on the shipped micro start: a real
+    model rolled out on the micro world's problems makes real mistakes and solves others, so
+    both subsets of the ProcessBench metric are measured."""
+    out = tmp_path / "bench.json"
+    result = dca("bench-reviewers", "--mistakes", "micro", "--limit", "24", "--out", out, cwd=tmp_path,
+                 env={"DCA_CACHE_DIR": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"})  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads(out.read_text())
+    counts = report["mistakes"]
+    assert counts["traces"] == 24 and counts["solved"] >= 3 and counts["wrong"] >= 3, counts
+    mistakes = report["figures"]["reference"]["mistakes"]
+    assert mistakes["erroneous"] >= 3 and mistakes["correct"] >= 3
