@@ -244,6 +244,15 @@ class Review:
     the assistant's replies, in order; empty for one-shot reviews (and in records written
     before dialogues existed, which load unchanged)."""
 
+    @classmethod
+    def failed(cls, trace_id: str, reviewer: str, units: list[Unit], error: str, *, metadata: dict[str, Any] | None = None) -> Review:
+        """A failed review: no steps, every unit unreviewed (`dca.review.base.failed_review`
+        builds the runner's, with a failure kind and redaction)."""
+        return cls(
+            trace_id=trace_id, reviewer=reviewer, units=units, status="failed", error=error,
+            unreviewed_units=[u.index for u in units], metadata=dict(metadata or {}),
+        )  # fmt: skip
+
     def unit_contributions(self) -> list[str | None]:
         """The contribution label of each unit (None where no step covers it)."""
         labels: list[str | None] = [None] * len(self.units)

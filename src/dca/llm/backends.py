@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import importlib
 import os
 import re
 import time
@@ -126,15 +127,19 @@ def _endpoint(spec: LLMSpec) -> tuple[Endpoint, str | None, dict[str, Any]]:
     return endpoint, key, options
 
 
+def _provider_sdk(name: str):
+    """The provider's SDK module (``openai`` or ``anthropic``), imported when its backend is built."""
+    try:
+        return importlib.import_module(name)  # heavy: the provider SDK loads only for its backend
+    except ImportError as e:  # pragma: no cover - a dependency of the package
+        raise UserError(f"the {name} backend needs the {name} SDK: pip install {name}") from e
+
+
 class OpenAIBackend:
     """Chat completions on any OpenAI-compatible endpoint."""
 
     def __init__(self, spec: LLMSpec):
-        try:
-            import openai  # heavy: the provider SDK loads only for its backend
-        except ImportError as e:  # pragma: no cover - a dependency of the package
-            raise UserError("the openai backend needs the openai SDK: pip install openai") from e
-        self._sdk = openai
+        self._sdk = openai = _provider_sdk("openai")
         self.spec = spec
         self.endpoint, _, options = _endpoint(spec)
         self.client = openai.AsyncOpenAI(**options)
@@ -180,11 +185,7 @@ class AnthropicBackend:
     """The Anthropic Messages API."""
 
     def __init__(self, spec: LLMSpec):
-        try:
-            import anthropic  # heavy: the provider SDK loads only for its backend
-        except ImportError as e:  # pragma: no cover - a dependency of the package
-            raise UserError("the anthropic backend needs the anthropic SDK: pip install anthropic") from e
-        self._sdk = anthropic
+        self._sdk = anthropic = _provider_sdk("anthropic")
         self.spec = spec
         self.endpoint, _, options = _endpoint(spec)
         self.client = anthropic.AsyncAnthropic(**options)

@@ -59,16 +59,9 @@ class Reviewer(Protocol):
 def failed_review(name: str, item: ReviewItem, kind: str, error: str, *, usage: dict | None = None, metadata: dict | None = None) -> Review:
     """A failed review of `item` (every unit unreviewed); ``metadata["failure"]`` is `kind`. The
     error is redacted (`dca.redact`): it may quote what a server echoed back."""
-    return Review(
-        trace_id=item.trace.id,
-        reviewer=name,
-        units=item.units,
-        status="failed",
-        error=redact(f"{kind}: {error}")[:1000],
-        unreviewed_units=[u.index for u in item.units],
-        usage=dict(usage or {}),
-        metadata={**(metadata or {}), "failure": kind},
-    )
+    review = Review.failed(item.trace.id, name, item.units, redact(f"{kind}: {error}")[:1000], metadata={**(metadata or {}), "failure": kind})
+    review.usage = dict(usage or {})
+    return review
 
 
 def _is_inline(reviewer: Any) -> bool:

@@ -184,7 +184,7 @@ class CounterfactualReviewer:
         )
 
     def _failed(self, trace_id: str, units: list[Unit], error: str) -> Review:
-        return Review(trace_id=trace_id, reviewer=self.name, units=units, status="failed", error=error, unreviewed_units=[u.index for u in units])
+        return Review.failed(trace_id, self.name, units, error)
 
 
 def _group(functions: list[str], labels: list[str], importance: list[float]) -> list[Step]:

@@ -88,14 +88,8 @@ class ReferenceReviewer:
     def review(self, problem: Problem, trace_completion: str, units: list[Unit], *, trace_id: str) -> Review:
         problem = with_reference(problem)
         if not problem.reference_steps or not problem.intermediate_values:
-            return Review(
-                trace_id=trace_id,
-                reviewer=self.name,
-                units=units,
-                status="failed",
-                error=f"problem {problem.id} has no annotated reference solution",
-                unreviewed_units=[u.index for u in units],
-                metadata={"failure": "unsupported_problem"},
+            return Review.failed(
+                trace_id, self.name, units, f"problem {problem.id} has no annotated reference solution", metadata={"failure": "unsupported_problem"}
             )
         labels = _ReferenceLabeller(problem).label(units)
         return Review(

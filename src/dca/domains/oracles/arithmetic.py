@@ -109,14 +109,7 @@ class ArithmeticOracleReviewer:
         self, problem: Problem, trace_completion: str, units: list[Unit], *, trace_id: str
     ) -> Review:
         if not problem.operations:
-            return Review(
-                trace_id=trace_id,
-                reviewer=self.name,
-                units=units,
-                status="failed",
-                error=f"problem {problem.id} has no known structure (not a synthetic problem)",
-                unreviewed_units=[u.index for u in units],
-            )
+            return Review.failed(trace_id, self.name, units, f"problem {problem.id} has no known structure (not a synthetic problem)")
         labels = _UnitLabeller(problem).label(units)
         return Review(
             trace_id=trace_id,

@@ -46,11 +46,7 @@ class KnightsKnavesOracleReviewer:
     def review(self, problem: Problem, trace_completion: str, units: list[Unit], *, trace_id: str) -> Review:
         entry = problem.metadata.get("entry", {})
         if not entry.get("names") or "solution" not in entry:
-            return Review(
-                trace_id=trace_id, reviewer=self.name, units=units, status="failed",
-                error=f"problem {problem.id} has no knights-and-knaves solution in its metadata",
-                unreviewed_units=[u.index for u in units],
-            )  # fmt: skip
+            return Review.failed(trace_id, self.name, units, f"problem {problem.id} has no knights-and-knaves solution in its metadata")
         answer = check_reasoning_gym(problem, trace_completion)
         names = [str(n) for n in entry["names"]]
         solution = dict(zip(names, _solution(entry["solution"])))

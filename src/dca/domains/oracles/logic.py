@@ -75,11 +75,7 @@ class LogicOracleReviewer:
     def review(self, problem: Problem, trace_completion: str, units: list[Unit], *, trace_id: str) -> Review:
         logic = problem.metadata.get("logic")
         if not logic or not logic.get("proof"):
-            return Review(
-                trace_id=trace_id, reviewer=self.name, units=units, status="failed",
-                error=f"problem {problem.id} has no recorded proof (not a dca.problems.logic problem)",
-                unreviewed_units=[u.index for u in units],
-            )  # fmt: skip
+            return Review.failed(trace_id, self.name, units, f"problem {problem.id} has no recorded proof (not a dca.problems.logic problem)")
         labels = _LogicLabeller(problem, logic).label(trace_completion, units)
         return Review(trace_id=trace_id, reviewer=self.name, units=units, steps=group_labels(labels), metadata={"problem_id": problem.id})
 
